@@ -1,0 +1,251 @@
+//! Sticky-cookie policy and the `Set-Cookie` header tether emits, attribute for attribute
+//! as ingress-nginx does: `Expires`, `Max-Age`, `Domain`, `Path`, `Secure`, `HttpOnly`,
+//! `SameSite`, in that order, each only when it applies.
+
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+use std::time::{Duration, SystemTime};
+
+/// How a session maps to an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityMode {
+    /// Random session id, consistent hash over ready endpoints (ingress-nginx default).
+    Balanced,
+    /// The cookie names (by keyed digest) one endpoint; it never moves while that endpoint lives.
+    Persistent,
+}
+
+impl AffinityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AffinityMode::Balanced => "balanced",
+            AffinityMode::Persistent => "persistent",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    /// Any case accepted, normalised on output.
+    pub fn parse(s: &str) -> Option<SameSite> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "strict" => Some(SameSite::Strict),
+            "lax" => Some(SameSite::Lax),
+            "none" => Some(SameSite::None),
+            _ => None,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// A backend's cookie affinity, translated from whichever dialect configured it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyPolicy {
+    pub mode: AffinityMode,
+    pub cookie_name: Box<str>,
+    /// Cookie `Path`; `None` means "the path of the route that issued it".
+    pub path: Option<Box<str>>,
+    pub domain: Option<Box<str>>,
+    /// Seconds from issue until `Expires`.
+    pub expires: Option<u64>,
+    pub max_age: Option<u64>,
+    pub secure: bool,
+    pub same_site: Option<SameSite>,
+    /// Omit `SameSite=None` for user agents known to mishandle it.
+    pub conditional_same_site_none: bool,
+    /// When the pinned endpoint fails, move the session to another one with a new cookie.
+    pub change_on_failure: bool,
+}
+
+impl StickyPolicy {
+    /// ingress-nginx defaults: balanced mode, cookie `INGRESSCOOKIE`.
+    pub fn new(cookie_name: &str) -> Self {
+        StickyPolicy {
+            mode: AffinityMode::Balanced,
+            cookie_name: cookie_name.into(),
+            path: None,
+            domain: None,
+            expires: None,
+            max_age: None,
+            secure: false,
+            same_site: None,
+            conditional_same_site_none: false,
+            change_on_failure: false,
+        }
+    }
+}
+
+/// A route's view of its backend's sticky policy.
+#[derive(Clone, Debug)]
+pub struct RouteSticky {
+    pub policy: std::sync::Arc<StickyPolicy>,
+    /// The `Path` attribute this route's cookies carry.
+    pub cookie_path: Box<str>,
+    /// False for routes that share a sticky backend but did not ask for affinity: they honour
+    /// a cookie but never set one.
+    pub issues_cookies: bool,
+}
+
+impl RouteSticky {
+    /// Builds the `Set-Cookie` value for a freshly issued token.
+    pub fn set_cookie(&self, value: &str, now: SystemTime, tls: bool, user_agent: Option<&[u8]>) -> Option<HeaderValue> {
+        let p = &self.policy;
+        let mut out = String::with_capacity(160);
+        out.push_str(&p.cookie_name);
+        out.push('=');
+        out.push_str(value);
+        if let Some(secs) = p.expires {
+            out.push_str("; Expires=");
+            out.push_str(&httpdate::fmt_http_date(now + Duration::from_secs(secs)));
+        }
+        if let Some(secs) = p.max_age {
+            out.push_str("; Max-Age=");
+            out.push_str(&secs.to_string());
+        }
+        if let Some(domain) = &p.domain {
+            out.push_str("; Domain=");
+            out.push_str(domain);
+        }
+        out.push_str("; Path=");
+        out.push_str(&self.cookie_path);
+        let secure = p.secure || tls;
+        if secure {
+            out.push_str("; Secure");
+        }
+        out.push_str("; HttpOnly");
+        if let Some(same_site) = p.same_site {
+            let omit = same_site == SameSite::None
+                && p.conditional_same_site_none
+                && user_agent.is_some_and(same_site_none_incompatible);
+            if !omit {
+                out.push_str("; SameSite=");
+                out.push_str(same_site.as_str());
+            }
+        }
+        HeaderValue::try_from(out).ok()
+    }
+}
+
+/// Every value of cookie `name` in the request, most specific first (as browsers send them).
+pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers.get_all(COOKIE).iter().flat_map(move |header| {
+        header.as_bytes().split(|&b| b == b';').filter_map(move |pair| {
+            let pair = trim(pair);
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            if trim(&pair[..eq]) != name.as_bytes() {
+                return None;
+            }
+            let value = trim(&pair[eq + 1..]);
+            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+            Some(value)
+        })
+    })
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// User agents that reject or misread `SameSite=None` (Chromium's published list): iOS 12
+/// (any browser), Safari and embedded browsers on macOS 10.14, Chrome/Chromium 51-66, and UC
+/// Browser before 12.13.2.
+pub fn same_site_none_incompatible(user_agent: &[u8]) -> bool {
+    let Ok(ua) = std::str::from_utf8(user_agent) else { return false };
+    let ios12 = ua.contains("iPhone OS 12_") || ua.contains("iPad; CPU OS 12_");
+    let mac_10_14 = ua.contains("Macintosh; Intel Mac OS X 10_14");
+    let safari_or_embedded = (ua.contains("Version/") && ua.contains("Safari"))
+        || (ua.ends_with("(KHTML, like Gecko)") && !ua.contains("Chrom"));
+    let chromium_51_to_66 = ["Chrome/", "Chromium/"].iter().any(|tag| {
+        ua.split(tag).nth(1).and_then(|rest| rest.split('.').next()?.parse::<u32>().ok()).is_some_and(|major| (51..=66).contains(&major))
+    });
+    let old_uc = ua.split("UCBrowser/").nth(1).is_some_and(|rest| {
+        let mut parts = rest.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+        let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        v < (12, 13, 2)
+    });
+    ios12 || (mac_10_14 && safari_or_embedded) || chromium_51_to_66 || old_uc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn route(policy: StickyPolicy) -> RouteSticky {
+        RouteSticky { policy: Arc::new(policy), cookie_path: "/app".into(), issues_cookies: true }
+    }
+
+    #[test]
+    fn attributes_follow_ingress_nginx_order() {
+        let mut p = StickyPolicy::new("route");
+        p.expires = Some(60);
+        p.max_age = Some(120);
+        p.domain = Some("example.com".into());
+        p.secure = true;
+        p.same_site = SameSite::parse("lax");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let v = route(p).set_cookie("TOKEN", now, false, None).unwrap();
+        assert_eq!(
+            v.to_str().unwrap(),
+            "route=TOKEN; Expires=Tue, 14 Nov 2023 22:14:20 GMT; Max-Age=120; Domain=example.com; \
+             Path=/app; Secure; HttpOnly; SameSite=Lax"
+        );
+    }
+
+    #[test]
+    fn defaults_are_session_cookie_with_path_and_httponly() {
+        let v = route(StickyPolicy::new("INGRESSCOOKIE")).set_cookie("v", SystemTime::now(), false, None).unwrap();
+        assert_eq!(v.to_str().unwrap(), "INGRESSCOOKIE=v; Path=/app; HttpOnly");
+        let tls = route(StickyPolicy::new("c")).set_cookie("v", SystemTime::now(), true, None).unwrap();
+        assert_eq!(tls.to_str().unwrap(), "c=v; Path=/app; Secure; HttpOnly");
+    }
+
+    #[test]
+    fn conditional_same_site_none_is_omitted_for_old_chrome_only() {
+        let mut p = StickyPolicy::new("c");
+        p.same_site = Some(SameSite::None);
+        p.conditional_same_site_none = true;
+        let r = route(p);
+        let old = b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0.3202.94 Safari/537.36";
+        let new = b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        let now = SystemTime::now();
+        assert!(!r.set_cookie("v", now, false, Some(old)).unwrap().to_str().unwrap().contains("SameSite"));
+        assert!(r.set_cookie("v", now, false, Some(new)).unwrap().to_str().unwrap().ends_with("SameSite=None"));
+        assert!(same_site_none_incompatible(b"Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1.2 Mobile/15E148 Safari/604.1"));
+        assert!(same_site_none_incompatible(b"Mozilla/5.0 (Linux; U; Android 8.1.0; en-US) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/57.0.2987.108 UCBrowser/12.10.2.1164 Mobile Safari/537.36"));
+    }
+
+    #[test]
+    fn cookie_values_finds_every_occurrence() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; route=\"x\" ;b=2"));
+        h.append(COOKIE, HeaderValue::from_static("route=y"));
+        let found: Vec<_> = cookie_values(&h, "route").collect();
+        assert_eq!(found, vec![&b"x"[..], &b"y"[..]]);
+        assert_eq!(cookie_values(&h, "rout").count(), 0);
+    }
+
+    #[test]
+    fn same_site_parsing_accepts_any_case() {
+        assert_eq!(SameSite::parse("NONE"), Some(SameSite::None));
+        assert_eq!(SameSite::parse("Strict"), Some(SameSite::Strict));
+        assert_eq!(SameSite::parse("sometimes"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! The sticky cookie value: opaque, authenticated, identical on every replica.
+//!
+//! Layout before encoding (base64url, no padding):
+//! `version(1) | mode(1) | issued_unix_secs(4) | session_id(8) | endpoint_digest(8) | mac(12)`.
+//! The MAC is HMAC-SHA256 over `scope(8) | body`, truncated to 96 bits; the scope binds a
+//! cookie to one backend so it cannot be replayed against another. Nothing in the value
+//! names a pod or an address: the endpoint digest is itself a keyed HMAC.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const VERSION: u8 = 1;
+const BODY_LEN: usize = 22;
+const MAC_LEN: usize = 12;
+const RAW_LEN: usize = BODY_LEN + MAC_LEN;
+/// Length of an encoded token (base64 of 34 bytes, no padding).
+pub const ENCODED_LEN: usize = 46;
+
+/// Which affinity mode issued a token; a token of the wrong mode is not obeyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenMode {
+    Balanced = 1,
+    Persistent = 2,
+}
+
+/// The decoded contents of a sticky cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub mode: TokenMode,
+    /// Unix seconds when the session started (wall clock, so replicas agree).
+    pub issued: u32,
+    /// Random session id: the consistent-hash key of the session.
+    pub session: u64,
+    /// Keyed digest of the pinned endpoint (persistent mode), else 0.
+    pub endpoint: u64,
+}
+
+/// The secret shared by all replicas, pre-keyed so a request pays no key schedule.
+#[derive(Clone)]
+pub struct CookieKey {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieKey(..)")
+    }
+}
+
+impl CookieKey {
+    /// Builds a key from secret bytes (at least 16).
+    pub fn new(secret: &[u8]) -> Option<Self> {
+        if secret.len() < 16 {
+            return None;
+        }
+        let mac = HmacSha256::new_from_slice(secret).ok()?;
+        Some(CookieKey { mac })
+    }
+
+    /// A keyed 64-bit digest (for endpoint identities and backend scopes).
+    pub fn digest(&self, domain: &str, data: &[u8]) -> u64 {
+        let mut mac = self.mac.clone();
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        let out = mac.finalize().into_bytes();
+        u64::from_be_bytes(out[..8].try_into().unwrap_or([0; 8]))
+    }
+
+    fn tag(&self, scope: u64, body: &[u8]) -> [u8; MAC_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(&scope.to_be_bytes());
+        mac.update(body);
+        let out = mac.finalize().into_bytes();
+        let mut tag = [0u8; MAC_LEN];
+        tag.copy_from_slice(&out[..MAC_LEN]);
+        tag
+    }
+
+    /// Encodes a token for a backend scope.
+    pub fn encode(&self, token: &Token, scope: u64) -> String {
+        let mut raw = [0u8; RAW_LEN];
+        raw[0] = VERSION;
+        raw[1] = token.mode as u8;
+        raw[2..6].copy_from_slice(&token.issued.to_be_bytes());
+        raw[6..14].copy_from_slice(&token.session.to_be_bytes());
+        raw[14..22].copy_from_slice(&token.endpoint.to_be_bytes());
+        let tag = self.tag(scope, &raw[..BODY_LEN]);
+        raw[BODY_LEN..].copy_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Decodes and authenticates a cookie value; anything malformed, forged or issued for
+    /// another scope is `None` (treated as no cookie).
+    pub fn decode(&self, value: &[u8], scope: u64) -> Option<Token> {
+        if value.len() != ENCODED_LEN {
+            return None;
+        }
+        let mut raw = [0u8; RAW_LEN + 2];
+        let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).ok()?;
+        if n != RAW_LEN || raw[0] != VERSION {
+            return None;
+        }
+        let tag = self.tag(scope, &raw[..BODY_LEN]);
+        if !constant_time_eq(&tag, &raw[BODY_LEN..RAW_LEN]) {
+            return None;
+        }
+        let mode = match raw[1] {
+            1 => TokenMode::Balanced,
+            2 => TokenMode::Persistent,
+            _ => return None,
+        };
+        let be32 = |r: &[u8]| u32::from_be_bytes(r.try_into().unwrap_or([0; 4]));
+        let be64 = |r: &[u8]| u64::from_be_bytes(r.try_into().unwrap_or([0; 8]));
+        Some(Token {
+            mode,
+            issued: be32(&raw[2..6]),
+            session: be64(&raw[6..14]),
+            endpoint: be64(&raw[14..22]),
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> CookieKey {
+        CookieKey::new(&[b; 32]).unwrap()
+    }
+
+    fn token() -> Token {
+        Token { mode: TokenMode::Persistent, issued: 1_790_000_000, session: 0xdead_beef_0102_0304, endpoint: 42 }
+    }
+
+    #[test]
+    fn round_trips() {
+        let k = key(7);
+        let s = k.encode(&token(), 99);
+        assert_eq!(s.len(), ENCODED_LEN);
+        assert_eq!(k.decode(s.as_bytes(), 99), Some(token()));
+    }
+
+    #[test]
+    fn any_flipped_character_is_rejected() {
+        let k = key(7);
+        let s = k.encode(&token(), 99);
+        for i in 0..s.len() {
+            let mut bytes = s.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            assert_eq!(k.decode(&bytes, 99), None, "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn another_scope_or_key_is_rejected() {
+        let s = key(7).encode(&token(), 99);
+        assert_eq!(key(7).decode(s.as_bytes(), 100), None);
+        assert_eq!(key(8).decode(s.as_bytes(), 99), None);
+    }
+
+    #[test]
+    fn garbage_is_rejected_without_panicking() {
+        let k = key(1);
+        for junk in [&b""[..], b"x", b"%%%%", &[0xff; 46], &[b'A'; 46], &[b'='; 200]] {
+            assert_eq!(k.decode(junk, 1), None);
+        }
+    }
+
+    #[test]
+    fn the_value_does_not_reveal_the_endpoint() {
+        let k = key(3);
+        let a = k.encode(&Token { endpoint: k.digest("ep", b"default/web-0:8080"), ..token() }, 1);
+        assert!(!a.contains("web"));
+        assert_ne!(k.digest("ep", b"a"), key(4).digest("ep", b"a"), "digests are keyed");
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert!(CookieKey::new(b"short").is_none());
+    }
+}

@@ -1,0 +1,224 @@
+//! The ingress-nginx annotation dialect (`nginx.ingress.kubernetes.io/*`).
+
+use std::collections::BTreeMap;
+
+use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
+use crate::compile::dialect::parse_bool;
+
+pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+const DEFAULT_COOKIE_NAME: &str = "INGRESSCOOKIE";
+
+/// A finding about one annotation (the caller adds file and object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotationNote {
+    pub key: String,
+    pub reason: String,
+    /// Notices are informational; warnings mean a value was not honoured.
+    pub warning: bool,
+}
+
+/// What an Ingress's ingress-nginx annotations ask for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NginxSettings {
+    pub sticky: Option<StickyPolicy>,
+    pub notes: Vec<AnnotationNote>,
+}
+
+/// Annotations tether implements in this dialect.
+const HONOURED: &[&str] = &[
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-expires",
+    "session-cookie-max-age",
+    "session-cookie-secure",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-change-on-failure",
+];
+
+/// Parses the ingress-nginx annotations of one object.
+pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
+    let mut out = NginxSettings::default();
+    let Some(annotations) = annotations else { return out };
+    let get = |name: &str| annotations.get(&format!("{PREFIX}{name}")).map(|v| v.trim());
+
+    for key in annotations.keys() {
+        let Some(name) = key.strip_prefix(PREFIX) else { continue };
+        if name == "session-cookie-hash" {
+            out.note(key, "deprecated in ingress-nginx and has no effect; ignored", false);
+        } else if !HONOURED.contains(&name) {
+            out.note(key, "not supported by tether yet; ignored", true);
+        }
+    }
+
+    match get("affinity") {
+        None => {
+            if HONOURED.iter().skip(1).any(|n| get(n).is_some()) {
+                out.note(&format!("{PREFIX}affinity"), "session-cookie annotations without `affinity: cookie` have no effect", true);
+            }
+            return out;
+        }
+        Some("cookie") => {}
+        Some(other) => {
+            out.note(&format!("{PREFIX}affinity"), &format!("value {other:?} is not supported (only \"cookie\"); no affinity"), true);
+            return out;
+        }
+    }
+
+    let name = match get("session-cookie-name") {
+        Some(n) if is_cookie_name(n) => n,
+        Some(n) => {
+            out.note(&key("session-cookie-name"), &format!("{n:?} is not a valid cookie name; using {DEFAULT_COOKIE_NAME}"), true);
+            DEFAULT_COOKIE_NAME
+        }
+        None => DEFAULT_COOKIE_NAME,
+    };
+    let mut policy = StickyPolicy::new(name);
+    match get("affinity-mode") {
+        None | Some("balanced") => {}
+        Some("persistent") => policy.mode = AffinityMode::Persistent,
+        Some(other) => out.note(&key("affinity-mode"), &format!("{other:?} is not balanced|persistent; using balanced"), true),
+    }
+    if let Some(path) = get("session-cookie-path") {
+        if path.starts_with('/') && is_attribute_value(path) {
+            policy.path = Some(path.into());
+        } else {
+            out.note(&key("session-cookie-path"), &format!("{path:?} is not a valid cookie path; using the Ingress path"), true);
+        }
+    }
+    if let Some(domain) = get("session-cookie-domain") {
+        if !domain.is_empty() && is_attribute_value(domain) && !domain.contains(' ') {
+            policy.domain = Some(domain.into());
+        } else {
+            out.note(&key("session-cookie-domain"), &format!("{domain:?} is not a valid cookie domain; no Domain attribute"), true);
+        }
+    }
+    policy.expires = out.seconds("session-cookie-expires", get("session-cookie-expires"));
+    policy.max_age = out.seconds("session-cookie-max-age", get("session-cookie-max-age"));
+    policy.secure = out.boolean("session-cookie-secure", get("session-cookie-secure"));
+    policy.conditional_same_site_none =
+        out.boolean("session-cookie-conditional-samesite-none", get("session-cookie-conditional-samesite-none"));
+    policy.change_on_failure = out.boolean("session-cookie-change-on-failure", get("session-cookie-change-on-failure"));
+    if let Some(v) = get("session-cookie-samesite") {
+        policy.same_site = SameSite::parse(v);
+        if policy.same_site.is_none() {
+            out.note(&key("session-cookie-samesite"), &format!("{v:?} is not Strict|Lax|None; no SameSite attribute"), true);
+        }
+    }
+    out.sticky = Some(policy);
+    out
+}
+
+fn key(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+impl NginxSettings {
+    fn note(&mut self, key: &str, reason: &str, warning: bool) {
+        self.notes.push(AnnotationNote { key: key.to_owned(), reason: reason.to_owned(), warning });
+    }
+
+    fn seconds(&mut self, name: &str, value: Option<&str>) -> Option<u64> {
+        let v = value?;
+        match v.parse::<u64>() {
+            Ok(secs) => Some(secs),
+            Err(_) => {
+                self.note(&key(name), &format!("{v:?} is not a number of seconds; attribute left out"), true);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &str, value: Option<&str>) -> bool {
+        let Some(v) = value else { return false };
+        parse_bool(v).unwrap_or_else(|| {
+            self.note(&key(name), &format!("{v:?} is not a boolean; using false"), true);
+            false
+        })
+    }
+}
+
+/// RFC 6265 cookie-name: an HTTP token.
+fn is_cookie_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Attribute values may not contain `;` or control characters.
+fn is_attribute_value(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b';')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_ingress_nginx() {
+        let s = parse(Some(&annotations(&[("affinity", "cookie")])));
+        let p = s.sticky.unwrap();
+        assert_eq!(&*p.cookie_name, "INGRESSCOOKIE");
+        assert_eq!(p.mode, AffinityMode::Balanced);
+        assert!(!p.secure && p.expires.is_none() && p.max_age.is_none() && p.path.is_none());
+        assert!(s.notes.is_empty());
+    }
+
+    #[test]
+    fn every_cookie_annotation_is_read() {
+        let s = parse(Some(&annotations(&[
+            ("affinity", "cookie"),
+            ("affinity-mode", "persistent"),
+            ("session-cookie-name", "route"),
+            ("session-cookie-path", "/shop"),
+            ("session-cookie-domain", ".example.com"),
+            ("session-cookie-expires", "172800"),
+            ("session-cookie-max-age", "3600"),
+            ("session-cookie-secure", "true"),
+            ("session-cookie-samesite", "none"),
+            ("session-cookie-conditional-samesite-none", "True"),
+            ("session-cookie-change-on-failure", "1"),
+            ("session-cookie-hash", "sha1"),
+        ])));
+        let p = s.sticky.unwrap();
+        assert_eq!(p.mode, AffinityMode::Persistent);
+        assert_eq!(&*p.cookie_name, "route");
+        assert_eq!(p.path.as_deref(), Some("/shop"));
+        assert_eq!(p.domain.as_deref(), Some(".example.com"));
+        assert_eq!((p.expires, p.max_age), (Some(172800), Some(3600)));
+        assert!(p.secure && p.conditional_same_site_none && p.change_on_failure);
+        assert_eq!(p.same_site, Some(SameSite::None));
+        assert_eq!(s.notes.len(), 1);
+        assert!(s.notes[0].key.ends_with("session-cookie-hash") && !s.notes[0].warning);
+    }
+
+    #[test]
+    fn bad_values_are_reported_and_defaulted() {
+        let s = parse(Some(&annotations(&[
+            ("affinity", "cookie"),
+            ("affinity-mode", "sticky"),
+            ("session-cookie-name", "bad name;"),
+            ("session-cookie-max-age", "1h"),
+            ("session-cookie-secure", "yes"),
+        ])));
+        let p = s.sticky.unwrap();
+        assert_eq!(&*p.cookie_name, "INGRESSCOOKIE");
+        assert_eq!(p.mode, AffinityMode::Balanced);
+        assert_eq!(p.max_age, None);
+        assert!(!p.secure);
+        assert_eq!(s.notes.iter().filter(|n| n.warning).count(), 4);
+    }
+
+    #[test]
+    fn unsupported_annotations_are_named() {
+        let s = parse(Some(&annotations(&[("affinity", "ip_hash"), ("rewrite-target", "/")])));
+        assert!(s.sticky.is_none());
+        assert_eq!(s.notes.len(), 2);
+    }
+}

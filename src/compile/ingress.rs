@@ -1,0 +1,332 @@
+//! Ingress objects → routes. Rules from all Ingresses merge; on a conflict the oldest object
+//! wins (creation time, then namespace/name) and the loser gets a diagnostic.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+
+use crate::affinity::cookie::{RouteSticky, StickyPolicy};
+use crate::compile::dialect::nginx;
+use crate::compile::service::ServiceIndex;
+use crate::compile::{CompileOptions, CONTROLLER_NAME};
+use crate::diag::Diagnostic;
+use crate::model::{self, Snapshot, Sourced};
+use crate::route::{Backend, Endpoint, PathKind, Route, RouteTable};
+
+const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// A route before its backend is built (backends need every Ingress's affinity first).
+struct PendingRoute {
+    source: String,
+    host: String,
+    path: String,
+    kind: PathKind,
+    backend: BackendRef,
+    /// This Ingress asked for cookie affinity.
+    sticky: Option<Arc<StickyPolicy>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct BackendRef {
+    namespace: String,
+    service: String,
+    /// Port as written: a number or a name.
+    port: String,
+}
+
+/// The winning affinity of a backend and which Ingress set it.
+struct BackendAffinity {
+    policy: Arc<StickyPolicy>,
+    owner: String,
+}
+
+pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> RouteTable {
+    let services = ServiceIndex::new(snapshot);
+    let mut ingresses: Vec<&Sourced<Ingress>> =
+        snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)).collect();
+    ingresses.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+
+    let mut pending = Vec::new();
+    let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
+    let mut default_backend: Option<(String, BackendRef)> = None;
+    for ing in &ingresses {
+        let object = model::describe("Ingress", &ing.obj.metadata);
+        let settings = nginx::parse(ing.obj.metadata.annotations.as_ref());
+        for note in &settings.notes {
+            let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };
+            diags.push(d.maybe_file(ing.file.as_ref()).object(&object).field(format!("metadata.annotations[{}]", note.key)));
+        }
+        let sticky = settings.sticky.map(Arc::new);
+        let ns = model::namespace(&ing.obj.metadata).to_owned();
+        let source = format!("{ns}/{}", model::name(&ing.obj.metadata));
+        let Some(spec) = &ing.obj.spec else { continue };
+        let ctx = Ctx { file: ing.file.as_ref(), object: &object, namespace: &ns };
+
+        if let Some(b) = &spec.default_backend {
+            if let Some(r) = ctx.backend_ref(b, "spec.defaultBackend", diags) {
+                match &default_backend {
+                    None => default_backend = Some((source.clone(), r)),
+                    Some((owner, _)) => diags.push(ctx.warn(
+                        "spec.defaultBackend",
+                        format!("ignored: the default backend of the older Ingress {owner} wins"),
+                    )),
+                }
+            }
+        }
+        for (ri, rule) in spec.rules.iter().flatten().enumerate() {
+            let host = rule.host.clone().unwrap_or_default();
+            if let Err(reason) = validate_host(&host) {
+                diags.push(ctx.error(&format!("spec.rules[{ri}].host"), format!("{reason}; rule skipped")));
+                continue;
+            }
+            let Some(http) = &rule.http else { continue };
+            for (pi, p) in http.paths.iter().enumerate() {
+                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+                let Some(kind) = ctx.path_kind(&p.path_type, &field, diags) else { continue };
+                let path = p.path.clone().unwrap_or_else(|| "/".to_owned());
+                if !path.starts_with('/') {
+                    diags.push(ctx.error(&format!("{field}.path"), format!("{path:?} must start with '/'; path skipped")));
+                    continue;
+                }
+                let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), diags) else { continue };
+                if let Some(policy) = &sticky {
+                    match affinity.get(&backend) {
+                        None => {
+                            affinity.insert(backend.clone(), BackendAffinity { policy: policy.clone(), owner: source.clone() });
+                        }
+                        Some(existing) if existing.policy != *policy => diags.push(ctx.warn(
+                            "metadata.annotations",
+                            format!(
+                                "affinity settings for Service {}/{} differ from those of the older Ingress {}; \
+                                 its settings are used",
+                                backend.namespace, backend.service, existing.owner
+                            ),
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                pending.push(PendingRoute {
+                    source: source.clone(),
+                    host: host.clone(),
+                    path,
+                    kind,
+                    backend,
+                    sticky: sticky.clone(),
+                });
+            }
+        }
+    }
+
+    let mut builder = BackendBuilder { services: &services, options, built: HashMap::new(), affinity: &affinity };
+    let mut table = RouteTable::default();
+    for p in pending {
+        let backend = builder.get(&p.backend, diags);
+        let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
+            policy: policy.clone(),
+            cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
+            issues_cookies: p.sticky.is_some(),
+        });
+        let route = Route {
+            source: p.source.clone().into(),
+            host: if p.host.is_empty() { "*".into() } else { p.host.clone().into() },
+            path: p.path.into(),
+            kind: p.kind,
+            backend,
+            sticky,
+        };
+        if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
+            let route_desc = format!("{} {} {}", if p.host.is_empty() { "*" } else { &p.host }, p.kind.as_str(), holder.path);
+            diags.push(Diagnostic::warning(format!(
+                "route {route_desc} is also defined by the older Ingress {}, which wins; this one is ignored",
+                holder.source
+            ))
+            .object(format!("Ingress {}", p.source)));
+        }
+    }
+    if let Some((source, r)) = default_backend {
+        let backend = builder.get(&r, diags);
+        table.default_route = Some(Arc::new(Route {
+            source: source.into(),
+            host: "*".into(),
+            path: "/".into(),
+            kind: PathKind::Prefix,
+            backend,
+            sticky: None,
+        }));
+    }
+    table
+}
+
+/// Builds each backend once, so routes sharing a Service port share its state.
+struct BackendBuilder<'a, 'o> {
+    services: &'a ServiceIndex<'a>,
+    options: &'a CompileOptions<'o>,
+    built: HashMap<BackendRef, Arc<Backend>>,
+    affinity: &'a HashMap<BackendRef, BackendAffinity>,
+}
+
+impl BackendBuilder<'_, '_> {
+    fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
+        if let Some(b) = self.built.get(r) {
+            return b.clone();
+        }
+        let port = ServiceBackendPortRef::from(&r.port).0;
+        let sticky = self.affinity.get(r).map(|a| a.policy.clone());
+        let (name, endpoints, problem) = match self.services.resolve(&r.namespace, &r.service, &port) {
+            Ok(resolved) => {
+                let name = format!("{}/{}:{}", r.namespace, r.service, resolved.port);
+                let problem = resolved.endpoints.is_empty().then(|| format!("Service {}/{} has no ready endpoints", r.namespace, r.service));
+                (name, resolved.endpoints, problem)
+            }
+            Err(reason) => {
+                diags.push(Diagnostic::warning(format!("{reason}; its routes answer 503")).object(format!("Service {}/{}", r.namespace, r.service)));
+                (format!("{}/{}:{}", r.namespace, r.service, r.port), Vec::new(), Some(reason))
+            }
+        };
+        let key = &self.options.key;
+        let endpoints = endpoints
+            .into_iter()
+            .map(|e| Endpoint {
+                digest: key.digest("tether/endpoint", e.identity.as_bytes()),
+                upstream: self.options.upstreams.get(e.addr),
+                identity: e.identity.into(),
+                addr: e.addr,
+                state: e.state,
+            })
+            .collect();
+        let scope = key.digest("tether/backend", name.as_bytes());
+        let backend = Arc::new(Backend::new(name, endpoints, scope, sticky, problem));
+        self.built.insert(r.clone(), backend.clone());
+        backend
+    }
+}
+
+struct ServiceBackendPortRef(k8s_openapi::api::networking::v1::ServiceBackendPort);
+
+impl From<&String> for ServiceBackendPortRef {
+    fn from(port: &String) -> Self {
+        let mut p = k8s_openapi::api::networking::v1::ServiceBackendPort::default();
+        match port.parse::<i32>() {
+            Ok(n) => p.number = Some(n),
+            Err(_) => p.name = Some(port.clone()),
+        }
+        ServiceBackendPortRef(p)
+    }
+}
+
+/// Where diagnostics about one Ingress point.
+struct Ctx<'a> {
+    file: Option<&'a PathBuf>,
+    object: &'a str,
+    namespace: &'a str,
+}
+
+impl Ctx<'_> {
+    fn error(&self, field: &str, reason: String) -> Diagnostic {
+        Diagnostic::error(reason).maybe_file(self.file).object(self.object).field(field)
+    }
+    fn warn(&self, field: &str, reason: String) -> Diagnostic {
+        Diagnostic::warning(reason).maybe_file(self.file).object(self.object).field(field)
+    }
+
+    fn path_kind(&self, path_type: &str, field: &str, diags: &mut Vec<Diagnostic>) -> Option<PathKind> {
+        match path_type {
+            "Exact" => Some(PathKind::Exact),
+            // tether's ImplementationSpecific is Prefix (element-wise).
+            "Prefix" | "ImplementationSpecific" => Some(PathKind::Prefix),
+            "" => {
+                diags.push(self.warn(&format!("{field}.pathType"), "missing; treated as ImplementationSpecific (Prefix)".into()));
+                Some(PathKind::Prefix)
+            }
+            other => {
+                diags.push(self.error(&format!("{field}.pathType"), format!("{other:?} is not Exact|Prefix|ImplementationSpecific; path skipped")));
+                None
+            }
+        }
+    }
+
+    fn backend_ref(&self, b: &IngressBackend, field: &str, diags: &mut Vec<Diagnostic>) -> Option<BackendRef> {
+        let Some(svc) = &b.service else {
+            let reason = if b.resource.is_some() {
+                "resource backends are not supported; path skipped"
+            } else {
+                "no service given; path skipped"
+            };
+            diags.push(self.error(field, reason.into()));
+            return None;
+        };
+        let port = match &svc.port {
+            Some(p) if p.name.as_deref().is_some_and(|n| !n.is_empty()) => p.name.clone().unwrap_or_default(),
+            Some(p) if p.number.is_some() => p.number.unwrap_or_default().to_string(),
+            _ => {
+                diags.push(self.error(&format!("{field}.service.port"), "a port number or name is required; path skipped".into()));
+                return None;
+            }
+        };
+        Some(BackendRef { namespace: self.namespace.to_owned(), service: svc.name.clone(), port })
+    }
+}
+
+fn validate_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Ok(());
+    }
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    if bare.contains('*') {
+        return Err(format!("{host:?}: a wildcard must be the whole first label (*.example.com)"));
+    }
+    let valid = bare.split('.').all(|label| {
+        !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !valid {
+        return Err(format!("{host:?} is not a valid DNS name"));
+    }
+    Ok(())
+}
+
+/// Oldest first: creation time (objects without one, as in plain files, count as newest),
+/// then namespace/name.
+fn age_key(i: &Sourced<Ingress>) -> (bool, Option<String>, String, String) {
+    let meta = &i.obj.metadata;
+    let ts = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
+    (ts.is_none(), ts, model::namespace(meta).to_owned(), model::name(meta).to_owned())
+}
+
+/// Class filtering: `spec.ingressClassName`, else the legacy annotation, else the default
+/// IngressClass (or, when none is marked default, tether takes class-less Ingresses).
+fn is_ours(ing: &Sourced<Ingress>, classes: &[Sourced<IngressClass>], options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> bool {
+    let meta = &ing.obj.metadata;
+    let class = ing
+        .obj
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+        .or_else(|| model::annotation(meta, CLASS_ANNOTATION));
+    let class_is_ours = |name: &str| {
+        options.ingress_classes.iter().any(|c| c == name)
+            || classes.iter().any(|c| {
+                model::name(&c.obj.metadata) == name && c.obj.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME)
+            })
+    };
+    let ours = match class {
+        Some(name) => class_is_ours(name),
+        None => {
+            let default_class = classes.iter().find(|c| model::annotation(&c.obj.metadata, DEFAULT_CLASS_ANNOTATION) == Some("true"));
+            default_class.is_none_or(|c| class_is_ours(model::name(&c.obj.metadata)))
+        }
+    };
+    if !ours {
+        diags.push(
+            Diagnostic::notice(format!(
+                "Ingress class {:?} is not served (serve it with --ingress-class); skipped",
+                class.unwrap_or("<default class of another controller>")
+            ))
+            .maybe_file(ing.file.as_ref())
+            .object(model::describe("Ingress", meta)),
+        );
+    }
+    ours
+}

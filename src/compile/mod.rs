@@ -1,0 +1,51 @@
+//! `compile()`: a pure function from an object snapshot to a [`RouteTable`] plus diagnostics.
+//! Every annotation dialect is translated here; the data plane never sees a string.
+
+pub mod dialect;
+pub mod ingress;
+pub mod service;
+
+use std::sync::Arc;
+
+use crate::affinity::token::CookieKey;
+use crate::diag::Diagnostic;
+use crate::model::Snapshot;
+use crate::proxy::upstream::UpstreamRegistry;
+use crate::route::RouteTable;
+
+/// The controller name tether's IngressClass objects carry.
+pub const CONTROLLER_NAME: &str = "tether.dev/ingress-controller";
+/// The default Ingress class.
+pub const DEFAULT_CLASS: &str = "tether";
+
+/// What compile needs besides the objects.
+pub struct CompileOptions<'a> {
+    /// Ingress classes served (names), e.g. `tether`, `nginx`.
+    pub ingress_classes: Vec<String>,
+    pub key: CookieKey,
+    /// Connection pools, shared across reloads (only looked up, never used, while compiling).
+    pub upstreams: &'a UpstreamRegistry,
+}
+
+/// A compiled table and the counts operators care about.
+pub struct Compiled {
+    pub table: Arc<RouteTable>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub routes: usize,
+    pub endpoints: usize,
+}
+
+/// Compiles a snapshot. Never fails: problems become diagnostics and the affected part is
+/// left out (or served with a 503 explaining why).
+pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
+    let mut diagnostics = Vec::new();
+    let table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
+    let routes = table.routes().count() + usize::from(table.default_route.is_some());
+    let endpoints = table
+        .routes()
+        .map(|r| (Arc::as_ptr(&r.backend), r.backend.endpoints.len()))
+        .collect::<std::collections::HashMap<_, _>>()
+        .values()
+        .sum();
+    Compiled { table: Arc::new(table), diagnostics, routes, endpoints }
+}

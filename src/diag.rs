@@ -1,0 +1,80 @@
+//! Diagnostics: what went wrong in the user's input, where, and what tether did instead.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// How bad a diagnostic is. Errors mean part of the input was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Notice,
+    Warning,
+    Error,
+}
+
+/// One finding about the input: file, object (`Kind ns/name`), field, reason.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: Option<PathBuf>,
+    pub object: Option<String>,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl Diagnostic {
+    pub fn new(severity: Severity, reason: impl Into<String>) -> Self {
+        Diagnostic { severity, file: None, object: None, field: None, reason: reason.into() }
+    }
+    pub fn error(reason: impl Into<String>) -> Self {
+        Self::new(Severity::Error, reason)
+    }
+    pub fn warning(reason: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, reason)
+    }
+    pub fn notice(reason: impl Into<String>) -> Self {
+        Self::new(Severity::Notice, reason)
+    }
+    pub fn file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+    pub fn maybe_file(mut self, file: Option<&PathBuf>) -> Self {
+        self.file = file.cloned();
+        self
+    }
+    pub fn object(mut self, object: impl Into<String>) -> Self {
+        self.object = Some(object.into());
+        self
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Notice => "notice",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{level}:")?;
+        if let Some(file) = &self.file {
+            write!(f, " {}:", file.display())?;
+        }
+        if let Some(object) = &self.object {
+            write!(f, " {object}:")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " field {field}:")?;
+        }
+        write!(f, " {}", self.reason)
+    }
+}
+
+/// True when any diagnostic is an error.
+pub fn has_errors(diags: &[Diagnostic]) -> bool {
+    diags.iter().any(|d| d.severity == Severity::Error)
+}

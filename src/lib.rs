@@ -1,0 +1,11 @@
+//! tether: a Kubernetes ingress controller and reverse proxy built around sticky sessions.
+
+pub mod admin;
+pub mod affinity;
+pub mod compile;
+pub mod demo;
+pub mod diag;
+pub mod model;
+pub mod proxy;
+pub mod route;
+pub mod source;

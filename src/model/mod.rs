@@ -1,0 +1,66 @@
+//! The object snapshot: typed Kubernetes objects as the sources produced them.
+//!
+//! Sources only fill a [`Snapshot`]; `compile()` only reads one.
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// One object plus where it came from (for diagnostics).
+#[derive(Clone, Debug)]
+pub struct Sourced<T> {
+    pub file: Option<PathBuf>,
+    pub obj: T,
+}
+
+/// Every object tether understands, as one immutable set.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub ingresses: Vec<Sourced<Ingress>>,
+    pub ingress_classes: Vec<Sourced<IngressClass>>,
+    pub services: Vec<Sourced<Service>>,
+    pub endpoint_slices: Vec<Sourced<EndpointSlice>>,
+    pub endpoints: Vec<Sourced<Endpoints>>,
+}
+
+impl Snapshot {
+    /// Adds every object of `other` to this snapshot.
+    pub fn extend(&mut self, other: Snapshot) {
+        self.ingresses.extend(other.ingresses);
+        self.ingress_classes.extend(other.ingress_classes);
+        self.services.extend(other.services);
+        self.endpoint_slices.extend(other.endpoint_slices);
+        self.endpoints.extend(other.endpoints);
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.endpoints.len()
+    }
+}
+
+/// The namespace of an object, `default` when unset (as kubectl applies it).
+pub fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().filter(|ns| !ns.is_empty()).unwrap_or("default")
+}
+
+/// The name of an object, empty when unset.
+pub fn name(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or("")
+}
+
+/// `Kind ns/name`, the way diagnostics name an object.
+pub fn describe(kind: &str, meta: &ObjectMeta) -> String {
+    format!("{kind} {}/{}", namespace(meta), name(meta))
+}
+
+/// An annotation value, if present.
+pub fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}

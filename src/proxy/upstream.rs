@@ -1,0 +1,131 @@
+//! Keep-alive connections to pods: one small pool of ready HTTP/1.1 senders per endpoint and
+//! per worker thread, so a worker never touches another worker's connections.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per endpoint and worker.
+const IDLE_PER_WORKER: usize = 256;
+
+thread_local! {
+    static WORKER_INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as proxy worker `index` (selects its pools).
+pub fn set_worker_index(index: usize) {
+    WORKER_INDEX.with(|w| w.set(index));
+}
+
+/// A sender to one pod.
+pub type Sender = SendRequest<Incoming>;
+
+/// Why no connection to a pod could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("connect to {0} failed: {1}")]
+    Io(SocketAddr, std::io::Error),
+    #[error("HTTP handshake with {0} failed: {1}")]
+    Handshake(SocketAddr, hyper::Error),
+}
+
+/// One pod address and its idle connections.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    idle: Box<[ArrayQueue<Sender>]>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upstream({})", self.addr)
+    }
+}
+
+impl Upstream {
+    fn new(addr: SocketAddr, workers: usize) -> Self {
+        let idle = (0..workers.max(1)).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect();
+        Upstream { addr, idle }
+    }
+
+    fn my_queue(&self) -> &ArrayQueue<Sender> {
+        let i = WORKER_INDEX.with(Cell::get);
+        &self.idle[i % self.idle.len()]
+    }
+
+    /// An idle connection that is still open, if any.
+    pub async fn take_idle(&self) -> Option<Sender> {
+        let queue = self.my_queue();
+        while let Some(mut sender) = queue.pop() {
+            if sender.is_closed() {
+                continue;
+            }
+            // Usually ready at once; a connection whose last response just ended may need
+            // a moment for hyper to reset its state.
+            if sender.is_ready() || sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Opens a new connection.
+    pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
+            Err(_) => return Err(ConnectError::Timeout(self.addr)),
+            Ok(Err(e)) => return Err(ConnectError::Io(self.addr, e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ConnectError::Handshake(self.addr, e))?;
+        tokio::spawn(async move {
+            // Errors here are the pod closing an idle connection; the next checkout sees it.
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection whose response has been fully read.
+    pub fn put_idle(&self, sender: Sender) {
+        if !sender.is_closed() {
+            let _ = self.my_queue().push(sender);
+        }
+    }
+}
+
+/// Shares pools across route-table reloads: the same address keeps its connections.
+#[derive(Debug)]
+pub struct UpstreamRegistry {
+    workers: usize,
+    by_addr: Mutex<HashMap<SocketAddr, Weak<Upstream>>>,
+}
+
+impl UpstreamRegistry {
+    pub fn new(workers: usize) -> Self {
+        UpstreamRegistry { workers, by_addr: Mutex::new(HashMap::new()) }
+    }
+
+    /// The pool for `addr` (only called while compiling, never per request).
+    pub fn get(&self, addr: SocketAddr) -> Arc<Upstream> {
+        let mut map = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = map.get(&addr).and_then(Weak::upgrade) {
+            return existing;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let fresh = Arc::new(Upstream::new(addr, self.workers));
+        map.insert(addr, Arc::downgrade(&fresh));
+        fresh
+    }
+}

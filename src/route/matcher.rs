@@ -1,0 +1,274 @@
+//! Host and path matching exactly as the Ingress spec describes.
+//!
+//! Hosts: an exact host beats a single-label wildcard (`*.example.com`), which beats rules
+//! without a host. Once a host is chosen its paths decide; there is no fall-through to other
+//! hosts (as ingress-nginx serves one `server` block per host). Paths: `Exact` compares the
+//! whole path; `Prefix` matches element-wise (`/foo` matches `/foo` and `/foo/bar`, not
+//! `/foobar`); the longest match wins and `Exact` beats `Prefix` on a tie.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::affinity::cookie::RouteSticky;
+use crate::route::backend::Backend;
+
+/// How a route's path matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    Exact,
+    Prefix,
+}
+
+impl PathKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Exact => "Exact",
+            PathKind::Prefix => "Prefix",
+        }
+    }
+}
+
+/// One compiled `host + path → backend` rule.
+#[derive(Debug)]
+pub struct Route {
+    /// `namespace/name` of the Ingress that defined it.
+    pub source: Box<str>,
+    /// The host as written (`*` for any).
+    pub host: Box<str>,
+    /// The path as written.
+    pub path: Box<str>,
+    pub kind: PathKind,
+    pub backend: Arc<Backend>,
+    pub sticky: Option<RouteSticky>,
+}
+
+/// The paths of one host.
+#[derive(Debug, Default)]
+pub struct HostRoutes {
+    exact: HashMap<Box<str>, Arc<Route>>,
+    /// Keyed by the prefix without trailing slashes (`""` for `/`).
+    prefix: HashMap<Box<str>, Arc<Route>>,
+}
+
+impl HostRoutes {
+    /// Adds a route unless the same path and kind is taken; returns the holder on conflict.
+    pub fn insert(&mut self, route: Arc<Route>) -> Result<(), Arc<Route>> {
+        let (map, key): (_, Box<str>) = match route.kind {
+            PathKind::Exact => (&mut self.exact, route.path.clone()),
+            PathKind::Prefix => (&mut self.prefix, route.path.trim_end_matches('/').into()),
+        };
+        if let Some(existing) = map.get(&key) {
+            return Err(existing.clone());
+        }
+        map.insert(key, route);
+        Ok(())
+    }
+
+    /// The route for a request path (no query string).
+    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        if let Some(route) = self.exact.get(path) {
+            return Some(route);
+        }
+        if self.prefix.is_empty() {
+            return None;
+        }
+        let mut candidate = path.trim_end_matches('/');
+        loop {
+            if let Some(route) = self.prefix.get(candidate) {
+                return Some(route);
+            }
+            match candidate.rfind('/') {
+                Some(cut) => candidate = &candidate[..cut],
+                None => return None,
+            }
+        }
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact.values().chain(self.prefix.values())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefix.is_empty()
+    }
+}
+
+/// The immutable table the data plane reads; replaced whole on every reload.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact_hosts: HashMap<Box<str>, HostRoutes>,
+    /// `*.example.com` stored as `.example.com`.
+    wildcard_hosts: HashMap<Box<str>, HostRoutes>,
+    any_host: HostRoutes,
+    /// Answers when nothing matches (`spec.defaultBackend`); else a built-in 404.
+    pub default_route: Option<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// The routes of a host as written in an Ingress rule (`""` for any host).
+    pub fn host_mut(&mut self, host: &str) -> &mut HostRoutes {
+        if host.is_empty() || host == "*" {
+            &mut self.any_host
+        } else if let Some(suffix) = host.strip_prefix('*') {
+            self.wildcard_hosts.entry(suffix.to_ascii_lowercase().into()).or_default()
+        } else {
+            self.exact_hosts.entry(host.to_ascii_lowercase().into()).or_default()
+        }
+    }
+
+    /// Matches a request. `host` is the Host header (port and case are handled here).
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        let host = strip_port(host);
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
+        let routes = self
+            .exact_hosts
+            .get(host)
+            .or_else(|| host.find('.').and_then(|dot| self.wildcard_hosts.get(&host[dot..])))
+            .unwrap_or(&self.any_host);
+        routes.find(path).or(self.default_route.as_ref())
+    }
+
+    /// Every route, for `check` and the admin endpoints.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact_hosts
+            .values()
+            .chain(self.wildcard_hosts.values())
+            .chain(std::iter::once(&self.any_host))
+            .flat_map(HostRoutes::routes)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: `[::1]:8080`
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(name: &str) -> Arc<Backend> {
+        Arc::new(Backend::new(name.into(), vec![], 0, None, None))
+    }
+
+    fn add(table: &mut RouteTable, host: &str, path: &str, kind: PathKind, to: &str) {
+        let route = Route {
+            source: "t/t".into(),
+            host: host.into(),
+            path: path.into(),
+            kind,
+            backend: backend(to),
+            sticky: None,
+        };
+        table.host_mut(host).insert(Arc::new(route)).unwrap();
+    }
+
+    fn to(table: &RouteTable, host: &str, path: &str) -> Option<String> {
+        table.find(host, path).map(|r| r.backend.name.to_string())
+    }
+
+    /// The examples table of the Ingress spec (pathType section).
+    #[test]
+    fn spec_examples() {
+        use PathKind::*;
+        let cases: &[(&[(&str, PathKind)], &str, bool)] = &[
+            (&[("/", Prefix)], "/anything", true),
+            (&[("/foo", Exact)], "/foo", true),
+            (&[("/foo", Exact)], "/bar", false),
+            (&[("/foo", Exact)], "/foo/", false),
+            (&[("/foo/", Exact)], "/foo", false),
+            (&[("/foo", Prefix)], "/foo", true),
+            (&[("/foo", Prefix)], "/foo/", true),
+            (&[("/foo/", Prefix)], "/foo", true),
+            (&[("/foo/", Prefix)], "/foo/", true),
+            (&[("/aaa/bb", Prefix)], "/aaa/bbb", false),
+            (&[("/aaa/bbb", Prefix)], "/aaa/bbb", true),
+            (&[("/aaa/bbb/", Prefix)], "/aaa/bbb", true),
+            (&[("/aaa/bbb", Prefix)], "/aaa/bbb/", true),
+            (&[("/aaa/bbb", Prefix)], "/aaa/bbb/ccc", true),
+            (&[("/aaa/bbb", Prefix)], "/aaa/bbbxyz", false),
+            (&[("/", Prefix), ("/aaa", Prefix)], "/aaa/ccc", true),
+            (&[("/aaa", Prefix), ("/", Prefix)], "/ccc", true),
+            (&[("/aaa", Prefix)], "/ccc", false),
+        ];
+        for (paths, request, matches) in cases {
+            let mut table = RouteTable::default();
+            for (p, k) in paths.iter() {
+                add(&mut table, "", p, *k, p);
+            }
+            assert_eq!(to(&table, "x", request).is_some(), *matches, "{paths:?} {request}");
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut t = RouteTable::default();
+        add(&mut t, "", "/", PathKind::Prefix, "root");
+        add(&mut t, "", "/aaa", PathKind::Prefix, "a");
+        add(&mut t, "", "/aaa/bbb", PathKind::Prefix, "ab");
+        assert_eq!(to(&t, "h", "/aaa/ccc").as_deref(), Some("a"));
+        assert_eq!(to(&t, "h", "/aaa/bbb/c").as_deref(), Some("ab"));
+        assert_eq!(to(&t, "h", "/zzz").as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn exact_beats_prefix_on_a_tie() {
+        let mut t = RouteTable::default();
+        add(&mut t, "", "/foo", PathKind::Prefix, "prefix");
+        add(&mut t, "", "/foo", PathKind::Exact, "exact");
+        assert_eq!(to(&t, "h", "/foo").as_deref(), Some("exact"));
+        assert_eq!(to(&t, "h", "/foo/x").as_deref(), Some("prefix"));
+    }
+
+    #[test]
+    fn hosts_exact_then_wildcard_then_any() {
+        let mut t = RouteTable::default();
+        add(&mut t, "foo.bar.com", "/", PathKind::Prefix, "exact");
+        add(&mut t, "*.bar.com", "/", PathKind::Prefix, "wild");
+        add(&mut t, "", "/", PathKind::Prefix, "any");
+        assert_eq!(to(&t, "foo.bar.com", "/").as_deref(), Some("exact"));
+        assert_eq!(to(&t, "FOO.Bar.com:8080", "/").as_deref(), Some("exact"));
+        assert_eq!(to(&t, "baz.bar.com", "/").as_deref(), Some("wild"));
+        // A wildcard covers exactly one label.
+        assert_eq!(to(&t, "bar.com", "/").as_deref(), Some("any"));
+        assert_eq!(to(&t, "a.baz.bar.com", "/").as_deref(), Some("any"));
+        assert_eq!(to(&t, "[::1]:80", "/").as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn a_matched_host_does_not_fall_through() {
+        let mut t = RouteTable::default();
+        add(&mut t, "foo.com", "/api", PathKind::Prefix, "api");
+        add(&mut t, "", "/", PathKind::Prefix, "any");
+        assert_eq!(to(&t, "foo.com", "/other"), None);
+    }
+
+    #[test]
+    fn same_path_twice_is_a_conflict() {
+        let mut t = RouteTable::default();
+        add(&mut t, "", "/a/", PathKind::Prefix, "first");
+        let second = Route {
+            source: "t/u".into(),
+            host: "".into(),
+            path: "/a".into(),
+            kind: PathKind::Prefix,
+            backend: backend("second"),
+            sticky: None,
+        };
+        let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
+        assert_eq!(&*holder.backend.name, "first");
+    }
+}

@@ -1,0 +1,7 @@
+//! The compiled route table and its host/path matcher.
+
+pub mod backend;
+pub mod matcher;
+
+pub use backend::{Backend, Endpoint, EndpointState};
+pub use matcher::{HostRoutes, PathKind, Route, RouteTable};

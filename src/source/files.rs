@@ -1,0 +1,130 @@
+//! The manifest-directory source: every `*.yaml|*.yml|*.json` under a directory.
+//!
+//! A file that cannot be read keeps contributing its last good objects, so one bad edit
+//! never takes routes away.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diagnostic;
+use crate::model::Snapshot;
+use crate::source::parse::parse_file;
+
+/// Reads a manifest directory, remembering each file's last good contents.
+#[derive(Debug)]
+pub struct ManifestDir {
+    root: PathBuf,
+    last_good: HashMap<PathBuf, Snapshot>,
+}
+
+impl ManifestDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ManifestDir { root: root.into(), last_good: HashMap::new() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads every manifest file now; returns the objects and what was wrong.
+    pub fn load(&mut self) -> (Snapshot, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let mut files = Vec::new();
+        if let Err(e) = collect_manifest_files(&self.root, &mut files) {
+            diagnostics.push(Diagnostic::error(format!("cannot read directory: {e}")).file(&self.root));
+        }
+        files.sort();
+        let mut snapshot = Snapshot::default();
+        let mut seen = HashMap::new();
+        for path in files {
+            let parsed = match std::fs::read_to_string(&path) {
+                Ok(text) => parse_file(&path, &text),
+                Err(e) => {
+                    let mut p = crate::source::parse::ParsedFile::default();
+                    p.failed = true;
+                    p.diagnostics.push(Diagnostic::error(format!("cannot read file: {e}")).file(&path));
+                    p
+                }
+            };
+            diagnostics.extend(parsed.diagnostics);
+            let objects = if parsed.failed {
+                match self.last_good.get(&path) {
+                    Some(previous) => {
+                        diagnostics.push(
+                            Diagnostic::warning("kept serving this file's last good objects").file(&path),
+                        );
+                        previous.clone()
+                    }
+                    None => Snapshot::default(),
+                }
+            } else {
+                self.last_good.insert(path.clone(), parsed.objects.clone());
+                parsed.objects
+            };
+            seen.insert(path, ());
+            snapshot.extend(objects);
+        }
+        // Deleted files take their objects with them.
+        self.last_good.retain(|path, _| seen.contains_key(path));
+        (snapshot, diagnostics)
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Hidden entries are skipped: editor swap files, `.git`, and the `..data` directories of
+/// ConfigMap mounts (whose visible symlinks are followed instead).
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+}
+
+fn collect_manifest_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if is_hidden(&path) {
+            continue;
+        }
+        // metadata() follows symlinks, as a ConfigMap volume needs.
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.is_dir() {
+            collect_manifest_files(&path, out)?;
+        } else if meta.is_file() && is_manifest(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n";
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub").join("svc.yaml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, SVC).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+        let mut source = ManifestDir::new(dir.path());
+        let (snap, diags) = source.load();
+        assert_eq!(snap.services.len(), 1);
+        assert!(diags.is_empty(), "{diags:?}");
+
+        std::fs::write(&file, "kind: [oops\n").unwrap();
+        let (snap, diags) = source.load();
+        assert_eq!(snap.services.len(), 1, "last good objects kept");
+        assert!(crate::diag::has_errors(&diags));
+
+        std::fs::remove_file(&file).unwrap();
+        let (snap, _) = source.load();
+        assert_eq!(snap.services.len(), 0, "a deleted file's objects go away");
+    }
+}

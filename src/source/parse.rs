@@ -1,0 +1,212 @@
+//! Turns the text of one manifest file into typed objects, with diagnostics that name
+//! file, object and field.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::diag::Diagnostic;
+use crate::model::{Snapshot, Sourced};
+
+/// What one file held: its objects, and whether any part of it was unusable.
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    pub objects: Snapshot,
+    pub diagnostics: Vec<Diagnostic>,
+    /// True when the file (or an object in it) could not be read; callers keep the file's
+    /// last good objects instead of these.
+    pub failed: bool,
+}
+
+/// Parses a YAML (multi-document) or JSON file.
+pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
+    let mut out = ParsedFile::default();
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let documents: Vec<Value> = if is_json {
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => vec![v],
+            Err(e) => {
+                out.fail(Diagnostic::error(format!("invalid JSON: {e}")).file(path));
+                return out;
+            }
+        }
+    } else {
+        match serde_saphyr::from_multiple::<Value>(text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                let msg = e.to_string().replace('\n', " ");
+                out.fail(Diagnostic::error(format!("invalid YAML: {msg}")).file(path));
+                return out;
+            }
+        }
+    };
+    for doc in documents {
+        out.add_document(path, doc);
+    }
+    out
+}
+
+impl ParsedFile {
+    fn fail(&mut self, d: Diagnostic) {
+        self.failed = true;
+        self.diagnostics.push(d);
+    }
+
+    fn add_document(&mut self, path: &Path, doc: Value) {
+        if doc.is_null() {
+            return; // an empty document (e.g. a trailing `---`)
+        }
+        let Some(map) = doc.as_object() else {
+            self.fail(Diagnostic::error("document is not a mapping").file(path));
+            return;
+        };
+        let kind = map.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+        let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
+        let object = describe_value(&kind, &doc);
+        if kind.is_empty() || api_version.is_empty() {
+            let field = if kind.is_empty() { "kind" } else { "apiVersion" };
+            self.fail(Diagnostic::error("missing").file(path).object(object).field(field));
+            return;
+        }
+        let file = Some(path.to_path_buf());
+        match (api_version.as_str(), kind.as_str()) {
+            (_, "List") => match doc.get("items").and_then(Value::as_array) {
+                Some(items) => {
+                    for item in items.clone() {
+                        self.add_document(path, item);
+                    }
+                }
+                None => self.fail(
+                    Diagnostic::error("a List needs an items array").file(path).object(object).field("items"),
+                ),
+            },
+            ("networking.k8s.io/v1", "Ingress") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.ingresses.push(Sourced { file, obj });
+                }
+            }
+            ("networking.k8s.io/v1", "IngressClass") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.ingress_classes.push(Sourced { file, obj });
+                }
+            }
+            ("v1", "Service") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.services.push(Sourced { file, obj });
+                }
+            }
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.endpoint_slices.push(Sourced { file, obj });
+                }
+            }
+            ("v1", "Endpoints") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.endpoints.push(Sourced { file, obj });
+                }
+            }
+            (_, "Ingress" | "IngressClass" | "EndpointSlice") => self.fail(
+                Diagnostic::error(format!(
+                    "apiVersion {api_version} is not served by Kubernetes any more; \
+                     convert the object to {} (see `kubectl convert`)",
+                    if kind == "EndpointSlice" { "discovery.k8s.io/v1" } else { "networking.k8s.io/v1" }
+                ))
+                .file(path)
+                .object(object)
+                .field("apiVersion"),
+            ),
+            _ => self.diagnostics.push(
+                Diagnostic::notice(format!("kind {kind} ({api_version}) is not used by tether; skipped"))
+                    .file(path)
+                    .object(object),
+            ),
+        }
+    }
+
+    /// Deserializes into a k8s-openapi type; on failure reports the exact field path.
+    fn typed<T: DeserializeOwned>(&mut self, path: &Path, object: &str, doc: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(doc) {
+            Ok(obj) => Some(obj),
+            Err(e) => {
+                let field = e.path().to_string();
+                let reason = e.into_inner().to_string();
+                self.fail(Diagnostic::error(reason).file(path).object(object).field(field));
+                None
+            }
+        }
+    }
+}
+
+/// `Kind ns/name` read from an untyped document (for errors before typing).
+fn describe_value(kind: &str, doc: &Value) -> String {
+    let meta = doc.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
+    let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
+    let kind = if kind.is_empty() { "<no kind>" } else { kind };
+    format!("{kind} {ns}/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_and_lists_are_read() {
+        let text = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: b}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: c}
+---
+"#;
+        let parsed = parse_file(Path::new("x.yaml"), text);
+        assert!(!parsed.failed, "{:?}", parsed.diagnostics);
+        assert_eq!(parsed.objects.services.len(), 2);
+        assert_eq!(parsed.diagnostics.len(), 1, "the Deployment is a notice");
+        assert!(parsed.diagnostics[0].reason.contains("Deployment"));
+    }
+
+    #[test]
+    fn a_wrong_field_type_names_the_field() {
+        let text = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: shop}\n\
+                    spec:\n  rules:\n  - http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: 7\n";
+        let parsed = parse_file(Path::new("bad.yaml"), text);
+        assert!(parsed.failed);
+        let d = &parsed.diagnostics[0];
+        assert_eq!(d.object.as_deref(), Some("Ingress shop/web"));
+        assert_eq!(d.field.as_deref(), Some("spec.rules[0].http.paths[0].backend"));
+    }
+
+    #[test]
+    fn broken_yaml_is_a_file_error() {
+        let parsed = parse_file(Path::new("broken.yaml"), "kind: [unclosed\n");
+        assert!(parsed.failed);
+        assert!(parsed.diagnostics[0].reason.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn old_ingress_api_versions_are_explained() {
+        let text = "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
+        let parsed = parse_file(Path::new("old.yaml"), text);
+        assert!(parsed.failed);
+        assert!(parsed.diagnostics[0].reason.contains("networking.k8s.io/v1"));
+    }
+
+    #[test]
+    fn json_files_are_read() {
+        let text = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"j"}}"#;
+        let parsed = parse_file(Path::new("svc.json"), text);
+        assert_eq!(parsed.objects.services.len(), 1);
+    }
+}
