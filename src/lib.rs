@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod app;
 pub mod compile;
 pub mod demo;
 pub mod diag;

@@ -1,1 +1,111 @@
+//! The admin listener: `/healthz`, `/readyz`, `/diagnostics` (text and JSON), `/routes`.
 
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::app::ControlState;
+
+/// Starts the admin listener on the current runtime; returns the bound address.
+pub async fn start(addr: SocketAddr, control: Arc<ControlState>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let control = control.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| serve(control.clone(), req));
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let report = control.report.load();
+    let response = match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match report.as_ref() {
+            Some(_) => text(StatusCode::OK, "ready\n".into()),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "no route table yet\n".into()),
+        },
+        "/diagnostics.json" => {
+            let body = serde_json::to_string_pretty(report.as_ref()).unwrap_or_else(|_| "null".into());
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        "/diagnostics" => text(StatusCode::OK, diagnostics_text(report.as_ref().as_ref())),
+        "/routes" => text(StatusCode::OK, routes_text(&control)),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz /readyz /routes /diagnostics /diagnostics.json\n".into(),
+        ),
+    };
+    Ok(response)
+}
+
+fn diagnostics_text(report: Option<&crate::app::ReloadReport>) -> String {
+    let Some(r) = report else { return "no reload yet\n".into() };
+    let mut out = format!(
+        "reload #{} {} at {}: {} routes, {} endpoints, compiled in {:.1} ms, {} diagnostics\n",
+        r.generation,
+        if r.applied { "applied" } else { "REJECTED (previous table serving)" },
+        r.at,
+        r.routes,
+        r.endpoints,
+        r.compile_ms,
+        r.diagnostics.len()
+    );
+    for d in &r.diagnostics {
+        let _ = writeln!(out, "{d}");
+    }
+    out
+}
+
+fn routes_text(control: &ControlState) -> String {
+    let table = control.proxy.table.load();
+    let mut routes: Vec<_> = table.routes().chain(table.default_route.iter()).collect();
+    routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+    let mut out = String::new();
+    for r in routes {
+        let affinity = match &r.sticky {
+            Some(s) if s.issues_cookies => format!("cookie {} ({})", s.policy.cookie_name, s.policy.mode.as_str()),
+            Some(s) => format!("honours cookie {}", s.policy.cookie_name),
+            None => "round-robin".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{} {} {} -> {} [{affinity}] from Ingress {}",
+            r.host,
+            r.kind.as_str(),
+            r.path,
+            r.backend.name,
+            r.source
+        );
+        for e in r.backend.endpoints.iter() {
+            let _ = writeln!(out, "    {} {} {:?}", e.identity, e.addr, e.state);
+        }
+    }
+    out
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

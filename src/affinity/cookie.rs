@@ -99,7 +99,13 @@ pub struct RouteSticky {
 
 impl RouteSticky {
     /// Builds the `Set-Cookie` value for a freshly issued token.
-    pub fn set_cookie(&self, value: &str, now: SystemTime, tls: bool, user_agent: Option<&[u8]>) -> Option<HeaderValue> {
+    pub fn set_cookie(
+        &self,
+        value: &str,
+        now: SystemTime,
+        tls: bool,
+        user_agent: Option<&[u8]>,
+    ) -> Option<HeaderValue> {
         let p = &self.policy;
         let mut out = String::with_capacity(160);
         out.push_str(&p.cookie_name);
@@ -173,7 +179,10 @@ pub fn same_site_none_incompatible(user_agent: &[u8]) -> bool {
     let safari_or_embedded = (ua.contains("Version/") && ua.contains("Safari"))
         || (ua.ends_with("(KHTML, like Gecko)") && !ua.contains("Chrom"));
     let chromium_51_to_66 = ["Chrome/", "Chromium/"].iter().any(|tag| {
-        ua.split(tag).nth(1).and_then(|rest| rest.split('.').next()?.parse::<u32>().ok()).is_some_and(|major| (51..=66).contains(&major))
+        ua.split(tag)
+            .nth(1)
+            .and_then(|rest| rest.split('.').next()?.parse::<u32>().ok())
+            .is_some_and(|major| (51..=66).contains(&major))
     });
     let old_uc = ua.split("UCBrowser/").nth(1).is_some_and(|rest| {
         let mut parts = rest.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
@@ -223,8 +232,10 @@ mod tests {
         p.same_site = Some(SameSite::None);
         p.conditional_same_site_none = true;
         let r = route(p);
-        let old = b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0.3202.94 Safari/537.36";
-        let new = b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        let old =
+            b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0.3202.94 Safari/537.36";
+        let new =
+            b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
         let now = SystemTime::now();
         assert!(!r.set_cookie("v", now, false, Some(old)).unwrap().to_str().unwrap().contains("SameSite"));
         assert!(r.set_cookie("v", now, false, Some(new)).unwrap().to_str().unwrap().ends_with("SameSite=None"));

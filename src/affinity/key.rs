@@ -44,7 +44,8 @@ pub fn load_or_generate(key_file: Option<&Path>, state_dir: &Path) -> anyhow::Re
     if path.exists() {
         return Ok((read_key_file(&path)?, None));
     }
-    std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
@@ -67,7 +68,7 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() < 32 || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.len() < 32 || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()

@@ -97,7 +97,12 @@ fn follow(backend: &Backend, mode: AffinityMode, token: Token) -> Option<Selecti
         }
         (AffinityMode::Persistent, TokenMode::Persistent) => {
             if let Some(endpoint) = backend.by_digest(token.endpoint) {
-                return Some(Selection { endpoint, decision: Decision::Hit, issue: None, session: Some(token.session) });
+                return Some(Selection {
+                    endpoint,
+                    decision: Decision::Hit,
+                    issue: None,
+                    session: Some(token.session),
+                });
             }
             // The pinned pod is gone: consistent hashing of the session picks the successor,
             // the same on every replica; the new cookie pins it from now on.
@@ -119,7 +124,12 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
                 let endpoint = backend.ring_live.first(session)?;
                 if backend.endpoints[endpoint].state == EndpointState::Ready {
                     let issue = Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 };
-                    return Some(Selection { endpoint, decision: Decision::New, issue: Some(issue), session: Some(session) });
+                    return Some(Selection {
+                        endpoint,
+                        decision: Decision::New,
+                        issue: Some(issue),
+                        session: Some(session),
+                    });
                 }
             }
             None
@@ -152,15 +162,13 @@ pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: 
     let policy = backend.sticky.as_deref()?;
     let endpoint = backend.ring_ready.iter(session).find(candidate)?;
     let issue = match policy.mode {
-        AffinityMode::Persistent => Token {
-            mode: TokenMode::Persistent,
-            issued: now,
-            session,
-            endpoint: backend.endpoints[endpoint].digest,
-        },
+        AffinityMode::Persistent => {
+            Token { mode: TokenMode::Persistent, issued: now, session, endpoint: backend.endpoints[endpoint].digest }
+        }
         AffinityMode::Balanced => {
             // A balanced cookie only carries a session id: find one that lands on the new pod.
-            let session = (0..256).map(|_| rand::random::<u64>()).find(|&s| backend.ring_live.first(s) == Some(endpoint))?;
+            let session =
+                (0..256).map(|_| rand::random::<u64>()).find(|&s| backend.ring_live.first(s) == Some(endpoint))?;
             Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 }
         }
     };

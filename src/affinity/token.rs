@@ -116,12 +116,7 @@ impl CookieKey {
         };
         let be32 = |r: &[u8]| u32::from_be_bytes(r.try_into().unwrap_or([0; 4]));
         let be64 = |r: &[u8]| u64::from_be_bytes(r.try_into().unwrap_or([0; 8]));
-        Some(Token {
-            mode,
-            issued: be32(&raw[2..6]),
-            session: be64(&raw[6..14]),
-            endpoint: be64(&raw[14..22]),
-        })
+        Some(Token { mode, issued: be32(&raw[2..6]), session: be64(&raw[6..14]), endpoint: be64(&raw[14..22]) })
     }
 }
 

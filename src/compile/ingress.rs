@@ -47,7 +47,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     let services = ServiceIndex::new(snapshot);
     let mut ingresses: Vec<&Sourced<Ingress>> =
         snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)).collect();
-    ingresses.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    ingresses.sort_by_key(|i| age_key(i));
 
     let mut pending = Vec::new();
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
@@ -57,7 +57,9 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let settings = nginx::parse(ing.obj.metadata.annotations.as_ref());
         for note in &settings.notes {
             let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };
-            diags.push(d.maybe_file(ing.file.as_ref()).object(&object).field(format!("metadata.annotations[{}]", note.key)));
+            diags.push(
+                d.maybe_file(ing.file.as_ref()).object(&object).field(format!("metadata.annotations[{}]", note.key)),
+            );
         }
         let sticky = settings.sticky.map(Arc::new);
         let ns = model::namespace(&ing.obj.metadata).to_owned();
@@ -88,14 +90,19 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                 let Some(kind) = ctx.path_kind(&p.path_type, &field, diags) else { continue };
                 let path = p.path.clone().unwrap_or_else(|| "/".to_owned());
                 if !path.starts_with('/') {
-                    diags.push(ctx.error(&format!("{field}.path"), format!("{path:?} must start with '/'; path skipped")));
+                    diags.push(
+                        ctx.error(&format!("{field}.path"), format!("{path:?} must start with '/'; path skipped")),
+                    );
                     continue;
                 }
                 let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), diags) else { continue };
                 if let Some(policy) = &sticky {
                     match affinity.get(&backend) {
                         None => {
-                            affinity.insert(backend.clone(), BackendAffinity { policy: policy.clone(), owner: source.clone() });
+                            affinity.insert(
+                                backend.clone(),
+                                BackendAffinity { policy: policy.clone(), owner: source.clone() },
+                            );
                         }
                         Some(existing) if existing.policy != *policy => diags.push(ctx.warn(
                             "metadata.annotations",
@@ -138,12 +145,15 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             sticky,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
-            let route_desc = format!("{} {} {}", if p.host.is_empty() { "*" } else { &p.host }, p.kind.as_str(), holder.path);
-            diags.push(Diagnostic::warning(format!(
-                "route {route_desc} is also defined by the older Ingress {}, which wins; this one is ignored",
-                holder.source
-            ))
-            .object(format!("Ingress {}", p.source)));
+            let route_desc =
+                format!("{} {} {}", if p.host.is_empty() { "*" } else { &p.host }, p.kind.as_str(), holder.path);
+            diags.push(
+                Diagnostic::warning(format!(
+                    "route {route_desc} is also defined by the older Ingress {}, which wins; this one is ignored",
+                    holder.source
+                ))
+                .object(format!("Ingress {}", p.source)),
+            );
         }
     }
     if let Some((source, r)) = default_backend {
@@ -178,11 +188,17 @@ impl BackendBuilder<'_, '_> {
         let (name, endpoints, problem) = match self.services.resolve(&r.namespace, &r.service, &port) {
             Ok(resolved) => {
                 let name = format!("{}/{}:{}", r.namespace, r.service, resolved.port);
-                let problem = resolved.endpoints.is_empty().then(|| format!("Service {}/{} has no ready endpoints", r.namespace, r.service));
+                let problem = resolved
+                    .endpoints
+                    .is_empty()
+                    .then(|| format!("Service {}/{} has no ready endpoints", r.namespace, r.service));
                 (name, resolved.endpoints, problem)
             }
             Err(reason) => {
-                diags.push(Diagnostic::warning(format!("{reason}; its routes answer 503")).object(format!("Service {}/{}", r.namespace, r.service)));
+                diags.push(
+                    Diagnostic::warning(format!("{reason}; its routes answer 503"))
+                        .object(format!("Service {}/{}", r.namespace, r.service)),
+                );
                 (format!("{}/{}:{}", r.namespace, r.service, r.port), Vec::new(), Some(reason))
             }
         };
@@ -238,11 +254,19 @@ impl Ctx<'_> {
             // tether's ImplementationSpecific is Prefix (element-wise).
             "Prefix" | "ImplementationSpecific" => Some(PathKind::Prefix),
             "" => {
-                diags.push(self.warn(&format!("{field}.pathType"), "missing; treated as ImplementationSpecific (Prefix)".into()));
+                diags.push(
+                    self.warn(
+                        &format!("{field}.pathType"),
+                        "missing; treated as ImplementationSpecific (Prefix)".into(),
+                    ),
+                );
                 Some(PathKind::Prefix)
             }
             other => {
-                diags.push(self.error(&format!("{field}.pathType"), format!("{other:?} is not Exact|Prefix|ImplementationSpecific; path skipped")));
+                diags.push(self.error(
+                    &format!("{field}.pathType"),
+                    format!("{other:?} is not Exact|Prefix|ImplementationSpecific; path skipped"),
+                ));
                 None
             }
         }
@@ -258,14 +282,18 @@ impl Ctx<'_> {
             diags.push(self.error(field, reason.into()));
             return None;
         };
-        let port = match &svc.port {
-            Some(p) if p.name.as_deref().is_some_and(|n| !n.is_empty()) => p.name.clone().unwrap_or_default(),
-            Some(p) if p.number.is_some() => p.number.unwrap_or_default().to_string(),
-            _ => {
-                diags.push(self.error(&format!("{field}.service.port"), "a port number or name is required; path skipped".into()));
-                return None;
-            }
-        };
+        let port =
+            match &svc.port {
+                Some(p) if p.name.as_deref().is_some_and(|n| !n.is_empty()) => p.name.clone().unwrap_or_default(),
+                Some(p) if p.number.is_some() => p.number.unwrap_or_default().to_string(),
+                _ => {
+                    diags.push(self.error(
+                        &format!("{field}.service.port"),
+                        "a port number or name is required; path skipped".into(),
+                    ));
+                    return None;
+                }
+            };
         Some(BackendRef { namespace: self.namespace.to_owned(), service: svc.name.clone(), port })
     }
 }
@@ -297,7 +325,12 @@ fn age_key(i: &Sourced<Ingress>) -> (bool, Option<String>, String, String) {
 
 /// Class filtering: `spec.ingressClassName`, else the legacy annotation, else the default
 /// IngressClass (or, when none is marked default, tether takes class-less Ingresses).
-fn is_ours(ing: &Sourced<Ingress>, classes: &[Sourced<IngressClass>], options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> bool {
+fn is_ours(
+    ing: &Sourced<Ingress>,
+    classes: &[Sourced<IngressClass>],
+    options: &CompileOptions<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
     let meta = &ing.obj.metadata;
     let class = ing
         .obj
@@ -308,13 +341,15 @@ fn is_ours(ing: &Sourced<Ingress>, classes: &[Sourced<IngressClass>], options: &
     let class_is_ours = |name: &str| {
         options.ingress_classes.iter().any(|c| c == name)
             || classes.iter().any(|c| {
-                model::name(&c.obj.metadata) == name && c.obj.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME)
+                model::name(&c.obj.metadata) == name
+                    && c.obj.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME)
             })
     };
     let ours = match class {
         Some(name) => class_is_ours(name),
         None => {
-            let default_class = classes.iter().find(|c| model::annotation(&c.obj.metadata, DEFAULT_CLASS_ANNOTATION) == Some("true"));
+            let default_class =
+                classes.iter().find(|c| model::annotation(&c.obj.metadata, DEFAULT_CLASS_ANNOTATION) == Some("true"));
             default_class.is_none_or(|c| class_is_ours(model::name(&c.obj.metadata)))
         }
     };

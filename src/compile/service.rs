@@ -142,9 +142,10 @@ fn legacy_endpoints(ns: &str, legacy: &Endpoints, port_name: &str, out: &mut Vec
         };
         for addr in subset.addresses.as_deref().unwrap_or_default() {
             let Ok(ip) = addr.ip.parse::<IpAddr>() else { continue };
-            let pod = addr.target_ref.as_ref().and_then(|r| {
-                Some(format!("{}/{}", r.namespace.as_deref().unwrap_or(ns), r.name.as_deref()?))
-            });
+            let pod = addr
+                .target_ref
+                .as_ref()
+                .and_then(|r| Some(format!("{}/{}", r.namespace.as_deref().unwrap_or(ns), r.name.as_deref()?)));
             out.push(spec(pod, SocketAddr::new(ip, port), EndpointState::Ready));
         }
     }

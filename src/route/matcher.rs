@@ -184,7 +184,8 @@ mod tests {
     #[test]
     fn spec_examples() {
         use PathKind::*;
-        let cases: &[(&[(&str, PathKind)], &str, bool)] = &[
+        type Case<'a> = (&'a [(&'a str, PathKind)], &'a str, bool);
+        let cases: &[Case] = &[
             (&[("/", Prefix)], "/anything", true),
             (&[("/foo", Exact)], "/foo", true),
             (&[("/foo", Exact)], "/bar", false),

@@ -39,20 +39,17 @@ impl ManifestDir {
         for path in files {
             let parsed = match std::fs::read_to_string(&path) {
                 Ok(text) => parse_file(&path, &text),
-                Err(e) => {
-                    let mut p = crate::source::parse::ParsedFile::default();
-                    p.failed = true;
-                    p.diagnostics.push(Diagnostic::error(format!("cannot read file: {e}")).file(&path));
-                    p
-                }
+                Err(e) => crate::source::parse::ParsedFile {
+                    failed: true,
+                    diagnostics: vec![Diagnostic::error(format!("cannot read file: {e}")).file(&path)],
+                    ..Default::default()
+                },
             };
             diagnostics.extend(parsed.diagnostics);
             let objects = if parsed.failed {
                 match self.last_good.get(&path) {
                     Some(previous) => {
-                        diagnostics.push(
-                            Diagnostic::warning("kept serving this file's last good objects").file(&path),
-                        );
+                        diagnostics.push(Diagnostic::warning("kept serving this file's last good objects").file(&path));
                         previous.clone()
                     }
                     None => Snapshot::default(),

@@ -77,9 +77,9 @@ impl ParsedFile {
                         self.add_document(path, item);
                     }
                 }
-                None => self.fail(
-                    Diagnostic::error("a List needs an items array").file(path).object(object).field("items"),
-                ),
+                None => {
+                    self.fail(Diagnostic::error("a List needs an items array").file(path).object(object).field("items"))
+                }
             },
             ("networking.k8s.io/v1", "Ingress") => {
                 if let Some(obj) = self.typed(path, &object, doc) {

@@ -57,13 +57,21 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     match get("affinity") {
         None => {
             if HONOURED.iter().skip(1).any(|n| get(n).is_some()) {
-                out.note(&format!("{PREFIX}affinity"), "session-cookie annotations without `affinity: cookie` have no effect", true);
+                out.note(
+                    &format!("{PREFIX}affinity"),
+                    "session-cookie annotations without `affinity: cookie` have no effect",
+                    true,
+                );
             }
             return out;
         }
         Some("cookie") => {}
         Some(other) => {
-            out.note(&format!("{PREFIX}affinity"), &format!("value {other:?} is not supported (only \"cookie\"); no affinity"), true);
+            out.note(
+                &format!("{PREFIX}affinity"),
+                &format!("value {other:?} is not supported (only \"cookie\"); no affinity"),
+                true,
+            );
             return out;
         }
     }
@@ -71,7 +79,11 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     let name = match get("session-cookie-name") {
         Some(n) if is_cookie_name(n) => n,
         Some(n) => {
-            out.note(&key("session-cookie-name"), &format!("{n:?} is not a valid cookie name; using {DEFAULT_COOKIE_NAME}"), true);
+            out.note(
+                &key("session-cookie-name"),
+                &format!("{n:?} is not a valid cookie name; using {DEFAULT_COOKIE_NAME}"),
+                true,
+            );
             DEFAULT_COOKIE_NAME
         }
         None => DEFAULT_COOKIE_NAME,
@@ -80,20 +92,30 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     match get("affinity-mode") {
         None | Some("balanced") => {}
         Some("persistent") => policy.mode = AffinityMode::Persistent,
-        Some(other) => out.note(&key("affinity-mode"), &format!("{other:?} is not balanced|persistent; using balanced"), true),
+        Some(other) => {
+            out.note(&key("affinity-mode"), &format!("{other:?} is not balanced|persistent; using balanced"), true)
+        }
     }
     if let Some(path) = get("session-cookie-path") {
         if path.starts_with('/') && is_attribute_value(path) {
             policy.path = Some(path.into());
         } else {
-            out.note(&key("session-cookie-path"), &format!("{path:?} is not a valid cookie path; using the Ingress path"), true);
+            out.note(
+                &key("session-cookie-path"),
+                &format!("{path:?} is not a valid cookie path; using the Ingress path"),
+                true,
+            );
         }
     }
     if let Some(domain) = get("session-cookie-domain") {
         if !domain.is_empty() && is_attribute_value(domain) && !domain.contains(' ') {
             policy.domain = Some(domain.into());
         } else {
-            out.note(&key("session-cookie-domain"), &format!("{domain:?} is not a valid cookie domain; no Domain attribute"), true);
+            out.note(
+                &key("session-cookie-domain"),
+                &format!("{domain:?} is not a valid cookie domain; no Domain attribute"),
+                true,
+            );
         }
     }
     policy.expires = out.seconds("session-cookie-expires", get("session-cookie-expires"));
@@ -105,7 +127,11 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     if let Some(v) = get("session-cookie-samesite") {
         policy.same_site = SameSite::parse(v);
         if policy.same_site.is_none() {
-            out.note(&key("session-cookie-samesite"), &format!("{v:?} is not Strict|Lax|None; no SameSite attribute"), true);
+            out.note(
+                &key("session-cookie-samesite"),
+                &format!("{v:?} is not Strict|Lax|None; no SameSite attribute"),
+                true,
+            );
         }
     }
     out.sticky = Some(policy);
@@ -143,8 +169,7 @@ impl NginxSettings {
 
 /// RFC 6265 cookie-name: an HTTP token.
 fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Attribute values may not contain `;` or control characters.

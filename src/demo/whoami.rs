@@ -1,0 +1,128 @@
+//! `tether whoami`: the demo pod. Answers with its pod name, hostname, a per-process id and
+//! the request's headers, like the `whoami` images the sticky-session tutorials use.
+//! `?sleep=MS` delays the answer (to show timeouts); request bodies are counted, not kept.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Who this pod is.
+#[derive(Debug, serde::Serialize)]
+pub struct Identity {
+    pub name: String,
+    pub hostname: String,
+    pub uuid: String,
+}
+
+impl Identity {
+    pub fn new(name: &str) -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| std::env::var("HOSTNAME").unwrap_or_default());
+        Identity { name: name.to_owned(), hostname, uuid: uuid::Uuid::new_v4().to_string() }
+    }
+}
+
+/// Binds and serves forever. Prints `whoami NAME listening on http://ADDR` once bound.
+pub async fn serve(addr: SocketAddr, name: &str) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    println!("whoami {name} listening on http://{bound}");
+    let identity = Arc::new(Identity::new(name));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(identity.clone(), peer, req));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Reply<'a> {
+    pod: &'a str,
+    hostname: &'a str,
+    uuid: &'a str,
+    remote_addr: String,
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+    body_bytes: u64,
+}
+
+async fn answer(
+    identity: Arc<Identity>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    if let Some(ms) = query_param(parts.uri.query(), "sleep").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
+    }
+    let mut body_bytes = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            body_bytes += data.len() as u64;
+        }
+    }
+    let reply = Reply {
+        pod: &identity.name,
+        hostname: &identity.hostname,
+        uuid: &identity.uuid,
+        remote_addr: peer.to_string(),
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body_bytes,
+    };
+    let wants_json =
+        parts.headers.get(ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+    let (content_type, text) = if wants_json {
+        ("application/json", serde_json::to_string(&reply).unwrap_or_default())
+    } else {
+        ("text/plain; charset=utf-8", plain(&reply))
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+/// The pod name comes first, alone on its line, so `curl -s URL | head -1` shows it.
+fn plain(r: &Reply<'_>) -> String {
+    let mut out = String::with_capacity(512);
+    let _ = writeln!(out, "{}", r.pod);
+    let _ = writeln!(out, "Hostname: {}", r.hostname);
+    let _ = writeln!(out, "UUID: {}", r.uuid);
+    let _ = writeln!(out, "RemoteAddr: {}", r.remote_addr);
+    let _ = writeln!(out, "{} {}", r.method, r.uri);
+    for (k, v) in &r.headers {
+        let _ = writeln!(out, "{k}: {v}");
+    }
+    let _ = writeln!(out, "BodyBytes: {}", r.body_bytes);
+    out
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}

@@ -1,0 +1,228 @@
+//! One request: match a route, let the affinity engine pick an endpoint, forward, and stream
+//! the response back (with a `Set-Cookie` when a session starts or moves).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CONTENT_TYPE, HOST, SET_COOKIE, USER_AGENT};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::affinity::token::CookieKey;
+use crate::affinity::{self, Selection};
+use crate::proxy::body::{PooledBody, ProxyBody};
+use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::upstream::{ConnectError, Sender, Upstream};
+use crate::route::{Route, RouteTable};
+
+/// Timeouts of the forwarding path (ingress-nginx names in brackets).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Connecting to a pod [`proxy-connect-timeout`, 5 s].
+    pub connect: Duration,
+    /// Waiting for a pod's response headers [`proxy-read-timeout`, 60 s].
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(5), response: Duration::from_secs(60) }
+    }
+}
+
+/// What every request reads: the current route table (one atomic load), the cookie key, and
+/// the timeouts.
+pub struct ProxyState {
+    pub table: ArcSwap<RouteTable>,
+    pub key: CookieKey,
+    pub timeouts: Timeouts,
+}
+
+/// Endpoints tried at most per request (the first choice plus failovers before any byte was
+/// sent).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Serves one request. Never fails: errors become short plain-text responses.
+pub async fn handle(
+    state: Arc<ProxyState>,
+    client: Arc<ClientInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let route: Arc<Route> = {
+        let table = state.table.load();
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+        match table.find(host, req.uri().path()) {
+            Some(route) => route.clone(),
+            None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
+        }
+    };
+    let backend = &route.backend;
+    let now = unix_now();
+    let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &state.key, now) else {
+        let why = backend.problem.as_deref().unwrap_or("no ready endpoints");
+        return Ok(local_owned(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: {why}\n")));
+    };
+    let user_agent =
+        req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(&route));
+    prepare_request(&mut req, &client);
+
+    let mut failed = [usize::MAX; MAX_ATTEMPTS];
+    for attempt in 0..MAX_ATTEMPTS {
+        let endpoint = &backend.endpoints[selection.endpoint];
+        match send(&endpoint.upstream, req, &state.timeouts).await {
+            Ok((response, sender)) => {
+                let response = finish_response(
+                    response,
+                    sender,
+                    &endpoint.upstream,
+                    &route,
+                    &selection,
+                    &state,
+                    client.tls,
+                    user_agent.as_deref(),
+                );
+                return Ok(response);
+            }
+            Err(Failure::NotSent(returned, error)) => {
+                tracing::warn!(endpoint = %endpoint.identity, %error, "upstream unavailable");
+                failed[attempt] = selection.endpoint;
+                let pinned = selection.session.is_some() && matches!(selection.decision, affinity::Decision::Hit);
+                let may_move = !pinned || backend.sticky.as_ref().is_some_and(|p| p.change_on_failure);
+                let next =
+                    if may_move { affinity::reselect(backend, &selection, &failed[..=attempt], now) } else { None };
+                match next {
+                    Some(next) if attempt + 1 < MAX_ATTEMPTS => {
+                        selection = next;
+                        req = *returned;
+                    }
+                    _ => return Ok(error_response(&error)),
+                }
+            }
+            Err(Failure::Sent(error)) => {
+                tracing::warn!(endpoint = %endpoint.identity, %error, "upstream failed after the request was sent");
+                return Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"));
+            }
+            Err(Failure::Timeout) => {
+                tracing::warn!(endpoint = %endpoint.identity, "upstream response timed out");
+                return Ok(local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"));
+            }
+        }
+    }
+    Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
+}
+
+fn selection_may_issue(route: &Route) -> bool {
+    route.sticky.as_ref().is_some_and(|s| s.issues_cookies && s.policy.conditional_same_site_none)
+}
+
+fn unix_now() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+}
+
+/// Rewrites a client request into the request a pod receives.
+fn prepare_request(req: &mut Request<Incoming>, client: &ClientInfo) {
+    if req.uri().authority().is_some() {
+        // Absolute-form from a client that treats us as a forward proxy: send origin-form.
+        let origin = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        if let Ok(uri) = origin.parse::<Uri>() {
+            if !req.headers().contains_key(HOST) {
+                if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                    req.headers_mut().insert(HOST, host);
+                }
+            }
+            *req.uri_mut() = uri;
+        }
+    }
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    headers::strip_hop_by_hop(headers);
+    let host = headers.get(HOST).cloned();
+    headers::set_forwarded(headers, client, host);
+}
+
+enum Failure {
+    /// The request never reached the pod; it is handed back for another endpoint.
+    NotSent(Box<Request<Incoming>>, ConnectError),
+    /// The pod got (part of) the request and then failed.
+    Sent(hyper::Error),
+    Timeout,
+}
+
+async fn send(
+    upstream: &Upstream,
+    mut req: Request<Incoming>,
+    timeouts: &Timeouts,
+) -> Result<(Response<Incoming>, Sender), Failure> {
+    loop {
+        let (mut sender, reused) = match upstream.take_idle().await {
+            Some(sender) => (sender, true),
+            None => match upstream.connect(timeouts.connect).await {
+                Ok(sender) => (sender, false),
+                Err(ConnectError::Timeout(_)) => return Err(Failure::Timeout),
+                Err(e) => return Err(Failure::NotSent(Box::new(req), e)),
+            },
+        };
+        match tokio::time::timeout(timeouts.response, sender.try_send_request(req)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Ok(response)) => return Ok((response, sender)),
+            Ok(Err(mut e)) => match e.take_message() {
+                // A pooled connection the pod had closed: the request was not written.
+                Some(returned) if reused => req = returned,
+                Some(returned) => {
+                    let error = ConnectError::Handshake(upstream.addr, e.into_error());
+                    return Err(Failure::NotSent(Box::new(returned), error));
+                }
+                None => return Err(Failure::Sent(e.into_error())),
+            },
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_response(
+    response: Response<Incoming>,
+    sender: Sender,
+    upstream: &Arc<Upstream>,
+    route: &Route,
+    selection: &Selection,
+    state: &ProxyState,
+    tls: bool,
+    user_agent: Option<&[u8]>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let (Some(token), Some(sticky)) = (&selection.issue, &route.sticky) {
+        // Routes that only honour a shared backend's cookie never set one.
+        if sticky.issues_cookies {
+            let value = state.key.encode(token, route.backend.scope);
+            if let Some(cookie) = sticky.set_cookie(&value, SystemTime::now(), tls, user_agent) {
+                parts.headers.append(SET_COOKIE, cookie);
+            }
+        }
+    }
+    let body = PooledBody::new(body, sender, upstream.clone());
+    Response::from_parts(parts, ProxyBody::Upstream(body))
+}
+
+fn error_response(error: &ConnectError) -> Response<ProxyBody> {
+    match error {
+        ConnectError::Timeout(_) => local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+        _ => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+    }
+}
+
+pub fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::local(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn local_owned(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::local_owned(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

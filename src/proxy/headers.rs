@@ -1,0 +1,116 @@
+//! Request and response header rewriting: hop-by-hop headers out, forwarding headers in.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Per-connection values, formatted once per connection rather than per request.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub ip: HeaderValue,
+    pub port: HeaderValue,
+    pub proto: HeaderValue,
+    pub tls: bool,
+}
+
+impl ClientInfo {
+    pub fn new(peer: std::net::SocketAddr, local_port: u16, tls: bool) -> Self {
+        let ip = HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientInfo {
+            ip,
+            port: HeaderValue::from(local_port),
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            tls,
+        }
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(listed) = headers.get(CONNECTION).cloned() {
+        if let Ok(listed) = listed.to_str() {
+            for name in listed.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Sets the forwarding headers a pod sees, as ingress-nginx does by default: the peer is the
+/// client (incoming `X-Forwarded-*` from an untrusted peer are replaced, not trusted).
+pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
+    headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+    headers.insert(X_REAL_IP.clone(), client.ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
+    match host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+    }
+}
+
+/// 32 lowercase hex digits, like ingress-nginx's `$request_id`.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = rand::random();
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (i * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_headers_replace_untrusted_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("6.6.6.6"));
+        let client = ClientInfo::new("127.0.0.9:5555".parse().unwrap(), 8080, false);
+        set_forwarded(&mut h, &client, Some(HeaderValue::from_static("shop.example")));
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.9");
+        assert_eq!(h[&X_REAL_IP], "127.0.0.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "shop.example");
+        assert_eq!(h[&X_FORWARDED_PORT], "8080");
+        assert_eq!(h[&X_REQUEST_ID].len(), 32);
+    }
+}
