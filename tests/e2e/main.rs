@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `tether` binary, real `tether whoami` pods, a real HTTP client
+//! with a cookie jar, all on loopback.
+
+mod harness;
+
+mod proxying;
+mod reload;
+mod routing;
+mod sticky;
+mod demo;

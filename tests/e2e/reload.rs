@@ -1,0 +1,85 @@
+//! The manifest directory: hot reload, and bad input that loses nothing.
+
+use std::time::Instant;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_malformed_manifest_keeps_the_previous_table_and_is_reported() {
+    let pods = start_pods("web", 2);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("affinity", "cookie")]));
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    assert_eq!(get(&client, &t.url("/")).await.status, 200);
+
+    // 1. Broken YAML.
+    m.write("ingress.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web\n");
+    wait_for("the broken file to be read", || async { t.diagnostics().await.to_string().contains("invalid YAML") }).await;
+    let report = t.diagnostics().await;
+    let text = report.to_string();
+    assert!(text.contains("ingress.yaml") && text.contains("invalid YAML"), "{text}");
+    let hit = get(&client, &t.url("/")).await;
+    assert_eq!(hit.status, 200, "the last good table keeps serving");
+    assert_eq!(hit.set_cookies.len(), 1, "with its affinity");
+
+    // 2. A well-formed file with a field of the wrong type: file, object and field named.
+    let bad = ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]).replace("port: {number: 80}", "port: {number: eighty}");
+    m.write("ingress.yaml", &bad);
+    wait_for("the bad object to be read", || async { t.diagnostics().await.to_string().contains("port.number") }).await;
+    let diags = t.diagnostics().await["diagnostics"].as_array().unwrap().clone();
+    let d = diags.iter().find(|d| d["severity"] == "error").expect("an error");
+    assert!(d["file"].as_str().unwrap().ends_with("ingress.yaml"));
+    assert_eq!(d["object"], "Ingress default/web");
+    assert_eq!(d["field"], "spec.rules[0].http.paths[0].backend.service.port.number");
+    assert_eq!(get(&client, &t.url("/")).await.status, 200);
+    assert!(t.proc.stderr_text().contains("spec.rules[0].http.paths[0].backend.service.port.number"), "printed on stderr");
+
+    // 3. Fixed: the new content applies.
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/v2", "Prefix", "web")], &[]));
+    wait_for("the fix to apply", || async { get(&client, &t.url("/")).await.status == 404 }).await;
+    assert_eq!(get(&client, &t.url("/v2")).await.status, 200);
+    let report = t.diagnostics().await;
+    assert!(report["diagnostics"].as_array().unwrap().iter().all(|d| d["severity"] != "error"), "{report}");
+}
+
+#[tokio::test]
+async fn changes_apply_without_restart_and_quickly() {
+    let pods = start_pods("web", 1);
+    let m = Manifests::new();
+    m.service("web", &[&pods[0]]);
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    assert_eq!(get(&client, &t.url("/new")).await.status, 404);
+    let written = Instant::now();
+    // A subdirectory, a multi-document file and a List, as `kubectl get -o yaml` writes.
+    std::fs::create_dir_all(m.file("sub")).unwrap();
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}",
+        ingress_yaml("new", None, &[("/new", "Prefix", "web")], &[])
+            .lines()
+            .enumerate()
+            .map(|(i, l)| if i == 0 { format!("- {l}\n") } else { format!("  {l}\n") })
+            .collect::<String>()
+    );
+    m.write("sub/list.yml", &list);
+    wait_for("the new Ingress", || async { get(&client, &t.url("/new")).await.status == 200 }).await;
+    let took = written.elapsed();
+    eprintln!("reload latency: {took:?}");
+    // Unknown kinds are a notice, not an error.
+    m.write("deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n");
+    wait_for("the notice", || async { t.diagnostics().await.to_string().contains("Deployment") }).await;
+    assert_eq!(get(&client, &t.url("/new")).await.status, 200);
+}
+
+#[tokio::test]
+async fn admin_health_and_readiness() {
+    let m = Manifests::new();
+    let t = Tether::start(m.path(), &[]);
+    for path in ["/healthz", "/readyz"] {
+        let r = reqwest::get(format!("http://{}{path}", t.admin)).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    assert_eq!(get(&no_jar(), &t.url("/")).await.status, 404);
+}

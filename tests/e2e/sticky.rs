@@ -1,0 +1,266 @@
+//! Cookie stickiness with the ingress-nginx annotations.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::harness::*;
+
+fn sticky_setup(mode: &str, extra: &[(&str, &str)]) -> (Vec<Pod>, Manifests, Tether) {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    let mut annotations = vec![("affinity", "cookie"), ("affinity-mode", mode), ("session-cookie-name", "route")];
+    annotations.extend_from_slice(extra);
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &annotations));
+    let t = Tether::start(m.path(), &[]);
+    (pods, m, t)
+}
+
+#[tokio::test]
+async fn requests_without_a_cookie_spread_over_all_pods() {
+    for mode in ["balanced", "persistent"] {
+        let (pods, _m, t) = sticky_setup(mode, &[]);
+        let client = no_jar();
+        let mut seen = BTreeSet::new();
+        for _ in 0..30 {
+            let hit = get(&client, &t.url("/")).await;
+            assert_eq!(hit.status, 200);
+            seen.insert(hit.pod);
+        }
+        let all: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+        assert_eq!(seen, all, "{mode}: every pod gets requests without a cookie");
+    }
+}
+
+#[tokio::test]
+async fn first_response_sets_the_configured_cookie() {
+    let (_pods, _m, t) = sticky_setup(
+        "persistent",
+        &[
+            ("session-cookie-expires", "3600"),
+            ("session-cookie-max-age", "7200"),
+            ("session-cookie-domain", "example.test"),
+            ("session-cookie-secure", "true"),
+            ("session-cookie-samesite", "lax"),
+            ("session-cookie-path", "/"),
+        ],
+    );
+    let hit = get(&no_jar(), &t.url("/")).await;
+    assert_eq!(hit.set_cookies.len(), 1, "exactly one Set-Cookie");
+    let cookie = &hit.set_cookies[0];
+    let parts: Vec<&str> = cookie.split("; ").collect();
+    assert!(parts[0].starts_with("route=") && parts[0].len() == "route=".len() + 46, "{cookie}");
+    assert!(parts[1].starts_with("Expires=") && parts[1].ends_with(" GMT"), "{cookie}");
+    let expires = httpdate::parse_http_date(&parts[1]["Expires=".len()..]).unwrap();
+    let ahead = expires.duration_since(std::time::SystemTime::now()).unwrap().as_secs();
+    assert!((3500..=3601).contains(&ahead), "Expires is about an hour ahead: {ahead}");
+    assert_eq!(&parts[2..], &["Max-Age=7200", "Domain=example.test", "Path=/", "Secure", "HttpOnly", "SameSite=Lax"]);
+    // The value names no pod and no address.
+    assert!(!cookie.contains("web-") && !cookie.contains("127."), "{cookie}");
+}
+
+#[tokio::test]
+async fn defaults_give_a_session_cookie_with_the_ingress_path() {
+    let pods = start_pods("shop", 2);
+    let m = Manifests::new();
+    m.service("shop", &pods.iter().collect::<Vec<_>>());
+    m.write("ingress.yaml", &ingress_yaml("shop", None, &[("/shop", "Prefix", "shop")], &[("affinity", "cookie")]));
+    let t = Tether::start(m.path(), &[]);
+    let hit = get(&no_jar(), &t.url("/shop/cart")).await;
+    let cookie = &hit.set_cookies[0];
+    assert!(cookie.starts_with("INGRESSCOOKIE="), "{cookie}");
+    assert!(cookie.ends_with("; Path=/shop; HttpOnly"), "no Expires/Max-Age unless set: {cookie}");
+}
+
+#[tokio::test]
+async fn with_the_cookie_fifty_requests_hit_one_pod() {
+    for mode in ["balanced", "persistent"] {
+        let (_pods, _m, t) = sticky_setup(mode, &[]);
+        let browser = browser();
+        let first = get(&browser, &t.url("/")).await;
+        assert_eq!(first.set_cookies.len(), 1);
+        for i in 0..50 {
+            let hit = get(&browser, &t.url("/")).await;
+            assert_eq!(hit.pod, first.pod, "{mode}: request {i} left the pinned pod");
+            assert!(hit.set_cookies.is_empty(), "{mode}: a valid cookie is not re-issued");
+        }
+    }
+}
+
+/// Opens sessions until every pod holds at least two; returns (browser, pod) pairs.
+async fn sessions_on_every_pod(t: &Tether, pods: &[Pod]) -> Vec<(reqwest::Client, String)> {
+    let mut sessions = Vec::new();
+    let mut per_pod: HashMap<String, usize> = HashMap::new();
+    for _ in 0..60 {
+        let b = browser();
+        let hit = get(&b, &t.url("/")).await;
+        *per_pod.entry(hit.pod.clone()).or_default() += 1;
+        sessions.push((b, hit.pod));
+        if pods.iter().all(|p| per_pod.get(&p.name).copied().unwrap_or(0) >= 2) {
+            return sessions;
+        }
+    }
+    panic!("sessions did not reach every pod: {per_pod:?}");
+}
+
+#[tokio::test]
+async fn persistent_removing_a_pod_moves_only_its_sessions() {
+    let (pods, m, t) = sticky_setup("persistent", &[]);
+    let sessions = sessions_on_every_pod(&t, &pods).await;
+    let gone = &pods[0];
+    let remaining: Vec<&Pod> = pods[1..].iter().collect();
+    m.write("web-slice.yaml", &slice_yaml("web", &remaining));
+    wait_for("the pod's removal to be compiled", || async { t.diagnostics().await["endpoints"] == 2 }).await;
+
+    for (browser, pinned) in &sessions {
+        let hit = get(browser, &t.url("/")).await;
+        if pinned == &gone.name {
+            assert_ne!(hit.pod, gone.name, "a session of the removed pod must move");
+            assert_eq!(hit.set_cookies.len(), 1, "a moved session gets a new cookie");
+            // From now on it stays on its new pod.
+            for _ in 0..10 {
+                let again = get(browser, &t.url("/")).await;
+                assert_eq!(again.pod, hit.pod);
+                assert!(again.set_cookies.is_empty());
+            }
+        } else {
+            assert_eq!(&hit.pod, pinned, "sessions of other pods do not move");
+            assert!(hit.set_cookies.is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn persistent_keeps_sessions_when_a_fourth_pod_is_added() {
+    let (mut pods, m, t) = sticky_setup("persistent", &[]);
+    let sessions = sessions_on_every_pod(&t, &pods).await;
+    // A fourth pod like the others: same port, next address.
+    let ip = match pods[2].addr.ip() {
+        std::net::IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) + 1),
+        _ => unreachable!(),
+    };
+    pods.push(Pod::start("web-3", std::net::SocketAddr::from((ip, pods[0].addr.port()))).expect("4th pod"));
+    m.write("web-slice.yaml", &slice_yaml("web", &pods.iter().collect::<Vec<_>>()));
+    let client = no_jar();
+    wait_for("new sessions to reach the 4th pod", || async { get(&client, &t.url("/")).await.pod == "web-3" }).await;
+    for (browser, pinned) in &sessions {
+        let hit = get(browser, &t.url("/")).await;
+        assert_eq!(&hit.pod, pinned, "a persistent session never moves while its pod lives");
+        assert!(hit.set_cookies.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn balanced_sessions_spread_over_the_remaining_pods_without_a_new_cookie() {
+    let (pods, m, t) = sticky_setup("balanced", &[]);
+    let sessions = sessions_on_every_pod(&t, &pods).await;
+    m.write("web-slice.yaml", &slice_yaml("web", &pods[1..].iter().collect::<Vec<_>>()));
+    wait_for("the pod's removal to be compiled", || async { t.diagnostics().await["endpoints"] == 2 }).await;
+    for (browser, pinned) in &sessions {
+        let hit = get(browser, &t.url("/")).await;
+        if pinned == &pods[0].name {
+            assert_ne!(hit.pod, pods[0].name);
+        } else {
+            assert_eq!(&hit.pod, pinned, "only the removed pod's sessions move");
+        }
+        let again = get(browser, &t.url("/")).await;
+        assert_eq!(again.pod, hit.pod, "and they stay where they moved");
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_is_replaced_not_obeyed() {
+    for mode in ["balanced", "persistent"] {
+        let (_pods, _m, t) = sticky_setup(mode, &[]);
+        let client = no_jar();
+        let first = get(&client, &t.url("/")).await;
+        let pair = cookie_pair(&first);
+        let (name, value) = pair.split_once('=').unwrap();
+        // Flip one character in the middle of the value.
+        let mut bytes = value.as_bytes().to_vec();
+        bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{name}={}", String::from_utf8(bytes).unwrap());
+        for bad in [forged.as_str(), "route=garbage", "route=", "route=%%%;route=AAAA"] {
+            let hit = get_with(client.get(t.url("/")).header("cookie", bad)).await;
+            assert_eq!(hit.status, 200, "{mode}: a bad cookie is treated as no cookie");
+            assert_eq!(hit.set_cookies.len(), 1, "{mode}: {bad} is replaced");
+            assert_ne!(cookie_pair(&hit), pair);
+            assert_ne!(cookie_pair(&hit), bad);
+        }
+        // The genuine cookie still works.
+        for _ in 0..5 {
+            let hit = get_with(client.get(t.url("/")).header("cookie", pair.as_str())).await;
+            assert_eq!(hit.pod, first.pod);
+            assert!(hit.set_cookies.is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_ingress_paths_with_different_cookie_names() {
+    let app1 = start_pods("one", 2);
+    let app2 = start_pods("two", 2);
+    let m = Manifests::new();
+    m.service("one", &app1.iter().collect::<Vec<_>>());
+    m.service("two", &app2.iter().collect::<Vec<_>>());
+    m.write(
+        "one.yaml",
+        &ingress_yaml("one", None, &[("/app1", "Prefix", "one")], &[("affinity", "cookie"), ("session-cookie-name", "ONE")]),
+    );
+    m.write(
+        "two.yaml",
+        &ingress_yaml(
+            "two",
+            None,
+            &[("/app2", "Prefix", "two")],
+            &[("affinity", "cookie"), ("affinity-mode", "persistent"), ("session-cookie-name", "TWO")],
+        ),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let b = browser();
+    let h1 = get(&b, &t.url("/app1")).await;
+    let h2 = get(&b, &t.url("/app2/x")).await;
+    assert!(h1.set_cookies[0].starts_with("ONE=") && h1.set_cookies[0].contains("Path=/app1;"));
+    assert!(h2.set_cookies[0].starts_with("TWO=") && h2.set_cookies[0].contains("Path=/app2;"));
+    assert!(h1.pod.starts_with("one-") && h2.pod.starts_with("two-"));
+    for _ in 0..20 {
+        assert_eq!(get(&b, &t.url("/app1")).await.pod, h1.pod);
+        assert_eq!(get(&b, &t.url("/app2/x")).await.pod, h2.pod);
+    }
+}
+
+#[tokio::test]
+async fn another_ingress_sharing_the_backend_honours_but_never_sets_the_cookie() {
+    let (_pods, m, t) = sticky_setup("persistent", &[]);
+    m.write("plain.yaml", &ingress_yaml("plain", None, &[("/plain", "Prefix", "web")], &[]));
+    let client = no_jar();
+    wait_for("the second Ingress", || async { t.diagnostics().await["routes"] == 2 }).await;
+    assert!(get(&client, &t.url("/plain")).await.set_cookies.is_empty(), "no cookie from a path without affinity");
+    let b = browser();
+    let pinned = get(&b, &t.url("/")).await.pod;
+    for _ in 0..20 {
+        let hit = get(&b, &t.url("/plain")).await;
+        assert_eq!(hit.pod, pinned, "the cookie is honoured on the shared backend");
+        assert!(hit.set_cookies.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn change_on_failure_moves_a_session_whose_pod_refuses_connections() {
+    for (change, expect_move) in [("true", true), ("false", false)] {
+        let (mut pods, _m, t) = sticky_setup("persistent", &[("session-cookie-change-on-failure", change)]);
+        let b = browser();
+        let pinned = get(&b, &t.url("/")).await.pod;
+        let index = pods.iter().position(|p| p.name == pinned).unwrap();
+        pods[index].stop(); // still listed in the EndpointSlice
+        let hit = get(&b, &t.url("/")).await;
+        if expect_move {
+            assert_eq!(hit.status, 200);
+            assert_ne!(hit.pod, pinned);
+            assert_eq!(hit.set_cookies.len(), 1, "re-pinned with a new cookie");
+            let again = get(&b, &t.url("/")).await;
+            assert_eq!(again.pod, hit.pod);
+        } else {
+            assert_eq!(hit.status, 502, "without change-on-failure the session does not silently move");
+        }
+    }
+}
