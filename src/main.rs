@@ -12,6 +12,11 @@ use tether::compile::DEFAULT_CLASS;
 use tether::demo::{self, DemoConfig};
 use tether::proxy::forward::Timeouts;
 
+// Many small, short-lived allocations per request (headers, buffers): mimalloc's per-thread
+// free lists measured faster than glibc malloc on the proxy path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tether",

@@ -33,7 +33,22 @@ impl ClientInfo {
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+///
+/// One pass over the (few) header names finds whether there is anything to remove, which is
+/// cheaper than hashing every hop-by-hop name on every request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let found = headers.keys().any(|name| {
+        name == CONNECTION
+            || name == TE
+            || name == TRAILER
+            || name == TRANSFER_ENCODING
+            || name == UPGRADE
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+    });
+    if !found {
+        return;
+    }
     if let Some(listed) = headers.get(CONNECTION).cloned() {
         if let Ok(listed) = listed.to_str() {
             for name in listed.split(',') {
@@ -46,9 +61,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(CONNECTION);
     }
     for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
+        headers.remove(name);
     }
 }
 

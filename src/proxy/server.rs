@@ -81,6 +81,8 @@ async fn accept_loop(socket: Socket, local_port: u16, state: Arc<ProxyState>) {
             let service = service_fn(move |req| forward::handle(state.clone(), client.clone(), req));
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
+                .header_read_timeout(None)
+                .writev(false)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {

@@ -87,6 +87,7 @@ impl Upstream {
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ConnectError::Handshake(self.addr, e))?;

@@ -60,7 +60,11 @@ async fn the_demo_spreads_without_a_jar_and_sticks_with_one() {
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     wait_for("the demo pods to stop", || {
         let addrs = pod_addrs.clone();
-        async move { addrs.iter().all(|a| std::net::TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_millis(200)).is_err()) }
+        async move {
+            addrs
+                .iter()
+                .all(|a| std::net::TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_millis(200)).is_err())
+        }
     })
     .await;
 }

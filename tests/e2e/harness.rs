@@ -237,8 +237,14 @@ pub fn slice_yaml(service: &str, pods: &[&Pod]) -> String {
 }
 
 /// An Ingress with one rule; `annotations` are `key: value` lines under the nginx prefix.
-pub fn ingress_yaml(name: &str, host: Option<&str>, paths: &[(&str, &str, &str)], annotations: &[(&str, &str)]) -> String {
-    let mut out = format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n");
+pub fn ingress_yaml(
+    name: &str,
+    host: Option<&str>,
+    paths: &[(&str, &str, &str)],
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut out =
+        format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n");
     if !annotations.is_empty() {
         out.push_str("  annotations:\n");
         for (k, v) in annotations {

@@ -3,8 +3,8 @@
 
 mod harness;
 
+mod demo;
 mod proxying;
 mod reload;
 mod routing;
 mod sticky;
-mod demo;

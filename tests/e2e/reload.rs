@@ -16,7 +16,8 @@ async fn a_malformed_manifest_keeps_the_previous_table_and_is_reported() {
 
     // 1. Broken YAML.
     m.write("ingress.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web\n");
-    wait_for("the broken file to be read", || async { t.diagnostics().await.to_string().contains("invalid YAML") }).await;
+    wait_for("the broken file to be read", || async { t.diagnostics().await.to_string().contains("invalid YAML") })
+        .await;
     let report = t.diagnostics().await;
     let text = report.to_string();
     assert!(text.contains("ingress.yaml") && text.contains("invalid YAML"), "{text}");
@@ -25,7 +26,8 @@ async fn a_malformed_manifest_keeps_the_previous_table_and_is_reported() {
     assert_eq!(hit.set_cookies.len(), 1, "with its affinity");
 
     // 2. A well-formed file with a field of the wrong type: file, object and field named.
-    let bad = ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]).replace("port: {number: 80}", "port: {number: eighty}");
+    let bad = ingress_yaml("web", None, &[("/", "Prefix", "web")], &[])
+        .replace("port: {number: 80}", "port: {number: eighty}");
     m.write("ingress.yaml", &bad);
     wait_for("the bad object to be read", || async { t.diagnostics().await.to_string().contains("port.number") }).await;
     let diags = t.diagnostics().await["diagnostics"].as_array().unwrap().clone();
@@ -34,7 +36,10 @@ async fn a_malformed_manifest_keeps_the_previous_table_and_is_reported() {
     assert_eq!(d["object"], "Ingress default/web");
     assert_eq!(d["field"], "spec.rules[0].http.paths[0].backend.service.port.number");
     assert_eq!(get(&client, &t.url("/")).await.status, 200);
-    assert!(t.proc.stderr_text().contains("spec.rules[0].http.paths[0].backend.service.port.number"), "printed on stderr");
+    assert!(
+        t.proc.stderr_text().contains("spec.rules[0].http.paths[0].backend.service.port.number"),
+        "printed on stderr"
+    );
 
     // 3. Fixed: the new content applies.
     m.write("ingress.yaml", &ingress_yaml("web", None, &[("/v2", "Prefix", "web")], &[]));

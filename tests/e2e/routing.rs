@@ -31,7 +31,12 @@ async fn exact_prefix_and_longest_match() {
         &ingress_yaml(
             "paths",
             None,
-            &[("/", "Prefix", "root"), ("/foo", "Prefix", "foo"), ("/foo", "Exact", "fooexact"), ("/foo/bar/", "Prefix", "deep")],
+            &[
+                ("/", "Prefix", "root"),
+                ("/foo", "Prefix", "foo"),
+                ("/foo", "Exact", "fooexact"),
+                ("/foo/bar/", "Prefix", "deep"),
+            ],
             &[],
         ),
     );
@@ -73,10 +78,8 @@ async fn exact_and_wildcard_hosts_and_the_default_404() {
 async fn spec_default_backend_answers_what_no_rule_matches() {
     let (_pods, m) = backends(&["fallback", "app"]);
     let mut ing = ingress_yaml("app", Some("app.test"), &[("/", "Prefix", "app")], &[]);
-    ing = ing.replace(
-        "spec:\n",
-        "spec:\n  defaultBackend:\n    service:\n      name: fallback\n      port: {number: 80}\n",
-    );
+    ing = ing
+        .replace("spec:\n", "spec:\n  defaultBackend:\n    service:\n      name: fallback\n      port: {number: 80}\n");
     m.write("ingress.yaml", &ing);
     let t = Tether::start(m.path(), &[]);
     let c = no_jar();
@@ -112,7 +115,10 @@ async fn ingress_classes_are_filtered() {
     m.write(
         "legacy.yaml",
         &ingress_yaml("legacy", None, &[("/legacy", "Prefix", "legacy")], &[])
-            .replace("  namespace: default\n", "  namespace: default\n  annotations:\n    kubernetes.io/ingress.class: nginx\n")
+            .replace(
+                "  namespace: default\n",
+                "  namespace: default\n  annotations:\n    kubernetes.io/ingress.class: nginx\n",
+            )
             .replace("  ingressClassName: tether\n", ""),
     );
     let c = no_jar();

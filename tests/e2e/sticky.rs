@@ -204,7 +204,12 @@ async fn two_ingress_paths_with_different_cookie_names() {
     m.service("two", &app2.iter().collect::<Vec<_>>());
     m.write(
         "one.yaml",
-        &ingress_yaml("one", None, &[("/app1", "Prefix", "one")], &[("affinity", "cookie"), ("session-cookie-name", "ONE")]),
+        &ingress_yaml(
+            "one",
+            None,
+            &[("/app1", "Prefix", "one")],
+            &[("affinity", "cookie"), ("session-cookie-name", "ONE")],
+        ),
     );
     m.write(
         "two.yaml",
