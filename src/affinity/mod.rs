@@ -174,3 +174,133 @@ pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: 
     };
     Some(Selection { endpoint, decision: Decision::Failover, issue: Some(issue), session: Some(issue.session) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::affinity::cookie::StickyPolicy;
+    use crate::proxy::upstream::UpstreamRegistry;
+    use crate::route::{Endpoint, EndpointState};
+    use http::header::{HeaderValue, COOKIE};
+    use std::sync::Arc;
+
+    fn key() -> CookieKey {
+        CookieKey::new(&[9; 32]).unwrap()
+    }
+
+    fn backend(pods: &[(&str, EndpointState)], mode: AffinityMode) -> Backend {
+        let registry = UpstreamRegistry::new(1);
+        let k = key();
+        let endpoints = pods
+            .iter()
+            .enumerate()
+            .map(|(i, (name, state))| {
+                let addr = format!("127.0.0.{}:80", i + 1).parse().unwrap();
+                Endpoint {
+                    identity: (*name).into(),
+                    addr,
+                    state: *state,
+                    digest: k.digest("tether/endpoint", name.as_bytes()),
+                    upstream: registry.get(addr),
+                }
+            })
+            .collect();
+        let mut policy = StickyPolicy::new("route");
+        policy.mode = mode;
+        Backend::new("ns/web:80".into(), endpoints, 77, Some(Arc::new(policy)), None)
+    }
+
+    fn route(b: &Backend) -> RouteSticky {
+        RouteSticky { policy: b.sticky.clone().unwrap(), cookie_path: "/".into(), issues_cookies: true }
+    }
+
+    fn with_cookie(b: &Backend, token: &Token) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let value = format!("route={}", key().encode(token, b.scope));
+        h.insert(COOKIE, HeaderValue::from_str(&value).unwrap());
+        h
+    }
+
+    fn name(b: &Backend, s: &Selection) -> String {
+        b.endpoints[s.endpoint].identity.to_string()
+    }
+
+    use EndpointState::{Draining, Ready};
+
+    #[test]
+    fn persistent_failover_is_the_same_for_the_same_session_on_every_replica() {
+        let full = backend(&[("a", Ready), ("b", Ready), ("c", Ready)], AffinityMode::Persistent);
+        let without_a = backend(&[("b", Ready), ("c", Ready)], AffinityMode::Persistent);
+        let k = key();
+        for session in 0..200u64 {
+            let token =
+                Token { mode: TokenMode::Persistent, issued: 1, session, endpoint: k.digest("tether/endpoint", b"a") };
+            let hit = select(&full, Some(&route(&full)), &with_cookie(&full, &token), &k, 5).unwrap();
+            assert_eq!((name(&full, &hit), hit.decision), ("a".into(), Decision::Hit));
+            let moved = select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &token), &k, 5).unwrap();
+            let again = select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &token), &k, 5).unwrap();
+            assert_eq!(moved.decision, Decision::Failover);
+            assert_eq!(moved.endpoint, again.endpoint, "deterministic");
+            let issued = moved.issue.expect("a new cookie");
+            assert_eq!(issued.session, session, "the session keeps its id");
+            // The new cookie pins the new pod.
+            let after = select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &issued), &k, 5).unwrap();
+            assert_eq!((after.endpoint, after.decision), (moved.endpoint, Decision::Hit));
+        }
+    }
+
+    #[test]
+    fn a_draining_pod_keeps_its_sessions_but_gets_no_new_ones() {
+        for mode in [AffinityMode::Persistent, AffinityMode::Balanced] {
+            let live = backend(&[("a", Ready), ("b", Ready), ("c", Ready)], mode);
+            let draining = backend(&[("a", Draining), ("b", Ready), ("c", Ready)], mode);
+            let k = key();
+            let none = HeaderMap::new();
+            let mut kept = 0;
+            for _ in 0..300 {
+                let s = select(&live, Some(&route(&live)), &none, &k, 5).unwrap();
+                let token = s.issue.unwrap();
+                let on_draining =
+                    select(&draining, Some(&route(&draining)), &with_cookie(&draining, &token), &k, 5).unwrap();
+                assert_eq!(name(&live, &s), name(&draining, &on_draining), "{mode:?}: sessions stay while draining");
+                if name(&live, &s) == "a" {
+                    kept += 1;
+                }
+                let fresh = select(&draining, Some(&route(&draining)), &none, &k, 5).unwrap();
+                assert_ne!(name(&draining, &fresh), "a", "{mode:?}: no new sessions on a draining pod");
+            }
+            assert!(kept > 0);
+        }
+    }
+
+    #[test]
+    fn honour_only_routes_never_issue() {
+        let b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
+        let mut r = route(&b);
+        r.issues_cookies = false;
+        let s = select(&b, Some(&r), &HeaderMap::new(), &key(), 5).unwrap();
+        assert_eq!((s.decision, s.issue), (Decision::RoundRobin, None));
+    }
+
+    #[test]
+    fn a_token_of_the_other_mode_is_not_obeyed() {
+        let b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
+        let balanced = Token { mode: TokenMode::Balanced, issued: 1, session: 3, endpoint: 0 };
+        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &balanced), &key(), 5).unwrap();
+        assert_eq!(s.decision, Decision::Rejected);
+        assert!(s.issue.is_some());
+    }
+
+    #[test]
+    fn reselect_walks_the_failover_order_without_the_failed_pods() {
+        let b = backend(&[("a", Ready), ("b", Ready), ("c", Ready)], AffinityMode::Persistent);
+        let first = select(&b, Some(&route(&b)), &HeaderMap::new(), &key(), 5).unwrap();
+        let second = reselect(&b, &first, &[first.endpoint], 5).unwrap();
+        assert_ne!(second.endpoint, first.endpoint);
+        assert_eq!(second.decision, Decision::Failover);
+        assert_eq!(second.issue.unwrap().endpoint, b.endpoints[second.endpoint].digest);
+        let third = reselect(&b, &second, &[first.endpoint, second.endpoint], 5).unwrap();
+        assert!(third.endpoint != first.endpoint && third.endpoint != second.endpoint);
+        assert!(reselect(&b, &third, &[0, 1, 2], 5).is_none());
+    }
+}

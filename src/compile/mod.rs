@@ -49,3 +49,6 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
         .sum();
     Compiled { table: Arc::new(table), diagnostics, routes, endpoints }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,17 +1,22 @@
 //! `tether whoami`: the demo pod. Answers with its pod name, hostname, a per-process id and
 //! the request's headers, like the `whoami` images the sticky-session tutorials use.
-//! `?sleep=MS` delays the answer (to show timeouts); request bodies are counted, not kept.
+//! `?sleep=MS` delays the answer (to show timeouts); `?chunks=N&pause=MS` streams N lines with a
+//! pause between them (to show streaming); request bodies are counted, not kept.
 
 use std::convert::Infallible;
 use std::fmt::Write;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -71,7 +76,7 @@ async fn answer(
     identity: Arc<Identity>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<PodBody>, Infallible> {
     let (parts, mut body) = req.into_parts();
     if let Some(ms) = query_param(parts.uri.query(), "sleep").and_then(|v| v.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
@@ -103,7 +108,16 @@ async fn answer(
     } else {
         ("text/plain; charset=utf-8", plain(&reply))
     };
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let chunks = query_param(parts.uri.query(), "chunks").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let pause = query_param(parts.uri.query(), "pause").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let body = PodBody {
+        head: Some(Bytes::from(text)),
+        chunks_left: chunks.min(10_000),
+        sent: 0,
+        pause: Duration::from_millis(pause.min(60_000)),
+        sleep: None,
+    };
+    let mut response = Response::new(body);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
 }
@@ -125,4 +139,40 @@ fn plain(r: &Reply<'_>) -> String {
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The reply, then optionally `chunk N` lines with a pause before each.
+pub struct PodBody {
+    head: Option<Bytes>,
+    chunks_left: u32,
+    sent: u32,
+    pause: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body for PodBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(head) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        if self.chunks_left == 0 {
+            return Poll::Ready(None);
+        }
+        let pause = self.pause;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.sleep = None;
+        self.chunks_left -= 1;
+        self.sent += 1;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(format!("chunk {}\n", self.sent))))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.chunks_left == 0
+    }
 }

@@ -133,9 +133,14 @@ pub struct Tether {
 
 impl Tether {
     pub fn start(manifests: &Path, extra: &[&str]) -> Tether {
+        Self::start_with_state(manifests, None, extra)
+    }
+
+    /// Starts with a given state directory (where a generated cookie key is kept).
+    pub fn start_with_state(manifests: &Path, state_dir: Option<&Path>, extra: &[&str]) -> Tether {
         let state = tempfile::tempdir().unwrap();
         let dir = manifests.to_str().unwrap().to_owned();
-        let state_dir = state.path().to_str().unwrap().to_owned();
+        let state_dir = state_dir.unwrap_or(state.path()).to_str().unwrap().to_owned();
         let mut args = vec![
             "run",
             "--manifests",

@@ -122,3 +122,23 @@ async fn a_service_without_endpoints_is_503() {
     assert_eq!(hit.status, 503);
     assert!(hit.body.contains("Service default/nosuch not found"), "{}", hit.body);
 }
+
+#[tokio::test]
+async fn responses_stream_to_the_client_as_the_pod_sends_them() {
+    let (_pods, _m, t) = plain_setup(1, &[]);
+    let started = std::time::Instant::now();
+    // The pod sends its reply, then waits 6 s before each of 2 more chunks.
+    let mut response = no_jar().get(t.url("/?chunks=2&pause=6000")).send().await.unwrap();
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    let first_after = started.elapsed();
+    assert!(String::from_utf8_lossy(&first).contains("web-0"));
+    assert!(
+        first_after < std::time::Duration::from_secs(5),
+        "the first bytes arrive before the pod finishes (after {first_after:?}); a buffering proxy waits 12 s"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("chunk 1\nchunk 2\n"));
+}

@@ -269,3 +269,55 @@ async fn change_on_failure_moves_a_session_whose_pod_refuses_connections() {
         }
     }
 }
+
+#[tokio::test]
+async fn replicas_sharing_a_key_decide_the_same_and_others_reject_the_cookie() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    let keys = tempfile::tempdir().unwrap();
+    let shared = keys.path().join("shared.key");
+    let other = keys.path().join("other.key");
+    std::fs::write(&shared, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n").unwrap();
+    std::fs::write(&other, "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n").unwrap();
+    for mode in ["balanced", "persistent"] {
+        let annotations = [("affinity", "cookie"), ("affinity-mode", mode), ("session-cookie-name", "route")];
+        m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &annotations));
+        let a = Tether::start(m.path(), &["--cookie-key-file", shared.to_str().unwrap()]);
+        let b = Tether::start(m.path(), &["--cookie-key-file", shared.to_str().unwrap()]);
+        let c = Tether::start(m.path(), &["--cookie-key-file", other.to_str().unwrap()]);
+        let client = no_jar();
+        for _ in 0..6 {
+            let first = get(&client, &a.url("/")).await;
+            let cookie = cookie_pair(&first);
+            for replica in [&a, &b] {
+                let hit = get_with(client.get(replica.url("/")).header("cookie", cookie.as_str())).await;
+                assert_eq!(hit.pod, first.pod, "{mode}: every replica with the key routes the cookie alike");
+                assert!(hit.set_cookies.is_empty());
+            }
+            let foreign = get_with(client.get(c.url("/")).header("cookie", cookie.as_str())).await;
+            assert_eq!(foreign.set_cookies.len(), 1, "{mode}: another key's cookie is replaced");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restart_logs_nobody_out() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    let annotations = [("affinity", "cookie"), ("affinity-mode", "persistent")];
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &annotations));
+    let state = tempfile::tempdir().unwrap();
+    let client = no_jar();
+    let (cookie, pod) = {
+        let t = Tether::start_with_state(m.path(), Some(state.path()), &[]);
+        assert!(t.proc.stderr_text().contains("generated a cookie key"), "the generated key is announced");
+        let hit = get(&client, &t.url("/")).await;
+        (cookie_pair(&hit), hit.pod)
+    };
+    let t = Tether::start_with_state(m.path(), Some(state.path()), &[]);
+    let hit = get_with(client.get(t.url("/")).header("cookie", cookie.as_str())).await;
+    assert_eq!(hit.pod, pod, "the key kept in the state directory still verifies the cookie");
+    assert!(hit.set_cookies.is_empty());
+}

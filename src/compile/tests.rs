@@ -1,0 +1,136 @@
+//! `compile()` over small YAML fixtures: no sockets needed.
+
+use std::path::Path;
+
+use crate::affinity::token::CookieKey;
+use crate::compile::{compile, CompileOptions, Compiled};
+use crate::diag::Severity;
+use crate::proxy::upstream::UpstreamRegistry;
+use crate::source::parse::parse_file;
+
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: ["127.0.0.1"]
+  targetRef: {kind: Pod, name: web-0}
+- addresses: ["127.0.0.2"]
+  targetRef: {kind: Pod, name: web-1}
+"#;
+
+fn compiled(ingresses: &str, classes: &[&str]) -> Compiled {
+    let parsed = parse_file(Path::new("t.yaml"), &format!("{SERVICES}---\n{ingresses}"));
+    assert!(!parsed.failed, "{:?}", parsed.diagnostics);
+    let registry = UpstreamRegistry::new(1);
+    let options = CompileOptions {
+        ingress_classes: classes.iter().map(|c| c.to_string()).collect(),
+        key: CookieKey::new(&[1; 32]).unwrap(),
+        upstreams: &registry,
+    };
+    compile(&parsed.objects, &options)
+}
+
+fn ingress(name: &str, class: &str, annotations: &str, path: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+         spec:\n  ingressClassName: {class}\n  rules:\n  - http:\n      paths:\n      - path: {path}\n        \
+         pathType: Prefix\n        backend: {{service: {{name: web, port: {{number: 80}}}}}}\n"
+    )
+}
+
+#[test]
+fn a_sticky_ingress_compiles_to_a_sticky_route() {
+    let c = compiled(
+        &ingress(
+            "web",
+            "tether",
+            "nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/session-cookie-name: sid",
+            "/app",
+        ),
+        &["tether"],
+    );
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    assert_eq!((c.routes, c.endpoints), (1, 2));
+    let route = c.table.find("any", "/app/x").unwrap();
+    let sticky = route.sticky.as_ref().unwrap();
+    assert_eq!((&*sticky.policy.cookie_name, &*sticky.cookie_path, sticky.issues_cookies), ("sid", "/app", true));
+    assert_eq!(&*route.backend.name, "default/web:80");
+    assert_eq!(&*route.backend.endpoints[0].identity, "default/web-0:8080");
+}
+
+#[test]
+fn conflicting_affinity_on_one_service_keeps_the_oldest_and_says_so() {
+    let old = ingress(
+        "a-old",
+        "tether",
+        "nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/session-cookie-name: first",
+        "/a",
+    )
+    .replace("  name: a-old\n", "  name: a-old\n  creationTimestamp: \"2020-01-01T00:00:00Z\"\n");
+    let new = ingress(
+        "b-new",
+        "tether",
+        "nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/session-cookie-name: second",
+        "/b",
+    );
+    let c = compiled(&format!("{new}---\n{old}"), &["tether"]);
+    let b = c.table.find("h", "/b").unwrap();
+    assert_eq!(&*b.sticky.as_ref().unwrap().policy.cookie_name, "first");
+    let warning = c.diagnostics.iter().find(|d| d.reason.contains("differ")).expect("a conflict diagnostic");
+    assert_eq!(warning.object.as_deref(), Some("Ingress default/b-new"));
+    assert!(warning.reason.contains("default/a-old"));
+}
+
+#[test]
+fn other_classes_are_skipped_with_a_notice() {
+    let c = compiled(&ingress("web", "nginx", "", "/"), &["tether"]);
+    assert_eq!(c.routes, 0);
+    assert_eq!(c.diagnostics[0].severity, Severity::Notice);
+    assert!(c.diagnostics[0].reason.contains("--ingress-class"));
+    assert_eq!(compiled(&ingress("web", "nginx", "", "/"), &["tether", "nginx"]).routes, 1);
+}
+
+#[test]
+fn an_ingress_class_object_of_ours_is_served_by_name() {
+    let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: sticky}\nspec: {controller: tether.dev/ingress-controller}\n";
+    let c = compiled(&format!("{class}---\n{}", ingress("web", "sticky", "", "/")), &["tether"]);
+    assert_eq!(c.routes, 1);
+}
+
+#[test]
+fn bad_paths_and_hosts_are_skipped_with_errors() {
+    let bad_path = ingress("p", "tether", "", "nope");
+    let bad_host = ingress("h", "tether", "", "/").replace("  - http:", "  - host: \"a.*.com\"\n    http:");
+    let c = compiled(&format!("{bad_path}---\n{bad_host}"), &["tether"]);
+    assert_eq!(c.routes, 0);
+    let fields: Vec<_> =
+        c.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.field.clone().unwrap()).collect();
+    assert!(fields.contains(&"spec.rules[0].http.paths[0].path".to_owned()), "{fields:?}");
+    assert!(fields.contains(&"spec.rules[0].host".to_owned()), "{fields:?}");
+}
+
+#[test]
+fn a_missing_service_is_a_warning_and_a_503_backend() {
+    let c = compiled(&ingress("web", "tether", "", "/").replace("name: web, port", "name: nosuch, port"), &["tether"]);
+    let route = c.table.find("h", "/").unwrap();
+    assert!(route.backend.endpoints.is_empty());
+    assert!(route.backend.problem.as_deref().unwrap().contains("not found"));
+    assert!(c.diagnostics.iter().any(|d| d.severity == Severity::Warning));
+}
+
+#[test]
+fn endpoint_digests_and_scopes_do_not_depend_on_file_order() {
+    let a = compiled(&ingress("web", "tether", "nginx.ingress.kubernetes.io/affinity: cookie", "/"), &["tether"]);
+    let b = compiled(&ingress("web", "tether", "nginx.ingress.kubernetes.io/affinity: cookie", "/"), &["tether"]);
+    let (ra, rb) = (a.table.find("h", "/").unwrap(), b.table.find("h", "/").unwrap());
+    assert_eq!(ra.backend.scope, rb.backend.scope);
+    assert_eq!(ra.backend.endpoints[1].digest, rb.backend.endpoints[1].digest);
+}
