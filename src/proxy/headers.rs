@@ -34,34 +34,39 @@ impl ClientInfo {
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
 ///
-/// One pass over the (few) header names finds whether there is anything to remove, which is
-/// cheaper than hashing every hop-by-hop name on every request.
+/// One pass over the (few) header names records which hop-by-hop names are present, so only
+/// those are hashed and removed; most requests carry none, most pod responses only
+/// `Connection: keep-alive`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let found = headers.keys().any(|name| {
-        name == CONNECTION
-            || name == TE
-            || name == TRAILER
-            || name == TRANSFER_ENCODING
-            || name == UPGRADE
-            || name == KEEP_ALIVE
-            || name == PROXY_CONNECTION
-    });
-    if !found {
-        return;
+    const FIXED: [&HeaderName; 6] = [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE];
+    let mut present = 0u8;
+    let mut connection = false;
+    for name in headers.keys() {
+        if name == CONNECTION {
+            connection = true;
+        } else if let Some(i) = FIXED.iter().position(|fixed| name == *fixed) {
+            present |= 1 << i;
+        }
     }
-    if let Some(listed) = headers.get(CONNECTION).cloned() {
-        if let Ok(listed) = listed.to_str() {
-            for name in listed.split(',') {
-                let name = name.trim();
-                if !name.is_empty() {
-                    headers.remove(name);
+    if connection {
+        // A clone of a parsed value shares the read buffer: no allocation.
+        if let Some(listed) = headers.get(CONNECTION).cloned() {
+            for token in listed.to_str().unwrap_or("").split(',').map(str::trim) {
+                // `close` and `keep-alive` are options, not (other) header names.
+                if !token.is_empty()
+                    && !token.eq_ignore_ascii_case("close")
+                    && !token.eq_ignore_ascii_case("keep-alive")
+                {
+                    headers.remove(token);
                 }
             }
         }
         headers.remove(CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
-        headers.remove(name);
+    for (i, name) in FIXED.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
 }
 

@@ -21,6 +21,9 @@ pub fn start(
     workers: usize,
     state: Arc<ProxyState>,
 ) -> std::io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
+    if addr.port() != 0 {
+        ensure_not_shared(addr)?;
+    }
     let first = bind(addr)?;
     let bound = first.local_addr()?.as_socket().unwrap_or(addr);
     let mut sockets = vec![first];
@@ -44,6 +47,14 @@ pub fn start(
         handles.push(handle);
     }
     Ok((bound, handles))
+}
+
+/// `SO_REUSEPORT` would let a second tether (or anything of the same user) silently share the
+/// port; a plain bind first turns that mistake into "address in use".
+fn ensure_not_shared(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<Socket> {
