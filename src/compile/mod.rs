@@ -38,7 +38,7 @@ pub struct Compiled {
 /// Compiles a snapshot. Never fails: problems become diagnostics and the affected part is
 /// left out (or served with a 503 explaining why).
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
-    let mut diagnostics = Vec::new();
+    let mut diagnostics = duplicates(snapshot);
     let table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
     let routes = table.routes().count() + usize::from(table.default_route.is_some());
     let endpoints = table
@@ -48,6 +48,42 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
         .values()
         .sum();
     Compiled { table: Arc::new(table), diagnostics, routes, endpoints }
+}
+
+/// The same object in two places is almost always a stale copy: say which one is used.
+fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
+    use crate::model::{describe, Sourced};
+    use k8s_openapi::Metadata;
+    fn check<T: Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
+        kind: &str,
+        objects: &[Sourced<T>],
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let mut seen: std::collections::HashMap<String, Option<&std::path::PathBuf>> = std::collections::HashMap::new();
+        for o in objects {
+            let name = describe(kind, o.obj.metadata());
+            match seen.get(&name) {
+                Some(first) => out.push(
+                    Diagnostic::warning(format!(
+                        "defined more than once (also in {}); remove the stale copy: which one wins is not defined",
+                        first.map_or("another source".to_owned(), |f| f.display().to_string())
+                    ))
+                    .maybe_file(o.file.as_ref())
+                    .object(name),
+                ),
+                None => {
+                    seen.insert(name, o.file.as_ref());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    check("Ingress", &snapshot.ingresses, &mut out);
+    check("IngressClass", &snapshot.ingress_classes, &mut out);
+    check("Service", &snapshot.services, &mut out);
+    check("EndpointSlice", &snapshot.endpoint_slices, &mut out);
+    check("Endpoints", &snapshot.endpoints, &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -134,3 +134,11 @@ fn endpoint_digests_and_scopes_do_not_depend_on_file_order() {
     assert_eq!(ra.backend.scope, rb.backend.scope);
     assert_eq!(ra.backend.endpoints[1].digest, rb.backend.endpoints[1].digest);
 }
+
+#[test]
+fn a_duplicated_object_is_reported() {
+    let dup = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{name: http, port: 80}]}\n";
+    let c = compiled(dup, &["tether"]);
+    let d = c.diagnostics.iter().find(|d| d.reason.contains("more than once")).expect("duplicate reported");
+    assert_eq!(d.object.as_deref(), Some("Service default/web"));
+}

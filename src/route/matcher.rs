@@ -132,7 +132,7 @@ impl RouteTable {
             .get(host)
             .or_else(|| host.find('.').and_then(|dot| self.wildcard_hosts.get(&host[dot..])))
             .unwrap_or(&self.any_host);
-        routes.find(path).or(self.default_route.as_ref())
+        routes.find(&crate::route::path::normalize(path)).or(self.default_route.as_ref())
     }
 
     /// Every route, for `check` and the admin endpoints.
@@ -247,6 +247,16 @@ mod tests {
         assert_eq!(to(&t, "bar.com", "/").as_deref(), Some("any"));
         assert_eq!(to(&t, "a.baz.bar.com", "/").as_deref(), Some("any"));
         assert_eq!(to(&t, "[::1]:80", "/").as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn paths_are_matched_after_normalisation() {
+        let mut t = RouteTable::default();
+        add(&mut t, "", "/public", PathKind::Prefix, "public");
+        add(&mut t, "", "/admin", PathKind::Prefix, "admin");
+        assert_eq!(to(&t, "h", "/public/../admin/x").as_deref(), Some("admin"));
+        assert_eq!(to(&t, "h", "/public/%2e%2e/admin").as_deref(), Some("admin"));
+        assert_eq!(to(&t, "h", "//public//x").as_deref(), Some("public"));
     }
 
     #[test]

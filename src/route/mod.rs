@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod matcher;
+pub mod path;
 
 pub use backend::{Backend, Endpoint, EndpointState};
 pub use matcher::{HostRoutes, PathKind, Route, RouteTable};
