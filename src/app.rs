@@ -64,7 +64,7 @@ pub struct Running {
 /// spawns the watch-and-reload task on the current runtime.
 pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     let key = load_key(&config)?;
-    let upstreams = Arc::new(UpstreamRegistry::new(config.workers));
+    let upstreams = Arc::new(UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle));
     let proxy = Arc::new(ProxyState {
         table: ArcSwap::from_pointee(RouteTable::default()),
         key: key.clone(),

@@ -58,6 +58,10 @@ struct ProxyArgs {
     /// Seconds to wait for a pod's response headers (ingress-nginx proxy-read-timeout).
     #[arg(long, default_value_t = 60.0)]
     proxy_read_timeout: f64,
+    /// Seconds an idle pooled connection to a pod is kept for reuse (ingress-nginx
+    /// upstream-keepalive-timeout). Keep it below the pods' own keep-alive timeout.
+    #[arg(long, default_value_t = 60.0)]
+    upstream_keepalive_timeout: f64,
 }
 
 #[derive(Args)]
@@ -122,6 +126,7 @@ impl ProxyArgs {
             timeouts: Timeouts {
                 connect: seconds(self.proxy_connect_timeout, "proxy-connect-timeout")?,
                 response: seconds(self.proxy_read_timeout, "proxy-read-timeout")?,
+                upstream_idle: seconds(self.upstream_keepalive_timeout, "upstream-keepalive-timeout")?,
             },
         })
     }

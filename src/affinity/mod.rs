@@ -189,7 +189,7 @@ mod tests {
     }
 
     fn backend(pods: &[(&str, EndpointState)], mode: AffinityMode) -> Backend {
-        let registry = UpstreamRegistry::new(1);
+        let registry = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
         let k = key();
         let endpoints = pods
             .iter()

@@ -29,7 +29,7 @@ endpoints:
 fn compiled(ingresses: &str, classes: &[&str]) -> Compiled {
     let parsed = parse_file(Path::new("t.yaml"), &format!("{SERVICES}---\n{ingresses}"));
     assert!(!parsed.failed, "{:?}", parsed.diagnostics);
-    let registry = UpstreamRegistry::new(1);
+    let registry = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
     let options = CompileOptions {
         ingress_classes: classes.iter().map(|c| c.to_string()).collect(),
         key: CookieKey::new(&[1; 32]).unwrap(),

@@ -24,11 +24,17 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Waiting for a pod's response headers [`proxy-read-timeout`, 60 s].
     pub response: Duration,
+    /// Reusing an idle pooled connection [`upstream-keepalive-timeout`, 60 s].
+    pub upstream_idle: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(5), response: Duration::from_secs(60) }
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(60),
+            upstream_idle: Duration::from_secs(60),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use hyper::body::Incoming;
@@ -42,7 +42,9 @@ pub enum ConnectError {
 /// One pod address and its idle connections.
 pub struct Upstream {
     pub addr: SocketAddr,
-    idle: Box<[ArrayQueue<Sender>]>,
+    idle: Box<[ArrayQueue<(Sender, Instant)>]>,
+    /// Idle connections older than this are closed rather than reused.
+    idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -52,12 +54,12 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    fn new(addr: SocketAddr, workers: usize) -> Self {
+    fn new(addr: SocketAddr, workers: usize, idle_timeout: Duration) -> Self {
         let idle = (0..workers.max(1)).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect();
-        Upstream { addr, idle }
+        Upstream { addr, idle, idle_timeout }
     }
 
-    fn my_queue(&self) -> &ArrayQueue<Sender> {
+    fn my_queue(&self) -> &ArrayQueue<(Sender, Instant)> {
         let i = WORKER_INDEX.with(Cell::get);
         &self.idle[i % self.idle.len()]
     }
@@ -65,8 +67,10 @@ impl Upstream {
     /// An idle connection that is still open, if any.
     pub async fn take_idle(&self) -> Option<Sender> {
         let queue = self.my_queue();
-        while let Some(mut sender) = queue.pop() {
-            if sender.is_closed() {
+        while let Some((mut sender, since)) = queue.pop() {
+            // A pod closes idle connections on its own schedule; one idle too long is more
+            // likely to be closing under us than to be useful.
+            if sender.is_closed() || since.elapsed() > self.idle_timeout {
                 continue;
             }
             // Usually ready at once; a connection whose last response just ended may need
@@ -101,7 +105,7 @@ impl Upstream {
     /// Returns a connection whose response has been fully read.
     pub fn put_idle(&self, sender: Sender) {
         if !sender.is_closed() {
-            let _ = self.my_queue().push(sender);
+            let _ = self.my_queue().push((sender, Instant::now()));
         }
     }
 }
@@ -110,12 +114,13 @@ impl Upstream {
 #[derive(Debug)]
 pub struct UpstreamRegistry {
     workers: usize,
+    idle_timeout: Duration,
     by_addr: Mutex<HashMap<SocketAddr, Weak<Upstream>>>,
 }
 
 impl UpstreamRegistry {
-    pub fn new(workers: usize) -> Self {
-        UpstreamRegistry { workers, by_addr: Mutex::new(HashMap::new()) }
+    pub fn new(workers: usize, idle_timeout: Duration) -> Self {
+        UpstreamRegistry { workers, idle_timeout, by_addr: Mutex::new(HashMap::new()) }
     }
 
     /// The pool for `addr` (only called while compiling, never per request).
@@ -125,7 +130,7 @@ impl UpstreamRegistry {
             return existing;
         }
         map.retain(|_, w| w.strong_count() > 0);
-        let fresh = Arc::new(Upstream::new(addr, self.workers));
+        let fresh = Arc::new(Upstream::new(addr, self.workers, self.idle_timeout));
         map.insert(addr, Arc::downgrade(&fresh));
         fresh
     }

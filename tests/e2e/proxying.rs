@@ -142,3 +142,15 @@ async fn responses_stream_to_the_client_as_the_pod_sends_them() {
     }
     assert!(String::from_utf8_lossy(&rest).ends_with("chunk 1\nchunk 2\n"));
 }
+
+#[tokio::test]
+async fn idle_pooled_connections_expire_after_the_keepalive_timeout() {
+    let (_pods, _m, t) = plain_setup(1, &["--upstream-keepalive-timeout", "0.3"]);
+    let client = browser();
+    let remote = |hit: Hit| hit.body.lines().find_map(|l| l.strip_prefix("RemoteAddr: ")).unwrap().to_owned();
+    let second = remote(get(&client, &t.url("/")).await);
+    // Idle longer than the timeout: the pooled connection is not reused.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let later = remote(get(&client, &t.url("/")).await);
+    assert_ne!(later, second, "an expired idle connection is replaced");
+}
