@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::affinity::key;
-use crate::affinity::token::CookieKey;
+use crate::affinity::token::CookieKeys;
 use crate::compile::{compile, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
 use crate::proxy::forward::{ProxyState, Timeouts};
@@ -28,6 +28,7 @@ pub struct RunConfig {
     pub admin: SocketAddr,
     pub ingress_classes: Vec<String>,
     pub cookie_key_file: Option<PathBuf>,
+    pub accept_nginx_cookies: bool,
     pub state_dir: PathBuf,
     pub workers: usize,
     pub timeouts: Timeouts,
@@ -67,7 +68,8 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     let upstreams = Arc::new(UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle));
     let proxy = Arc::new(ProxyState {
         table: ArcSwap::from_pointee(RouteTable::default()),
-        key: key.clone(),
+        keys: key.clone(),
+        accept_nginx_cookies: config.accept_nginx_cookies,
         timeouts: config.timeouts,
     });
     let control = Arc::new(ControlState { proxy: proxy.clone(), report: ArcSwap::from_pointee(None) });
@@ -100,7 +102,7 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     Ok(Running { proxy_addr, admin_addr, control })
 }
 
-fn load_key(config: &RunConfig) -> anyhow::Result<CookieKey> {
+fn load_key(config: &RunConfig) -> anyhow::Result<CookieKeys> {
     let (key, generated) = key::load_or_generate(config.cookie_key_file.as_deref(), &config.state_dir)?;
     if let Some(path) = generated {
         tracing::warn!(
@@ -114,7 +116,7 @@ fn load_key(config: &RunConfig) -> anyhow::Result<CookieKey> {
 struct Reloader {
     dir: ManifestDir,
     classes: Vec<String>,
-    key: CookieKey,
+    key: CookieKeys,
     upstreams: Arc<UpstreamRegistry>,
     control: Arc<ControlState>,
     generation: u64,
@@ -127,8 +129,11 @@ impl Reloader {
         let started = Instant::now();
         let (snapshot, mut diagnostics) = self.dir.load();
         let unreadable = snapshot.object_count() == 0 && crate::diag::has_errors(&diagnostics);
-        let options =
-            CompileOptions { ingress_classes: self.classes.clone(), key: self.key.clone(), upstreams: &self.upstreams };
+        let options = CompileOptions {
+            ingress_classes: self.classes.clone(),
+            keys: self.key.clone(),
+            upstreams: &self.upstreams,
+        };
         let compiled = compile(&snapshot, &options);
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;

@@ -43,9 +43,13 @@ struct ProxyArgs {
     /// Ingress classes to serve (repeatable); Ingresses of other classes are skipped.
     #[arg(long = "ingress-class", default_value = DEFAULT_CLASS)]
     ingress_classes: Vec<String>,
-    /// File holding the cookie key shared by all replicas (hex or raw, >= 16 bytes).
+    /// Cookie key shared by all replicas: a file (line 1 current key, optional line 2 the
+    /// previous one; hex or raw, >= 16 bytes) or a directory with files `current`/`previous`.
     #[arg(long, env = "TETHER_COOKIE_KEY_FILE")]
     cookie_key_file: Option<PathBuf>,
+    /// Honour sticky cookies issued by ingress-nginx (and upgrade them to tether cookies).
+    #[arg(long)]
+    accept_nginx_cookies: bool,
     /// Where a generated cookie key is kept across restarts.
     #[arg(long, env = "TETHER_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -121,6 +125,7 @@ impl ProxyArgs {
             admin,
             ingress_classes: self.ingress_classes,
             cookie_key_file: self.cookie_key_file,
+            accept_nginx_cookies: self.accept_nginx_cookies,
             state_dir: self.state_dir.unwrap_or_else(tether::affinity::key::default_state_dir),
             workers,
             timeouts: Timeouts {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rand::RngCore;
 
-use crate::affinity::token::CookieKey;
+use crate::affinity::token::{CookieKey, CookieKeys};
 
 const KEY_FILE_NAME: &str = "cookie.key";
 
@@ -22,21 +22,51 @@ pub fn default_state_dir() -> PathBuf {
     std::env::temp_dir().join("tether-state")
 }
 
-/// Reads a key file: hex (64+ digits), base64, or raw bytes; at least 16 bytes of secret.
-pub fn read_key_file(path: &Path) -> anyhow::Result<CookieKey> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read cookie key file {}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let trimmed = text.trim();
-    let secret = decode_hex(trimmed).unwrap_or_else(|| trimmed.as_bytes().to_vec());
+/// Reads the cookie keys from `path`:
+/// - a file whose first non-empty line is the current key and whose optional second line is
+///   the previous one (during a rotation), each hex (32+ digits) or raw text of 16+ bytes;
+/// - or a directory holding files `current` and optionally `previous` (a Kubernetes Secret
+///   mounted as a volume).
+pub fn read_key_file(path: &Path) -> anyhow::Result<CookieKeys> {
+    if path.is_dir() {
+        let current = read_one(&path.join("current"))?;
+        let previous_path = path.join("previous");
+        let previous = if previous_path.exists() { Some(read_one(&previous_path)?) } else { None };
+        return Ok(CookieKeys { current, previous });
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read cookie key file {}", path.display()))?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let current = lines.next().with_context(|| format!("cookie key file {} is empty", path.display()))?;
+    let current = parse_key(current).with_context(|| format!("cookie key file {}: current key", path.display()))?;
+    let previous = match lines.next() {
+        Some(line) => {
+            Some(parse_key(line).with_context(|| format!("cookie key file {}: previous key", path.display()))?)
+        }
+        None => None,
+    };
+    if lines.next().is_some() {
+        bail!("cookie key file {} holds more than two keys (current, previous)", path.display());
+    }
+    Ok(CookieKeys { current, previous })
+}
+
+fn read_one(path: &Path) -> anyhow::Result<CookieKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read cookie key {}", path.display()))?;
+    parse_key(text.trim()).with_context(|| format!("cookie key {}", path.display()))
+}
+
+fn parse_key(text: &str) -> anyhow::Result<CookieKey> {
+    let secret = decode_hex(text).unwrap_or_else(|| text.as_bytes().to_vec());
     match CookieKey::new(&secret) {
         Some(key) => Ok(key),
-        None => bail!("cookie key file {} holds fewer than 16 bytes of secret", path.display()),
+        None => bail!("fewer than 16 bytes of secret"),
     }
 }
 
-/// The key to use: the given file, or the state directory's key (created on first use).
-/// Returns the key and, when one was generated, where it was written.
-pub fn load_or_generate(key_file: Option<&Path>, state_dir: &Path) -> anyhow::Result<(CookieKey, Option<PathBuf>)> {
+/// The keys to use: the given file, or the state directory's key (created on first use).
+/// Returns the keys and, when one was generated, where it was written.
+pub fn load_or_generate(key_file: Option<&Path>, state_dir: &Path) -> anyhow::Result<(CookieKeys, Option<PathBuf>)> {
     if let Some(file) = key_file {
         return Ok((read_key_file(file)?, None));
     }
@@ -51,7 +81,7 @@ pub fn load_or_generate(key_file: Option<&Path>, state_dir: &Path) -> anyhow::Re
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     write_private(&path, format!("{hex}\n").as_bytes())?;
     let key = CookieKey::new(&secret).context("generated key rejected")?;
-    Ok((key, Some(path)))
+    Ok((CookieKeys::single(key), Some(path)))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
@@ -87,10 +117,33 @@ mod tests {
         let (k2, created_again) = load_or_generate(None, dir.path()).unwrap();
         assert!(created_again.is_none());
         let t = Token { mode: TokenMode::Balanced, issued: 1, session: 2, endpoint: 0 };
-        assert_eq!(k2.decode(k1.encode(&t, 5).as_bytes(), 5), Some(t));
+        assert_eq!(k2.decode(k1.encode(&t, 5).as_bytes(), 5).map(|(t, _)| t), Some(t));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_key_file_may_hold_a_previous_key_and_a_directory_works_too() {
+        use crate::affinity::token::KeyUsed;
+        let dir = tempfile::tempdir().unwrap();
+        let old_hex = "11".repeat(32);
+        let new_hex = "22".repeat(32);
+        let f = dir.path().join("keys");
+        std::fs::write(&f, format!("{new_hex}\n{old_hex}\n")).unwrap();
+        let both = read_key_file(&f).unwrap();
+        let old = CookieKey::new(&[0x11; 32]).unwrap();
+        let t = Token { mode: TokenMode::Balanced, issued: 1, session: 2, endpoint: 0 };
+        assert_eq!(both.decode(old.encode(&t, 3).as_bytes(), 3), Some((t, KeyUsed::Previous)));
+        assert_eq!(both.decode(both.encode(&t, 3).as_bytes(), 3), Some((t, KeyUsed::Current)));
+        let secret = dir.path().join("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(secret.join("current"), &new_hex).unwrap();
+        let only = read_key_file(&secret).unwrap();
+        assert!(only.previous.is_none());
+        assert_eq!(only.decode(old.encode(&t, 3).as_bytes(), 3), None);
+        std::fs::write(dir.path().join("three"), format!("{new_hex}\n{old_hex}\n{old_hex}\n")).unwrap();
+        assert!(read_key_file(&dir.path().join("three")).is_err());
     }
 
     #[test]

@@ -6,13 +6,14 @@
 
 pub mod cookie;
 pub mod key;
+pub mod nginx_cookie;
 pub mod ring;
 pub mod token;
 
 use http::HeaderMap;
 
 use crate::affinity::cookie::{cookie_values, AffinityMode, RouteSticky};
-use crate::affinity::token::{CookieKey, Token, TokenMode};
+use crate::affinity::token::{CookieKeys, KeyUsed, Token, TokenMode};
 use crate::route::{Backend, EndpointState};
 
 /// What the affinity engine decided, for logs and metrics.
@@ -28,6 +29,8 @@ pub enum Decision {
     Hit,
     /// The cookie's endpoint is gone; the session moved (and a new cookie is issued if needed).
     Failover,
+    /// A cookie issued by ingress-nginx was honoured and upgraded to a tether cookie.
+    Migrated,
 }
 
 impl Decision {
@@ -38,6 +41,7 @@ impl Decision {
             Decision::Rejected => "rejected-cookie",
             Decision::Hit => "hit",
             Decision::Failover => "failover",
+            Decision::Migrated => "migrated",
         }
     }
 }
@@ -53,13 +57,22 @@ pub struct Selection {
     pub session: Option<u64>,
 }
 
+/// What selection needs besides the request: the keys, the clock, the migration switch.
+#[derive(Clone, Copy, Debug)]
+pub struct SelectContext<'a> {
+    pub keys: &'a CookieKeys,
+    /// Unix seconds.
+    pub now: u32,
+    /// Honour cookies issued by ingress-nginx (`--accept-nginx-cookies`).
+    pub accept_nginx_cookies: bool,
+}
+
 /// Chooses an endpoint for one request. `None` when the backend has no usable endpoint.
 pub fn select(
     backend: &Backend,
     sticky: Option<&RouteSticky>,
     headers: &HeaderMap,
-    key: &CookieKey,
-    now: u32,
+    cx: &SelectContext<'_>,
 ) -> Option<Selection> {
     let (Some(route), Some(policy)) = (sticky, backend.sticky.as_deref()) else {
         return round_robin(backend);
@@ -67,8 +80,20 @@ pub fn select(
     let mut saw_cookie = false;
     for value in cookie_values(headers, &policy.cookie_name) {
         saw_cookie = true;
-        if let Some(token) = key.decode(value, backend.scope) {
-            if let Some(selection) = follow(backend, policy.mode, token) {
+        if let Some((token, key_used)) = cx.keys.decode(value, backend.scope) {
+            if let Some(mut selection) = follow(backend, policy.mode, token, key_used) {
+                if key_used == KeyUsed::Previous && selection.issue.is_none() {
+                    // Re-sign under the current key (a persistent digest is recomputed).
+                    let endpoint = match token.mode {
+                        TokenMode::Persistent => backend.endpoints[selection.endpoint].digest,
+                        TokenMode::Balanced => 0,
+                    };
+                    selection.issue = Some(Token { endpoint, ..token });
+                }
+                return Some(selection);
+            }
+        } else if cx.accept_nginx_cookies {
+            if let Some(selection) = nginx_cookie::follow(backend, policy.mode, value, cx.now) {
                 return Some(selection);
             }
         }
@@ -76,7 +101,7 @@ pub fn select(
     if !route.issues_cookies {
         return round_robin(backend);
     }
-    let mut selection = new_session(backend, policy.mode, now)?;
+    let mut selection = new_session(backend, policy.mode, cx.now)?;
     if saw_cookie {
         selection.decision = Decision::Rejected;
     }
@@ -89,14 +114,14 @@ fn round_robin(backend: &Backend) -> Option<Selection> {
 }
 
 /// Routes a valid token; `None` when the token cannot be used (wrong mode, nothing live).
-fn follow(backend: &Backend, mode: AffinityMode, token: Token) -> Option<Selection> {
+fn follow(backend: &Backend, mode: AffinityMode, token: Token, key_used: KeyUsed) -> Option<Selection> {
     match (mode, token.mode) {
         (AffinityMode::Balanced, TokenMode::Balanced) => {
             let endpoint = backend.ring_live.first(token.session)?;
             Some(Selection { endpoint, decision: Decision::Hit, issue: None, session: Some(token.session) })
         }
         (AffinityMode::Persistent, TokenMode::Persistent) => {
-            if let Some(endpoint) = backend.by_digest(token.endpoint) {
+            if let Some(endpoint) = backend.by_digest(token.endpoint, key_used) {
                 return Some(Selection {
                     endpoint,
                     decision: Decision::Hit,
@@ -184,8 +209,12 @@ mod tests {
     use http::header::{HeaderValue, COOKIE};
     use std::sync::Arc;
 
-    fn key() -> CookieKey {
-        CookieKey::new(&[9; 32]).unwrap()
+    fn key() -> CookieKeys {
+        CookieKeys::single(crate::affinity::token::CookieKey::new(&[9; 32]).unwrap())
+    }
+
+    fn cx(keys: &CookieKeys) -> SelectContext<'_> {
+        SelectContext { keys, now: 5, accept_nginx_cookies: false }
     }
 
     fn backend(pods: &[(&str, EndpointState)], mode: AffinityMode) -> Backend {
@@ -200,7 +229,9 @@ mod tests {
                     identity: (*name).into(),
                     addr,
                     state: *state,
-                    digest: k.digest("tether/endpoint", name.as_bytes()),
+                    digest: k.current.digest("tether/endpoint", name.as_bytes()),
+                    previous_digest: None,
+                    nginx_key: [0; 16],
                     upstream: registry.get(addr),
                 }
             })
@@ -233,18 +264,25 @@ mod tests {
         let without_a = backend(&[("b", Ready), ("c", Ready)], AffinityMode::Persistent);
         let k = key();
         for session in 0..200u64 {
-            let token =
-                Token { mode: TokenMode::Persistent, issued: 1, session, endpoint: k.digest("tether/endpoint", b"a") };
-            let hit = select(&full, Some(&route(&full)), &with_cookie(&full, &token), &k, 5).unwrap();
+            let token = Token {
+                mode: TokenMode::Persistent,
+                issued: 1,
+                session,
+                endpoint: k.current.digest("tether/endpoint", b"a"),
+            };
+            let hit = select(&full, Some(&route(&full)), &with_cookie(&full, &token), &cx(&k)).unwrap();
             assert_eq!((name(&full, &hit), hit.decision), ("a".into(), Decision::Hit));
-            let moved = select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &token), &k, 5).unwrap();
-            let again = select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &token), &k, 5).unwrap();
+            let moved =
+                select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &token), &cx(&k)).unwrap();
+            let again =
+                select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &token), &cx(&k)).unwrap();
             assert_eq!(moved.decision, Decision::Failover);
             assert_eq!(moved.endpoint, again.endpoint, "deterministic");
             let issued = moved.issue.expect("a new cookie");
             assert_eq!(issued.session, session, "the session keeps its id");
             // The new cookie pins the new pod.
-            let after = select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &issued), &k, 5).unwrap();
+            let after =
+                select(&without_a, Some(&route(&without_a)), &with_cookie(&without_a, &issued), &cx(&k)).unwrap();
             assert_eq!((after.endpoint, after.decision), (moved.endpoint, Decision::Hit));
         }
     }
@@ -258,15 +296,15 @@ mod tests {
             let none = HeaderMap::new();
             let mut kept = 0;
             for _ in 0..300 {
-                let s = select(&live, Some(&route(&live)), &none, &k, 5).unwrap();
+                let s = select(&live, Some(&route(&live)), &none, &cx(&k)).unwrap();
                 let token = s.issue.unwrap();
                 let on_draining =
-                    select(&draining, Some(&route(&draining)), &with_cookie(&draining, &token), &k, 5).unwrap();
+                    select(&draining, Some(&route(&draining)), &with_cookie(&draining, &token), &cx(&k)).unwrap();
                 assert_eq!(name(&live, &s), name(&draining, &on_draining), "{mode:?}: sessions stay while draining");
                 if name(&live, &s) == "a" {
                     kept += 1;
                 }
-                let fresh = select(&draining, Some(&route(&draining)), &none, &k, 5).unwrap();
+                let fresh = select(&draining, Some(&route(&draining)), &none, &cx(&k)).unwrap();
                 assert_ne!(name(&draining, &fresh), "a", "{mode:?}: no new sessions on a draining pod");
             }
             assert!(kept > 0);
@@ -278,7 +316,7 @@ mod tests {
         let b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
         let mut r = route(&b);
         r.issues_cookies = false;
-        let s = select(&b, Some(&r), &HeaderMap::new(), &key(), 5).unwrap();
+        let s = select(&b, Some(&r), &HeaderMap::new(), &cx(&key())).unwrap();
         assert_eq!((s.decision, s.issue), (Decision::RoundRobin, None));
     }
 
@@ -286,7 +324,7 @@ mod tests {
     fn a_token_of_the_other_mode_is_not_obeyed() {
         let b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
         let balanced = Token { mode: TokenMode::Balanced, issued: 1, session: 3, endpoint: 0 };
-        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &balanced), &key(), 5).unwrap();
+        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &balanced), &cx(&key())).unwrap();
         assert_eq!(s.decision, Decision::Rejected);
         assert!(s.issue.is_some());
     }
@@ -294,7 +332,7 @@ mod tests {
     #[test]
     fn reselect_walks_the_failover_order_without_the_failed_pods() {
         let b = backend(&[("a", Ready), ("b", Ready), ("c", Ready)], AffinityMode::Persistent);
-        let first = select(&b, Some(&route(&b)), &HeaderMap::new(), &key(), 5).unwrap();
+        let first = select(&b, Some(&route(&b)), &HeaderMap::new(), &cx(&key())).unwrap();
         let second = reselect(&b, &first, &[first.endpoint], 5).unwrap();
         assert_ne!(second.endpoint, first.endpoint);
         assert_eq!(second.decision, Decision::Failover);

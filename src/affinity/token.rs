@@ -183,3 +183,36 @@ mod tests {
         assert!(CookieKey::new(b"short").is_none());
     }
 }
+
+/// The current key and, during a rotation, the previous one.
+#[derive(Clone, Debug)]
+pub struct CookieKeys {
+    pub current: CookieKey,
+    pub previous: Option<CookieKey>,
+}
+
+/// Which key authenticated a cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUsed {
+    Current,
+    /// Still valid, but the cookie is re-issued under the current key.
+    Previous,
+}
+
+impl CookieKeys {
+    pub fn single(current: CookieKey) -> Self {
+        CookieKeys { current, previous: None }
+    }
+
+    pub fn encode(&self, token: &Token, scope: u64) -> String {
+        self.current.encode(token, scope)
+    }
+
+    /// Tries the current key, then the previous one.
+    pub fn decode(&self, value: &[u8], scope: u64) -> Option<(Token, KeyUsed)> {
+        if let Some(t) = self.current.decode(value, scope) {
+            return Some((t, KeyUsed::Current));
+        }
+        self.previous.as_ref()?.decode(value, scope).map(|t| (t, KeyUsed::Previous))
+    }
+}

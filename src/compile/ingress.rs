@@ -202,18 +202,24 @@ impl BackendBuilder<'_, '_> {
                 (format!("{}/{}:{}", r.namespace, r.service, r.port), Vec::new(), Some(reason))
             }
         };
-        let key = &self.options.key;
+        let keys = &self.options.keys;
+        // ingress-nginx names the upstream `<namespace>-<service>-<port as written>`.
+        let nginx_name = format!("{}-{}-{}", r.namespace, r.service, r.port);
         let endpoints = endpoints
             .into_iter()
             .map(|e| Endpoint {
-                digest: key.digest("tether/endpoint", e.identity.as_bytes()),
+                digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
+                previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
+                nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
                 upstream: self.options.upstreams.get(e.addr),
                 identity: e.identity.into(),
                 addr: e.addr,
                 state: e.state,
             })
             .collect();
-        let scope = key.digest("tether/backend", name.as_bytes());
+        // The scope only separates backends inside the MAC; it need not be secret, and being
+        // unkeyed it survives key rotation.
+        let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let backend = Arc::new(Backend::new(name, endpoints, scope, sticky, problem));
         self.built.insert(r.clone(), backend.clone());
         backend

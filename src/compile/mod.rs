@@ -7,7 +7,7 @@ pub mod service;
 
 use std::sync::Arc;
 
-use crate::affinity::token::CookieKey;
+use crate::affinity::token::CookieKeys;
 use crate::diag::Diagnostic;
 use crate::model::Snapshot;
 use crate::proxy::upstream::UpstreamRegistry;
@@ -22,7 +22,7 @@ pub const DEFAULT_CLASS: &str = "tether";
 pub struct CompileOptions<'a> {
     /// Ingress classes served (names), e.g. `tether`, `nginx`.
     pub ingress_classes: Vec<String>,
-    pub key: CookieKey,
+    pub keys: CookieKeys,
     /// Connection pools, shared across reloads (only looked up, never used, while compiling).
     pub upstreams: &'a UpstreamRegistry,
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::affinity::token::CookieKey;
+use crate::affinity::token::{CookieKey, CookieKeys};
 use crate::compile::{compile, CompileOptions, Compiled};
 use crate::diag::Severity;
 use crate::proxy::upstream::UpstreamRegistry;
@@ -32,7 +32,7 @@ fn compiled(ingresses: &str, classes: &[&str]) -> Compiled {
     let registry = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
     let options = CompileOptions {
         ingress_classes: classes.iter().map(|c| c.to_string()).collect(),
-        key: CookieKey::new(&[1; 32]).unwrap(),
+        keys: CookieKeys::single(CookieKey::new(&[1; 32]).unwrap()),
         upstreams: &registry,
     };
     compile(&parsed.objects, &options)

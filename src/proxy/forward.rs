@@ -10,7 +10,7 @@ use http::header::{HeaderValue, CONTENT_TYPE, HOST, SET_COOKIE, USER_AGENT};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::affinity::token::CookieKey;
+use crate::affinity::token::CookieKeys;
 use crate::affinity::{self, Selection};
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::headers::{self, ClientInfo};
@@ -42,7 +42,9 @@ impl Default for Timeouts {
 /// the timeouts.
 pub struct ProxyState {
     pub table: ArcSwap<RouteTable>,
-    pub key: CookieKey,
+    pub keys: CookieKeys,
+    /// Honour cookies issued by ingress-nginx and upgrade them (`--accept-nginx-cookies`).
+    pub accept_nginx_cookies: bool,
     pub timeouts: Timeouts,
 }
 
@@ -66,7 +68,8 @@ pub async fn handle(
     };
     let backend = &route.backend;
     let now = unix_now();
-    let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &state.key, now) else {
+    let cx = affinity::SelectContext { keys: &state.keys, now, accept_nginx_cookies: state.accept_nginx_cookies };
+    let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &cx) else {
         let why = backend.problem.as_deref().unwrap_or("no ready endpoints");
         return Ok(local_owned(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: {why}\n")));
     };
@@ -202,7 +205,7 @@ fn finish_response(
     if let (Some(token), Some(sticky)) = (&selection.issue, &route.sticky) {
         // Routes that only honour a shared backend's cookie never set one.
         if sticky.issues_cookies {
-            let value = state.key.encode(token, route.backend.scope);
+            let value = state.keys.encode(token, route.backend.scope);
             if let Some(cookie) = sticky.set_cookie(&value, SystemTime::now(), tls, user_agent) {
                 parts.headers.append(SET_COOKIE, cookie);
             }

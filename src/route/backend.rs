@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::affinity::cookie::StickyPolicy;
 use crate::affinity::ring::Ring;
+use crate::affinity::token::KeyUsed;
 use crate::proxy::upstream::Upstream;
 
 /// Whether an endpoint takes new sessions.
@@ -26,6 +27,10 @@ pub struct Endpoint {
     pub state: EndpointState,
     /// Keyed digest of the identity, as carried by persistent cookies.
     pub digest: u64,
+    /// The same under the previous key, during a key rotation.
+    pub previous_digest: Option<u64>,
+    /// md5 of `<namespace>-<service>-<port>` + `IP:port`: ingress-nginx's persistent cookie key.
+    pub nginx_key: [u8; 16],
     pub upstream: Arc<Upstream>,
 }
 
@@ -47,6 +52,7 @@ pub struct Backend {
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
     digests: Box<[(u64, usize)]>,
+    previous_digests: Box<[(u64, usize)]>,
     round_robin: AtomicUsize,
 }
 
@@ -64,6 +70,9 @@ impl Backend {
         let ring_live = Ring::build(endpoints.iter().enumerate().map(|(i, e)| (i, &*e.identity)));
         let mut digests: Vec<(u64, usize)> = endpoints.iter().enumerate().map(|(i, e)| (e.digest, i)).collect();
         digests.sort_unstable();
+        let mut previous_digests: Vec<(u64, usize)> =
+            endpoints.iter().enumerate().filter_map(|(i, e)| Some((e.previous_digest?, i))).collect();
+        previous_digests.sort_unstable();
         Backend {
             name: name.into(),
             endpoints: endpoints.into_boxed_slice(),
@@ -74,6 +83,7 @@ impl Backend {
             sticky,
             problem: problem.map(Into::into),
             digests: digests.into_boxed_slice(),
+            previous_digests: previous_digests.into_boxed_slice(),
             round_robin: AtomicUsize::new(0),
         }
     }
@@ -87,9 +97,18 @@ impl Backend {
         Some(self.ready[n % self.ready.len()])
     }
 
-    /// The live endpoint whose keyed digest is `digest`.
-    pub fn by_digest(&self, digest: u64) -> Option<usize> {
-        let i = self.digests.partition_point(|&(d, _)| d < digest);
-        self.digests.get(i).filter(|&&(d, _)| d == digest).map(|&(_, idx)| idx)
+    /// The live endpoint whose keyed digest (under the current or previous key) is `digest`.
+    pub fn by_digest(&self, digest: u64, key: KeyUsed) -> Option<usize> {
+        let index = match key {
+            KeyUsed::Current => &self.digests,
+            KeyUsed::Previous => &self.previous_digests,
+        };
+        let i = index.partition_point(|&(d, _)| d < digest);
+        index.get(i).filter(|&&(d, _)| d == digest).map(|&(_, idx)| idx)
+    }
+
+    /// The endpoint ingress-nginx's persistent cookie key names.
+    pub fn by_nginx_key(&self, key: &[u8; 16]) -> Option<usize> {
+        self.endpoints.iter().position(|e| &e.nginx_key == key)
     }
 }

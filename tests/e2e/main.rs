@@ -4,6 +4,7 @@
 mod harness;
 
 mod demo;
+mod migration;
 mod proxying;
 mod reload;
 mod routing;
