@@ -61,6 +61,8 @@ pub struct StickyPolicy {
     pub expires: Option<u64>,
     pub max_age: Option<u64>,
     pub secure: bool,
+    /// ingress-nginx always sets HttpOnly; Traefik only when asked.
+    pub http_only: bool,
     pub same_site: Option<SameSite>,
     /// Omit `SameSite=None` for user agents known to mishandle it.
     pub conditional_same_site_none: bool,
@@ -79,6 +81,7 @@ impl StickyPolicy {
             expires: None,
             max_age: None,
             secure: false,
+            http_only: true,
             same_site: None,
             conditional_same_site_none: false,
             change_on_failure: false,
@@ -129,7 +132,9 @@ impl RouteSticky {
         if secure {
             out.push_str("; Secure");
         }
-        out.push_str("; HttpOnly");
+        if p.http_only {
+            out.push_str("; HttpOnly");
+        }
         if let Some(same_site) = p.same_site {
             let omit = same_site == SameSite::None
                 && p.conditional_same_site_none

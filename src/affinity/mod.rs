@@ -31,6 +31,8 @@ pub enum Decision {
     Failover,
     /// A cookie issued by ingress-nginx was honoured and upgraded to a tether cookie.
     Migrated,
+    /// The client address chose the endpoint (Service `sessionAffinity: ClientIP`).
+    ClientIp,
 }
 
 impl Decision {
@@ -42,6 +44,7 @@ impl Decision {
             Decision::Hit => "hit",
             Decision::Failover => "failover",
             Decision::Migrated => "migrated",
+            Decision::ClientIp => "client-ip",
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct SelectContext<'a> {
     pub now: u32,
     /// Honour cookies issued by ingress-nginx (`--accept-nginx-cookies`).
     pub accept_nginx_cookies: bool,
+    /// Hash of the client address (for `sessionAffinity: ClientIP`).
+    pub client_hash: u64,
 }
 
 /// Chooses an endpoint for one request. `None` when the backend has no usable endpoint.
@@ -75,7 +80,7 @@ pub fn select(
     cx: &SelectContext<'_>,
 ) -> Option<Selection> {
     let (Some(route), Some(policy)) = (sticky, backend.sticky.as_deref()) else {
-        return round_robin(backend);
+        return without_cookie(backend, cx);
     };
     let mut saw_cookie = false;
     for value in cookie_values(headers, &policy.cookie_name) {
@@ -99,13 +104,23 @@ pub fn select(
         }
     }
     if !route.issues_cookies {
-        return round_robin(backend);
+        return without_cookie(backend, cx);
     }
     let mut selection = new_session(backend, policy.mode, cx.now)?;
     if saw_cookie {
         selection.decision = Decision::Rejected;
     }
     Some(selection)
+}
+
+/// No cookie to follow or set: client-address hashing if the Service asks for it, else round
+/// robin.
+fn without_cookie(backend: &Backend, cx: &SelectContext<'_>) -> Option<Selection> {
+    if backend.client_ip_affinity {
+        let endpoint = backend.ring_ready.first(cx.client_hash)?;
+        return Some(Selection { endpoint, decision: Decision::ClientIp, issue: None, session: Some(cx.client_hash) });
+    }
+    round_robin(backend)
 }
 
 fn round_robin(backend: &Backend) -> Option<Selection> {
@@ -214,7 +229,7 @@ mod tests {
     }
 
     fn cx(keys: &CookieKeys) -> SelectContext<'_> {
-        SelectContext { keys, now: 5, accept_nginx_cookies: false }
+        SelectContext { keys, now: 5, accept_nginx_cookies: false, client_hash: 0 }
     }
 
     fn backend(pods: &[(&str, EndpointState)], mode: AffinityMode) -> Backend {

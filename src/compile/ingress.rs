@@ -8,12 +8,13 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
+use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::dialect::nginx;
 use crate::compile::service::ServiceIndex;
 use crate::compile::{CompileOptions, CONTROLLER_NAME};
 use crate::diag::Diagnostic;
 use crate::model::{self, Snapshot, Sourced};
-use crate::route::{Backend, Endpoint, PathKind, Route, RouteTable};
+use crate::route::{PathKind, Route, RouteTable};
 
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -27,20 +28,6 @@ struct PendingRoute {
     backend: BackendRef,
     /// This Ingress asked for cookie affinity.
     sticky: Option<Arc<StickyPolicy>>,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-struct BackendRef {
-    namespace: String,
-    service: String,
-    /// Port as written: a number or a name.
-    port: String,
-}
-
-/// The winning affinity of a backend and which Ingress set it.
-struct BackendAffinity {
-    policy: Arc<StickyPolicy>,
-    owner: String,
 }
 
 pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> RouteTable {
@@ -127,14 +114,14 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }
     }
 
-    let mut builder = BackendBuilder { services: &services, options, built: HashMap::new(), affinity: &affinity };
+    let mut builder = BackendBuilder::new(&services, options, &affinity);
     let mut table = RouteTable::default();
     for p in pending {
         let backend = builder.get(&p.backend, diags);
         let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
             policy: policy.clone(),
             cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
-            issues_cookies: p.sticky.is_some(),
+            issues_cookies: p.sticky.is_some() || builder.service_issues_cookies(&p.backend),
         });
         let route = Route {
             source: p.source.clone().into(),
@@ -168,75 +155,6 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }));
     }
     table
-}
-
-/// Builds each backend once, so routes sharing a Service port share its state.
-struct BackendBuilder<'a, 'o> {
-    services: &'a ServiceIndex<'a>,
-    options: &'a CompileOptions<'o>,
-    built: HashMap<BackendRef, Arc<Backend>>,
-    affinity: &'a HashMap<BackendRef, BackendAffinity>,
-}
-
-impl BackendBuilder<'_, '_> {
-    fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
-        if let Some(b) = self.built.get(r) {
-            return b.clone();
-        }
-        let port = ServiceBackendPortRef::from(&r.port).0;
-        let sticky = self.affinity.get(r).map(|a| a.policy.clone());
-        let (name, endpoints, problem) = match self.services.resolve(&r.namespace, &r.service, &port) {
-            Ok(resolved) => {
-                let name = format!("{}/{}:{}", r.namespace, r.service, resolved.port);
-                let problem = resolved
-                    .endpoints
-                    .is_empty()
-                    .then(|| format!("Service {}/{} has no ready endpoints", r.namespace, r.service));
-                (name, resolved.endpoints, problem)
-            }
-            Err(reason) => {
-                diags.push(
-                    Diagnostic::warning(format!("{reason}; its routes answer 503"))
-                        .object(format!("Service {}/{}", r.namespace, r.service)),
-                );
-                (format!("{}/{}:{}", r.namespace, r.service, r.port), Vec::new(), Some(reason))
-            }
-        };
-        let keys = &self.options.keys;
-        // ingress-nginx names the upstream `<namespace>-<service>-<port as written>`.
-        let nginx_name = format!("{}-{}-{}", r.namespace, r.service, r.port);
-        let endpoints = endpoints
-            .into_iter()
-            .map(|e| Endpoint {
-                digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
-                previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
-                nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
-                upstream: self.options.upstreams.get(e.addr),
-                identity: e.identity.into(),
-                addr: e.addr,
-                state: e.state,
-            })
-            .collect();
-        // The scope only separates backends inside the MAC; it need not be secret, and being
-        // unkeyed it survives key rotation.
-        let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
-        let backend = Arc::new(Backend::new(name, endpoints, scope, sticky, problem));
-        self.built.insert(r.clone(), backend.clone());
-        backend
-    }
-}
-
-struct ServiceBackendPortRef(k8s_openapi::api::networking::v1::ServiceBackendPort);
-
-impl From<&String> for ServiceBackendPortRef {
-    fn from(port: &String) -> Self {
-        let mut p = k8s_openapi::api::networking::v1::ServiceBackendPort::default();
-        match port.parse::<i32>() {
-            Ok(n) => p.number = Some(n),
-            Err(_) => p.name = Some(port.clone()),
-        }
-        ServiceBackendPortRef(p)
-    }
 }
 
 /// Where diagnostics about one Ingress point.

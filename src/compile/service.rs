@@ -54,6 +54,11 @@ impl<'a> ServiceIndex<'a> {
         ServiceIndex { services, slices, endpoints }
     }
 
+    /// The Service object, if present.
+    pub fn service(&self, ns: &str, name: &str) -> Option<&'a Sourced<Service>> {
+        self.services.get(&(ns, name)).copied()
+    }
+
     /// Resolves a Service port to endpoints, or explains why it cannot.
     pub fn resolve(&self, ns: &str, name: &str, port: &ServiceBackendPort) -> Result<Resolved, String> {
         let service = self.services.get(&(ns, name)).ok_or_else(|| format!("Service {ns}/{name} not found"))?;

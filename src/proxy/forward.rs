@@ -68,7 +68,12 @@ pub async fn handle(
     };
     let backend = &route.backend;
     let now = unix_now();
-    let cx = affinity::SelectContext { keys: &state.keys, now, accept_nginx_cookies: state.accept_nginx_cookies };
+    let cx = affinity::SelectContext {
+        keys: &state.keys,
+        now,
+        accept_nginx_cookies: state.accept_nginx_cookies,
+        client_hash: client.ip_hash,
+    };
     let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &cx) else {
         let why = backend.problem.as_deref().unwrap_or("no ready endpoints");
         return Ok(local_owned(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: {why}\n")));

@@ -18,6 +18,8 @@ pub struct ClientInfo {
     pub port: HeaderValue,
     pub proto: HeaderValue,
     pub tls: bool,
+    /// Stable hash of the client address, for client-IP affinity.
+    pub ip_hash: u64,
 }
 
 impl ClientInfo {
@@ -28,7 +30,20 @@ impl ClientInfo {
             port: HeaderValue::from(local_port),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             tls,
+            ip_hash: ip_hash(peer.ip()),
         }
+    }
+}
+
+/// The same on every replica for the same address (IPv4-mapped IPv6 counts as IPv4).
+pub fn ip_hash(ip: std::net::IpAddr) -> u64 {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        std::net::IpAddr::V4(v4) => xxhash_rust::xxh3::xxh3_64(&v4.octets()),
+        std::net::IpAddr::V6(v6) => xxhash_rust::xxh3::xxh3_64(&v6.octets()),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Backend {
     /// Binds cookies to this backend.
     pub scope: u64,
     pub sticky: Option<Arc<StickyPolicy>>,
+    /// Without a cookie, hash the client address (Service `sessionAffinity: ClientIP`).
+    pub client_ip_affinity: bool,
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
     digests: Box<[(u64, usize)]>,
@@ -81,6 +83,7 @@ impl Backend {
             ring_live,
             scope,
             sticky,
+            client_ip_affinity: false,
             problem: problem.map(Into::into),
             digests: digests.into_boxed_slice(),
             previous_digests: previous_digests.into_boxed_slice(),

@@ -4,6 +4,7 @@
 mod harness;
 
 mod demo;
+mod dialects;
 mod migration;
 mod proxying;
 mod reload;

@@ -1,0 +1,168 @@
+//! Backends: a Service port resolved to endpoints, with its affinity decided once for every
+//! route that reaches it. Cookie affinity from an Ingress (ingress-nginx dialect) wins over
+//! affinity the Service asks for itself (Traefik annotations, `sessionAffinity: ClientIP`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::affinity::cookie::StickyPolicy;
+use crate::compile::dialect::traefik;
+use crate::compile::service::ServiceIndex;
+use crate::compile::CompileOptions;
+use crate::diag::Diagnostic;
+use crate::route::{Backend, Endpoint};
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct BackendRef {
+    pub namespace: String,
+    pub service: String,
+    /// Port as written: a number or a name.
+    pub port: String,
+}
+
+/// The winning affinity of a backend and which Ingress set it.
+pub struct BackendAffinity {
+    pub policy: Arc<StickyPolicy>,
+    pub owner: String,
+}
+
+/// Builds each backend once, so routes sharing a Service port share its state.
+pub struct BackendBuilder<'a, 'o> {
+    services: &'a ServiceIndex<'a>,
+    options: &'a CompileOptions<'o>,
+    built: HashMap<BackendRef, Arc<Backend>>,
+    affinity: &'a HashMap<BackendRef, BackendAffinity>,
+}
+
+impl<'a, 'o> BackendBuilder<'a, 'o> {
+    pub fn new(
+        services: &'a ServiceIndex<'a>,
+        options: &'a CompileOptions<'o>,
+        affinity: &'a HashMap<BackendRef, BackendAffinity>,
+    ) -> Self {
+        BackendBuilder { services, options, built: HashMap::new(), affinity }
+    }
+
+    pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
+        if let Some(b) = self.built.get(r) {
+            return b.clone();
+        }
+        let port = ServiceBackendPortRef::from(&r.port).0;
+        let (name, endpoints, problem) = match self.services.resolve(&r.namespace, &r.service, &port) {
+            Ok(resolved) => {
+                let name = format!("{}/{}:{}", r.namespace, r.service, resolved.port);
+                let problem = resolved
+                    .endpoints
+                    .is_empty()
+                    .then(|| format!("Service {}/{} has no ready endpoints", r.namespace, r.service));
+                (name, resolved.endpoints, problem)
+            }
+            Err(reason) => {
+                diags.push(
+                    Diagnostic::warning(format!("{reason}; its routes answer 503"))
+                        .object(format!("Service {}/{}", r.namespace, r.service)),
+                );
+                (format!("{}/{}:{}", r.namespace, r.service, r.port), Vec::new(), Some(reason))
+            }
+        };
+        let (sticky, client_ip) = self.affinity_of(r, &name, diags);
+        let keys = &self.options.keys;
+        // ingress-nginx names the upstream `<namespace>-<service>-<port as written>`.
+        let nginx_name = format!("{}-{}-{}", r.namespace, r.service, r.port);
+        let endpoints = endpoints
+            .into_iter()
+            .map(|e| Endpoint {
+                digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
+                previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
+                nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
+                upstream: self.options.upstreams.get(e.addr),
+                identity: e.identity.into(),
+                addr: e.addr,
+                state: e.state,
+            })
+            .collect();
+        // The scope only separates backends inside the MAC; it need not be secret, and being
+        // unkeyed it survives key rotation.
+        let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
+        let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
+        backend.client_ip_affinity = client_ip;
+        let backend = Arc::new(backend);
+        self.built.insert(r.clone(), backend.clone());
+        backend
+    }
+
+    /// True when routes to this backend without their own affinity should still issue cookies
+    /// (the Service asked for them).
+    pub fn service_issues_cookies(&self, r: &BackendRef) -> bool {
+        !self.affinity.contains_key(r) && self.built.get(r).is_some_and(|b| b.sticky.is_some())
+    }
+
+    /// The backend's affinity: the oldest Ingress's cookie settings, else the Service's own
+    /// (Traefik annotations), else `sessionAffinity: ClientIP`.
+    fn affinity_of(
+        &self,
+        r: &BackendRef,
+        name: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) -> (Option<Arc<StickyPolicy>>, bool) {
+        let from_ingress = self.affinity.get(r).map(|a| a.policy.clone());
+        let Some(service) = self.services.service(&r.namespace, &r.service) else { return (from_ingress, false) };
+        let object = crate::model::describe("Service", &service.obj.metadata);
+        let traefik = traefik::parse(service.obj.metadata.annotations.as_ref(), name);
+        for note in &traefik.notes {
+            let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };
+            diags.push(
+                d.maybe_file(service.file.as_ref())
+                    .object(&object)
+                    .field(format!("metadata.annotations[{}]", note.key)),
+            );
+        }
+        let spec = service.obj.spec.as_ref();
+        let client_ip = spec.and_then(|s| s.session_affinity.as_deref()) == Some("ClientIP");
+        if client_ip {
+            let timeout = spec
+                .and_then(|s| s.session_affinity_config.as_ref())
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds);
+            if timeout.is_some() {
+                diags.push(
+                    Diagnostic::notice(
+                        "ClientIP affinity is a consistent hash of the client address: it lasts while the pod lives \
+                         instead of expiring after timeoutSeconds of inactivity (tether keeps no per-client table)",
+                    )
+                    .maybe_file(service.file.as_ref())
+                    .object(&object)
+                    .field("spec.sessionAffinityConfig.clientIP.timeoutSeconds"),
+                );
+            }
+        }
+        match (from_ingress, traefik.sticky) {
+            (Some(policy), Some(_)) => {
+                diags.push(
+                    Diagnostic::notice(
+                        "the Ingress's cookie affinity takes precedence over the Service's Traefik sticky cookie",
+                    )
+                    .maybe_file(service.file.as_ref())
+                    .object(&object),
+                );
+                (Some(policy), client_ip)
+            }
+            (Some(policy), None) => (Some(policy), client_ip),
+            (None, Some(policy)) => (Some(Arc::new(policy)), client_ip),
+            (None, None) => (None, client_ip),
+        }
+    }
+}
+
+struct ServiceBackendPortRef(k8s_openapi::api::networking::v1::ServiceBackendPort);
+
+impl From<&String> for ServiceBackendPortRef {
+    fn from(port: &String) -> Self {
+        let mut p = k8s_openapi::api::networking::v1::ServiceBackendPort::default();
+        match port.parse::<i32>() {
+            Ok(n) => p.number = Some(n),
+            Err(_) => p.name = Some(port.clone()),
+        }
+        ServiceBackendPortRef(p)
+    }
+}

@@ -1,0 +1,152 @@
+//! Affinity configured the other ways users have: Traefik annotations on the Service,
+//! `sessionAffinity: ClientIP`, and pods that are draining.
+
+use std::collections::BTreeSet;
+
+use crate::harness::*;
+
+fn service_with(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> String {
+    let mut out = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n");
+    if !annotations.is_empty() {
+        out.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            out.push_str(&format!("    traefik.ingress.kubernetes.io/{k}: \"{v}\"\n"));
+        }
+    }
+    out.push_str(&format!("spec:\n{spec_extra}  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n"));
+    out
+}
+
+/// The K3s/Traefik tutorial shape: a traefik-class Ingress, sticky settings on the Service.
+fn traefik_setup(annotations: &[(&str, &str)]) -> (Vec<Pod>, Manifests, Tether) {
+    let pods = start_pods("whoami", 3);
+    let m = Manifests::new();
+    m.write("service.yaml", &service_with("whoami", annotations, ""));
+    m.write("slice.yaml", &slice_yaml("whoami", &pods.iter().collect::<Vec<_>>()));
+    let ingress = ingress_yaml("whoami", None, &[("/", "Prefix", "whoami")], &[])
+        .replace("  ingressClassName: tether\n", "")
+        .replace(
+            "  namespace: default\n",
+            "  namespace: default\n  annotations:\n    kubernetes.io/ingress.class: traefik\n",
+        );
+    m.write("ingress.yaml", &ingress);
+    let t = Tether::start(m.path(), &["--ingress-class", "traefik"]);
+    (pods, m, t)
+}
+
+async fn assert_spreads_and_sticks(t: &Tether, cookie_prefix: &str) -> String {
+    let client = no_jar();
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(get(&client, &t.url("/")).await.pod);
+    }
+    assert_eq!(seen.len(), 3, "spread without a cookie: {seen:?}");
+    let b = browser();
+    let first = get(&b, &t.url("/")).await;
+    assert!(first.set_cookies[0].starts_with(cookie_prefix), "{:?}", first.set_cookies);
+    for _ in 0..50 {
+        assert_eq!(get(&b, &t.url("/")).await.pod, first.pod);
+    }
+    first.set_cookies[0].clone()
+}
+
+#[tokio::test]
+async fn traefik_v1_service_affinity_from_the_k3s_tutorial() {
+    let (_pods, _m, t) = traefik_setup(&[("affinity", "true"), ("session-cookie-name", "sticky")]);
+    let cookie = assert_spreads_and_sticks(&t, "sticky=").await;
+    // Traefik's defaults: Path=/, no HttpOnly, no Secure, a session cookie.
+    assert!(cookie.ends_with("; Path=/"), "{cookie}");
+}
+
+#[tokio::test]
+async fn traefik_v2_sticky_cookie_annotations() {
+    let (_pods, _m, t) = traefik_setup(&[
+        ("service.sticky.cookie", "true"),
+        ("service.sticky.cookie.name", "sticky"),
+        ("service.sticky.cookie.httponly", "true"),
+        ("service.sticky.cookie.samesite", "lax"),
+        ("service.sticky.cookie.maxage", "60"),
+    ]);
+    let cookie = assert_spreads_and_sticks(&t, "sticky=").await;
+    assert!(cookie.ends_with("; Max-Age=60; Path=/; HttpOnly; SameSite=Lax"), "{cookie}");
+}
+
+#[tokio::test]
+async fn traefik_without_a_name_gets_a_stable_generated_one() {
+    let (_pods, m, t) = traefik_setup(&[("service.sticky.cookie", "true")]);
+    let first = get(&no_jar(), &t.url("/")).await;
+    let name = first.set_cookies[0].split('=').next().unwrap().to_owned();
+    assert!(name.starts_with('_') && name.len() == 7, "{name}");
+    let again = Tether::start(m.path(), &["--ingress-class", "traefik"]);
+    let second = get(&no_jar(), &again.url("/")).await;
+    assert!(second.set_cookies[0].starts_with(&format!("{name}=")), "the same name on every replica");
+}
+
+#[tokio::test]
+async fn client_ip_affinity_pins_each_client_address() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.write(
+        "service.yaml",
+        &service_with(
+            "web",
+            &[],
+            "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 10800}}\n",
+        ),
+    );
+    m.write("slice.yaml", &slice_yaml("web", &pods.iter().collect::<Vec<_>>()));
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let t = Tether::start(m.path(), &[]);
+    let mut pods_seen = BTreeSet::new();
+    for last in 2..26u8 {
+        let source = std::net::IpAddr::from([127, 0, 0, last]);
+        let client = reqwest::Client::builder().local_address(source).pool_max_idle_per_host(0).build().unwrap();
+        let first = get(&client, &t.url("/")).await;
+        assert!(first.set_cookies.is_empty(), "no cookie for client-IP affinity");
+        for _ in 0..5 {
+            assert_eq!(get(&client, &t.url("/")).await.pod, first.pod, "client {source} stays on its pod");
+        }
+        pods_seen.insert(first.pod);
+    }
+    assert_eq!(pods_seen.len(), 3, "different clients spread over the pods");
+    let notes = t.diagnostics().await.to_string();
+    assert!(notes.contains("timeoutSeconds"), "the timeout's meaning is explained: {notes}");
+}
+
+#[tokio::test]
+async fn a_draining_pod_keeps_its_sessions_and_gets_no_new_ones() {
+    for mode in ["persistent", "balanced"] {
+        let pods = start_pods("web", 3);
+        let m = Manifests::new();
+        m.service("web", &pods.iter().collect::<Vec<_>>());
+        let annotations = [("affinity", "cookie"), ("affinity-mode", mode)];
+        m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &annotations));
+        let t = Tether::start(m.path(), &[]);
+        let mut sessions = Vec::new();
+        for _ in 0..40 {
+            let b = browser();
+            let pod = get(&b, &t.url("/")).await.pod;
+            sessions.push((b, pod));
+        }
+        assert!(sessions.iter().any(|(_, p)| p == &pods[0].name), "{mode}: some sessions on the pod to drain");
+        // pods[0] is terminating but still serving, as during a rolling update.
+        let draining = slice_yaml("web", &pods.iter().collect::<Vec<_>>()).replacen(
+            "  conditions: {ready: true}",
+            "  conditions: {ready: false, serving: true, terminating: true}",
+            1,
+        );
+        assert!(draining.contains(&format!("[\"{}\"]\n  conditions: {{ready: false", pods[0].addr.ip())));
+        m.write("web-slice.yaml", &draining);
+        wait_for("routes to show the draining pod", || async {
+            reqwest::get(format!("http://{}/routes", t.admin)).await.unwrap().text().await.unwrap().contains("Draining")
+        })
+        .await;
+        for (b, pod) in &sessions {
+            assert_eq!(&get(b, &t.url("/")).await.pod, pod, "{mode}: sessions stay while their pod drains");
+        }
+        let client = no_jar();
+        for _ in 0..30 {
+            assert_ne!(get(&client, &t.url("/")).await.pod, pods[0].name, "{mode}: no new sessions on a draining pod");
+        }
+    }
+}
