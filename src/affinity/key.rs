@@ -34,8 +34,13 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<CookieKeys> {
         let previous = if previous_path.exists() { Some(read_one(&previous_path)?) } else { None };
         return Ok(CookieKeys { current, previous });
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read cookie key file {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read cookie key file {}", path.display()))?;
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        // Binary (e.g. `head -c 32 /dev/urandom`): the whole file is one raw key.
+        let current = CookieKey::new(&bytes)
+            .with_context(|| format!("cookie key file {} holds fewer than 16 bytes", path.display()))?;
+        return Ok(CookieKeys::single(current));
+    };
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let current = lines.next().with_context(|| format!("cookie key file {} is empty", path.display()))?;
     let current = parse_key(current).with_context(|| format!("cookie key file {}: current key", path.display()))?;
@@ -52,8 +57,12 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<CookieKeys> {
 }
 
 fn read_one(path: &Path) -> anyhow::Result<CookieKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read cookie key {}", path.display()))?;
-    parse_key(text.trim()).with_context(|| format!("cookie key {}", path.display()))
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read cookie key {}", path.display()))?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse_key(text.trim()),
+        Err(_) => CookieKey::new(&bytes).context("fewer than 16 bytes of secret"),
+    }
+    .with_context(|| format!("cookie key {}", path.display()))
 }
 
 fn parse_key(text: &str) -> anyhow::Result<CookieKey> {
@@ -144,6 +153,19 @@ mod tests {
         assert_eq!(only.decode(old.encode(&t, 3).as_bytes(), 3), None);
         std::fs::write(dir.path().join("three"), format!("{new_hex}\n{old_hex}\n{old_hex}\n")).unwrap();
         assert!(read_key_file(&dir.path().join("three")).is_err());
+    }
+
+    #[test]
+    fn binary_key_files_are_one_raw_key_and_distinct_keys_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let a: Vec<u8> = (0x80..0xa0).collect();
+        let b: Vec<u8> = (0xa0..0xc0).collect();
+        std::fs::write(dir.path().join("a"), &a).unwrap();
+        std::fs::write(dir.path().join("b"), &b).unwrap();
+        let ka = read_key_file(&dir.path().join("a")).unwrap();
+        let kb = read_key_file(&dir.path().join("b")).unwrap();
+        let t = Token { mode: TokenMode::Balanced, issued: 1, session: 2, endpoint: 0 };
+        assert!(kb.decode(ka.encode(&t, 3).as_bytes(), 3).is_none(), "non-UTF-8 keys are not collapsed");
     }
 
     #[test]

@@ -85,7 +85,9 @@ pub fn select(
     let mut saw_cookie = false;
     for value in cookie_values(headers, &policy.cookie_name) {
         saw_cookie = true;
-        if let Some((token, key_used)) = cx.keys.decode(value, backend.scope) {
+        if let Some((token, key_used)) =
+            cx.keys.decode(value, backend.scope).filter(|(t, _)| !expired(policy, t, cx.now))
+        {
             if let Some(mut selection) = follow(backend, policy.mode, token, key_used) {
                 if key_used == KeyUsed::Previous && selection.issue.is_none() {
                     // Re-sign under the current key (a persistent digest is recomputed).
@@ -98,7 +100,7 @@ pub fn select(
                 return Some(selection);
             }
         } else if cx.accept_nginx_cookies {
-            if let Some(selection) = nginx_cookie::follow(backend, policy.mode, value, cx.now) {
+            if let Some(selection) = nginx_cookie::follow(backend, policy.mode, value, cx.keys, cx.now) {
                 return Some(selection);
             }
         }
@@ -111,6 +113,16 @@ pub fn select(
         selection.decision = Decision::Rejected;
     }
     Some(selection)
+}
+
+/// Clock skew tolerated between replicas when checking a cookie's age.
+const SKEW_SECS: u64 = 60;
+
+/// A cookie older than its `Max-Age` (else `Expires`) lifetime counts as no cookie: the
+/// browser should have dropped it, so whoever still sends it replayed it.
+fn expired(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
+    let Some(lifetime) = policy.max_age.or(policy.expires) else { return false };
+    u64::from(now.saturating_sub(token.issued)) > lifetime + SKEW_SECS
 }
 
 /// No cookie to follow or set: client-address hashing if the Service asks for it, else round
@@ -157,22 +169,21 @@ fn follow(backend: &Backend, mode: AffinityMode, token: Token, key_used: KeyUsed
 fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Selection> {
     match mode {
         AffinityMode::Balanced => {
-            // Existing sessions may hash onto a draining pod; new ones must not, so draw
-            // session ids until one lands on a ready pod.
-            for _ in 0..16 {
-                let session = rand::random::<u64>();
-                let endpoint = backend.ring_live.first(session)?;
-                if backend.endpoints[endpoint].state == EndpointState::Ready {
-                    let issue = Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 };
-                    return Some(Selection {
-                        endpoint,
-                        decision: Decision::New,
-                        issue: Some(issue),
-                        session: Some(session),
-                    });
-                }
+            let session = rand::random::<u64>();
+            let endpoint = backend.ring_live.first(session)?;
+            if backend.endpoints[endpoint].state == EndpointState::Ready {
+                let issue = Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 };
+                return Some(Selection {
+                    endpoint,
+                    decision: Decision::New,
+                    issue: Some(issue),
+                    session: Some(session),
+                });
             }
-            None
+            // Existing sessions may hash onto a draining pod; new ones must not. Pick a ready
+            // pod and look for a session id that lands on it.
+            let target = backend.ring_ready.first(session)?;
+            Some(pin_balanced(backend, target, now, Decision::New))
         }
         AffinityMode::Persistent => {
             let endpoint = backend.next_round_robin()?;
@@ -188,6 +199,15 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
     }
 }
 
+/// A balanced session on `target`: a balanced cookie only carries a session id, so draw ids
+/// until one hashes to `target`. Should that fail (a tiny share of ready pods), the request is
+/// still served by `target`, just without a cookie.
+fn pin_balanced(backend: &Backend, target: usize, now: u32, decision: Decision) -> Selection {
+    let found = (0..1024).map(|_| rand::random::<u64>()).find(|&s| backend.ring_live.first(s) == Some(target));
+    let issue = found.map(|session| Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 });
+    Selection { endpoint: target, decision, issue, session: found }
+}
+
 /// After `failed` could not be reached, the next endpoint in the session's failover order
 /// (or the next round-robin one), with a new cookie for sticky sessions.
 pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: u32) -> Option<Selection> {
@@ -199,20 +219,23 @@ pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: 
         let endpoint = (1..=n).map(|k| backend.ready[(start + k) % n]).find(candidate)?;
         return Some(Selection { endpoint, decision: previous.decision, issue: None, session: None });
     };
-    let policy = backend.sticky.as_deref()?;
     let endpoint = backend.ring_ready.iter(session).find(candidate)?;
-    let issue = match policy.mode {
-        AffinityMode::Persistent => {
-            Token { mode: TokenMode::Persistent, issued: now, session, endpoint: backend.endpoints[endpoint].digest }
-        }
-        AffinityMode::Balanced => {
-            // A balanced cookie only carries a session id: find one that lands on the new pod.
-            let session =
-                (0..256).map(|_| rand::random::<u64>()).find(|&s| backend.ring_live.first(s) == Some(endpoint))?;
-            Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 }
-        }
+    let Some(policy) = backend.sticky.as_deref() else {
+        // Client-address affinity: the next pod in the address's failover order.
+        return Some(Selection { endpoint, decision: previous.decision, issue: None, session: Some(session) });
     };
-    Some(Selection { endpoint, decision: Decision::Failover, issue: Some(issue), session: Some(issue.session) })
+    Some(match policy.mode {
+        AffinityMode::Persistent => {
+            let issue = Token {
+                mode: TokenMode::Persistent,
+                issued: now,
+                session,
+                endpoint: backend.endpoints[endpoint].digest,
+            };
+            Selection { endpoint, decision: Decision::Failover, issue: Some(issue), session: Some(session) }
+        }
+        AffinityMode::Balanced => pin_balanced(backend, endpoint, now, Decision::Failover),
+    })
 }
 
 #[cfg(test)]
@@ -324,6 +347,41 @@ mod tests {
             }
             assert!(kept > 0);
         }
+    }
+
+    #[test]
+    fn balanced_new_sessions_never_fail_while_a_ready_pod_exists() {
+        let mut pods = vec![("ready", Ready)];
+        let names: Vec<String> = (0..19).map(|i| format!("draining-{i}")).collect();
+        pods.extend(names.iter().map(|n| (n.as_str(), Draining)));
+        let b = backend(&pods, AffinityMode::Balanced);
+        let none = HeaderMap::new();
+        for _ in 0..500 {
+            let s = select(&b, Some(&route(&b)), &none, &cx(&key())).expect("served");
+            assert_eq!(name(&b, &s), "ready");
+            if let Some(token) = s.issue {
+                let again = select(&b, Some(&route(&b)), &with_cookie(&b, &token), &cx(&key())).unwrap();
+                assert_eq!(name(&b, &again), "ready", "the issued id hashes to the ready pod");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cookie_past_its_max_age_is_not_obeyed() {
+        let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
+        let mut policy = (*b.sticky.clone().unwrap()).clone();
+        policy.max_age = Some(3600);
+        b.sticky = Some(Arc::new(policy));
+        let k = key();
+        let digest = k.current.digest("tether/endpoint", b"a");
+        let young = Token { mode: TokenMode::Persistent, issued: 100_000, session: 1, endpoint: digest };
+        let old = Token { issued: 100_000 - 3600 - 61, ..young };
+        let at = |t: &Token| {
+            let c = SelectContext { keys: &k, now: 100_000, accept_nginx_cookies: false, client_hash: 0 };
+            select(&b, Some(&route(&b)), &with_cookie(&b, t), &c).unwrap().decision
+        };
+        assert_eq!(at(&young), Decision::Hit);
+        assert_eq!(at(&old), Decision::Rejected);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! tether cookie, so each browser migrates on its first request.
 
 use crate::affinity::cookie::AffinityMode;
-use crate::affinity::token::{Token, TokenMode};
+use crate::affinity::token::{CookieKeys, Token, TokenMode};
 use crate::affinity::{Decision, Selection};
 use crate::route::Backend;
 
@@ -20,7 +20,7 @@ pub fn persistent_key(nginx_name: &str, addr: std::net::SocketAddr) -> [u8; 16] 
 }
 
 /// Routes an ingress-nginx cookie value; `None` when it names no live pod.
-pub fn follow(backend: &Backend, mode: AffinityMode, value: &[u8], now: u32) -> Option<Selection> {
+pub fn follow(backend: &Backend, mode: AffinityMode, value: &[u8], keys: &CookieKeys, now: u32) -> Option<Selection> {
     let key = value.split(|&b| b == b'|').next().filter(|k| !k.is_empty())?;
     match mode {
         AffinityMode::Persistent => {
@@ -36,7 +36,12 @@ pub fn follow(backend: &Backend, mode: AffinityMode, value: &[u8], now: u32) -> 
             Some(Selection { endpoint, decision: Decision::Migrated, issue: Some(issue), session: Some(session) })
         }
         AffinityMode::Balanced => {
-            let session = xxhash_rust::xxh3::xxh3_64(key);
+            // Only values shaped like ingress-nginx's keys, and placed by a keyed hash, so a
+            // client cannot choose values that aim at a pod.
+            if !(16..=64).contains(&key.len()) || !key.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) {
+                return None;
+            }
+            let session = keys.current.digest("tether/nginx-session", key);
             let endpoint = backend.ring_live.first(session)?;
             let issue = Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 };
             Some(Selection { endpoint, decision: Decision::Migrated, issue: Some(issue), session: Some(session) })

@@ -16,8 +16,20 @@ use crate::route::{Backend, Endpoint};
 pub struct BackendRef {
     pub namespace: String,
     pub service: String,
-    /// Port as written: a number or a name.
+    /// The Service port number (or its name when the Service does not resolve it).
     pub port: String,
+}
+
+impl BackendRef {
+    /// The same Service port spelled by name or by number is one backend.
+    pub fn canonical(mut self, services: &ServiceIndex<'_>) -> Self {
+        if self.port.parse::<i32>().is_err() {
+            if let Some(number) = services.port_number(&self.namespace, &self.service, &self.port) {
+                self.port = number.to_string();
+            }
+        }
+        self
+    }
 }
 
 /// The winning affinity of a backend and which Ingress set it.
@@ -50,6 +62,11 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         let port = ServiceBackendPortRef::from(&r.port).0;
         let (name, endpoints, problem) = match self.services.resolve(&r.namespace, &r.service, &port) {
             Ok(resolved) => {
+                for problem in &resolved.problems {
+                    diags.push(
+                        Diagnostic::warning(problem.clone()).object(format!("Service {}/{}", r.namespace, r.service)),
+                    );
+                }
                 let name = format!("{}/{}:{}", r.namespace, r.service, resolved.port);
                 let problem = resolved
                     .endpoints

@@ -52,10 +52,18 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let ns = model::namespace(&ing.obj.metadata).to_owned();
         let source = format!("{ns}/{}", model::name(&ing.obj.metadata));
         let Some(spec) = &ing.obj.spec else { continue };
+        if spec.tls.as_ref().is_some_and(|tls| !tls.is_empty()) {
+            diags.push(
+                Diagnostic::notice("TLS termination is not served yet; these hosts are served over plain HTTP only")
+                    .maybe_file(ing.file.as_ref())
+                    .object(&object)
+                    .field("spec.tls"),
+            );
+        }
         let ctx = Ctx { file: ing.file.as_ref(), object: &object, namespace: &ns };
 
         if let Some(b) = &spec.default_backend {
-            if let Some(r) = ctx.backend_ref(b, "spec.defaultBackend", diags) {
+            if let Some(r) = ctx.backend_ref(b, "spec.defaultBackend", diags).map(|r| r.canonical(&services)) {
                 match &default_backend {
                     None => default_backend = Some((source.clone(), r)),
                     Some((owner, _)) => diags.push(ctx.warn(
@@ -83,6 +91,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                     continue;
                 }
                 let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), diags) else { continue };
+                let backend = backend.canonical(&services);
                 if let Some(policy) = &sticky {
                     match affinity.get(&backend) {
                         None => {

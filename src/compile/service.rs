@@ -32,6 +32,8 @@ pub struct ServiceIndex<'a> {
 pub struct Resolved {
     pub port: i32,
     pub endpoints: Vec<EndpointSpec>,
+    /// Why some endpoints could not be used (reported as warnings).
+    pub problems: Vec<String>,
 }
 
 impl<'a> ServiceIndex<'a> {
@@ -59,6 +61,13 @@ impl<'a> ServiceIndex<'a> {
         self.services.get(&(ns, name)).copied()
     }
 
+    /// The Service port number a port name refers to (so `port: {name: http}` and
+    /// `port: {number: 80}` are one backend).
+    pub fn port_number(&self, ns: &str, name: &str, port_name: &str) -> Option<i32> {
+        let spec = self.service(ns, name)?.obj.spec.as_ref()?;
+        spec.ports.as_deref()?.iter().find(|p| p.name.as_deref() == Some(port_name)).map(|p| p.port)
+    }
+
     /// Resolves a Service port to endpoints, or explains why it cannot.
     pub fn resolve(&self, ns: &str, name: &str, port: &ServiceBackendPort) -> Result<Resolved, String> {
         let service = self.services.get(&(ns, name)).ok_or_else(|| format!("Service {ns}/{name} not found"))?;
@@ -73,18 +82,19 @@ impl<'a> ServiceIndex<'a> {
         })?;
         let port_name = svc_port.name.as_deref().unwrap_or("");
         let mut endpoints = Vec::new();
+        let mut problems = Vec::new();
         if let Some(slices) = self.slices.get(&(ns, name)) {
             for slice in slices {
-                slice_endpoints(ns, slice, port_name, &mut endpoints);
+                slice_endpoints(ns, slice, port_name, &mut endpoints, &mut problems);
             }
         } else if let Some(legacy) = self.endpoints.get(&(ns, name)) {
-            legacy_endpoints(ns, legacy, port_name, &mut endpoints);
+            legacy_endpoints(ns, legacy, port_name, &mut endpoints, &mut problems);
         }
         // The same pod can briefly appear in two slices; keep it once.
         let mut seen = HashSet::new();
         endpoints.retain(|e| seen.insert(e.addr));
         endpoints.sort_by(|a, b| a.identity.cmp(&b.identity));
-        Ok(Resolved { port: svc_port.port, endpoints })
+        Ok(Resolved { port: svc_port.port, endpoints, problems })
     }
 }
 
@@ -96,7 +106,14 @@ fn find_port<'p>(ports: &'p [ServicePort], wanted: &ServiceBackendPort) -> Optio
     ports.iter().find(|p| p.port == number)
 }
 
-fn slice_endpoints(ns: &str, slice: &EndpointSlice, port_name: &str, out: &mut Vec<EndpointSpec>) {
+fn slice_endpoints(
+    ns: &str,
+    slice: &EndpointSlice,
+    port_name: &str,
+    out: &mut Vec<EndpointSpec>,
+    problems: &mut Vec<String>,
+) {
+    let slice_name = slice.metadata.name.as_deref().unwrap_or("");
     if slice.address_type == "FQDN" {
         return;
     }
@@ -108,9 +125,14 @@ fn slice_endpoints(ns: &str, slice: &EndpointSlice, port_name: &str, out: &mut V
         .find(|p| p.name.as_deref().unwrap_or("") == port_name)
         .and_then(|p| p.port)
     else {
+        problems
+            .push(format!("EndpointSlice {ns}/{slice_name} has no port named {port_name:?} (the Service port's name)"));
         return;
     };
-    let Ok(port) = u16::try_from(port) else { return };
+    let Ok(port) = u16::try_from(port) else {
+        problems.push(format!("EndpointSlice {ns}/{slice_name}: port {port} is out of range"));
+        return;
+    };
     for ep in &slice.endpoints {
         let conditions = ep.conditions.as_ref();
         // Unset conditions mean "unknown", which the API says to treat as ready/serving.
@@ -124,7 +146,13 @@ fn slice_endpoints(ns: &str, slice: &EndpointSlice, port_name: &str, out: &mut V
         } else {
             continue;
         };
-        let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
+        let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+            problems.push(format!(
+                "EndpointSlice {ns}/{slice_name}: address {:?} is not an IP address",
+                ep.addresses.first()
+            ));
+            continue;
+        };
         let pod = ep.target_ref.as_ref().filter(|r| r.kind.as_deref().unwrap_or("Pod") == "Pod").and_then(|r| {
             let name = r.name.as_deref()?;
             Some(format!("{}/{name}", r.namespace.as_deref().unwrap_or(ns)))
@@ -133,7 +161,13 @@ fn slice_endpoints(ns: &str, slice: &EndpointSlice, port_name: &str, out: &mut V
     }
 }
 
-fn legacy_endpoints(ns: &str, legacy: &Endpoints, port_name: &str, out: &mut Vec<EndpointSpec>) {
+fn legacy_endpoints(
+    ns: &str,
+    legacy: &Endpoints,
+    port_name: &str,
+    out: &mut Vec<EndpointSpec>,
+    problems: &mut Vec<String>,
+) {
     for subset in legacy.subsets.as_deref().unwrap_or_default() {
         let Some(port) = subset
             .ports
@@ -146,7 +180,10 @@ fn legacy_endpoints(ns: &str, legacy: &Endpoints, port_name: &str, out: &mut Vec
             continue;
         };
         for addr in subset.addresses.as_deref().unwrap_or_default() {
-            let Ok(ip) = addr.ip.parse::<IpAddr>() else { continue };
+            let Ok(ip) = addr.ip.parse::<IpAddr>() else {
+                problems.push(format!("Endpoints {ns}: address {:?} is not an IP address", addr.ip));
+                continue;
+            };
             let pod = addr
                 .target_ref
                 .as_ref()

@@ -59,8 +59,14 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let route: Arc<Route> = {
+        let mut hosts = req.headers().get_all(HOST).iter();
+        let host_header = hosts.next();
+        if hosts.next().is_some() {
+            // Routing on one Host while the pod reads another would bypass host rules.
+            return Ok(local(StatusCode::BAD_REQUEST, "400 Bad Request: more than one Host header\n"));
+        }
         let table = state.table.load();
-        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+        let host = host_header.and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         match table.find(host, req.uri().path()) {
             Some(route) => route.clone(),
             None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
@@ -75,8 +81,9 @@ pub async fn handle(
         client_hash: client.ip_hash,
     };
     let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &cx) else {
-        let why = backend.problem.as_deref().unwrap_or("no ready endpoints");
-        return Ok(local_owned(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: {why}\n")));
+        // The reason (missing Service, no ready pods) is in /diagnostics and /routes; clients
+        // only learn that the service is unavailable, as with ingress-nginx.
+        return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n"));
     };
     let user_agent =
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(&route));
@@ -229,13 +236,6 @@ fn error_response(error: &ConnectError) -> Response<ProxyBody> {
 
 pub fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::local(text));
-    *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
-}
-
-fn local_owned(status: StatusCode, text: String) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::local_owned(text));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r

@@ -30,7 +30,8 @@ impl ManifestDir {
     pub fn load(&mut self) -> (Snapshot, Vec<Diagnostic>) {
         let mut diagnostics = Vec::new();
         let mut files = Vec::new();
-        if let Err(e) = collect_manifest_files(&self.root, &mut files) {
+        let mut visited = std::collections::HashSet::new();
+        if let Err(e) = collect_manifest_files(&self.root, &mut files, &mut visited, 0) {
             diagnostics.push(Diagnostic::error(format!("cannot read directory: {e}")).file(&self.root));
         }
         files.sort();
@@ -80,7 +81,17 @@ fn is_hidden(path: &Path) -> bool {
     path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
-fn collect_manifest_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Directories are walked once each (by canonical path) and at most 32 deep, so a symlink
+/// loop cannot make a reload walk forever.
+fn collect_manifest_files(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+    depth: usize,
+) -> std::io::Result<()> {
+    if depth > 32 || !visited.insert(std::fs::canonicalize(dir)?) {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if is_hidden(&path) {
@@ -89,7 +100,7 @@ fn collect_manifest_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result
         // metadata() follows symlinks, as a ConfigMap volume needs.
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         if meta.is_dir() {
-            collect_manifest_files(&path, out)?;
+            collect_manifest_files(&path, out, visited, depth + 1)?;
         } else if meta.is_file() && is_manifest(&path) {
             out.push(path);
         }
@@ -123,5 +134,15 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         let (snap, _) = source.load();
         assert_eq!(snap.services.len(), 0, "a deleted file's objects go away");
+    }
+
+    #[test]
+    fn symlink_loops_are_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop2")).unwrap();
+        let (snap, _) = ManifestDir::new(dir.path()).load();
+        assert_eq!(snap.services.len(), 1);
     }
 }

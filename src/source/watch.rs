@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 
 /// How long the directory must be quiet before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
+/// A reload never waits longer than this after the first change of a burst, even if the
+/// directory never goes quiet (a log file rewritten every few ms, say).
+pub const MAX_DELAY: Duration = Duration::from_millis(400);
 
 /// A running watch; dropping it stops watching.
 pub struct DirWatch {
@@ -30,10 +33,13 @@ pub fn watch_dir(dir: &Path, changed: mpsc::Sender<()>) -> notify::Result<DirWat
     watcher.watch(dir, RecursiveMode::Recursive)?;
     tokio::spawn(async move {
         while raw_rx.recv().await.is_some() {
-            // Swallow the rest of the burst.
+            // Swallow the rest of the burst, but not for longer than MAX_DELAY.
+            let deadline = tokio::time::Instant::now() + MAX_DELAY;
             loop {
-                match tokio::time::timeout(DEBOUNCE, raw_rx.recv()).await {
-                    Ok(Some(())) => continue,
+                let quiet = tokio::time::Instant::now() + DEBOUNCE;
+                match tokio::time::timeout_at(quiet.min(deadline), raw_rx.recv()).await {
+                    Ok(Some(())) if tokio::time::Instant::now() < deadline => continue,
+                    Ok(Some(())) => break,
                     Ok(None) => return,
                     Err(_) => break,
                 }

@@ -89,7 +89,7 @@ async fn ingress_nginx_balanced_cookies_are_taken_as_session_ids() {
     let t = Tether::start(m.path(), &["--accept-nginx-cookies"]);
     let client = no_jar();
     for n in 0..6 {
-        let nginx = format!("route=17a0c3b5e6d{n}|9f8e7d");
+        let nginx = format!("route={:032x}|9f8e7d", 0x5eed_u128 * (n + 1));
         let first = get_with(client.get(t.url("/")).header("cookie", nginx.as_str())).await;
         assert_eq!(first.set_cookies.len(), 1, "upgraded");
         let again = get_with(client.get(t.url("/")).header("cookie", nginx.as_str())).await;
@@ -97,4 +97,7 @@ async fn ingress_nginx_balanced_cookies_are_taken_as_session_ids() {
         let upgraded = get_with(client.get(t.url("/")).header("cookie", cookie_pair(&first).as_str())).await;
         assert_eq!(upgraded.pod, first.pod, "and the upgraded cookie keeps it there");
     }
+    // Values not shaped like ingress-nginx's are not taken as session ids.
+    let odd = get_with(client.get(t.url("/")).header("cookie", "route=x")).await;
+    assert_eq!(odd.set_cookies.len(), 1);
 }
