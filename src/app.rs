@@ -1,11 +1,9 @@
 //! `tether run`: wires a source, `compile()`, the route-table swap, the proxy workers and the
 //! admin listener together.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -13,10 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::affinity::key;
 use crate::affinity::token::CookieKeys;
-use crate::compile::{compile, CompileOptions};
-use crate::diag::{Diagnostic, Severity};
+use crate::diag::Diagnostic;
 use crate::proxy::forward::{ProxyState, Timeouts};
 use crate::proxy::upstream::UpstreamRegistry;
+use crate::reload::Reloader;
 use crate::route::RouteTable;
 use crate::source::files::ManifestDir;
 
@@ -73,15 +71,13 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         timeouts: config.timeouts,
     });
     let control = Arc::new(ControlState { proxy: proxy.clone(), report: ArcSwap::from_pointee(None) });
-    let mut reloader = Reloader {
-        dir: ManifestDir::new(&config.manifests),
-        classes: config.ingress_classes.clone(),
+    let mut reloader = Reloader::new(
+        ManifestDir::new(&config.manifests),
+        config.ingress_classes.clone(),
         key,
         upstreams,
-        control: control.clone(),
-        generation: 0,
-        printed: HashSet::new(),
-    };
+        control.clone(),
+    );
     reloader.reload();
 
     let (proxy_addr, _workers) = crate::proxy::server::start(config.listen, config.workers, proxy)
@@ -111,74 +107,4 @@ fn load_key(config: &RunConfig) -> anyhow::Result<CookieKeys> {
         );
     }
     Ok(key)
-}
-
-struct Reloader {
-    dir: ManifestDir,
-    classes: Vec<String>,
-    key: CookieKeys,
-    upstreams: Arc<UpstreamRegistry>,
-    control: Arc<ControlState>,
-    generation: u64,
-    /// Diagnostics already printed, so an unchanged problem is not repeated every reload.
-    printed: HashSet<String>,
-}
-
-impl Reloader {
-    fn reload(&mut self) {
-        let started = Instant::now();
-        let (snapshot, mut diagnostics) = self.dir.load();
-        let unreadable = snapshot.object_count() == 0 && crate::diag::has_errors(&diagnostics);
-        let options = CompileOptions {
-            ingress_classes: self.classes.clone(),
-            keys: self.key.clone(),
-            upstreams: &self.upstreams,
-        };
-        let compiled = compile(&snapshot, &options);
-        diagnostics.extend(compiled.diagnostics);
-        self.generation += 1;
-        let applied = !(unreadable && self.generation > 1);
-        if applied {
-            self.control.proxy.table.store(compiled.table);
-        } else {
-            diagnostics.push(
-                Diagnostic::error("nothing could be read; the previous route table keeps serving")
-                    .file(self.dir.root()),
-            );
-        }
-        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-        self.print_new(&diagnostics);
-        tracing::info!(
-            generation = self.generation,
-            routes = compiled.routes,
-            endpoints = compiled.endpoints,
-            errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count(),
-            warnings = diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
-            "reload {}: {} routes, {} endpoints in {compile_ms:.1} ms",
-            if applied { "applied" } else { "rejected" },
-            compiled.routes,
-            compiled.endpoints,
-        );
-        let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-        let report = ReloadReport {
-            generation: self.generation,
-            at,
-            applied,
-            routes: compiled.routes,
-            endpoints: compiled.endpoints,
-            compile_ms,
-            diagnostics,
-        };
-        self.control.report.store(Arc::new(Some(report)));
-    }
-
-    fn print_new(&mut self, diagnostics: &[Diagnostic]) {
-        let current: HashSet<String> = diagnostics.iter().map(ToString::to_string).collect();
-        for line in diagnostics.iter().map(ToString::to_string) {
-            if !self.printed.contains(&line) {
-                eprintln!("{line}");
-            }
-        }
-        self.printed = current;
-    }
 }

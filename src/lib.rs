@@ -8,5 +8,6 @@ pub mod demo;
 pub mod diag;
 pub mod model;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod source;

@@ -10,14 +10,15 @@ use crate::harness::*;
 #[tokio::test]
 async fn the_demo_spreads_without_a_jar_and_sticks_with_one() {
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(TETHER)
+    let child = Command::new(TETHER)
         .args(["demo", "--replicas", "3", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(Some(child));
+    let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -56,8 +57,9 @@ async fn the_demo_spreads_without_a_jar_and_sticks_with_one() {
     // SIGTERM stops the proxy and its pods.
     let pod_addrs: Vec<String> =
         pod_pids_line.iter().map(|l| l.split(" at ").nth(1).unwrap().trim().to_owned()).collect();
-    unsafe_free_kill(child.id());
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let mut demo = child.0.take().unwrap();
+    term(demo.id());
+    let _ = tokio::task::spawn_blocking(move || demo.wait()).await;
     wait_for("the demo pods to stop", || {
         let addrs = pod_addrs.clone();
         async move {
@@ -69,6 +71,18 @@ async fn the_demo_spreads_without_a_jar_and_sticks_with_one() {
     .await;
 }
 
-fn unsafe_free_kill(pid: u32) {
+fn term(pid: u32) {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+/// Stops the demo (which stops its pods) even when an assertion fails first.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            term(child.id());
+            let _ = child.wait();
+        }
+    }
 }

@@ -36,10 +36,10 @@ async fn a_malformed_manifest_keeps_the_previous_table_and_is_reported() {
     assert_eq!(d["object"], "Ingress default/web");
     assert_eq!(d["field"], "spec.rules[0].http.paths[0].backend.service.port.number");
     assert_eq!(get(&client, &t.url("/")).await.status, 200);
-    assert!(
-        t.proc.stderr_text().contains("spec.rules[0].http.paths[0].backend.service.port.number"),
-        "printed on stderr"
-    );
+    wait_for("the error on stderr", || async {
+        t.proc.stderr_text().contains("spec.rules[0].http.paths[0].backend.service.port.number")
+    })
+    .await;
 
     // 3. Fixed: the new content applies.
     m.write("ingress.yaml", &ingress_yaml("web", None, &[("/v2", "Prefix", "web")], &[]));
@@ -87,4 +87,31 @@ async fn admin_health_and_readiness() {
         assert_eq!(r.status(), 200, "{path}");
     }
     assert_eq!(get(&no_jar(), &t.url("/")).await.status, 404);
+}
+
+#[tokio::test]
+async fn an_ingress_with_a_compile_error_keeps_its_last_good_version() {
+    let pods = start_pods("web", 1);
+    let m = Manifests::new();
+    m.service("web", &[&pods[0]]);
+    let good = ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("affinity", "cookie")]);
+    m.write("ingress.yaml", &good);
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    assert_eq!(get(&client, &t.url("/")).await.status, 200);
+    // Well-formed YAML, but a pathType the API does not know (a lowercase typo).
+    m.write("ingress.yaml", &good.replace("pathType: Prefix", "pathType: prefix"));
+    wait_for("the error to be reported", || async {
+        t.diagnostics().await.to_string().contains("is not Exact|Prefix")
+    })
+    .await;
+    let report = t.diagnostics().await.to_string();
+    assert!(report.contains("last good version keeps serving"), "{report}");
+    let hit = get(&client, &t.url("/")).await;
+    assert_eq!(hit.status, 200, "the route is still served");
+    assert_eq!(hit.set_cookies.len(), 1, "with its affinity");
+    // An invalid host likewise.
+    m.write("ingress.yaml", &good.replace("  - http:", "  - host: \"my_app.example.com\"\n    http:"));
+    wait_for("the host error", || async { t.diagnostics().await.to_string().contains("my_app") }).await;
+    assert_eq!(get(&client, &t.url("/")).await.status, 200);
 }

@@ -312,7 +312,10 @@ async fn a_restart_logs_nobody_out() {
     let client = no_jar();
     let (cookie, pod) = {
         let t = Tether::start_with_state(m.path(), Some(state.path()), &[]);
-        assert!(t.proc.stderr_text().contains("generated a cookie key"), "the generated key is announced");
+        wait_for("the generated key to be announced", || async {
+            t.proc.stderr_text().contains("generated a cookie key")
+        })
+        .await;
         let hit = get(&client, &t.url("/")).await;
         (cookie_pair(&hit), hit.pod)
     };
