@@ -14,6 +14,7 @@ use crate::affinity::token::CookieKeys;
 use crate::affinity::{self, Selection};
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::request_body::{UploadClock, UpstreamBody};
 use crate::proxy::upstream::{ConnectError, Sender, Upstream};
 use crate::route::{Route, RouteTable};
 
@@ -88,11 +89,14 @@ pub async fn handle(
     let user_agent =
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(&route));
     prepare_request(&mut req, &client);
+    let (parts, body) = req.into_parts();
+    let (body, upload) = UpstreamBody::new(body);
+    let mut req = Request::from_parts(parts, body);
 
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..MAX_ATTEMPTS {
         let endpoint = &backend.endpoints[selection.endpoint];
-        match send(&endpoint.upstream, req, &state.timeouts).await {
+        match send(&endpoint.upstream, req, upload.as_deref(), &state.timeouts).await {
             Ok((response, sender)) => {
                 let response = finish_response(
                     response,
@@ -165,7 +169,7 @@ fn prepare_request(req: &mut Request<Incoming>, client: &ClientInfo) {
 
 enum Failure {
     /// The request never reached the pod; it is handed back for another endpoint.
-    NotSent(Box<Request<Incoming>>, ConnectError),
+    NotSent(Box<Request<UpstreamBody>>, ConnectError),
     /// The pod got (part of) the request and then failed.
     Sent(hyper::Error),
     Timeout,
@@ -173,7 +177,8 @@ enum Failure {
 
 async fn send(
     upstream: &Upstream,
-    mut req: Request<Incoming>,
+    mut req: Request<UpstreamBody>,
+    upload: Option<&UploadClock>,
     timeouts: &Timeouts,
 ) -> Result<(Response<Incoming>, Sender), Failure> {
     loop {
@@ -185,8 +190,13 @@ async fn send(
                 Err(e) => return Err(Failure::NotSent(Box::new(req), e)),
             },
         };
-        match tokio::time::timeout(timeouts.response, sender.try_send_request(req)).await {
-            Err(_) => return Err(Failure::Timeout),
+        let sent = sender.try_send_request(req);
+        let outcome = match upload {
+            None => tokio::time::timeout(timeouts.response, sent).await.map_err(|_| Failure::Timeout),
+            Some(clock) => wait_after_upload(sent, clock, timeouts.response).await,
+        };
+        match outcome {
+            Err(timeout) => return Err(timeout),
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut e)) => match e.take_message() {
                 // A pooled connection the pod had closed: the request was not written.
@@ -197,6 +207,30 @@ async fn send(
                 }
                 None => return Err(Failure::Sent(e.into_error())),
             },
+        }
+    }
+}
+
+/// Waits for the response; the response timeout starts once the upload has been forwarded
+/// (ingress-nginx's `proxy-read-timeout` counts from the last byte sent, not from the first).
+async fn wait_after_upload<F: std::future::Future>(
+    sent: F,
+    clock: &UploadClock,
+    timeout: Duration,
+) -> Result<F::Output, Failure> {
+    tokio::pin!(sent);
+    loop {
+        let deadline = match clock.ended() {
+            Some(ended) => tokio::time::Instant::from_std(ended + timeout),
+            // Still uploading: look again a little later.
+            None => tokio::time::Instant::now() + timeout.min(Duration::from_millis(250)),
+        };
+        match tokio::time::timeout_at(deadline, &mut sent).await {
+            Ok(output) => return Ok(output),
+            Err(_) if clock.ended().is_some_and(|ended| ended + timeout <= std::time::Instant::now()) => {
+                return Err(Failure::Timeout)
+            }
+            Err(_) => continue,
         }
     }
 }

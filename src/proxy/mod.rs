@@ -3,5 +3,6 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod request_body;
 pub mod server;
 pub mod upstream;

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -26,7 +25,7 @@ pub fn set_worker_index(index: usize) {
 }
 
 /// A sender to one pod.
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<crate::proxy::request_body::UpstreamBody>;
 
 /// Why no connection to a pod could be had.
 #[derive(Debug, thiserror::Error)]

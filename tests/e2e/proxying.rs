@@ -155,3 +155,24 @@ async fn idle_pooled_connections_expire_after_the_keepalive_timeout() {
     let later = remote(get(&client, &t.url("/")).await);
     assert_ne!(later, second, "an expired idle connection is replaced");
 }
+
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_by_the_response_timeout() {
+    let (_pods, _m, t) = plain_setup(1, &["--proxy-read-timeout", "0.5"]);
+    // Four chunks 300 ms apart: the upload takes longer than the response timeout.
+    let chunks = futures_util::stream::unfold(0u32, |n| async move {
+        if n == 4 {
+            return None;
+        }
+        if n > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        Some((Ok::<_, std::io::Error>(vec![b'x'; 1000]), n + 1))
+    });
+    let hit = get_with(no_jar().post(t.url("/upload")).body(reqwest::Body::wrap_stream(chunks))).await;
+    assert_eq!(hit.status, 200, "the timeout counts from the end of the upload");
+    assert!(hit.body.contains("BodyBytes: 4000"), "{}", hit.body);
+    // And it still applies after the upload.
+    let slow = get_with(no_jar().post(t.url("/?sleep=3000")).body("small")).await;
+    assert_eq!(slow.status, 504);
+}
