@@ -5,6 +5,7 @@
 //! endpoint set, so every replica decides the same way and memory does not grow with sessions.
 
 pub mod cookie;
+pub mod hash_key;
 pub mod key;
 pub mod nginx_cookie;
 pub mod ring;
@@ -33,6 +34,8 @@ pub enum Decision {
     Migrated,
     /// The client address chose the endpoint (Service `sessionAffinity: ClientIP`).
     ClientIp,
+    /// The `upstream-hash-by` expression chose the endpoint.
+    HashBy,
 }
 
 impl Decision {
@@ -45,6 +48,7 @@ impl Decision {
             Decision::Failover => "failover",
             Decision::Migrated => "migrated",
             Decision::ClientIp => "client-ip",
+            Decision::HashBy => "hash-by",
         }
     }
 }
@@ -70,6 +74,10 @@ pub struct SelectContext<'a> {
     pub accept_nginx_cookies: bool,
     /// Hash of the client address (for `sessionAffinity: ClientIP`).
     pub client_hash: u64,
+    /// The client address as text (`$remote_addr` in `upstream-hash-by`).
+    pub client_ip: &'a [u8],
+    /// The request URI (for `upstream-hash-by`).
+    pub uri: Option<&'a http::Uri>,
 }
 
 /// Chooses an endpoint for one request. `None` when the backend has no usable endpoint.
@@ -80,7 +88,7 @@ pub fn select(
     cx: &SelectContext<'_>,
 ) -> Option<Selection> {
     let (Some(route), Some(policy)) = (sticky, backend.sticky.as_deref()) else {
-        return without_cookie(backend, cx);
+        return without_cookie(backend, headers, cx);
     };
     let mut saw_cookie = false;
     for value in cookie_values(headers, &policy.cookie_name) {
@@ -106,7 +114,7 @@ pub fn select(
         }
     }
     if !route.issues_cookies {
-        return without_cookie(backend, cx);
+        return without_cookie(backend, headers, cx);
     }
     let mut selection = new_session(backend, policy.mode, cx.now)?;
     if saw_cookie {
@@ -127,7 +135,12 @@ fn expired(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u
 
 /// No cookie to follow or set: client-address hashing if the Service asks for it, else round
 /// robin.
-fn without_cookie(backend: &Backend, cx: &SelectContext<'_>) -> Option<Selection> {
+fn without_cookie(backend: &Backend, headers: &HeaderMap, cx: &SelectContext<'_>) -> Option<Selection> {
+    if let (Some(key), Some(uri)) = (&backend.hash_by, cx.uri) {
+        let h = key.hash(uri, headers, cx.client_ip);
+        let endpoint = backend.ring_ready.first(h)?;
+        return Some(Selection { endpoint, decision: Decision::HashBy, issue: None, session: Some(h) });
+    }
     if backend.client_ip_affinity {
         let endpoint = backend.ring_ready.first(cx.client_hash)?;
         return Some(Selection { endpoint, decision: Decision::ClientIp, issue: None, session: Some(cx.client_hash) });
@@ -252,7 +265,7 @@ mod tests {
     }
 
     fn cx(keys: &CookieKeys) -> SelectContext<'_> {
-        SelectContext { keys, now: 5, accept_nginx_cookies: false, client_hash: 0 }
+        SelectContext { keys, now: 5, accept_nginx_cookies: false, client_hash: 0, client_ip: b"", uri: None }
     }
 
     fn backend(pods: &[(&str, EndpointState)], mode: AffinityMode) -> Backend {
@@ -377,7 +390,14 @@ mod tests {
         let young = Token { mode: TokenMode::Persistent, issued: 100_000, session: 1, endpoint: digest };
         let old = Token { issued: 100_000 - 3600 - 61, ..young };
         let at = |t: &Token| {
-            let c = SelectContext { keys: &k, now: 100_000, accept_nginx_cookies: false, client_hash: 0 };
+            let c = SelectContext {
+                keys: &k,
+                now: 100_000,
+                accept_nginx_cookies: false,
+                client_hash: 0,
+                client_ip: b"",
+                uri: None,
+            };
             select(&b, Some(&route(&b)), &with_cookie(&b, t), &c).unwrap().decision
         };
         assert_eq!(at(&young), Decision::Hit);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::affinity::cookie::StickyPolicy;
+use crate::affinity::hash_key::HashKey;
 use crate::compile::dialect::traefik;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
@@ -44,6 +45,7 @@ pub struct BackendBuilder<'a, 'o> {
     options: &'a CompileOptions<'o>,
     built: HashMap<BackendRef, Arc<Backend>>,
     affinity: &'a HashMap<BackendRef, BackendAffinity>,
+    hash_keys: &'a HashMap<BackendRef, Arc<HashKey>>,
 }
 
 impl<'a, 'o> BackendBuilder<'a, 'o> {
@@ -51,8 +53,9 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         services: &'a ServiceIndex<'a>,
         options: &'a CompileOptions<'o>,
         affinity: &'a HashMap<BackendRef, BackendAffinity>,
+        hash_keys: &'a HashMap<BackendRef, Arc<HashKey>>,
     ) -> Self {
-        BackendBuilder { services, options, built: HashMap::new(), affinity }
+        BackendBuilder { services, options, built: HashMap::new(), affinity, hash_keys }
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
@@ -103,6 +106,7 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
         backend.client_ip_affinity = client_ip;
+        backend.hash_by = self.hash_keys.get(r).cloned();
         let backend = Arc::new(backend);
         self.built.insert(r.clone(), backend.clone());
         backend

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
+use crate::affinity::hash_key::HashKey;
 use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::dialect::nginx;
 use crate::compile::service::ServiceIndex;
@@ -38,6 +39,8 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
 
     let mut pending = Vec::new();
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
+    // `upstream-hash-by` per backend; the oldest Ingress's expression wins.
+    let mut hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
     let mut default_backend: Option<(String, BackendRef)> = None;
     for ing in &ingresses {
         let object = model::describe("Ingress", &ing.obj.metadata);
@@ -49,6 +52,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             );
         }
         let sticky = settings.sticky.map(Arc::new);
+        let hash_by = settings.hash_by.map(Arc::new);
         let ns = model::namespace(&ing.obj.metadata).to_owned();
         let source = format!("{ns}/{}", model::name(&ing.obj.metadata));
         let Some(spec) = &ing.obj.spec else { continue };
@@ -92,6 +96,9 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                 }
                 let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), diags) else { continue };
                 let backend = backend.canonical(&services);
+                if let Some(key) = &hash_by {
+                    hash_keys.entry(backend.clone()).or_insert_with(|| key.clone());
+                }
                 if let Some(policy) = &sticky {
                     match affinity.get(&backend) {
                         None => {
@@ -123,7 +130,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }
     }
 
-    let mut builder = BackendBuilder::new(&services, options, &affinity);
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
     let mut table = RouteTable::default();
     for p in pending {
         let backend = builder.get(&p.backend, diags);

@@ -80,6 +80,8 @@ pub async fn handle(
         now,
         accept_nginx_cookies: state.accept_nginx_cookies,
         client_hash: client.ip_hash,
+        client_ip: client.ip.as_bytes(),
+        uri: Some(req.uri()),
     };
     let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &cx) else {
         // The reason (missing Service, no ready pods) is in /diagnostics and /routes; clients

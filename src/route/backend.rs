@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::affinity::cookie::StickyPolicy;
+use crate::affinity::hash_key::HashKey;
 use crate::affinity::ring::Ring;
 use crate::affinity::token::KeyUsed;
 use crate::proxy::upstream::Upstream;
@@ -51,6 +52,8 @@ pub struct Backend {
     pub sticky: Option<Arc<StickyPolicy>>,
     /// Without a cookie, hash the client address (Service `sessionAffinity: ClientIP`).
     pub client_ip_affinity: bool,
+    /// Without a cookie, hash this request expression (ingress-nginx `upstream-hash-by`).
+    pub hash_by: Option<Arc<HashKey>>,
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
     digests: Box<[(u64, usize)]>,
@@ -84,6 +87,7 @@ impl Backend {
             scope,
             sticky,
             client_ip_affinity: false,
+            hash_by: None,
             problem: problem.map(Into::into),
             digests: digests.into_boxed_slice(),
             previous_digests: previous_digests.into_boxed_slice(),

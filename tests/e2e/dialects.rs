@@ -150,3 +150,35 @@ async fn a_draining_pod_keeps_its_sessions_and_gets_no_new_ones() {
         }
     }
 }
+
+#[tokio::test]
+async fn upstream_hash_by_pins_each_key_without_a_cookie() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write(
+        "ingress.yaml",
+        &ingress_yaml(
+            "web",
+            None,
+            &[("/", "Prefix", "web")],
+            &[("upstream-hash-by", "$cookie_user"), ("load-balance", "ewma")],
+        ),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let mut pods_seen = BTreeSet::new();
+    for user in 0..24 {
+        let cookie = format!("user=u{user}");
+        let first = get_with(client.get(t.url("/")).header("cookie", cookie.as_str())).await;
+        assert!(first.set_cookies.is_empty());
+        for path in ["/a", "/b?x=1"] {
+            let hit = get_with(client.get(t.url(path)).header("cookie", cookie.as_str())).await;
+            assert_eq!(hit.pod, first.pod, "{cookie} always reaches one pod");
+        }
+        pods_seen.insert(first.pod);
+    }
+    assert_eq!(pods_seen.len(), 3, "different keys spread");
+    let notes = t.diagnostics().await.to_string();
+    assert!(notes.contains("ewma is not supported yet"), "{notes}");
+}

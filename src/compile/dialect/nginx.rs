@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
+use crate::affinity::hash_key::HashKey;
 use crate::compile::dialect::parse_bool;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -21,6 +22,8 @@ pub struct AnnotationNote {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NginxSettings {
     pub sticky: Option<StickyPolicy>,
+    /// `upstream-hash-by`: hash this expression instead of round robin.
+    pub hash_by: Option<HashKey>,
     pub notes: Vec<AnnotationNote>,
 }
 
@@ -37,6 +40,8 @@ const HONOURED: &[&str] = &[
     "session-cookie-samesite",
     "session-cookie-conditional-samesite-none",
     "session-cookie-change-on-failure",
+    "upstream-hash-by",
+    "load-balance",
 ];
 
 /// Parses the ingress-nginx annotations of one object.
@@ -54,9 +59,22 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
         }
     }
 
+    if let Some(expr) = get("upstream-hash-by") {
+        match HashKey::parse(expr) {
+            Ok(key) => out.hash_by = Some(key),
+            Err(e) => out.note(&key("upstream-hash-by"), &format!("{e}; round robin is used"), true),
+        }
+    }
+    match get("load-balance") {
+        None | Some("round_robin") => {}
+        Some("ewma") => out.note(&key("load-balance"), "ewma is not supported yet; round robin is used", true),
+        Some(other) => {
+            out.note(&key("load-balance"), &format!("{other:?} is not round_robin|ewma; round robin is used"), true)
+        }
+    }
     match get("affinity") {
         None => {
-            if HONOURED.iter().skip(1).any(|n| get(n).is_some()) {
+            if HONOURED.iter().skip(1).take(10).any(|n| get(n).is_some()) {
                 out.note(
                     &format!("{PREFIX}affinity"),
                     "session-cookie annotations without `affinity: cookie` have no effect",
