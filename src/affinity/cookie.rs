@@ -68,6 +68,11 @@ pub struct StickyPolicy {
     pub conditional_same_site_none: bool,
     /// When the pinned endpoint fails, move the session to another one with a new cookie.
     pub change_on_failure: bool,
+    /// CHIPS `Partitioned` attribute (`tether.dev/session-cookie-partitioned`).
+    pub partitioned: bool,
+    /// Sliding expiry: re-issue once a quarter of the lifetime has passed
+    /// (`tether.dev/session-cookie-refresh`).
+    pub refresh: bool,
 }
 
 impl StickyPolicy {
@@ -85,6 +90,8 @@ impl StickyPolicy {
             same_site: None,
             conditional_same_site_none: false,
             change_on_failure: false,
+            partitioned: false,
+            refresh: false,
         }
     }
 }
@@ -134,6 +141,9 @@ impl RouteSticky {
         }
         if p.http_only {
             out.push_str("; HttpOnly");
+        }
+        if p.partitioned {
+            out.push_str("; Partitioned");
         }
         if let Some(same_site) = p.same_site {
             let omit = same_site == SameSite::None

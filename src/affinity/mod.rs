@@ -97,6 +97,9 @@ pub fn select(
             cx.keys.decode(value, backend.scope).filter(|(t, _)| !expired(policy, t, cx.now))
         {
             if let Some(mut selection) = follow(backend, policy.mode, token, key_used) {
+                if selection.issue.is_none() && due_for_refresh(policy, &token, cx.now) {
+                    selection.issue = Some(Token { issued: cx.now, ..token });
+                }
                 if key_used == KeyUsed::Previous && selection.issue.is_none() {
                     // Re-sign under the current key (a persistent digest is recomputed).
                     let endpoint = match token.mode {
@@ -131,6 +134,13 @@ const SKEW_SECS: u64 = 60;
 fn expired(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
     let Some(lifetime) = policy.max_age.or(policy.expires) else { return false };
     u64::from(now.saturating_sub(token.issued)) > lifetime + SKEW_SECS
+}
+
+/// Sliding expiry: re-issue (with fresh `Expires`/`Max-Age`) once a quarter of the lifetime has
+/// passed, not on every response.
+fn due_for_refresh(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
+    let Some(lifetime) = policy.max_age.or(policy.expires).filter(|_| policy.refresh) else { return false };
+    u64::from(now.saturating_sub(token.issued)) * 4 >= lifetime
 }
 
 /// No cookie to follow or set: client-address hashing if the Service asks for it, else round
@@ -402,6 +412,33 @@ mod tests {
         };
         assert_eq!(at(&young), Decision::Hit);
         assert_eq!(at(&old), Decision::Rejected);
+    }
+
+    #[test]
+    fn sliding_expiry_reissues_after_a_quarter_of_the_lifetime() {
+        let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
+        let mut policy = (*b.sticky.clone().unwrap()).clone();
+        policy.max_age = Some(400);
+        policy.refresh = true;
+        b.sticky = Some(Arc::new(policy));
+        let k = key();
+        let digest = k.current.digest("tether/endpoint", b"a");
+        let at = |issued: u32| {
+            let t = Token { mode: TokenMode::Persistent, issued, session: 1, endpoint: digest };
+            let c = SelectContext {
+                keys: &k,
+                now: 10_000,
+                accept_nginx_cookies: false,
+                client_hash: 0,
+                client_ip: b"",
+                uri: None,
+            };
+            select(&b, Some(&route(&b)), &with_cookie(&b, &t), &c).unwrap()
+        };
+        assert_eq!(at(10_000 - 50).issue, None, "fresh: no re-issue");
+        let refreshed = at(10_000 - 150).issue.expect("re-issued after a quarter");
+        assert_eq!((refreshed.issued, refreshed.session, refreshed.endpoint), (10_000, 1, digest));
+        assert_eq!(at(10_000 - 150).decision, Decision::Hit);
     }
 
     #[test]

@@ -44,7 +44,22 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     let mut default_backend: Option<(String, BackendRef)> = None;
     for ing in &ingresses {
         let object = model::describe("Ingress", &ing.obj.metadata);
-        let settings = nginx::parse(ing.obj.metadata.annotations.as_ref());
+        let mut settings = nginx::parse(ing.obj.metadata.annotations.as_ref());
+        let extra =
+            crate::compile::dialect::tether::apply(ing.obj.metadata.annotations.as_ref(), settings.sticky.as_mut());
+        settings.notes.extend(extra);
+        let use_regex = model::annotation(&ing.obj.metadata, "nginx.ingress.kubernetes.io/use-regex")
+            .and_then(crate::compile::dialect::parse_bool)
+            .unwrap_or(false);
+        if use_regex && settings.sticky.as_ref().is_some_and(|p| p.path.is_none()) {
+            settings.notes.push(nginx::AnnotationNote {
+                key: format!("{}session-cookie-path", nginx::PREFIX),
+                reason: "use-regex without session-cookie-path: the cookie Path would be a regular expression; \
+                         set session-cookie-path (the Ingress path as written is used meanwhile)"
+                    .into(),
+                warning: true,
+            });
+        }
         for note in &settings.notes {
             let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };
             diags.push(

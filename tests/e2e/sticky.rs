@@ -324,3 +324,32 @@ async fn a_restart_logs_nobody_out() {
     assert_eq!(hit.pod, pod, "the key kept in the state directory still verifies the cookie");
     assert!(hit.set_cookies.is_empty());
 }
+
+#[tokio::test]
+async fn tether_extras_partitioned_and_sliding_expiry() {
+    let pods = start_pods("web", 2);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    let annotations = [("affinity", "cookie"), ("session-cookie-max-age", "4"), ("session-cookie-samesite", "None")];
+    let ingress = ingress_yaml("web", None, &[("/", "Prefix", "web")], &annotations).replace(
+        "  annotations:\n",
+        "  annotations:\n    tether.dev/session-cookie-partitioned: \"true\"\n    tether.dev/session-cookie-refresh: \"true\"\n",
+    );
+    m.write("ingress.yaml", &ingress);
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let first = get(&client, &t.url("/")).await;
+    assert!(
+        first.set_cookies[0].ends_with("; Max-Age=4; Path=/; Secure; HttpOnly; Partitioned; SameSite=None"),
+        "{:?}",
+        first.set_cookies
+    );
+    let cookie = cookie_pair(&first);
+    // A quarter of the 4 s lifetime later (plus margin) the same session gets a fresh cookie.
+    wait_for("the cookie to be refreshed", || async {
+        let hit = get_with(client.get(t.url("/")).header("cookie", cookie.as_str())).await;
+        assert_eq!(hit.pod, first.pod, "a refresh never moves the session");
+        !hit.set_cookies.is_empty()
+    })
+    .await;
+}

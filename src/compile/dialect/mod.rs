@@ -2,6 +2,7 @@
 //! reads an annotation string.
 
 pub mod nginx;
+pub mod tether;
 pub mod traefik;
 
 /// Go's `strconv.ParseBool`, which ingress-nginx uses for its boolean annotations.
