@@ -89,7 +89,7 @@ fn routes_text(control: &ControlState) -> String {
         };
         let _ = writeln!(
             out,
-            "{} {} {} -> {} [{affinity}] from Ingress {}",
+            "{} {} {} -> {} [{affinity}] from {}",
             r.host,
             r.kind.as_str(),
             r.path,

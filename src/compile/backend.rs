@@ -19,6 +19,9 @@ pub struct BackendRef {
     pub service: String,
     /// The Service port number (or its name when the Service does not resolve it).
     pub port: String,
+    /// Set for an OpenShift Route: each Route is a backend of its own (own sessions, own
+    /// balancing), as in the OpenShift router.
+    pub owner: Option<String>,
 }
 
 impl BackendRef {
@@ -70,7 +73,10 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
                         Diagnostic::warning(problem.clone()).object(format!("Service {}/{}", r.namespace, r.service)),
                     );
                 }
-                let name = format!("{}/{}:{}", r.namespace, r.service, resolved.port);
+                let name = match &r.owner {
+                    None => format!("{}/{}:{}", r.namespace, r.service, resolved.port),
+                    Some(owner) => format!("{}/{}:{} for {owner}", r.namespace, r.service, resolved.port),
+                };
                 let problem = resolved
                     .endpoints
                     .is_empty()

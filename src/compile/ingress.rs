@@ -69,7 +69,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let sticky = settings.sticky.map(Arc::new);
         let hash_by = settings.hash_by.map(Arc::new);
         let ns = model::namespace(&ing.obj.metadata).to_owned();
-        let source = format!("{ns}/{}", model::name(&ing.obj.metadata));
+        let source = format!("Ingress {ns}/{}", model::name(&ing.obj.metadata));
         let Some(spec) = &ing.obj.spec else { continue };
         if spec.tls.as_ref().is_some_and(|tls| !tls.is_empty()) {
             diags.push(
@@ -87,7 +87,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                     None => default_backend = Some((source.clone(), r)),
                     Some((owner, _)) => diags.push(ctx.warn(
                         "spec.defaultBackend",
-                        format!("ignored: the default backend of the older Ingress {owner} wins"),
+                        format!("ignored: the default backend of the older {owner} wins"),
                     )),
                 }
             }
@@ -125,7 +125,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                         Some(existing) if existing.policy != *policy => diags.push(ctx.warn(
                             "metadata.annotations",
                             format!(
-                                "affinity settings for Service {}/{} differ from those of the older Ingress {}; \
+                                "affinity settings for Service {}/{} differ from those of the older {}; \
                                  its settings are used",
                                 backend.namespace, backend.service, existing.owner
                             ),
@@ -167,10 +167,10 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                 format!("{} {} {}", if p.host.is_empty() { "*" } else { &p.host }, p.kind.as_str(), holder.path);
             diags.push(
                 Diagnostic::warning(format!(
-                    "route {route_desc} is also defined by the older Ingress {}, which wins; this one is ignored",
+                    "route {route_desc} is also defined by the older {}, which wins; this one is ignored",
                     holder.source
                 ))
-                .object(format!("Ingress {}", p.source)),
+                .object(p.source.clone()),
             );
         }
     }
@@ -249,7 +249,7 @@ impl Ctx<'_> {
                     return None;
                 }
             };
-        Some(BackendRef { namespace: self.namespace.to_owned(), service: svc.name.clone(), port })
+        Some(BackendRef { namespace: self.namespace.to_owned(), service: svc.name.clone(), port, owner: None })
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod dialect;
 pub mod ingress;
+pub mod openshift;
 pub mod service;
 
 use std::sync::Arc;
@@ -40,7 +41,8 @@ pub struct Compiled {
 /// left out (or served with a 503 explaining why).
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
-    let table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
+    let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
+    openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics);
     let routes = table.routes().count() + usize::from(table.default_route.is_some());
     let endpoints = table
         .routes()

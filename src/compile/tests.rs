@@ -142,3 +142,53 @@ fn a_duplicated_object_is_reported() {
     let d = c.diagnostics.iter().find(|d| d.reason.contains("more than once")).expect("duplicate reported");
     assert_eq!(d.object.as_deref(), Some("Service default/web"));
 }
+
+#[test]
+fn openshift_routes_get_the_routers_cookie() {
+    let route = r#"apiVersion: route.openshift.io/v1
+kind: Route
+metadata:
+  name: hello
+  annotations: {router.openshift.io/cookie_name: hello-1}
+spec:
+  host: hello.apps.example.com
+  path: /app
+  to: {kind: Service, name: web, weight: 100}
+  port: {targetPort: http}
+"#;
+    let plain = r#"apiVersion: route.openshift.io/v1
+kind: Route
+metadata:
+  name: plain
+  annotations: {haproxy.router.openshift.io/disable_cookies: "true", haproxy.router.openshift.io/balance: source}
+spec:
+  host: plain.apps.example.com
+  to: {name: web}
+"#;
+    let c = compiled(&format!("{route}---\n{plain}"), &["tether"]);
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let r = c.table.find("hello.apps.example.com", "/app/x").unwrap();
+    let sticky = r.sticky.as_ref().unwrap();
+    assert_eq!((&*sticky.policy.cookie_name, &*sticky.cookie_path), ("hello-1", "/"));
+    assert_eq!(sticky.policy.mode, crate::affinity::cookie::AffinityMode::Persistent);
+    assert_eq!(&*r.source, "Route default/hello");
+    assert_eq!(r.backend.endpoints.len(), 2);
+    let p = c.table.find("plain.apps.example.com", "/").unwrap();
+    assert!(p.sticky.is_none());
+    assert!(p.backend.hash_by.is_some(), "balance source hashes the client address");
+    assert!(c.table.find("other.example.com", "/").is_none());
+}
+
+#[test]
+fn openshift_routes_that_cannot_be_served_say_why() {
+    let no_host = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: a}\nspec: {to: {name: web}}\n";
+    let passthrough = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: b}\n\
+                       spec: {host: b.example.com, to: {name: web}, tls: {termination: passthrough}}\n";
+    let c = compiled(&format!("{no_host}---\n{passthrough}"), &["tether"]);
+    assert_eq!(c.routes, 0);
+    let fields: Vec<_> = c.diagnostics.iter().filter_map(|d| d.field.clone()).collect();
+    assert!(
+        fields.contains(&"spec.host".to_owned()) && fields.contains(&"spec.tls.termination".to_owned()),
+        "{fields:?}"
+    );
+}

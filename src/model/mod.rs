@@ -2,6 +2,8 @@
 //!
 //! Sources only fill a [`Snapshot`]; `compile()` only reads one.
 
+pub mod openshift;
+
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -24,6 +26,8 @@ pub struct Snapshot {
     pub services: Vec<Sourced<Service>>,
     pub endpoint_slices: Vec<Sourced<EndpointSlice>>,
     pub endpoints: Vec<Sourced<Endpoints>>,
+    /// OpenShift Routes.
+    pub routes: Vec<Sourced<openshift::Route>>,
 }
 
 impl Snapshot {
@@ -34,6 +38,7 @@ impl Snapshot {
         self.services.extend(other.services);
         self.endpoint_slices.extend(other.endpoint_slices);
         self.endpoints.extend(other.endpoints);
+        self.routes.extend(other.routes);
     }
 
     pub fn object_count(&self) -> usize {
@@ -42,6 +47,7 @@ impl Snapshot {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.endpoints.len()
+            + self.routes.len()
     }
 }
 

@@ -31,7 +31,7 @@ impl PathKind {
 /// One compiled `host + path → backend` rule.
 #[derive(Debug)]
 pub struct Route {
-    /// `namespace/name` of the Ingress that defined it.
+    /// The object that defined it: `Ingress ns/name` or `Route ns/name`.
     pub source: Box<str>,
     /// The host as written (`*` for any).
     pub host: Box<str>,

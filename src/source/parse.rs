@@ -101,6 +101,11 @@ impl ParsedFile {
                     self.objects.endpoint_slices.push(Sourced { file, obj });
                 }
             }
+            ("route.openshift.io/v1", "Route") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.routes.push(Sourced { file, obj });
+                }
+            }
             ("v1", "Endpoints") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
                     self.objects.endpoints.push(Sourced { file, obj });

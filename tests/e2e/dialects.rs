@@ -182,3 +182,35 @@ async fn upstream_hash_by_pins_each_key_without_a_cookie() {
     let notes = t.diagnostics().await.to_string();
     assert!(notes.contains("ewma is not supported yet"), "{notes}");
 }
+
+/// The OpenShift tutorial: a Route with `router.openshift.io/cookie_name: hello-1` in front of
+/// three StatefulSet pods.
+#[tokio::test]
+async fn openshift_route_with_a_cookie_name() {
+    let pods = start_pods("hello", 3); // hello-0, hello-1, hello-2, as a StatefulSet names them
+    let m = Manifests::new();
+    m.service("hello", &pods.iter().collect::<Vec<_>>());
+    m.write(
+        "route.yaml",
+        "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata:\n  name: hello\n  namespace: default\n  \
+         annotations:\n    router.openshift.io/cookie_name: hello-1\nspec:\n  host: hello.apps.test\n  \
+         to: {kind: Service, name: hello, weight: 100}\n  port: {targetPort: http}\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(get_with(client.get(t.url("/")).header("host", "hello.apps.test")).await.pod);
+    }
+    assert_eq!(seen.len(), 3, "spread without a cookie: {seen:?}");
+    let b = browser();
+    let first = get_with(b.get(t.url("/")).header("host", "hello.apps.test")).await;
+    assert_eq!(first.set_cookies.len(), 1);
+    assert!(first.set_cookies[0].starts_with("hello-1=") && first.set_cookies[0].ends_with("; Path=/; HttpOnly"));
+    let cookie = cookie_pair(&first);
+    for _ in 0..50 {
+        let hit = get_with(b.get(t.url("/")).header("host", "hello.apps.test").header("cookie", cookie.as_str())).await;
+        assert_eq!(hit.pod, first.pod);
+    }
+    assert_eq!(get_with(client.get(t.url("/")).header("host", "other.test")).await.status, 404);
+}

@@ -1,0 +1,265 @@
+//! OpenShift Routes (`route.openshift.io/v1`) → routes, with the OpenShift router's affinity:
+//! a cookie on by default (it names the pod: persistent mode), `router.openshift.io/cookie_name`,
+//! `router.openshift.io/cookie-same-site`, `haproxy.router.openshift.io/disable_cookies`,
+//! `haproxy.router.openshift.io/balance`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::affinity::cookie::{AffinityMode, RouteSticky, SameSite, StickyPolicy};
+use crate::affinity::hash_key::HashKey;
+use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::dialect::parse_bool;
+use crate::compile::service::ServiceIndex;
+use crate::compile::CompileOptions;
+use crate::diag::Diagnostic;
+use crate::model::{self, openshift, Snapshot, Sourced};
+use crate::route::{PathKind, Route, RouteTable};
+
+const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
+const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";
+const DISABLE_COOKIES: &str = "haproxy.router.openshift.io/disable_cookies";
+const BALANCE: &str = "haproxy.router.openshift.io/balance";
+
+/// One Route, checked and translated, before its backend is built.
+struct Planned<'a> {
+    route: &'a Sourced<openshift::Route>,
+    object: String,
+    host: String,
+    path: String,
+    backend: BackendRef,
+    sticky: Option<Arc<StickyPolicy>>,
+}
+
+/// Adds the snapshot's Routes to `table` (after the Ingresses: on a conflict the Ingress wins).
+pub fn compile_routes(
+    snapshot: &Snapshot,
+    options: &CompileOptions<'_>,
+    table: &mut RouteTable,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if snapshot.routes.is_empty() {
+        return;
+    }
+    let services = ServiceIndex::new(snapshot);
+    let mut routes: Vec<&Sourced<openshift::Route>> = snapshot.routes.iter().collect();
+    // Oldest first, as the OpenShift router admits them.
+    routes.sort_by_key(|r| {
+        let m = &r.obj.metadata;
+        let ts = m.creation_timestamp.as_ref().map(|t| t.0.to_string());
+        (ts.is_none(), ts, model::namespace(m).to_owned(), model::name(m).to_owned())
+    });
+    let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
+    let mut hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
+    let mut planned = Vec::new();
+    for route in routes {
+        let Some(p) = plan(route, &services, diags) else { continue };
+        if let Some(policy) = &p.sticky {
+            affinity
+                .entry(p.backend.clone())
+                .or_insert_with(|| BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
+        }
+        let balance = model::annotation(&route.obj.metadata, BALANCE).map(str::trim);
+        match balance {
+            None | Some("roundrobin") => {}
+            Some("source") => {
+                if let Ok(key) = HashKey::parse("$remote_addr") {
+                    hash_keys.entry(p.backend.clone()).or_insert_with(|| Arc::new(key));
+                }
+            }
+            Some(other) => {
+                diags.push(note(route, &p.object, BALANCE, format!("{other:?} is not supported; round robin is used")))
+            }
+        }
+        planned.push(p);
+    }
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
+    for p in planned {
+        let backend = builder.get(&p.backend, diags);
+        let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
+            policy: policy.clone(),
+            cookie_path: policy.path.clone().unwrap_or_else(|| "/".into()),
+            issues_cookies: p.sticky.is_some(),
+        });
+        let compiled = Route {
+            source: p.object.clone().into(),
+            host: p.host.clone().into(),
+            path: p.path.clone().into(),
+            kind: PathKind::Prefix,
+            backend,
+            sticky,
+        };
+        if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "host {} path {} is already served by {}; this Route is ignored",
+                    p.host, p.path, holder.source
+                ))
+                .maybe_file(p.route.file.as_ref())
+                .object(&p.object),
+            );
+        }
+    }
+}
+
+fn plan<'a>(
+    route: &'a Sourced<openshift::Route>,
+    services: &ServiceIndex<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Planned<'a>> {
+    let meta = &route.obj.metadata;
+    let spec = &route.obj.spec;
+    let object = model::describe("Route", meta);
+    let ns = model::namespace(meta).to_owned();
+    let err = |field: &str, reason: String| {
+        Diagnostic::error(reason).maybe_file(route.file.as_ref()).object(&object).field(field)
+    };
+    let host = spec.host.clone().unwrap_or_default().to_ascii_lowercase();
+    if host.is_empty() {
+        diags.push(err(
+            "spec.host",
+            "empty: the OpenShift router would generate one from its domain; set it; Route skipped".into(),
+        ));
+        return None;
+    }
+    let path = spec.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') {
+        diags.push(err("spec.path", format!("{path:?} must start with '/'; Route skipped")));
+        return None;
+    }
+    if spec.to.kind.as_deref().is_some_and(|k| k != "Service") {
+        diags.push(err("spec.to.kind", "only Service targets are supported; Route skipped".into()));
+        return None;
+    }
+    if !spec.alternate_backends.is_empty() {
+        diags.push(note(
+            route,
+            &object,
+            "spec.alternateBackends",
+            "weighted alternate backends are not supported yet; only spec.to is served".into(),
+        ));
+    }
+    let termination = spec.tls.as_ref().and_then(|t| t.termination.as_deref()).unwrap_or("");
+    match termination {
+        "" => {}
+        "edge" => diags.push(note(
+            route,
+            &object,
+            "spec.tls",
+            "TLS termination is not served yet; the Route is served over plain HTTP".into(),
+        )),
+        other => {
+            diags.push(err(
+                "spec.tls.termination",
+                format!("{other} needs TLS, which is not served yet; Route skipped"),
+            ));
+            return None;
+        }
+    }
+    let port = match spec.port.as_ref().map(|p| &p.target_port) {
+        Some(target) => match services.port_for_target(&ns, &spec.to.name, target) {
+            Some(number) => number.to_string(),
+            None => {
+                diags.push(err(
+                    "spec.port.targetPort",
+                    format!("Service {ns}/{} has no port matching {target:?}; Route skipped", spec.to.name),
+                ));
+                return None;
+            }
+        },
+        None => match services.first_port(&ns, &spec.to.name) {
+            Some(number) => number.to_string(),
+            None => {
+                diags.push(
+                    Diagnostic::warning(format!(
+                        "Service {ns}/{} not found or has no ports; its Route answers 503",
+                        spec.to.name
+                    ))
+                    .object(&object),
+                );
+                "0".into()
+            }
+        },
+    };
+    let backend =
+        BackendRef { namespace: ns.clone(), service: spec.to.name.clone(), port, owner: Some(object.clone()) };
+    let sticky = cookie_policy(route, &object, &ns, diags).map(Arc::new);
+    Some(Planned { route, object, host, path, backend, sticky })
+}
+
+/// The OpenShift router's cookie: on unless disabled, named by annotation or after the Route.
+fn cookie_policy(
+    route: &Sourced<openshift::Route>,
+    object: &str,
+    ns: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<StickyPolicy> {
+    let meta = &route.obj.metadata;
+    if let Some(v) = model::annotation(meta, DISABLE_COOKIES) {
+        match parse_bool(v) {
+            Some(true) => return None,
+            Some(false) => {}
+            None => {
+                diags.push(note(route, object, DISABLE_COOKIES, format!("{v:?} is not a boolean; cookies stay on")))
+            }
+        }
+    }
+    let name = match model::annotation(meta, COOKIE_NAME).map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) if n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n.to_owned(),
+        Some(n) => {
+            diags.push(note(
+                route,
+                object,
+                COOKIE_NAME,
+                format!("{n:?} is not a valid cookie name; a generated one is used"),
+            ));
+            generated_name(ns, model::name(meta))
+        }
+        None => generated_name(ns, model::name(meta)),
+    };
+    let mut policy = StickyPolicy::new(&name);
+    policy.mode = AffinityMode::Persistent;
+    policy.path = Some("/".into());
+    if let Some(v) = model::annotation(meta, COOKIE_SAME_SITE) {
+        policy.same_site = SameSite::parse(v);
+        if policy.same_site.is_none() {
+            diags.push(note(route, object, COOKIE_SAME_SITE, format!("{v:?} is not Lax|Strict|None; left out")));
+        }
+    }
+    Some(policy)
+}
+
+/// Like the OpenShift router's default: a hash of the Route's namespace and name.
+fn generated_name(ns: &str, name: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(format!("{ns}/{name}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn note(route: &Sourced<openshift::Route>, object: &str, field: &str, reason: String) -> Diagnostic {
+    let field = if field.contains('/') { format!("metadata.annotations[{field}]") } else { field.to_owned() };
+    Diagnostic::warning(reason).maybe_file(route.file.as_ref()).object(object).field(field)
+}
+
+impl ServiceIndex<'_> {
+    /// The Service port a Route's `port.targetPort` names: a port name, a port number, or the
+    /// target port (name or number) behind a Service port.
+    pub fn port_for_target(&self, ns: &str, name: &str, target: &IntOrString) -> Option<i32> {
+        let ports = self.service(ns, name)?.obj.spec.as_ref()?.ports.as_deref()?;
+        ports
+            .iter()
+            .find(|p| match target {
+                IntOrString::String(s) => {
+                    p.name.as_deref() == Some(s.as_str()) || p.target_port == Some(IntOrString::String(s.clone()))
+                }
+                IntOrString::Int(n) => p.port == *n || p.target_port == Some(IntOrString::Int(*n)),
+            })
+            .map(|p| p.port)
+    }
+
+    /// The first port of a Service (a Route without `port`).
+    pub fn first_port(&self, ns: &str, name: &str) -> Option<i32> {
+        self.service(ns, name)?.obj.spec.as_ref()?.ports.as_deref()?.first().map(|p| p.port)
+    }
+}
