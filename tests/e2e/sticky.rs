@@ -353,3 +353,76 @@ async fn tether_extras_partitioned_and_sliding_expiry() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn balanced_scale_up_moves_about_the_new_share_of_sessions() {
+    let (mut pods, m, t) = sticky_setup("balanced", &[]);
+    let client = no_jar();
+    let mut sessions = Vec::new();
+    for _ in 0..400 {
+        let hit = get(&client, &t.url("/")).await;
+        sessions.push((cookie_pair(&hit), hit.pod));
+    }
+    let ip = match pods[2].addr.ip() {
+        std::net::IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) + 1),
+        _ => unreachable!(),
+    };
+    pods.push(Pod::start("web-3", std::net::SocketAddr::from((ip, pods[0].addr.port()))).expect("4th pod"));
+    m.write("web-slice.yaml", &slice_yaml("web", &pods.iter().collect::<Vec<_>>()));
+    wait_for("the 4th pod", || async { t.diagnostics().await["endpoints"] == 4 }).await;
+    let mut moved = 0;
+    for (cookie, pod) in &sessions {
+        let hit = get_with(client.get(t.url("/")).header("cookie", cookie.as_str())).await;
+        assert!(hit.set_cookies.is_empty(), "balanced sessions move without a new cookie");
+        if &hit.pod != pod {
+            assert_eq!(hit.pod, "web-3", "sessions only move to the new pod");
+            moved += 1;
+        }
+    }
+    let share = moved as f64 / sessions.len() as f64;
+    eprintln!("balanced 3 -> 4 pods: {moved}/{} sessions moved ({share:.3}, expected 0.25)", sessions.len());
+    assert!((0.15..=0.35).contains(&share), "moved share {share:.3} not within 0.25 +- 0.10");
+}
+
+#[tokio::test]
+async fn two_replicas_agree_on_100_cookies_and_on_failover_targets() {
+    let pods = start_pods("web", 4);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    let annotations = [("affinity", "cookie"), ("affinity-mode", "persistent"), ("session-cookie-name", "route")];
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &annotations));
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
+    let a = Tether::start(m.path(), &["--cookie-key-file", key.to_str().unwrap()]);
+    let b = Tether::start(m.path(), &["--cookie-key-file", key.to_str().unwrap()]);
+    let client = no_jar();
+    let mut cookies = Vec::new();
+    for _ in 0..100 {
+        let hit = get(&client, &a.url("/")).await;
+        let cookie = cookie_pair(&hit);
+        let on_b = get_with(client.get(b.url("/")).header("cookie", cookie.as_str())).await;
+        assert_eq!(on_b.pod, hit.pod);
+        cookies.push((cookie, hit.pod));
+    }
+    // Remove one pod: both replicas move its sessions to the same pods with equivalent cookies.
+    m.write("web-slice.yaml", &slice_yaml("web", &pods[1..].iter().collect::<Vec<_>>()));
+    for t in [&a, &b] {
+        wait_for("the removal", || async { t.diagnostics().await["endpoints"] == 3 }).await;
+    }
+    let mut moved = 0;
+    for (cookie, pod) in &cookies {
+        let on_a = get_with(client.get(a.url("/")).header("cookie", cookie.as_str())).await;
+        let on_b = get_with(client.get(b.url("/")).header("cookie", cookie.as_str())).await;
+        assert_eq!(on_a.pod, on_b.pod, "both replicas pick the same failover target");
+        if pod == &pods[0].name {
+            moved += 1;
+            let renewed = cookie_pair(&on_a);
+            let again = get_with(client.get(b.url("/")).header("cookie", renewed.as_str())).await;
+            assert_eq!(again.pod, on_a.pod, "a cookie re-issued by one replica pins on the other");
+        } else {
+            assert_eq!(&on_a.pod, pod);
+        }
+    }
+    assert!(moved > 0);
+}
