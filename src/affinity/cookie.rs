@@ -73,6 +73,9 @@ pub struct StickyPolicy {
     /// Sliding expiry: re-issue once a quarter of the lifetime has passed
     /// (`tether.dev/session-cookie-refresh`).
     pub refresh: bool,
+    /// Gateway API `absoluteTimeout`: the session ends this long after it started, whether or
+    /// not the cookie carries Expires/Max-Age (checked against the time inside the token).
+    pub absolute_timeout: Option<u64>,
 }
 
 impl StickyPolicy {
@@ -92,6 +95,7 @@ impl StickyPolicy {
             change_on_failure: false,
             partitioned: false,
             refresh: false,
+            absolute_timeout: None,
         }
     }
 }

@@ -132,7 +132,7 @@ const SKEW_SECS: u64 = 60;
 /// A cookie older than its `Max-Age` (else `Expires`) lifetime counts as no cookie: the
 /// browser should have dropped it, so whoever still sends it replayed it.
 fn expired(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
-    let Some(lifetime) = policy.max_age.or(policy.expires) else { return false };
+    let Some(lifetime) = policy.absolute_timeout.or(policy.max_age).or(policy.expires) else { return false };
     u64::from(now.saturating_sub(token.issued)) > lifetime + SKEW_SECS
 }
 
@@ -390,28 +390,30 @@ mod tests {
     }
 
     #[test]
-    fn a_cookie_past_its_max_age_is_not_obeyed() {
-        let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
-        let mut policy = (*b.sticky.clone().unwrap()).clone();
-        policy.max_age = Some(3600);
-        b.sticky = Some(Arc::new(policy));
+    fn a_cookie_past_its_max_age_or_absolute_timeout_is_not_obeyed() {
         let k = key();
         let digest = k.current.digest("tether/endpoint", b"a");
         let young = Token { mode: TokenMode::Persistent, issued: 100_000, session: 1, endpoint: digest };
         let old = Token { issued: 100_000 - 3600 - 61, ..young };
-        let at = |t: &Token| {
-            let c = SelectContext {
-                keys: &k,
-                now: 100_000,
-                accept_nginx_cookies: false,
-                client_hash: 0,
-                client_ip: b"",
-                uri: None,
-            };
-            select(&b, Some(&route(&b)), &with_cookie(&b, t), &c).unwrap().decision
+        let c = SelectContext {
+            keys: &k,
+            now: 100_000,
+            accept_nginx_cookies: false,
+            client_hash: 0,
+            client_ip: b"",
+            uri: None,
         };
-        assert_eq!(at(&young), Decision::Hit);
-        assert_eq!(at(&old), Decision::Rejected);
+        // Max-Age (ingress-nginx), then a Gateway API absoluteTimeout on a session cookie.
+        for (max_age, absolute) in [(Some(3600), None), (None, Some(3600))] {
+            let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
+            let mut policy = (*b.sticky.clone().unwrap()).clone();
+            policy.max_age = max_age;
+            policy.absolute_timeout = absolute;
+            b.sticky = Some(Arc::new(policy));
+            let at = |t: &Token| select(&b, Some(&route(&b)), &with_cookie(&b, t), &c).unwrap().decision;
+            assert_eq!(at(&young), Decision::Hit);
+            assert_eq!(at(&old), Decision::Rejected);
+        }
     }
 
     #[test]

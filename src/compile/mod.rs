@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod dialect;
+pub mod gateway;
 pub mod ingress;
 pub mod openshift;
 pub mod service;
@@ -43,6 +44,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
     let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
     openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics);
+    gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics);
     let routes = table.routes().count() + usize::from(table.default_route.is_some());
     let endpoints = table
         .routes()

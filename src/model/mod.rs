@@ -2,6 +2,7 @@
 //!
 //! Sources only fill a [`Snapshot`]; `compile()` only reads one.
 
+pub mod gateway;
 pub mod openshift;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub struct Snapshot {
     pub endpoints: Vec<Sourced<Endpoints>>,
     /// OpenShift Routes.
     pub routes: Vec<Sourced<openshift::Route>>,
+    pub gateway_classes: Vec<Sourced<gateway::GatewayClass>>,
+    pub gateways: Vec<Sourced<gateway::Gateway>>,
+    pub http_routes: Vec<Sourced<gateway::HttpRoute>>,
 }
 
 impl Snapshot {
@@ -39,6 +43,9 @@ impl Snapshot {
         self.endpoint_slices.extend(other.endpoint_slices);
         self.endpoints.extend(other.endpoints);
         self.routes.extend(other.routes);
+        self.gateway_classes.extend(other.gateway_classes);
+        self.gateways.extend(other.gateways);
+        self.http_routes.extend(other.http_routes);
     }
 
     pub fn object_count(&self) -> usize {
@@ -48,6 +55,9 @@ impl Snapshot {
             + self.endpoint_slices.len()
             + self.endpoints.len()
             + self.routes.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
     }
 }
 

@@ -101,6 +101,21 @@ impl ParsedFile {
                     self.objects.endpoint_slices.push(Sourced { file, obj });
                 }
             }
+            ("gateway.networking.k8s.io/v1", "GatewayClass") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.gateway_classes.push(Sourced { file, obj });
+                }
+            }
+            ("gateway.networking.k8s.io/v1", "Gateway") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.gateways.push(Sourced { file, obj });
+                }
+            }
+            ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.http_routes.push(Sourced { file, obj });
+                }
+            }
             ("route.openshift.io/v1", "Route") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
                     self.objects.routes.push(Sourced { file, obj });

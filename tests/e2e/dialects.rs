@@ -214,3 +214,68 @@ async fn openshift_route_with_a_cookie_name() {
     }
     assert_eq!(get_with(client.get(t.url("/")).header("host", "other.test")).await.status, 404);
 }
+
+const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: tether}\n\
+spec: {controllerName: tether.dev/gateway-controller}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+metadata: {name: web, namespace: default}\nspec:\n  gatewayClassName: tether\n  listeners:\n  - {name: http, port: 80, protocol: HTTP}\n";
+
+/// HTTPRoutes with sessionPersistence: the v1.6 experimental shape with a Session cookie, and
+/// the union shape with a Permanent one.
+#[tokio::test]
+async fn gateway_api_http_route_session_persistence() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "routes.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: session, namespace: default}\n\
+         spec:\n  parentRefs: [{name: web}]\n  hostnames: [shop.test]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /cart}}]\n    \
+         backendRefs: [{name: web, port: 80}]\n    sessionPersistence: {sessionName: cart-session, type: Cookie, absoluteTimeout: 1h, \
+         cookieConfig: {lifetimeType: Session}}\n  - matches: [{path: {type: PathPrefix, value: /account}}]\n    \
+         backendRefs: [{name: web, port: 80}]\n    sessionPersistence: {absoluteTimeout: 2h, cookie: {name: acct, lifetimeType: Permanent}}\n\
+         ---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: elsewhere, namespace: default}\n\
+         spec:\n  parentRefs: [{name: not-ours}]\n  rules:\n  - backendRefs: [{name: web, port: 80}]\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let get_path = |path: &'static str, cookie: Option<String>| {
+        let mut r = client.get(t.url(path)).header("host", "shop.test");
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        get_with(r)
+    };
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(get_path("/cart", None).await.pod);
+    }
+    assert_eq!(seen.len(), 3, "spread without a cookie");
+    let cart = get_path("/cart/items", None).await;
+    assert!(
+        cart.set_cookies[0].starts_with("cart-session=")
+            && cart.set_cookies[0].ends_with("; Path=/cart; HttpOnly; SameSite=Strict"),
+        "a Session cookie has no Expires/Max-Age: {:?}",
+        cart.set_cookies
+    );
+    let account = get_path("/account", None).await;
+    assert!(
+        account.set_cookies[0].starts_with("acct=")
+            && account.set_cookies[0].contains("; Max-Age=7200; Path=/account; HttpOnly; SameSite=Strict")
+    );
+    let cart_cookie = cookie_pair(&cart);
+    for _ in 0..50 {
+        assert_eq!(get_path("/cart", Some(cart_cookie.clone())).await.pod, cart.pod);
+    }
+    // Rules to the same Service do not share sessions.
+    let cross = get_with(
+        client
+            .get(t.url("/account"))
+            .header("host", "shop.test")
+            .header("cookie", cart_cookie.replace("cart-session", "acct")),
+    )
+    .await;
+    assert_eq!(cross.set_cookies.len(), 1, "another rule's token is not obeyed");
+    // Not attached to a tether Gateway: not served.
+    assert_eq!(get_with(client.get(t.url("/")).header("host", "other.test")).await.status, 404);
+}

@@ -1,0 +1,290 @@
+//! Gateway API HTTPRoutes attached to tether's Gateways → routes, with `sessionPersistence`.
+//!
+//! Served: parentRefs to Gateways whose GatewayClass has `controllerName:
+//! tether.dev/gateway-controller`, hostnames (else the listeners' hostnames, else any), path
+//! matches `Exact` and `PathPrefix`, one Service backendRef per rule, and cookie session
+//! persistence in both API shapes. Each rule is its own backend, so rules to the same Service do
+//! not share sessions. What is not served yet is reported, never silently dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::affinity::cookie::{AffinityMode, RouteSticky, SameSite, StickyPolicy};
+use crate::affinity::hash_key::HashKey;
+use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::service::ServiceIndex;
+use crate::compile::CompileOptions;
+use crate::diag::Diagnostic;
+use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, SessionPersistence};
+use crate::model::{self, Snapshot, Sourced};
+use crate::route::{PathKind, Route, RouteTable};
+
+/// The controller name tether's GatewayClasses carry.
+pub const GATEWAY_CONTROLLER: &str = "tether.dev/gateway-controller";
+
+struct Planned {
+    object: String,
+    hosts: Vec<String>,
+    path: String,
+    kind: PathKind,
+    backend: BackendRef,
+    sticky: Option<Arc<StickyPolicy>>,
+}
+
+/// Adds the HTTPRoutes attached to tether's Gateways to `table`.
+pub fn compile_http_routes(
+    snapshot: &Snapshot,
+    options: &CompileOptions<'_>,
+    table: &mut RouteTable,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if snapshot.http_routes.is_empty() {
+        return;
+    }
+    let our_classes: Vec<&str> = snapshot
+        .gateway_classes
+        .iter()
+        .filter(|c| c.obj.spec.controller_name == GATEWAY_CONTROLLER)
+        .map(|c| model::name(&c.obj.metadata))
+        .collect();
+    // (namespace, name) → listener hostnames of tether's Gateways.
+    let gateways: HashMap<(&str, &str), Vec<String>> = snapshot
+        .gateways
+        .iter()
+        .filter(|g| our_classes.contains(&g.obj.spec.gateway_class_name.as_str()))
+        .map(|g| {
+            let hosts = g.obj.spec.listeners.iter().filter_map(|l| l.hostname.clone()).collect();
+            ((model::namespace(&g.obj.metadata), model::name(&g.obj.metadata)), hosts)
+        })
+        .collect();
+    let services = ServiceIndex::new(snapshot);
+    let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
+    let mut planned = Vec::new();
+    for route in &snapshot.http_routes {
+        plan_route(route, &gateways, &mut planned, diags);
+    }
+    for p in &planned {
+        if let Some(policy) = &p.sticky {
+            affinity.insert(p.backend.clone(), BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
+        }
+    }
+    let hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
+    for p in planned {
+        let backend = builder.get(&p.backend, diags);
+        for host in &p.hosts {
+            let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
+                policy: policy.clone(),
+                cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
+                issues_cookies: p.sticky.is_some(),
+            });
+            let route = Route {
+                source: p.object.clone().into(),
+                host: if host.is_empty() { "*".into() } else { host.clone().into() },
+                path: p.path.clone().into(),
+                kind: p.kind,
+                backend: backend.clone(),
+                sticky,
+            };
+            if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
+                diags.push(
+                    Diagnostic::warning(format!(
+                        "host {host:?} path {} is already served by {}; this rule is ignored there",
+                        p.path, holder.source
+                    ))
+                    .object(&p.object),
+                );
+            }
+        }
+    }
+}
+
+fn plan_route(
+    route: &Sourced<HttpRoute>,
+    gateways: &HashMap<(&str, &str), Vec<String>>,
+    planned: &mut Vec<Planned>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let meta = &route.obj.metadata;
+    let spec = &route.obj.spec;
+    let ns = model::namespace(meta);
+    let object = model::describe("HTTPRoute", meta);
+    let at = |field: String, d: Diagnostic| d.maybe_file(route.file.as_ref()).object(&object).field(field);
+    let parents: Vec<&Vec<String>> = spec
+        .parent_refs
+        .iter()
+        .filter(|p| p.kind.as_deref().unwrap_or("Gateway") == "Gateway")
+        .filter_map(|p| gateways.get(&(p.namespace.as_deref().unwrap_or(ns), p.name.as_str())))
+        .collect();
+    if parents.is_empty() {
+        diags.push(at(
+            "spec.parentRefs".into(),
+            Diagnostic::notice("not attached to a Gateway of tether's GatewayClass; skipped"),
+        ));
+        return;
+    }
+    let hosts: Vec<String> = if !spec.hostnames.is_empty() {
+        spec.hostnames.iter().map(|h| h.to_ascii_lowercase()).collect()
+    } else {
+        let listener_hosts: Vec<String> = parents.iter().flat_map(|h| h.iter().cloned()).collect();
+        if listener_hosts.is_empty() {
+            vec![String::new()]
+        } else {
+            listener_hosts
+        }
+    };
+    for (ri, rule) in spec.rules.iter().enumerate() {
+        let field = |f: &str| format!("spec.rules[{ri}]{f}");
+        if !rule.filters.is_empty() {
+            diags.push(at(
+                field(".filters"),
+                Diagnostic::warning("filters are not supported yet; the rule is served without them"),
+            ));
+        }
+        let Some(backend) = rule_backend(rule, ns, &object, ri, &field, &at, diags) else { continue };
+        let sticky =
+            rule.session_persistence.as_ref().and_then(|sp| session_policy(sp, &field, &at, diags)).map(Arc::new);
+        let matches: Vec<(String, PathKind)> = if rule.matches.is_empty() {
+            vec![("/".into(), PathKind::Prefix)]
+        } else {
+            rule.matches
+                .iter()
+                .enumerate()
+                .filter_map(|(mi, m)| {
+                    let f = field(&format!(".matches[{mi}]"));
+                    if !m.headers.is_empty() || !m.query_params.is_empty() || m.method.is_some() {
+                        diags.push(at(
+                            f,
+                            Diagnostic::warning(
+                                "header, query and method matches are not supported yet; match skipped",
+                            ),
+                        ));
+                        return None;
+                    }
+                    let path = m.path.as_ref();
+                    let value = path.and_then(|p| p.value.clone()).unwrap_or_else(|| "/".into());
+                    match path.and_then(|p| p.type_.as_deref()).unwrap_or("PathPrefix") {
+                        "Exact" => Some((value, PathKind::Exact)),
+                        "PathPrefix" => Some((value, PathKind::Prefix)),
+                        other => {
+                            diags.push(at(
+                                format!("{f}.path.type"),
+                                Diagnostic::warning(format!("{other} is not supported yet; match skipped")),
+                            ));
+                            None
+                        }
+                    }
+                })
+                .collect()
+        };
+        for (path, kind) in matches {
+            if !path.starts_with('/') {
+                diags.push(at(
+                    field(".matches"),
+                    Diagnostic::error(format!("path {path:?} must start with '/'; match skipped")),
+                ));
+                continue;
+            }
+            planned.push(Planned {
+                object: object.clone(),
+                hosts: hosts.clone(),
+                path,
+                kind,
+                backend: backend.clone(),
+                sticky: sticky.clone(),
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rule_backend(
+    rule: &HttpRouteRule,
+    ns: &str,
+    object: &str,
+    ri: usize,
+    field: &dyn Fn(&str) -> String,
+    at: &dyn Fn(String, Diagnostic) -> Diagnostic,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<BackendRef> {
+    let refs: Vec<_> =
+        rule.backend_refs.iter().filter(|b| b.kind.as_deref().unwrap_or("Service") == "Service").collect();
+    let Some(first) = refs.iter().find(|b| b.weight.unwrap_or(1) > 0).or(refs.first()) else {
+        diags.push(at(field(".backendRefs"), Diagnostic::error("no Service backendRef; rule skipped")));
+        return None;
+    };
+    if refs.len() > 1 {
+        diags.push(at(
+            field(".backendRefs"),
+            Diagnostic::warning(format!("weighted backends are not supported yet; only {} is served", first.name)),
+        ));
+    }
+    let Some(port) = first.port else {
+        diags.push(at(
+            field(".backendRefs[0].port"),
+            Diagnostic::error("a port is required for a Service; rule skipped"),
+        ));
+        return None;
+    };
+    Some(BackendRef {
+        namespace: first.namespace.clone().unwrap_or_else(|| ns.to_owned()),
+        service: first.name.clone(),
+        port: port.to_string(),
+        // Each rule has its own sessions, even to the same Service.
+        owner: Some(format!("{object} rule {}", rule.name.clone().unwrap_or_else(|| ri.to_string()))),
+    })
+}
+
+/// `sessionPersistence` → a sticky policy: a cookie naming its pod, HttpOnly, SameSite=Strict,
+/// Secure on HTTPS; `Permanent` lifetime gets Max-Age from `absoluteTimeout`; the absolute
+/// timeout is enforced from the time inside the token either way.
+fn session_policy(
+    sp: &SessionPersistence,
+    field: &dyn Fn(&str) -> String,
+    at: &dyn Fn(String, Diagnostic) -> Diagnostic,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<StickyPolicy> {
+    let f = |s: &str| field(&format!(".sessionPersistence{s}"));
+    let kind = if sp.header.is_some() { "Header" } else { sp.type_.as_deref().unwrap_or("Cookie") };
+    if kind != "Cookie" {
+        diags.push(at(
+            f(".type"),
+            Diagnostic::warning(format!("{kind} persistence is not supported yet; no session persistence")),
+        ));
+        return None;
+    }
+    let cookie = sp.cookie.as_ref().or(sp.cookie_config.as_ref());
+    let name = cookie
+        .and_then(|c| c.name.clone())
+        .or_else(|| sp.session_name.clone())
+        .unwrap_or_else(|| "tether-session".into());
+    let mut policy = StickyPolicy::new(&name);
+    policy.mode = AffinityMode::Persistent;
+    policy.same_site = Some(SameSite::Strict);
+    policy.path = cookie.and_then(|c| c.path.clone()).filter(|p| p.starts_with('/')).map(Into::into);
+    if let Some(t) = &sp.absolute_timeout {
+        match parse_duration_secs(t) {
+            Some(secs) => policy.absolute_timeout = Some(secs),
+            None => diags
+                .push(at(f(".absoluteTimeout"), Diagnostic::warning(format!("{t:?} is not a duration; no timeout")))),
+        }
+    }
+    if sp.idle_timeout.is_some() {
+        diags.push(at(f(".idleTimeout"), Diagnostic::warning("idleTimeout is not supported yet; ignored")));
+    }
+    match cookie.and_then(|c| c.lifetime_type.as_deref()).unwrap_or("Session") {
+        "Session" => {}
+        "Permanent" => match policy.absolute_timeout {
+            Some(secs) => policy.max_age = Some(secs),
+            None => diags.push(at(
+                f(".absoluteTimeout"),
+                Diagnostic::warning("Permanent lifetime needs absoluteTimeout; a session cookie is used"),
+            )),
+        },
+        other => diags.push(at(
+            f(".cookie.lifetimeType"),
+            Diagnostic::warning(format!("{other:?} is not Session|Permanent; Session is used")),
+        )),
+    }
+    Some(policy)
+}
