@@ -293,6 +293,7 @@ mod tests {
                     digest: k.current.digest("tether/endpoint", name.as_bytes()),
                     previous_digest: None,
                     nginx_key: [0; 16],
+                    weight: 1,
                     upstream: registry.get(addr),
                 }
             })

@@ -9,7 +9,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Virtual nodes per endpoint: 320 keeps every endpoint within 1.15x of its fair share up to
 /// 100 endpoints (nginx's `hash ... consistent` uses 160, which lets some reach 1.2x).
-const POINTS_PER_ENDPOINT: u32 = 320;
+pub const POINTS_PER_ENDPOINT: u32 = 320;
 
 /// A ring over a subset of a backend's endpoints (indices into the backend's list).
 #[derive(Clone, Debug, Default)]
@@ -21,11 +21,20 @@ pub struct Ring {
 impl Ring {
     /// Builds a ring over `(endpoint index, identity)` pairs.
     pub fn build<'a>(members: impl IntoIterator<Item = (usize, &'a str)>) -> Ring {
+        Self::build_weighted(members.into_iter().map(|(i, id)| (i, id, POINTS_PER_ENDPOINT)))
+    }
+
+    /// Builds a ring where each member has its own number of points (proportional to its
+    /// weight); members with 0 points are left out.
+    pub fn build_weighted<'a>(members: impl IntoIterator<Item = (usize, &'a str, u32)>) -> Ring {
         let mut points = Vec::new();
         let mut count = 0;
-        for (index, identity) in members {
+        for (index, identity, n) in members {
+            if n == 0 {
+                continue;
+            }
             count += 1;
-            for v in 0..POINTS_PER_ENDPOINT {
+            for v in 0..n {
                 let h = xxh3_64_with_seed(identity.as_bytes(), u64::from(v));
                 points.push((h, index as u32));
             }

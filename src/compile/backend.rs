@@ -62,42 +62,53 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
-        if let Some(b) = self.built.get(r) {
+        self.get_weighted(r, &[(r.clone(), 1)], diags)
+    }
+
+    /// A backend over several Service ports with weights (OpenShift `alternateBackends`, Gateway
+    /// API `backendRefs`): a member's weight is shared by its endpoints, as the OpenShift router
+    /// does. `key` (the first member, with an owner) carries the affinity.
+    pub fn get_weighted(
+        &mut self,
+        key: &BackendRef,
+        members: &[(BackendRef, u32)],
+        diags: &mut Vec<Diagnostic>,
+    ) -> Arc<Backend> {
+        if let Some(b) = self.built.get(key) {
             return b.clone();
         }
-        let port = ServiceBackendPortRef::from(&r.port).0;
-        let (name, endpoints, problem) = match self.services.resolve(&r.namespace, &r.service, &port) {
-            Ok(resolved) => {
-                for problem in &resolved.problems {
-                    diags.push(
-                        Diagnostic::warning(problem.clone()).object(format!("Service {}/{}", r.namespace, r.service)),
-                    );
-                }
-                let name = match &r.owner {
-                    None => format!("{}/{}:{}", r.namespace, r.service, resolved.port),
-                    Some(owner) => format!("{}/{}:{} for {owner}", r.namespace, r.service, resolved.port),
-                };
-                let problem = resolved
-                    .endpoints
-                    .is_empty()
-                    .then(|| format!("Service {}/{} has no ready endpoints", r.namespace, r.service));
-                (name, resolved.endpoints, problem)
-            }
-            Err(reason) => {
-                diags.push(
-                    Diagnostic::warning(format!("{reason}; its routes answer 503"))
-                        .object(format!("Service {}/{}", r.namespace, r.service)),
-                );
-                (format!("{}/{}:{}", r.namespace, r.service, r.port), Vec::new(), Some(reason))
-            }
-        };
-        let (sticky, client_ip) = self.affinity_of(r, &name, diags);
         let keys = &self.options.keys;
-        // ingress-nginx names the upstream `<namespace>-<service>-<port as written>`.
-        let nginx_name = format!("{}-{}-{}", r.namespace, r.service, r.port);
-        let endpoints = endpoints
-            .into_iter()
-            .map(|e| Endpoint {
+        let mut name = None;
+        let mut endpoints = Vec::new();
+        let mut problems = Vec::new();
+        for (r, weight) in members {
+            let port = ServiceBackendPortRef::from(&r.port).0;
+            let resolved = match self.services.resolve(&r.namespace, &r.service, &port) {
+                Ok(resolved) => resolved,
+                Err(reason) => {
+                    diags.push(
+                        Diagnostic::warning(format!("{reason}; its routes answer 503"))
+                            .object(format!("Service {}/{}", r.namespace, r.service)),
+                    );
+                    name.get_or_insert_with(|| format!("{}/{}:{}", r.namespace, r.service, r.port));
+                    problems.push(reason);
+                    continue;
+                }
+            };
+            for problem in &resolved.problems {
+                diags.push(
+                    Diagnostic::warning(problem.clone()).object(format!("Service {}/{}", r.namespace, r.service)),
+                );
+            }
+            name.get_or_insert_with(|| match &key.owner {
+                None => format!("{}/{}:{}", r.namespace, r.service, resolved.port),
+                Some(owner) => format!("{}/{}:{} for {owner}", r.namespace, r.service, resolved.port),
+            });
+            // ingress-nginx names the upstream `<namespace>-<service>-<port>`.
+            let nginx_name = format!("{}-{}-{}", r.namespace, r.service, r.port);
+            let per_endpoint =
+                if resolved.endpoints.is_empty() { 0 } else { weight * 1000 / resolved.endpoints.len() as u32 };
+            endpoints.extend(resolved.endpoints.into_iter().map(|e| Endpoint {
                 digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
                 previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
                 nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
@@ -105,16 +116,24 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
                 identity: e.identity.into(),
                 addr: e.addr,
                 state: e.state,
-            })
-            .collect();
+                weight: if *weight == 0 { 0 } else { per_endpoint.max(1) },
+            }));
+        }
+        let name = name.unwrap_or_else(|| format!("{}/{}:{}", key.namespace, key.service, key.port));
+        let problem = match (endpoints.is_empty(), problems.first()) {
+            (false, _) => None,
+            (true, Some(reason)) => Some(reason.clone()),
+            (true, None) => Some(format!("Service {}/{} has no ready endpoints", key.namespace, key.service)),
+        };
+        let (sticky, client_ip) = self.affinity_of(key, &name, diags);
         // The scope only separates backends inside the MAC; it need not be secret, and being
         // unkeyed it survives key rotation.
         let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
         backend.client_ip_affinity = client_ip;
-        backend.hash_by = self.hash_keys.get(r).cloned();
+        backend.hash_by = self.hash_keys.get(key).cloned();
         let backend = Arc::new(backend);
-        self.built.insert(r.clone(), backend.clone());
+        self.built.insert(key.clone(), backend.clone());
         backend
     }
 

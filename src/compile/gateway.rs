@@ -28,6 +28,7 @@ struct Planned {
     path: String,
     kind: PathKind,
     backend: BackendRef,
+    members: Vec<(BackendRef, u32)>,
     sticky: Option<Arc<StickyPolicy>>,
 }
 
@@ -71,7 +72,7 @@ pub fn compile_http_routes(
     let hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
     let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
     for p in planned {
-        let backend = builder.get(&p.backend, diags);
+        let backend = builder.get_weighted(&p.backend, &p.members, diags);
         for host in &p.hosts {
             let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
                 policy: policy.clone(),
@@ -141,7 +142,8 @@ fn plan_route(
                 Diagnostic::warning("filters are not supported yet; the rule is served without them"),
             ));
         }
-        let Some(backend) = rule_backend(rule, ns, &object, ri, &field, &at, diags) else { continue };
+        let Some(members) = rule_backends(rule, ns, &object, ri, &field, &at, diags) else { continue };
+        let backend = members[0].0.clone();
         let sticky =
             rule.session_persistence.as_ref().and_then(|sp| session_policy(sp, &field, &at, diags)).map(Arc::new);
         let matches: Vec<(String, PathKind)> = if rule.matches.is_empty() {
@@ -191,14 +193,17 @@ fn plan_route(
                 path,
                 kind,
                 backend: backend.clone(),
+                members: members.clone(),
                 sticky: sticky.clone(),
             });
         }
     }
 }
 
+/// The rule's Service backendRefs with their weights (default 1). A session overrides the
+/// weights: a pinned pod of a weight-0 backend keeps its sessions.
 #[allow(clippy::too_many_arguments)]
-fn rule_backend(
+fn rule_backends(
     rule: &HttpRouteRule,
     ns: &str,
     object: &str,
@@ -206,33 +211,38 @@ fn rule_backend(
     field: &dyn Fn(&str) -> String,
     at: &dyn Fn(String, Diagnostic) -> Diagnostic,
     diags: &mut Vec<Diagnostic>,
-) -> Option<BackendRef> {
-    let refs: Vec<_> =
-        rule.backend_refs.iter().filter(|b| b.kind.as_deref().unwrap_or("Service") == "Service").collect();
-    let Some(first) = refs.iter().find(|b| b.weight.unwrap_or(1) > 0).or(refs.first()) else {
-        diags.push(at(field(".backendRefs"), Diagnostic::error("no Service backendRef; rule skipped")));
-        return None;
-    };
-    if refs.len() > 1 {
-        diags.push(at(
-            field(".backendRefs"),
-            Diagnostic::warning(format!("weighted backends are not supported yet; only {} is served", first.name)),
-        ));
+) -> Option<Vec<(BackendRef, u32)>> {
+    let owner = format!("{object} rule {}", rule.name.clone().unwrap_or_else(|| ri.to_string()));
+    let mut members = Vec::new();
+    for (bi, b) in rule.backend_refs.iter().enumerate() {
+        if b.kind.as_deref().unwrap_or("Service") != "Service" {
+            diags.push(at(
+                field(&format!(".backendRefs[{bi}].kind")),
+                Diagnostic::warning("only Services are supported; backendRef skipped"),
+            ));
+            continue;
+        }
+        let Some(port) = b.port else {
+            diags.push(at(
+                field(&format!(".backendRefs[{bi}].port")),
+                Diagnostic::error("a port is required for a Service; backendRef skipped"),
+            ));
+            continue;
+        };
+        let member = BackendRef {
+            namespace: b.namespace.clone().unwrap_or_else(|| ns.to_owned()),
+            service: b.name.clone(),
+            port: port.to_string(),
+            // Each rule has its own sessions, even to the same Service.
+            owner: Some(owner.clone()),
+        };
+        members.push((member, b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32));
     }
-    let Some(port) = first.port else {
-        diags.push(at(
-            field(".backendRefs[0].port"),
-            Diagnostic::error("a port is required for a Service; rule skipped"),
-        ));
+    if members.is_empty() {
+        diags.push(at(field(".backendRefs"), Diagnostic::error("no usable Service backendRef; rule skipped")));
         return None;
-    };
-    Some(BackendRef {
-        namespace: first.namespace.clone().unwrap_or_else(|| ns.to_owned()),
-        service: first.name.clone(),
-        port: port.to_string(),
-        // Each rule has its own sessions, even to the same Service.
-        owner: Some(format!("{object} rule {}", rule.name.clone().unwrap_or_else(|| ri.to_string()))),
-    })
+    }
+    Some(members)
 }
 
 /// `sessionPersistence` → a sticky policy: a cookie naming its pod, HttpOnly, SameSite=Strict,

@@ -30,6 +30,8 @@ struct Planned<'a> {
     host: String,
     path: String,
     backend: BackendRef,
+    /// `spec.to` and `spec.alternateBackends` with their weights.
+    members: Vec<(BackendRef, u32)>,
     sticky: Option<Arc<StickyPolicy>>,
 }
 
@@ -77,7 +79,7 @@ pub fn compile_routes(
     }
     let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
     for p in planned {
-        let backend = builder.get(&p.backend, diags);
+        let backend = builder.get_weighted(&p.backend, &p.members, diags);
         let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
             policy: policy.clone(),
             cookie_path: policy.path.clone().unwrap_or_else(|| "/".into()),
@@ -129,10 +131,6 @@ fn plan<'a>(
         diags.push(err("spec.path", format!("{path:?} must start with '/'; Route skipped")));
         return None;
     }
-    if spec.to.kind.as_deref().is_some_and(|k| k != "Service") {
-        diags.push(err("spec.to.kind", "only Service targets are supported; Route skipped".into()));
-        return None;
-    }
     if !spec.alternate_backends.is_empty() {
         diags.push(note(
             route,
@@ -158,35 +156,44 @@ fn plan<'a>(
             return None;
         }
     }
-    let port = match spec.port.as_ref().map(|p| &p.target_port) {
-        Some(target) => match services.port_for_target(&ns, &spec.to.name, target) {
-            Some(number) => number.to_string(),
-            None => {
-                diags.push(err(
-                    "spec.port.targetPort",
-                    format!("Service {ns}/{} has no port matching {target:?}; Route skipped", spec.to.name),
-                ));
-                return None;
-            }
-        },
-        None => match services.first_port(&ns, &spec.to.name) {
-            Some(number) => number.to_string(),
-            None => {
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "Service {ns}/{} not found or has no ports; its Route answers 503",
-                        spec.to.name
-                    ))
-                    .object(&object),
-                );
-                "0".into()
-            }
-        },
-    };
-    let backend =
-        BackendRef { namespace: ns.clone(), service: spec.to.name.clone(), port, owner: Some(object.clone()) };
+    let mut members = Vec::new();
+    for (i, target) in std::iter::once(&spec.to).chain(&spec.alternate_backends).enumerate() {
+        let field = if i == 0 { "spec.to".to_owned() } else { format!("spec.alternateBackends[{}]", i - 1) };
+        if target.kind.as_deref().is_some_and(|k| k != "Service") {
+            diags.push(err(&format!("{field}.kind"), "only Service targets are supported; Route skipped".into()));
+            return None;
+        }
+        let port = match spec.port.as_ref().map(|p| &p.target_port) {
+            Some(t) => match services.port_for_target(&ns, &target.name, t) {
+                Some(number) => number.to_string(),
+                None => {
+                    diags.push(err(
+                        "spec.port.targetPort",
+                        format!("Service {ns}/{} has no port matching {t:?}; Route skipped", target.name),
+                    ));
+                    return None;
+                }
+            },
+            None => match services.first_port(&ns, &target.name) {
+                Some(number) => number.to_string(),
+                None => {
+                    diags.push(
+                        Diagnostic::warning(format!("Service {ns}/{} not found or has no ports", target.name))
+                            .object(&object),
+                    );
+                    "0".into()
+                }
+            },
+        };
+        // OpenShift's default weight is 100; 0 takes no new traffic.
+        let weight = target.weight.unwrap_or(100).clamp(0, 256) as u32;
+        let member =
+            BackendRef { namespace: ns.clone(), service: target.name.clone(), port, owner: Some(object.clone()) };
+        members.push((member, weight));
+    }
+    let backend = members[0].0.clone();
     let sticky = cookie_policy(route, &object, &ns, diags).map(Arc::new);
-    Some(Planned { route, object, host, path, backend, sticky })
+    Some(Planned { route, object, host, path, backend, members, sticky })
 }
 
 /// The OpenShift router's cookie: on unless disabled, named by annotation or after the Route.

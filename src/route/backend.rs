@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::affinity::cookie::StickyPolicy;
 use crate::affinity::hash_key::HashKey;
-use crate::affinity::ring::Ring;
+use crate::affinity::ring::{Ring, POINTS_PER_ENDPOINT};
 use crate::affinity::token::KeyUsed;
 use crate::proxy::upstream::Upstream;
 
@@ -32,6 +32,9 @@ pub struct Endpoint {
     pub previous_digest: Option<u64>,
     /// md5 of `<namespace>-<service>-<port>` + `IP:port`: ingress-nginx's persistent cookie key.
     pub nginx_key: [u8; 16],
+    /// Share of new sessions and requests (relative to the other endpoints); 0 takes none, but
+    /// keeps the sessions already pinned to it.
+    pub weight: u32,
     pub upstream: Arc<Upstream>,
 }
 
@@ -41,8 +44,10 @@ pub struct Backend {
     /// `namespace/service:port`.
     pub name: Box<str>,
     pub endpoints: Box<[Endpoint]>,
-    /// Indices of ready endpoints.
+    /// Indices of ready endpoints with a weight.
     pub ready: Box<[usize]>,
+    /// Round-robin order: `ready`, or a smooth weighted order when weights differ.
+    schedule: Box<[usize]>,
     /// Ring over ready endpoints (new sessions, failover).
     pub ring_ready: Ring,
     /// Ring over ready and draining endpoints (existing balanced sessions).
@@ -69,10 +74,22 @@ impl Backend {
         sticky: Option<Arc<StickyPolicy>>,
         problem: Option<String>,
     ) -> Self {
-        let ready: Box<[usize]> =
-            endpoints.iter().enumerate().filter(|(_, e)| e.state == EndpointState::Ready).map(|(i, _)| i).collect();
-        let ring_ready = Ring::build(ready.iter().map(|&i| (i, &*endpoints[i].identity)));
-        let ring_live = Ring::build(endpoints.iter().enumerate().map(|(i, e)| (i, &*e.identity)));
+        let ready: Box<[usize]> = endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.state == EndpointState::Ready && e.weight > 0)
+            .map(|(i, _)| i)
+            .collect();
+        let max_weight = u64::from(endpoints.iter().map(|e| e.weight).max().unwrap_or(1).max(1));
+        let points = |w: u32| match w {
+            0 => 0,
+            w => ((u64::from(POINTS_PER_ENDPOINT) * u64::from(w) / max_weight) as u32).max(1),
+        };
+        let ring_ready =
+            Ring::build_weighted(ready.iter().map(|&i| (i, &*endpoints[i].identity, points(endpoints[i].weight))));
+        let ring_live =
+            Ring::build_weighted(endpoints.iter().enumerate().map(|(i, e)| (i, &*e.identity, points(e.weight))));
+        let schedule = weighted_schedule(&ready, &endpoints);
         let mut digests: Vec<(u64, usize)> = endpoints.iter().enumerate().map(|(i, e)| (e.digest, i)).collect();
         digests.sort_unstable();
         let mut previous_digests: Vec<(u64, usize)> =
@@ -82,6 +99,7 @@ impl Backend {
             name: name.into(),
             endpoints: endpoints.into_boxed_slice(),
             ready,
+            schedule,
             ring_ready,
             ring_live,
             scope,
@@ -97,11 +115,11 @@ impl Backend {
 
     /// Next ready endpoint in round-robin order.
     pub fn next_round_robin(&self) -> Option<usize> {
-        if self.ready.is_empty() {
+        if self.schedule.is_empty() {
             return None;
         }
         let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
-        Some(self.ready[n % self.ready.len()])
+        Some(self.schedule[n % self.schedule.len()])
     }
 
     /// The live endpoint whose keyed digest (under the current or previous key) is `digest`.
@@ -117,5 +135,76 @@ impl Backend {
     /// The endpoint ingress-nginx's persistent cookie key names.
     pub fn by_nginx_key(&self, key: &[u8; 16]) -> Option<usize> {
         self.endpoints.iter().position(|e| &e.nginx_key == key)
+    }
+}
+
+/// Smooth weighted round robin (as nginx does it), unrolled once at compile time: every pick on
+/// the hot path is one atomic increment and an index.
+fn weighted_schedule(ready: &[usize], endpoints: &[Endpoint]) -> Box<[usize]> {
+    let weights: Vec<u64> = ready.iter().map(|&i| u64::from(endpoints[i].weight)).collect();
+    if weights.windows(2).all(|w| w[0] == w[1]) {
+        return ready.into();
+    }
+    // Reduce to a cycle of at most ~1000 picks, keeping every weighted endpoint in it.
+    let total: u64 = weights.iter().sum();
+    let scale = |w: u64| if total > 1000 { (w * 1000 / total).max(1) } else { w };
+    let weights: Vec<i64> = weights.iter().map(|&w| scale(w) as i64).collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let best = (0..current.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i))).unwrap_or(0);
+        current[best] -= total;
+        schedule.push(ready[best]);
+    }
+    schedule.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::upstream::UpstreamRegistry;
+
+    fn endpoints(weights: &[u32]) -> Vec<Endpoint> {
+        let registry = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| {
+                let addr = format!("127.0.0.{}:80", i + 1).parse().unwrap();
+                Endpoint {
+                    identity: format!("ns/p{i}:80").into(),
+                    addr,
+                    state: EndpointState::Ready,
+                    digest: i as u64,
+                    previous_digest: None,
+                    nginx_key: [0; 16],
+                    weight,
+                    upstream: registry.get(addr),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weighted_round_robin_follows_the_weights_smoothly_and_skips_weight_zero() {
+        let b = Backend::new("b".into(), endpoints(&[3, 1, 0]), 0, None, None);
+        let picks: Vec<usize> = (0..8).map(|_| b.next_round_robin().unwrap()).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 6);
+        assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 2);
+        assert!(!picks.contains(&2), "weight 0 takes no new requests");
+        assert!(picks.windows(2).all(|w| w != [1, 1]), "smooth: {picks:?}");
+        // Weight 0 keeps its sessions: it is still found by digest.
+        assert_eq!(b.by_digest(2, crate::affinity::token::KeyUsed::Current), Some(2));
+    }
+
+    #[test]
+    fn equal_weights_are_plain_round_robin() {
+        let b = Backend::new("b".into(), endpoints(&[5, 5, 5]), 0, None, None);
+        let picks: Vec<usize> = (0..6).map(|_| b.next_round_robin().unwrap()).collect();
+        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     }
 }

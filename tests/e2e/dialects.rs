@@ -279,3 +279,43 @@ async fn gateway_api_http_route_session_persistence() {
     // Not attached to a tether Gateway: not served.
     assert_eq!(get_with(client.get(t.url("/")).header("host", "other.test")).await.status, 404);
 }
+
+/// OpenShift `alternateBackends` (an A/B split): weights share new sessions, and a session keeps
+/// its pod even when its backend's weight drops to 0.
+#[tokio::test]
+async fn openshift_weighted_backends_and_sessions_outlive_weight_zero() {
+    let a = start_pods("a", 2);
+    let b = start_pods("b", 2);
+    let m = Manifests::new();
+    m.service("a", &a.iter().collect::<Vec<_>>());
+    m.service("b", &b.iter().collect::<Vec<_>>());
+    let route = |wa: u32, wb: u32| {
+        format!(
+            "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {{name: ab, namespace: default}}\nspec:\n  host: ab.test\n  \
+             to: {{kind: Service, name: a, weight: {wa}}}\n  alternateBackends: [{{kind: Service, name: b, weight: {wb}}}]\n"
+        )
+    };
+    m.write("route.yaml", &route(75, 25));
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let mut sessions = Vec::new();
+    for _ in 0..200 {
+        let hit = get_with(client.get(t.url("/")).header("host", "ab.test")).await;
+        sessions.push((cookie_pair(&hit), hit.pod));
+    }
+    let on_b = sessions.iter().filter(|(_, pod)| pod.starts_with("b-")).count();
+    assert!((45..=55).contains(&on_b), "new sessions follow the 75:25 weights (weighted round robin): {on_b}/200");
+    m.write("route.yaml", &route(100, 0));
+    wait_for("the new weights", || async {
+        let mut all_a = true;
+        for _ in 0..8 {
+            all_a &= get_with(client.get(t.url("/")).header("host", "ab.test")).await.pod.starts_with("a-");
+        }
+        all_a
+    })
+    .await;
+    for (cookie, pod) in &sessions {
+        let hit = get_with(client.get(t.url("/")).header("host", "ab.test").header("cookie", cookie.as_str())).await;
+        assert_eq!(&hit.pod, pod, "a session overrides the weights, even weight 0");
+    }
+}
