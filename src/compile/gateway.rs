@@ -86,6 +86,7 @@ pub fn compile_http_routes(
                 kind: p.kind,
                 backend: backend.clone(),
                 sticky,
+                canary: None,
             };
             if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
                 diags.push(

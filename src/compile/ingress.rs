@@ -15,7 +15,8 @@ use crate::compile::service::ServiceIndex;
 use crate::compile::{CompileOptions, CONTROLLER_NAME};
 use crate::diag::Diagnostic;
 use crate::model::{self, Snapshot, Sourced};
-use crate::route::{PathKind, Route, RouteTable};
+use crate::route::canary::{Canary, CanaryRules};
+use crate::route::{Backend, PathKind, Route, RouteTable};
 
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -29,6 +30,8 @@ struct PendingRoute {
     backend: BackendRef,
     /// This Ingress asked for cookie affinity.
     sticky: Option<Arc<StickyPolicy>>,
+    /// This Ingress is a canary (of the route with the same host and path).
+    canary: Option<Arc<CanaryRules>>,
 }
 
 pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> RouteTable {
@@ -68,6 +71,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }
         let sticky = settings.sticky.map(Arc::new);
         let hash_by = settings.hash_by.map(Arc::new);
+        let canary = settings.canary.map(Arc::new);
         let ns = model::namespace(&ing.obj.metadata).to_owned();
         let source = format!("Ingress {ns}/{}", model::name(&ing.obj.metadata));
         let Some(spec) = &ing.obj.spec else { continue };
@@ -140,6 +144,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                     kind,
                     backend,
                     sticky: sticky.clone(),
+                    canary: canary.clone(),
                 });
             }
         }
@@ -147,12 +152,29 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
 
     let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
     let mut table = RouteTable::default();
-    for p in pending {
+    // Canaries attach to the main route with the same host, match type and path.
+    let (canaries, mains): (Vec<PendingRoute>, Vec<PendingRoute>) =
+        pending.into_iter().partition(|p| p.canary.is_some());
+    let mut canary_of: HashMap<(String, PathKind, String), PendingRoute> = HashMap::new();
+    for c in canaries {
+        let key = (c.host.to_ascii_lowercase(), c.kind, c.path.trim_end_matches('/').to_owned());
+        if let Some(first) = canary_of.get(&key) {
+            diags.push(
+                Diagnostic::warning(format!("{} already is the canary of this host and path; ignored", first.source))
+                    .object(c.source.clone()),
+            );
+            continue;
+        }
+        canary_of.insert(key, c);
+    }
+    for p in mains {
         let backend = builder.get(&p.backend, diags);
-        let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
-            policy: policy.clone(),
-            cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
-            issues_cookies: p.sticky.is_some() || builder.service_issues_cookies(&p.backend),
+        let sticky = route_sticky(&backend, &p, &builder);
+        let key = (p.host.to_ascii_lowercase(), p.kind, p.path.trim_end_matches('/').to_owned());
+        let canary = canary_of.remove(&key).map(|c| {
+            let backend = builder.get(&c.backend, diags);
+            let sticky = route_sticky(&backend, &c, &builder);
+            Canary { backend, sticky, rules: c.canary.as_deref().cloned().unwrap_or_default() }
         });
         let route = Route {
             source: p.source.clone().into(),
@@ -161,6 +183,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             kind: p.kind,
             backend,
             sticky,
+            canary,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
             let route_desc =
@@ -174,6 +197,16 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             );
         }
     }
+    for c in canary_of.into_values() {
+        diags.push(
+            Diagnostic::warning(format!(
+                "canary for {} {} has no main Ingress with that host and path; ignored",
+                if c.host.is_empty() { "*" } else { &c.host },
+                c.path
+            ))
+            .object(c.source),
+        );
+    }
     if let Some((source, r)) = default_backend {
         let backend = builder.get(&r, diags);
         table.default_route = Some(Arc::new(Route {
@@ -183,6 +216,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             kind: PathKind::Prefix,
             backend,
             sticky: None,
+            canary: None,
         }));
     }
     table
@@ -319,4 +353,12 @@ fn is_ours(
         );
     }
     ours
+}
+
+fn route_sticky(backend: &Backend, p: &PendingRoute, builder: &BackendBuilder<'_, '_>) -> Option<RouteSticky> {
+    backend.sticky.as_ref().map(|policy| RouteSticky {
+        policy: policy.clone(),
+        cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
+        issues_cookies: p.sticky.is_some() || builder.service_issues_cookies(&p.backend),
+    })
 }

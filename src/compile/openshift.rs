@@ -92,6 +92,7 @@ pub fn compile_routes(
             kind: PathKind::Prefix,
             backend,
             sticky,
+            canary: None,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
             diags.push(

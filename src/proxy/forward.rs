@@ -10,13 +10,15 @@ use http::header::{HeaderValue, CONTENT_TYPE, HOST, SET_COOKIE, USER_AGENT};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use crate::affinity::cookie::RouteSticky;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::{self, Selection};
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::request_body::{UploadClock, UpstreamBody};
 use crate::proxy::upstream::{ConnectError, Sender, Upstream};
-use crate::route::{Route, RouteTable};
+use crate::route::canary::Side;
+use crate::route::{Backend, Route, RouteTable};
 
 /// Timeouts of the forwarding path (ingress-nginx names in brackets).
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +75,14 @@ pub async fn handle(
             None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
         }
     };
-    let backend = &route.backend;
+    // A canary route decides its side first; everything after works on that side.
+    let (backend, sticky) = match &route.canary {
+        None => (&route.backend, route.sticky.as_ref()),
+        Some(canary) => match canary.side(&route.backend, route.sticky.as_ref(), req.headers(), &state.keys) {
+            Side::Canary => (&canary.backend, canary.sticky.as_ref()),
+            Side::Main => (&route.backend, route.sticky.as_ref()),
+        },
+    };
     let now = unix_now();
     let cx = affinity::SelectContext {
         keys: &state.keys,
@@ -83,13 +92,13 @@ pub async fn handle(
         client_ip: client.ip.as_bytes(),
         uri: Some(req.uri()),
     };
-    let Some(mut selection) = affinity::select(backend, route.sticky.as_ref(), req.headers(), &cx) else {
+    let Some(mut selection) = affinity::select(backend, sticky, req.headers(), &cx) else {
         // The reason (missing Service, no ready pods) is in /diagnostics and /routes; clients
         // only learn that the service is unavailable, as with ingress-nginx.
         return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n"));
     };
     let user_agent =
-        req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(&route));
+        req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(sticky));
     prepare_request(&mut req, &client);
     let (parts, body) = req.into_parts();
     let (body, upload) = UpstreamBody::new(body);
@@ -104,7 +113,7 @@ pub async fn handle(
                     response,
                     sender,
                     &endpoint.upstream,
-                    &route,
+                    (backend, sticky),
                     &selection,
                     &state,
                     client.tls,
@@ -140,8 +149,8 @@ pub async fn handle(
     Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
 }
 
-fn selection_may_issue(route: &Route) -> bool {
-    route.sticky.as_ref().is_some_and(|s| s.issues_cookies && s.policy.conditional_same_site_none)
+fn selection_may_issue(sticky: Option<&RouteSticky>) -> bool {
+    sticky.is_some_and(|s| s.issues_cookies && s.policy.conditional_same_site_none)
 }
 
 fn unix_now() -> u32 {
@@ -242,7 +251,7 @@ fn finish_response(
     response: Response<Incoming>,
     sender: Sender,
     upstream: &Arc<Upstream>,
-    route: &Route,
+    (backend, sticky): (&Backend, Option<&RouteSticky>),
     selection: &Selection,
     state: &ProxyState,
     tls: bool,
@@ -250,10 +259,10 @@ fn finish_response(
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let (Some(token), Some(sticky)) = (&selection.issue, &route.sticky) {
+    if let (Some(token), Some(sticky)) = (&selection.issue, sticky) {
         // Routes that only honour a shared backend's cookie never set one.
         if sticky.issues_cookies {
-            let value = state.keys.encode(token, route.backend.scope);
+            let value = state.keys.encode(token, backend.scope);
             if let Some(cookie) = sticky.set_cookie(&value, SystemTime::now(), tls, user_agent) {
                 parts.headers.append(SET_COOKIE, cookie);
             }

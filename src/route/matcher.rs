@@ -40,6 +40,8 @@ pub struct Route {
     pub kind: PathKind,
     pub backend: Arc<Backend>,
     pub sticky: Option<RouteSticky>,
+    /// An ingress-nginx canary sharing this host and path.
+    pub canary: Option<crate::route::canary::Canary>,
 }
 
 /// The paths of one host.
@@ -172,6 +174,7 @@ mod tests {
             kind,
             backend: backend(to),
             sticky: None,
+            canary: None,
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
     }
@@ -278,6 +281,7 @@ mod tests {
             kind: PathKind::Prefix,
             backend: backend("second"),
             sticky: None,
+            canary: None,
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");

@@ -1,6 +1,7 @@
 //! The compiled route table and its host/path matcher.
 
 pub mod backend;
+pub mod canary;
 pub mod matcher;
 pub mod path;
 

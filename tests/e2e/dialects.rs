@@ -319,3 +319,58 @@ async fn openshift_weighted_backends_and_sessions_outlive_weight_zero() {
         assert_eq!(&hit.pod, pod, "a session overrides the weights, even weight 0");
     }
 }
+
+/// ingress-nginx canary: header, cookie and weight rules, and clients staying on their side.
+#[tokio::test]
+async fn nginx_canary_by_header_cookie_and_weight_with_sticky_sides() {
+    let main = start_pods("main", 2);
+    let canary = start_pods("canary", 1);
+    let m = Manifests::new();
+    m.service("main", &main.iter().collect::<Vec<_>>());
+    m.service("canary", &canary.iter().collect::<Vec<_>>());
+    let sticky = [("affinity", "cookie"), ("affinity-mode", "persistent"), ("session-cookie-name", "route")];
+    m.write("main.yaml", &ingress_yaml("web", Some("app.test"), &[("/", "Prefix", "main")], &sticky));
+    let mut canary_annotations = sticky.to_vec();
+    canary_annotations.extend([
+        ("canary", "true"),
+        ("canary-by-header", "X-Canary"),
+        ("canary-by-cookie", "canary"),
+        ("canary-weight", "20"),
+    ]);
+    m.write(
+        "canary.yaml",
+        &ingress_yaml("web-canary", Some("app.test"), &[("/", "Prefix", "canary")], &canary_annotations),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let req = |h: Option<(&'static str, &'static str)>| {
+        let mut r = client.get(t.url("/")).header("host", "app.test");
+        if let Some((k, v)) = h {
+            r = r.header(k, v);
+        }
+        get_with(r)
+    };
+    for _ in 0..10 {
+        assert!(req(Some(("x-canary", "always"))).await.pod.starts_with("canary-"));
+        assert!(req(Some(("x-canary", "never"))).await.pod.starts_with("main-"));
+        assert!(req(Some(("cookie", "canary=always"))).await.pod.starts_with("canary-"));
+        assert!(req(Some(("cookie", "canary=never"))).await.pod.starts_with("main-"));
+    }
+    let mut on_canary = 0;
+    for _ in 0..500 {
+        if req(None).await.pod.starts_with("canary-") {
+            on_canary += 1;
+        }
+    }
+    assert!((50..=150).contains(&on_canary), "canary-weight 20: {on_canary}/500");
+    // Sticky sides: a session started on either side stays there without any header.
+    for header in [Some(("x-canary", "always")), Some(("x-canary", "never"))] {
+        let first = req(header).await;
+        let cookie = cookie_pair(&first);
+        for _ in 0..20 {
+            let hit =
+                get_with(client.get(t.url("/")).header("host", "app.test").header("cookie", cookie.as_str())).await;
+            assert_eq!(hit.pod, first.pod, "a pinned client keeps its side and its pod");
+        }
+    }
+}

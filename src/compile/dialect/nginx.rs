@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
 use crate::compile::dialect::parse_bool;
+use crate::route::canary::CanaryRules;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 const DEFAULT_COOKIE_NAME: &str = "INGRESSCOOKIE";
@@ -24,6 +25,8 @@ pub struct NginxSettings {
     pub sticky: Option<StickyPolicy>,
     /// `upstream-hash-by`: hash this expression instead of round robin.
     pub hash_by: Option<HashKey>,
+    /// `canary: "true"`: this Ingress is the canary of another with the same host and path.
+    pub canary: Option<CanaryRules>,
     pub notes: Vec<AnnotationNote>,
 }
 
@@ -42,6 +45,13 @@ const HONOURED: &[&str] = &[
     "session-cookie-change-on-failure",
     "upstream-hash-by",
     "load-balance",
+    "canary",
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-cookie",
+    "canary-weight",
+    "canary-weight-total",
+    "affinity-canary-behavior",
 ];
 
 /// Parses the ingress-nginx annotations of one object.
@@ -65,6 +75,7 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
             Err(e) => out.note(&key("upstream-hash-by"), &format!("{e}; round robin is used"), true),
         }
     }
+    out.canary = canary_rules(&mut out, &get);
     match get("load-balance") {
         None | Some("round_robin") => {}
         Some("ewma") => out.note(&key("load-balance"), "ewma is not supported yet; round robin is used", true),
@@ -154,6 +165,44 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     }
     out.sticky = Some(policy);
     out
+}
+
+fn canary_rules<'a>(out: &mut NginxSettings, get: &dyn Fn(&str) -> Option<&'a str>) -> Option<CanaryRules> {
+    if !out.boolean("canary", get("canary")) {
+        if get("canary-weight").is_some() || get("canary-by-header").is_some() || get("canary-by-cookie").is_some() {
+            out.note(&key("canary"), "canary-* annotations have no effect without `canary: \"true\"`", true);
+        }
+        return None;
+    }
+    let mut rules = CanaryRules { weight_total: 100, sticky_sides: true, ..Default::default() };
+    if let Some(h) = get("canary-by-header") {
+        match http::header::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(name) => rules.by_header = Some(name),
+            Err(_) => out.note(&key("canary-by-header"), &format!("{h:?} is not a header name; ignored"), true),
+        }
+    }
+    rules.header_value = get("canary-by-header-value").filter(|v| !v.is_empty()).map(Into::into);
+    rules.by_cookie = get("canary-by-cookie").filter(|v| !v.is_empty()).map(Into::into);
+    if let Some(t) = get("canary-weight-total") {
+        match t.parse::<u32>() {
+            Ok(total) if total > 0 => rules.weight_total = total,
+            _ => out.note(&key("canary-weight-total"), &format!("{t:?} is not a positive number; using 100"), true),
+        }
+    }
+    if let Some(w) = get("canary-weight") {
+        match w.parse::<u32>() {
+            Ok(weight) => rules.weight = weight.min(rules.weight_total),
+            Err(_) => out.note(&key("canary-weight"), &format!("{w:?} is not a number; using 0"), true),
+        }
+    }
+    match get("affinity-canary-behavior") {
+        None | Some("sticky") => {}
+        Some("legacy") => rules.sticky_sides = false,
+        Some(other) => {
+            out.note(&key("affinity-canary-behavior"), &format!("{other:?} is not sticky|legacy; using sticky"), true)
+        }
+    }
+    Some(rules)
 }
 
 fn key(name: &str) -> String {
