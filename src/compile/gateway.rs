@@ -17,6 +17,7 @@ use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, SessionPersistence};
 use crate::model::{self, Snapshot, Sourced};
+use crate::route::conditions::Conditions;
 use crate::route::{PathKind, Route, RouteTable};
 
 /// The controller name tether's GatewayClasses carry.
@@ -30,6 +31,7 @@ struct Planned {
     backend: BackendRef,
     members: Vec<(BackendRef, u32)>,
     sticky: Option<Arc<StickyPolicy>>,
+    conditions: Option<Conditions>,
 }
 
 /// Adds the HTTPRoutes attached to tether's Gateways to `table`.
@@ -87,6 +89,7 @@ pub fn compile_http_routes(
                 backend: backend.clone(),
                 sticky,
                 canary: None,
+                conditions: p.conditions.clone(),
             };
             if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
                 diags.push(
@@ -147,28 +150,26 @@ fn plan_route(
         let backend = members[0].0.clone();
         let sticky =
             rule.session_persistence.as_ref().and_then(|sp| session_policy(sp, &field, &at, diags)).map(Arc::new);
-        let matches: Vec<(String, PathKind)> = if rule.matches.is_empty() {
-            vec![("/".into(), PathKind::Prefix)]
+        let matches: Vec<(String, PathKind, Option<Conditions>)> = if rule.matches.is_empty() {
+            vec![("/".into(), PathKind::Prefix, None)]
         } else {
             rule.matches
                 .iter()
                 .enumerate()
                 .filter_map(|(mi, m)| {
                     let f = field(&format!(".matches[{mi}]"));
-                    if !m.headers.is_empty() || !m.query_params.is_empty() || m.method.is_some() {
-                        diags.push(at(
-                            f,
-                            Diagnostic::warning(
-                                "header, query and method matches are not supported yet; match skipped",
-                            ),
-                        ));
-                        return None;
-                    }
+                    let conditions = match match_conditions(m) {
+                        Ok(c) => c,
+                        Err(reason) => {
+                            diags.push(at(f, Diagnostic::warning(format!("{reason}; match skipped"))));
+                            return None;
+                        }
+                    };
                     let path = m.path.as_ref();
                     let value = path.and_then(|p| p.value.clone()).unwrap_or_else(|| "/".into());
                     match path.and_then(|p| p.type_.as_deref()).unwrap_or("PathPrefix") {
-                        "Exact" => Some((value, PathKind::Exact)),
-                        "PathPrefix" => Some((value, PathKind::Prefix)),
+                        "Exact" => Some((value, PathKind::Exact, conditions)),
+                        "PathPrefix" => Some((value, PathKind::Prefix, conditions)),
                         other => {
                             diags.push(at(
                                 format!("{f}.path.type"),
@@ -180,7 +181,7 @@ fn plan_route(
                 })
                 .collect()
         };
-        for (path, kind) in matches {
+        for (path, kind, conditions) in matches {
             if !path.starts_with('/') {
                 diags.push(at(
                     field(".matches"),
@@ -196,9 +197,38 @@ fn plan_route(
                 backend: backend.clone(),
                 members: members.clone(),
                 sticky: sticky.clone(),
+                conditions,
             });
         }
     }
+}
+
+/// A match's header, query and method conditions (exact values only).
+fn match_conditions(m: &crate::model::gateway::HttpRouteMatch) -> Result<Option<Conditions>, String> {
+    let exact = |v: &serde_json::Value, what: &str| -> Result<(String, String), String> {
+        let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("Exact");
+        if kind != "Exact" {
+            return Err(format!("{what} match type {kind} is not supported yet"));
+        }
+        let name = v.get("name").and_then(|n| n.as_str()).ok_or(format!("{what} match without a name"))?;
+        let value = v.get("value").and_then(|n| n.as_str()).ok_or(format!("{what} match without a value"))?;
+        Ok((name.to_owned(), value.to_owned()))
+    };
+    let mut c = Conditions::default();
+    for h in &m.headers {
+        let (name, value) = exact(h, "header")?;
+        let name = http::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        c.headers.push((name, value));
+    }
+    for q in &m.query_params {
+        c.query.push(exact(q, "query")?);
+    }
+    if let Some(method) = &m.method {
+        c.method =
+            Some(http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method:?} is not a method"))?);
+    }
+    Ok((c != Conditions::default()).then_some(c))
 }
 
 /// The rule's Service backendRefs with their weights (default 1). A session overrides the

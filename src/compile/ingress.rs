@@ -184,6 +184,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             backend,
             sticky,
             canary,
+            conditions: None,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
             let route_desc =
@@ -217,6 +218,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             backend,
             sticky: None,
             canary: None,
+            conditions: None,
         }));
     }
     table

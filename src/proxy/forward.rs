@@ -18,6 +18,7 @@ use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::request_body::{UploadClock, UpstreamBody};
 use crate::proxy::upstream::{ConnectError, Sender, Upstream};
 use crate::route::canary::Side;
+use crate::route::conditions::RequestView;
 use crate::route::{Backend, Route, RouteTable};
 
 /// Timeouts of the forwarding path (ingress-nginx names in brackets).
@@ -70,7 +71,8 @@ pub async fn handle(
         }
         let table = state.table.load();
         let host = host_header.and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-        match table.find(host, req.uri().path()) {
+        let view = RequestView { method: req.method(), headers: req.headers(), query: req.uri().query() };
+        match table.find_request(host, req.uri().path(), Some(&view)) {
             Some(route) => route.clone(),
             None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
         }

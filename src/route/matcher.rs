@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::affinity::cookie::RouteSticky;
 use crate::route::backend::Backend;
+use crate::route::conditions::{Conditions, RequestView};
 
 /// How a route's path matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,14 +43,31 @@ pub struct Route {
     pub sticky: Option<RouteSticky>,
     /// An ingress-nginx canary sharing this host and path.
     pub canary: Option<crate::route::canary::Canary>,
+    /// Gateway API header/query/method matches; `None` matches every request.
+    pub conditions: Option<Conditions>,
 }
 
 /// The paths of one host.
 #[derive(Debug, Default)]
 pub struct HostRoutes {
-    exact: HashMap<Box<str>, Arc<Route>>,
+    exact: HashMap<Box<str>, RouteSet>,
     /// Keyed by the prefix without trailing slashes (`""` for `/`).
-    prefix: HashMap<Box<str>, Arc<Route>>,
+    prefix: HashMap<Box<str>, RouteSet>,
+}
+
+/// The routes of one path: conditional ones in precedence order, then at most one without
+/// conditions. An Ingress path is a set of one.
+#[derive(Debug, Default)]
+struct RouteSet(Vec<Arc<Route>>);
+
+impl RouteSet {
+    fn pick(&self, req: Option<&RequestView<'_>>) -> Option<&Arc<Route>> {
+        self.0.iter().find(|r| match (&r.conditions, req) {
+            (None, _) => true,
+            (Some(c), Some(req)) => c.matches(req),
+            (Some(_), None) => false,
+        })
+    }
 }
 
 impl HostRoutes {
@@ -59,16 +77,21 @@ impl HostRoutes {
             PathKind::Exact => (&mut self.exact, route.path.clone()),
             PathKind::Prefix => (&mut self.prefix, route.path.trim_end_matches('/').into()),
         };
-        if let Some(existing) = map.get(&key) {
+        let set = map.entry(key).or_default();
+        if let Some(existing) = set.0.iter().find(|r| r.conditions == route.conditions) {
             return Err(existing.clone());
         }
-        map.insert(key, route);
+        set.0.push(route);
+        // Stable: equal ranks keep their order (oldest first).
+        set.0.sort_by_key(|r| {
+            std::cmp::Reverse(r.conditions.as_ref().map(|c| (true, c.rank())).unwrap_or((false, (false, 0, 0))))
+        });
         Ok(())
     }
 
-    /// The route for a request path (no query string).
-    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        if let Some(route) = self.exact.get(path) {
+    /// The route for a request path (no query string); `req` is needed for conditional routes.
+    pub fn find(&self, path: &str, req: Option<&RequestView<'_>>) -> Option<&Arc<Route>> {
+        if let Some(route) = self.exact.get(path).and_then(|set| set.pick(req)) {
             return Some(route);
         }
         if self.prefix.is_empty() {
@@ -76,7 +99,8 @@ impl HostRoutes {
         }
         let mut candidate = path.trim_end_matches('/');
         loop {
-            if let Some(route) = self.prefix.get(candidate) {
+            // A path whose routes' conditions all fail falls back to shorter prefixes.
+            if let Some(route) = self.prefix.get(candidate).and_then(|set| set.pick(req)) {
                 return Some(route);
             }
             match candidate.rfind('/') {
@@ -87,7 +111,7 @@ impl HostRoutes {
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.exact.values().chain(self.prefix.values())
+        self.exact.values().chain(self.prefix.values()).flat_map(|set| set.0.iter())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,8 +142,13 @@ impl RouteTable {
         }
     }
 
-    /// Matches a request. `host` is the Host header (port and case are handled here).
+    /// Matches host and path only (routes with conditions never match).
     pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.find_request(host, path, None)
+    }
+
+    /// Matches a request. `host` is the Host header (port and case are handled here).
+    pub fn find_request(&self, host: &str, path: &str, req: Option<&RequestView<'_>>) -> Option<&Arc<Route>> {
         let host = strip_port(host);
         let host = host.strip_suffix('.').unwrap_or(host);
         let lowered;
@@ -134,7 +163,7 @@ impl RouteTable {
             .get(host)
             .or_else(|| host.find('.').and_then(|dot| self.wildcard_hosts.get(&host[dot..])))
             .unwrap_or(&self.any_host);
-        routes.find(&crate::route::path::normalize(path)).or(self.default_route.as_ref())
+        routes.find(&crate::route::path::normalize(path), req).or(self.default_route.as_ref())
     }
 
     /// Every route, for `check` and the admin endpoints.
@@ -175,6 +204,7 @@ mod tests {
             backend: backend(to),
             sticky: None,
             canary: None,
+            conditions: None,
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
     }
@@ -282,6 +312,7 @@ mod tests {
             backend: backend("second"),
             sticky: None,
             canary: None,
+            conditions: None,
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");

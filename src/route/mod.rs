@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod canary;
+pub mod conditions;
 pub mod matcher;
 pub mod path;
 

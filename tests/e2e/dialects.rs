@@ -374,3 +374,33 @@ async fn nginx_canary_by_header_cookie_and_weight_with_sticky_sides() {
         }
     }
 }
+
+/// Gateway API header, query and method matches, with the spec's precedence and fall-back to a
+/// shorter path when a longer path's conditions do not hold.
+#[tokio::test]
+async fn gateway_api_header_query_and_method_matches() {
+    let v1 = start_pods("v1", 1);
+    let v2 = start_pods("v2", 1);
+    let m = Manifests::new();
+    m.service("v1", &[&v1[0]]);
+    m.service("v2", &[&v2[0]]);
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: split, namespace: default}\nspec:\n  \
+         parentRefs: [{name: web}]\n  rules:\n  \
+         - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: v1, port: 80}]\n  \
+         - matches:\n    - {path: {type: PathPrefix, value: /}, headers: [{name: x-version, value: \"2\"}]}\n    \
+         - {path: {type: PathPrefix, value: /}, queryParams: [{name: beta, value: \"yes\"}]}\n    \
+         - {path: {type: PathPrefix, value: /api}, method: POST}\n    backendRefs: [{name: v2, port: 80}]\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let c = no_jar();
+    let pod = |r: reqwest::RequestBuilder| async move { get_with(r).await.pod };
+    assert!(pod(c.get(t.url("/x"))).await.starts_with("v1-"));
+    assert!(pod(c.get(t.url("/x")).header("x-version", "2")).await.starts_with("v2-"));
+    assert!(pod(c.get(t.url("/x")).header("x-version", "3")).await.starts_with("v1-"));
+    assert!(pod(c.get(t.url("/x?a=1&beta=yes"))).await.starts_with("v2-"));
+    assert!(pod(c.post(t.url("/api/items")).body("x")).await.starts_with("v2-"));
+    assert!(pod(c.get(t.url("/api/items"))).await.starts_with("v1-"), "a GET falls back to the / rule");
+}
