@@ -76,6 +76,9 @@ pub struct StickyPolicy {
     /// Gateway API `absoluteTimeout`: the session ends this long after it started, whether or
     /// not the cookie carries Expires/Max-Age (checked against the time inside the token).
     pub absolute_timeout: Option<u64>,
+    /// Gateway API `type: Header`: the token travels in this request/response header instead of
+    /// a cookie (for API clients without a cookie jar).
+    pub header: Option<http::header::HeaderName>,
 }
 
 impl StickyPolicy {
@@ -96,7 +99,17 @@ impl StickyPolicy {
             partitioned: false,
             refresh: false,
             absolute_timeout: None,
+            header: None,
         }
+    }
+}
+
+impl StickyPolicy {
+    /// The session tokens a request carries: cookie values, or the values of the session header.
+    pub fn token_values<'a>(&'a self, headers: &'a HeaderMap) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let from_header = self.header.as_ref().map(|name| headers.get_all(name).iter().map(|v| v.as_bytes()));
+        let from_cookie = self.header.is_none().then(|| cookie_values(headers, &self.cookie_name));
+        from_header.into_iter().flatten().chain(from_cookie.into_iter().flatten())
     }
 }
 

@@ -13,7 +13,7 @@ pub mod token;
 
 use http::HeaderMap;
 
-use crate::affinity::cookie::{cookie_values, AffinityMode, RouteSticky};
+use crate::affinity::cookie::{AffinityMode, RouteSticky};
 use crate::affinity::token::{CookieKeys, KeyUsed, Token, TokenMode};
 use crate::route::{Backend, EndpointState};
 
@@ -91,7 +91,7 @@ pub fn select(
         return without_cookie(backend, headers, cx);
     };
     let mut saw_cookie = false;
-    for value in cookie_values(headers, &policy.cookie_name) {
+    for value in policy.token_values(headers) {
         saw_cookie = true;
         if let Some((token, key_used)) =
             cx.keys.decode(value, backend.scope).filter(|(t, _)| !expired(policy, t, cx.now))

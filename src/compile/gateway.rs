@@ -287,19 +287,34 @@ fn session_policy(
 ) -> Option<StickyPolicy> {
     let f = |s: &str| field(&format!(".sessionPersistence{s}"));
     let kind = if sp.header.is_some() { "Header" } else { sp.type_.as_deref().unwrap_or("Cookie") };
-    if kind != "Cookie" {
-        diags.push(at(
-            f(".type"),
-            Diagnostic::warning(format!("{kind} persistence is not supported yet; no session persistence")),
-        ));
-        return None;
-    }
     let cookie = sp.cookie.as_ref().or(sp.cookie_config.as_ref());
+    let header_name = sp.header.as_ref().and_then(|h| h.name.clone()).or_else(|| sp.session_name.clone());
     let name = cookie
         .and_then(|c| c.name.clone())
         .or_else(|| sp.session_name.clone())
         .unwrap_or_else(|| "tether-session".into());
     let mut policy = StickyPolicy::new(&name);
+    match kind {
+        "Cookie" => {}
+        "Header" => {
+            let header = header_name.unwrap_or_else(|| "tether-session".into());
+            match http::header::HeaderName::from_bytes(header.as_bytes()) {
+                Ok(h) => policy.header = Some(h),
+                Err(_) => {
+                    let d = Diagnostic::warning(format!("{header:?} is not a header name; no session persistence"));
+                    diags.push(at(f(".header.name"), d));
+                    return None;
+                }
+            }
+        }
+        other => {
+            diags.push(at(
+                f(".type"),
+                Diagnostic::warning(format!("{other:?} is not Cookie|Header; no session persistence")),
+            ));
+            return None;
+        }
+    }
     policy.mode = AffinityMode::Persistent;
     policy.same_site = Some(SameSite::Strict);
     policy.path = cookie.and_then(|c| c.path.clone()).filter(|p| p.starts_with('/')).map(Into::into);

@@ -265,8 +265,18 @@ fn finish_response(
         // Routes that only honour a shared backend's cookie never set one.
         if sticky.issues_cookies {
             let value = state.keys.encode(token, backend.scope);
-            if let Some(cookie) = sticky.set_cookie(&value, SystemTime::now(), tls, user_agent) {
-                parts.headers.append(SET_COOKIE, cookie);
+            match &sticky.policy.header {
+                // Header mode: the client sends the token back in the same header.
+                Some(name) => {
+                    if let Ok(v) = HeaderValue::try_from(value) {
+                        parts.headers.insert(name.clone(), v);
+                    }
+                }
+                None => {
+                    if let Some(cookie) = sticky.set_cookie(&value, SystemTime::now(), tls, user_agent) {
+                        parts.headers.append(SET_COOKIE, cookie);
+                    }
+                }
             }
         }
     }

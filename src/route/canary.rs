@@ -88,5 +88,5 @@ impl Canary {
 /// The request carries a valid session token for `backend`.
 fn holds_session(backend: &Backend, sticky: Option<&RouteSticky>, headers: &HeaderMap, keys: &CookieKeys) -> bool {
     let Some(sticky) = sticky else { return false };
-    cookie_values(headers, &sticky.policy.cookie_name).any(|v| keys.decode(v, backend.scope).is_some())
+    sticky.policy.token_values(headers).any(|v| keys.decode(v, backend.scope).is_some())
 }

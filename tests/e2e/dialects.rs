@@ -404,3 +404,33 @@ async fn gateway_api_header_query_and_method_matches() {
     assert!(pod(c.post(t.url("/api/items")).body("x")).await.starts_with("v2-"));
     assert!(pod(c.get(t.url("/api/items"))).await.starts_with("v1-"), "a GET falls back to the / rule");
 }
+
+/// Gateway API header persistence: the token travels in a header, for clients without cookies.
+#[tokio::test]
+async fn gateway_api_header_session_persistence() {
+    let pods = start_pods("api", 3);
+    let m = Manifests::new();
+    m.service("api", &pods.iter().collect::<Vec<_>>());
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api, namespace: default}\nspec:\n  \
+         parentRefs: [{name: web}]\n  rules:\n  - backendRefs: [{name: api, port: 80}]\n    \
+         sessionPersistence: {header: {name: x-session}}\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let first = client.get(t.url("/")).send().await.unwrap();
+    assert!(first.headers().get("set-cookie").is_none(), "header mode sets no cookie");
+    let token = first.headers().get("x-session").expect("the session header").to_str().unwrap().to_owned();
+    let pod = first.text().await.unwrap().lines().next().unwrap().to_owned();
+    for _ in 0..30 {
+        let hit = get_with(client.get(t.url("/")).header("x-session", token.as_str())).await;
+        assert_eq!(hit.pod, pod, "the header pins the session");
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(get(&client, &t.url("/")).await.pod);
+    }
+    assert_eq!(seen.len(), 3, "without the header the load spreads");
+}
