@@ -62,9 +62,22 @@ pub fn compile_http_routes(
         .collect();
     let services = ServiceIndex::new(snapshot);
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
+    // (namespace, Service) → the XBackendTrafficPolicy's persistence for it.
+    let mut policies: HashMap<(String, String), (&SessionPersistence, String)> = HashMap::new();
+    for p in &snapshot.backend_traffic_policies {
+        let ns = model::namespace(&p.obj.metadata).to_owned();
+        let Some(sp) = &p.obj.spec.session_persistence else { continue };
+        for t in &p.obj.spec.target_refs {
+            if t.kind == "Service" && t.group.as_deref().unwrap_or("").is_empty() {
+                policies
+                    .entry((ns.clone(), t.name.clone()))
+                    .or_insert((sp, model::describe("XBackendTrafficPolicy", &p.obj.metadata)));
+            }
+        }
+    }
     let mut planned = Vec::new();
     for route in &snapshot.http_routes {
-        plan_route(route, &gateways, &mut planned, diags);
+        plan_route(route, &gateways, &policies, &mut planned, diags);
     }
     for p in &planned {
         if let Some(policy) = &p.sticky {
@@ -107,6 +120,7 @@ pub fn compile_http_routes(
 fn plan_route(
     route: &Sourced<HttpRoute>,
     gateways: &HashMap<(&str, &str), Vec<String>>,
+    policies: &HashMap<(String, String), (&SessionPersistence, String)>,
     planned: &mut Vec<Planned>,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -148,8 +162,14 @@ fn plan_route(
         }
         let Some(members) = rule_backends(rule, ns, &object, ri, &field, &at, diags) else { continue };
         let backend = members[0].0.clone();
-        let sticky =
-            rule.session_persistence.as_ref().and_then(|sp| session_policy(sp, &field, &at, diags)).map(Arc::new);
+        // The rule's own sessionPersistence takes precedence over a policy on the Service.
+        let from_policy = policies.get(&(backend.namespace.clone(), backend.service.clone())).map(|(sp, _)| *sp);
+        let sticky = rule
+            .session_persistence
+            .as_ref()
+            .or(from_policy)
+            .and_then(|sp| session_policy(sp, &field, &at, diags))
+            .map(Arc::new);
         let matches: Vec<(String, PathKind, Option<Conditions>)> = if rule.matches.is_empty() {
             vec![("/".into(), PathKind::Prefix, None)]
         } else {

@@ -122,6 +122,32 @@ pub struct BackendRef {
     pub weight: Option<i32>,
 }
 
+/// `gateway.networking.x-k8s.io/v1alpha1` XBackendTrafficPolicy: session persistence for every
+/// route rule to the targeted Services that does not set its own.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BackendTrafficPolicy {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: BackendTrafficPolicySpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTrafficPolicySpec {
+    #[serde(default)]
+    pub target_refs: Vec<TargetRef>,
+    #[serde(default)]
+    pub session_persistence: Option<SessionPersistence>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct TargetRef {
+    #[serde(default)]
+    pub group: Option<String>,
+    pub kind: String,
+    pub name: String,
+}
+
 /// Both shapes: v1.6 experimental (`sessionName`, `type`, `cookieConfig`) and the union
 /// (`cookie: {name, path, lifetimeType}`, `header: {name}`).
 #[derive(Clone, Debug, Default, Deserialize)]

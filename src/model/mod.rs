@@ -32,6 +32,7 @@ pub struct Snapshot {
     pub gateway_classes: Vec<Sourced<gateway::GatewayClass>>,
     pub gateways: Vec<Sourced<gateway::Gateway>>,
     pub http_routes: Vec<Sourced<gateway::HttpRoute>>,
+    pub backend_traffic_policies: Vec<Sourced<gateway::BackendTrafficPolicy>>,
 }
 
 impl Snapshot {
@@ -46,6 +47,7 @@ impl Snapshot {
         self.gateway_classes.extend(other.gateway_classes);
         self.gateways.extend(other.gateways);
         self.http_routes.extend(other.http_routes);
+        self.backend_traffic_policies.extend(other.backend_traffic_policies);
     }
 
     pub fn object_count(&self) -> usize {
@@ -58,6 +60,7 @@ impl Snapshot {
             + self.gateway_classes.len()
             + self.gateways.len()
             + self.http_routes.len()
+            + self.backend_traffic_policies.len()
     }
 }
 

@@ -116,6 +116,11 @@ impl ParsedFile {
                     self.objects.http_routes.push(Sourced { file, obj });
                 }
             }
+            ("gateway.networking.x-k8s.io/v1alpha1", "XBackendTrafficPolicy") => {
+                if let Some(obj) = self.typed(path, &object, doc) {
+                    self.objects.backend_traffic_policies.push(Sourced { file, obj });
+                }
+            }
             ("route.openshift.io/v1", "Route") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
                     self.objects.routes.push(Sourced { file, obj });

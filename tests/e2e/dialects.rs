@@ -434,3 +434,27 @@ async fn gateway_api_header_session_persistence() {
     }
     assert_eq!(seen.len(), 3, "without the header the load spreads");
 }
+
+/// XBackendTrafficPolicy gives a Service session persistence; a rule's own setting wins.
+#[tokio::test]
+async fn gateway_api_backend_traffic_policy_and_rule_precedence() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "policy.yaml",
+        "apiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XBackendTrafficPolicy\nmetadata: {name: web, namespace: default}\n\
+         spec:\n  targetRefs: [{group: \"\", kind: Service, name: web}]\n  sessionPersistence: {sessionName: from-policy}\n",
+    );
+    m.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\nspec:\n  \
+         parentRefs: [{name: web}]\n  rules:\n  - matches: [{path: {value: /a}}]\n    backendRefs: [{name: web, port: 80}]\n  \
+         - matches: [{path: {value: /b}}]\n    backendRefs: [{name: web, port: 80}]\n    sessionPersistence: {sessionName: from-rule}\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let c = no_jar();
+    assert!(get(&c, &t.url("/a")).await.set_cookies[0].starts_with("from-policy="));
+    assert!(get(&c, &t.url("/b")).await.set_cookies[0].starts_with("from-rule="));
+}
