@@ -18,6 +18,7 @@ use crate::diag::Diagnostic;
 use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, SessionPersistence};
 use crate::model::{self, Snapshot, Sourced};
 use crate::route::conditions::Conditions;
+use crate::route::filters::{Filters, HeaderEdits, PathChange, Redirect, Rewrite};
 use crate::route::{PathKind, Route, RouteTable};
 
 /// The controller name tether's GatewayClasses carry.
@@ -32,6 +33,7 @@ struct Planned {
     members: Vec<(BackendRef, u32)>,
     sticky: Option<Arc<StickyPolicy>>,
     conditions: Option<Conditions>,
+    filters: Option<Box<Filters>>,
 }
 
 /// Adds the HTTPRoutes attached to tether's Gateways to `table`.
@@ -103,6 +105,7 @@ pub fn compile_http_routes(
                 sticky,
                 canary: None,
                 conditions: p.conditions.clone(),
+                filters: p.filters.clone(),
             };
             if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
                 diags.push(
@@ -154,14 +157,27 @@ fn plan_route(
     };
     for (ri, rule) in spec.rules.iter().enumerate() {
         let field = |f: &str| format!("spec.rules[{ri}]{f}");
-        if !rule.filters.is_empty() {
-            diags.push(at(
-                field(".filters"),
-                Diagnostic::warning("filters are not supported yet; the rule is served without them"),
-            ));
-        }
-        let Some(members) = rule_backends(rule, ns, &object, ri, &field, &at, diags) else { continue };
-        let backend = members[0].0.clone();
+        let filters = match parse_filters(&rule.filters) {
+            Ok(f) => f.map(Box::new),
+            Err((fi, reason)) => {
+                diags.push(at(field(&format!(".filters[{fi}]")), Diagnostic::error(format!("{reason}; rule skipped"))));
+                continue;
+            }
+        };
+        // A redirect rule needs no backend.
+        let redirect_only = rule.backend_refs.is_empty() && filters.as_ref().is_some_and(|f| f.redirect.is_some());
+        let members = if redirect_only {
+            Vec::new()
+        } else {
+            let Some(members) = rule_backends(rule, ns, &object, ri, &field, &at, diags) else { continue };
+            members
+        };
+        let backend = members.first().map(|m| m.0.clone()).unwrap_or_else(|| BackendRef {
+            namespace: ns.to_owned(),
+            service: "(redirect)".into(),
+            port: "0".into(),
+            owner: Some(format!("{object} rule {ri}")),
+        });
         // The rule's own sessionPersistence takes precedence over a policy on the Service.
         let from_policy = policies.get(&(backend.namespace.clone(), backend.service.clone())).map(|(sp, _)| *sp);
         let sticky = rule
@@ -218,9 +234,83 @@ fn plan_route(
                 members: members.clone(),
                 sticky: sticky.clone(),
                 conditions,
+                filters: filters.clone(),
             });
         }
     }
+}
+
+/// RequestHeaderModifier, RequestRedirect and URLRewrite; other filter types are an error
+/// (the spec says a rule with an unsupported filter must not be served as if it had none).
+fn parse_filters(filters: &[serde_json::Value]) -> Result<Option<Filters>, (usize, String)> {
+    use http::header::{HeaderName, HeaderValue};
+    let mut out = Filters::default();
+    let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let path_change = |v: Option<&serde_json::Value>| -> Result<Option<PathChange>, String> {
+        let Some(p) = v else { return Ok(None) };
+        match p.get("type").and_then(|t| t.as_str()) {
+            Some("ReplaceFullPath") => {
+                Ok(Some(PathChange::Full(str_of(p, "replaceFullPath").unwrap_or_else(|| "/".into()))))
+            }
+            Some("ReplacePrefixMatch") => {
+                Ok(Some(PathChange::Prefix(str_of(p, "replacePrefixMatch").unwrap_or_else(|| "/".into()))))
+            }
+            other => Err(format!("path modifier type {other:?} is not supported")),
+        }
+    };
+    for (i, f) in filters.iter().enumerate() {
+        let fail = |reason: String| (i, reason);
+        match f.get("type").and_then(|t| t.as_str()).unwrap_or("") {
+            "RequestHeaderModifier" => {
+                let m = f.get("requestHeaderModifier").cloned().unwrap_or_default();
+                let pairs = |key: &str| -> Result<Vec<(HeaderName, HeaderValue)>, (usize, String)> {
+                    m.get(key)
+                        .and_then(|v| v.as_array())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| {
+                            let name = str_of(h, "name").unwrap_or_default();
+                            let value = str_of(h, "value").unwrap_or_default();
+                            let name = HeaderName::from_bytes(name.as_bytes())
+                                .map_err(|_| fail(format!("{name:?} is not a header name")))?;
+                            let value =
+                                HeaderValue::try_from(value).map_err(|_| fail("invalid header value".into()))?;
+                            Ok((name, value))
+                        })
+                        .collect()
+                };
+                let mut edits = HeaderEdits { set: pairs("set")?, add: pairs("add")?, remove: Vec::new() };
+                for name in m.get("remove").and_then(|v| v.as_array()).into_iter().flatten().filter_map(|v| v.as_str())
+                {
+                    edits.remove.push(
+                        HeaderName::from_bytes(name.as_bytes())
+                            .map_err(|_| fail(format!("{name:?} is not a header name")))?,
+                    );
+                }
+                out.headers = Some(edits);
+            }
+            "RequestRedirect" => {
+                let r = f.get("requestRedirect").cloned().unwrap_or_default();
+                out.redirect = Some(Redirect {
+                    scheme: str_of(&r, "scheme"),
+                    hostname: str_of(&r, "hostname"),
+                    port: r.get("port").and_then(|p| p.as_u64()).and_then(|p| u16::try_from(p).ok()),
+                    path: path_change(r.get("path")).map_err(fail)?,
+                    status: r.get("statusCode").and_then(|s| s.as_u64()).map_or(302, |s| s as u16),
+                });
+            }
+            "URLRewrite" => {
+                let r = f.get("urlRewrite").cloned().unwrap_or_default();
+                let hostname = match str_of(&r, "hostname") {
+                    Some(h) => Some(HeaderValue::try_from(h).map_err(|_| fail("invalid hostname".into()))?),
+                    None => None,
+                };
+                out.rewrite = Some(Rewrite { hostname, path: path_change(r.get("path")).map_err(fail)? });
+            }
+            other => return Err(fail(format!("filter type {other:?} is not supported"))),
+        }
+    }
+    Ok((out != Filters::default()).then_some(out))
 }
 
 /// A match's header, query and method conditions (exact values only).

@@ -185,6 +185,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             sticky,
             canary,
             conditions: None,
+            filters: None,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
             let route_desc =
@@ -219,6 +220,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             sticky: None,
             canary: None,
             conditions: None,
+            filters: None,
         }));
     }
     table

@@ -94,6 +94,7 @@ pub fn compile_routes(
             sticky,
             canary: None,
             conditions: None,
+            filters: None,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
             diags.push(

@@ -77,6 +77,15 @@ pub async fn handle(
             None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
         }
     };
+    if let Some(redirect) = route.filters.as_ref().and_then(|f| f.redirect.as_ref()) {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let (status, location) = redirect.response(req.uri(), host, &route.path, client.tls);
+        let mut response = local(status, "");
+        if let Some(location) = location {
+            response.headers_mut().insert(http::header::LOCATION, location);
+        }
+        return Ok(response);
+    }
     // A canary route decides its side first; everything after works on that side.
     let (backend, sticky) = match &route.canary {
         None => (&route.backend, route.sticky.as_ref()),
@@ -102,6 +111,16 @@ pub async fn handle(
     let user_agent =
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(sticky));
     prepare_request(&mut req, &client);
+    if let Some(filters) = &route.filters {
+        if let Some(edits) = &filters.headers {
+            edits.apply(req.headers_mut());
+        }
+        if let Some(rewrite) = &filters.rewrite {
+            let (mut parts, body) = req.into_parts();
+            rewrite.apply(&mut parts.uri, &mut parts.headers, &route.path);
+            req = Request::from_parts(parts, body);
+        }
+    }
     let (parts, body) = req.into_parts();
     let (body, upload) = UpstreamBody::new(body);
     let mut req = Request::from_parts(parts, body);

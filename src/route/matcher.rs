@@ -45,6 +45,8 @@ pub struct Route {
     pub canary: Option<crate::route::canary::Canary>,
     /// Gateway API header/query/method matches; `None` matches every request.
     pub conditions: Option<Conditions>,
+    /// Gateway API filters; `None` for most routes, so the hot path only checks a pointer.
+    pub filters: Option<Box<crate::route::filters::Filters>>,
 }
 
 /// The paths of one host.
@@ -205,6 +207,7 @@ mod tests {
             sticky: None,
             canary: None,
             conditions: None,
+            filters: None,
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
     }
@@ -313,6 +316,7 @@ mod tests {
             sticky: None,
             canary: None,
             conditions: None,
+            filters: None,
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");

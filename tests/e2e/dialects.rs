@@ -458,3 +458,31 @@ async fn gateway_api_backend_traffic_policy_and_rule_precedence() {
     assert!(get(&c, &t.url("/a")).await.set_cookies[0].starts_with("from-policy="));
     assert!(get(&c, &t.url("/b")).await.set_cookies[0].starts_with("from-rule="));
 }
+
+/// Gateway API filters: RequestHeaderModifier, URLRewrite and RequestRedirect.
+#[tokio::test]
+async fn gateway_api_filters() {
+    let pods = start_pods("web", 1);
+    let m = Manifests::new();
+    m.service("web", &[&pods[0]]);
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: f, namespace: default}\nspec:\n  \
+         parentRefs: [{name: web}]\n  rules:\n  \
+         - matches: [{path: {value: /api}}]\n    backendRefs: [{name: web, port: 80}]\n    filters:\n    \
+         - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: prod}], remove: [x-debug]}}\n    \
+         - {type: URLRewrite, urlRewrite: {hostname: internal.svc, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}\n  \
+         - matches: [{path: {value: /old}}]\n    filters:\n    \
+         - {type: RequestRedirect, requestRedirect: {hostname: new.test, statusCode: 301, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}}\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let hit = get_with(c.get(t.url("/api/items?q=1")).header("x-debug", "1").header("x-env", "dev")).await;
+    assert!(hit.body.contains("GET /v2/items?q=1"), "{}", hit.body);
+    assert!(hit.body.contains("x-env: prod") && !hit.body.contains("x-debug"), "{}", hit.body);
+    assert!(hit.body.contains("host: internal.svc"), "{}", hit.body);
+    let r = c.get(t.url("/old/page?x=1")).header("host", "shop.test").send().await.unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(r.headers()["location"], "http://new.test/new/page?x=1");
+}
