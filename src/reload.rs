@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::affinity::token::CookieKeys;
 use crate::app::{ControlState, ReloadReport};
 use crate::compile::{compile, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
+use crate::model::gateway::HttpRoute;
+use crate::model::openshift::Route;
 use crate::model::{describe, Sourced};
 use crate::proxy::upstream::UpstreamRegistry;
 use crate::source::files::ManifestDir;
@@ -25,8 +28,58 @@ pub struct Reloader {
     generation: u64,
     /// Diagnostics already printed, so an unchanged problem is not repeated every reload.
     printed: HashSet<String>,
-    /// Each Ingress's last version that compiled without errors.
-    last_good: HashMap<String, Sourced<Ingress>>,
+    /// Each routing object's last version that compiled without errors.
+    last_good: LastGood,
+}
+
+/// Last good versions of the objects that define routes, by `Kind ns/name`.
+#[derive(Default)]
+struct LastGood {
+    ingresses: HashMap<String, Sourced<Ingress>>,
+    routes: HashMap<String, Sourced<Route>>,
+    http_routes: HashMap<String, Sourced<HttpRoute>>,
+}
+
+impl LastGood {
+    fn contains(&self, object: &str) -> bool {
+        self.ingresses.contains_key(object) || self.routes.contains_key(object) || self.http_routes.contains_key(object)
+    }
+}
+
+/// Replaces each broken object with its last good version.
+fn substitute<T: Clone>(
+    objects: &mut [Sourced<T>],
+    kind: &str,
+    meta: fn(&T) -> &ObjectMeta,
+    broken: &HashSet<String>,
+    good: &HashMap<String, Sourced<T>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for object in objects {
+        let name = describe(kind, meta(&object.obj));
+        if let Some(last) = broken.contains(&name).then(|| good.get(&name)).flatten() {
+            diagnostics.push(
+                Diagnostic::warning("has errors; its last good version keeps serving")
+                    .maybe_file(object.file.as_ref())
+                    .object(&name),
+            );
+            *object = last.clone();
+        }
+    }
+}
+
+/// The objects that compiled cleanly (or were just replaced by their last good version).
+fn remember<T: Clone>(
+    objects: &[Sourced<T>],
+    kind: &str,
+    meta: fn(&T) -> &ObjectMeta,
+    failing: &HashSet<String>,
+) -> HashMap<String, Sourced<T>> {
+    objects
+        .iter()
+        .map(|o| (describe(kind, meta(&o.obj)), o.clone()))
+        .filter(|(name, _)| !failing.contains(name))
+        .collect()
 }
 
 impl Reloader {
@@ -45,7 +98,7 @@ impl Reloader {
             control,
             generation: 0,
             printed: HashSet::new(),
-            last_good: HashMap::new(),
+            last_good: LastGood::default(),
         }
     }
 
@@ -60,27 +113,27 @@ impl Reloader {
             upstreams: &self.upstreams,
         };
         let mut compiled = compile(&snapshot, &options);
-        // An Ingress whose new version has errors (a typo in a pathType, an invalid host)
-        // keeps serving its last good version instead of losing routes.
+        // An Ingress, Route or HTTPRoute whose new version has errors (a typo in a pathType, an
+        // invalid host) keeps serving its last good version instead of losing routes.
         let broken: HashSet<String> = compiled
             .diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .filter_map(|d| d.object.clone())
-            .filter(|o| o.starts_with("Ingress ") && self.last_good.contains_key(o))
+            .filter(|o| self.last_good.contains(o))
             .collect();
         if !broken.is_empty() {
-            for ingress in &mut snapshot.ingresses {
-                let name = describe("Ingress", &ingress.obj.metadata);
-                if let Some(good) = broken.contains(&name).then(|| self.last_good.get(&name)).flatten() {
-                    diagnostics.push(
-                        Diagnostic::warning("has errors; its last good version keeps serving")
-                            .maybe_file(ingress.file.as_ref())
-                            .object(&name),
-                    );
-                    *ingress = good.clone();
-                }
-            }
+            let lg = &self.last_good;
+            substitute(&mut snapshot.ingresses, "Ingress", |o| &o.metadata, &broken, &lg.ingresses, &mut diagnostics);
+            substitute(&mut snapshot.routes, "Route", |o| &o.metadata, &broken, &lg.routes, &mut diagnostics);
+            substitute(
+                &mut snapshot.http_routes,
+                "HTTPRoute",
+                |o| &o.metadata,
+                &broken,
+                &lg.http_routes,
+                &mut diagnostics,
+            );
             let mut retried = compile(&snapshot, &options);
             // Keep the errors of the broken versions visible.
             let broken_errors =
@@ -93,13 +146,13 @@ impl Reloader {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .filter_map(|d| d.object.clone())
+            .filter(|o| !broken.contains(o))
             .collect();
-        self.last_good = snapshot
-            .ingresses
-            .iter()
-            .map(|i| (describe("Ingress", &i.obj.metadata), i.clone()))
-            .filter(|(name, _)| !failing.contains(name) || broken.contains(name))
-            .collect();
+        self.last_good = LastGood {
+            ingresses: remember(&snapshot.ingresses, "Ingress", |o| &o.metadata, &failing),
+            routes: remember(&snapshot.routes, "Route", |o| &o.metadata, &failing),
+            http_routes: remember(&snapshot.http_routes, "HTTPRoute", |o| &o.metadata, &failing),
+        };
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;
         let applied = !(unreadable && self.generation > 1);

@@ -115,3 +115,21 @@ async fn an_ingress_with_a_compile_error_keeps_its_last_good_version() {
     wait_for("the host error", || async { t.diagnostics().await.to_string().contains("my_app") }).await;
     assert_eq!(get(&client, &t.url("/")).await.status, 200);
 }
+
+#[tokio::test]
+async fn an_openshift_route_with_an_error_keeps_its_last_good_version() {
+    let pods = start_pods("web", 1);
+    let m = Manifests::new();
+    m.service("web", &[&pods[0]]);
+    let route = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: web, namespace: default}\n\
+                 spec: {host: web.test, to: {kind: Service, name: web}}\n";
+    m.write("route.yaml", route);
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let hit = || get_with(client.get(t.url("/")).header("host", "web.test"));
+    assert_eq!(hit().await.status, 200);
+    m.write("route.yaml", &route.replace("to: {kind: Service", "path: nope, to: {kind: Service"));
+    wait_for("the error", || async { t.diagnostics().await.to_string().contains("must start with") }).await;
+    assert!(t.diagnostics().await.to_string().contains("last good version keeps serving"));
+    assert_eq!(hit().await.status, 200, "the Route is still served");
+}
