@@ -15,7 +15,7 @@ use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
-use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, SessionPersistence};
+use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, Listener, SessionPersistence};
 use crate::model::{self, Snapshot, Sourced};
 use crate::route::conditions::Conditions;
 use crate::route::filters::{Filters, HeaderEdits, PathChange, Redirect, Rewrite};
@@ -53,15 +53,23 @@ pub fn compile_http_routes(
         .map(|c| model::name(&c.obj.metadata))
         .collect();
     // (namespace, name) → listener hostnames of tether's Gateways.
-    let gateways: HashMap<(&str, &str), Vec<String>> = snapshot
-        .gateways
-        .iter()
-        .filter(|g| our_classes.contains(&g.obj.spec.gateway_class_name.as_str()))
-        .map(|g| {
-            let hosts = g.obj.spec.listeners.iter().filter_map(|l| l.hostname.clone()).collect();
-            ((model::namespace(&g.obj.metadata), model::name(&g.obj.metadata)), hosts)
-        })
-        .collect();
+    // (namespace, name) → the HTTP listeners of tether's Gateways.
+    let mut gateways: HashMap<(&str, &str), Vec<&Listener>> = HashMap::new();
+    for g in snapshot.gateways.iter().filter(|g| our_classes.contains(&g.obj.spec.gateway_class_name.as_str())) {
+        let key = (model::namespace(&g.obj.metadata), model::name(&g.obj.metadata));
+        let listeners = gateways.entry(key).or_default();
+        for (li, l) in g.obj.spec.listeners.iter().enumerate() {
+            match l.protocol.as_deref().unwrap_or("HTTP") {
+                "HTTP" => listeners.push(l),
+                other => diags.push(
+                    Diagnostic::notice(format!("{other} listeners are not served yet (TLS comes with the edge work)"))
+                        .maybe_file(g.file.as_ref())
+                        .object(model::describe("Gateway", &g.obj.metadata))
+                        .field(format!("spec.listeners[{li}]")),
+                ),
+            }
+        }
+    }
     let services = ServiceIndex::new(snapshot);
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
     // (namespace, Service) → the XBackendTrafficPolicy's persistence for it.
@@ -122,7 +130,7 @@ pub fn compile_http_routes(
 
 fn plan_route(
     route: &Sourced<HttpRoute>,
-    gateways: &HashMap<(&str, &str), Vec<String>>,
+    gateways: &HashMap<(&str, &str), Vec<&Listener>>,
     policies: &HashMap<(String, String), (&SessionPersistence, String)>,
     planned: &mut Vec<Planned>,
     diags: &mut Vec<Diagnostic>,
@@ -132,29 +140,37 @@ fn plan_route(
     let ns = model::namespace(meta);
     let object = model::describe("HTTPRoute", meta);
     let at = |field: String, d: Diagnostic| d.maybe_file(route.file.as_ref()).object(&object).field(field);
-    let parents: Vec<&Vec<String>> = spec
+    // The listeners the parentRefs select (by sectionName when given).
+    let listeners: Vec<&Listener> = spec
         .parent_refs
         .iter()
         .filter(|p| p.kind.as_deref().unwrap_or("Gateway") == "Gateway")
-        .filter_map(|p| gateways.get(&(p.namespace.as_deref().unwrap_or(ns), p.name.as_str())))
+        .filter_map(|p| Some((p, gateways.get(&(p.namespace.as_deref().unwrap_or(ns), p.name.as_str()))?)))
+        .flat_map(|(p, ls)| ls.iter().filter(move |l| p.section_name.as_ref().is_none_or(|s| *s == l.name)).copied())
         .collect();
-    if parents.is_empty() {
+    if listeners.is_empty() {
         diags.push(at(
             "spec.parentRefs".into(),
-            Diagnostic::notice("not attached to a Gateway of tether's GatewayClass; skipped"),
+            Diagnostic::notice("not attached to an HTTP listener of a Gateway of tether's GatewayClass; skipped"),
         ));
         return;
     }
-    let hosts: Vec<String> = if !spec.hostnames.is_empty() {
-        spec.hostnames.iter().map(|h| h.to_ascii_lowercase()).collect()
-    } else {
-        let listener_hosts: Vec<String> = parents.iter().flat_map(|h| h.iter().cloned()).collect();
-        if listener_hosts.is_empty() {
-            vec![String::new()]
-        } else {
-            listener_hosts
+    let route_hosts: Vec<String> = spec.hostnames.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let mut hosts: Vec<String> = Vec::new();
+    for l in &listeners {
+        for h in effective_hosts(l.hostname.as_deref(), &route_hosts) {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
         }
-    };
+    }
+    if hosts.is_empty() {
+        diags.push(at(
+            "spec.hostnames".into(),
+            Diagnostic::notice("no hostname intersects the Gateway listeners' hostnames; not attached"),
+        ));
+        return;
+    }
     for (ri, rule) in spec.rules.iter().enumerate() {
         let field = |f: &str| format!("spec.rules[{ri}]{f}");
         let filters = match parse_filters(&rule.filters) {
@@ -237,6 +253,34 @@ fn plan_route(
                 filters: filters.clone(),
             });
         }
+    }
+}
+
+/// The hostnames a route serves on a listener, as the spec intersects them: a listener without
+/// a hostname takes the route's (or any host); a route without hostnames takes the listener's;
+/// otherwise the route's hostnames the listener's (wildcard) hostname covers, and a route
+/// wildcard narrowed to the listener's exact hostname.
+fn effective_hosts(listener: Option<&str>, route: &[String]) -> Vec<String> {
+    let covers = |pattern: &str, host: &str| match pattern.strip_prefix("*.") {
+        Some(suffix) => host.strip_suffix(suffix).is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+        None => pattern == host,
+    };
+    match (listener.map(str::to_ascii_lowercase), route.is_empty()) {
+        (None, true) => vec![String::new()],
+        (None, false) => route.to_vec(),
+        (Some(l), true) => vec![l],
+        (Some(l), false) => route
+            .iter()
+            .filter_map(|r| {
+                if covers(&l, r) || *r == l {
+                    Some(r.clone())
+                } else if covers(r, &l) {
+                    Some(l.clone())
+                } else {
+                    None
+                }
+            })
+            .collect(),
     }
 }
 
@@ -453,4 +497,27 @@ fn session_policy(
         )),
     }
     Some(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_hosts;
+
+    fn v(hosts: &[&str]) -> Vec<String> {
+        hosts.iter().map(|h| h.to_string()).collect()
+    }
+
+    #[test]
+    fn listener_and_route_hostnames_intersect_as_the_spec_says() {
+        assert_eq!(effective_hosts(None, &[]), v(&[""]));
+        assert_eq!(effective_hosts(Some("*.example.com"), &[]), v(&["*.example.com"]));
+        assert_eq!(effective_hosts(None, &v(&["a.test"])), v(&["a.test"]));
+        assert_eq!(
+            effective_hosts(Some("*.example.com"), &v(&["shop.example.com", "other.test"])),
+            v(&["shop.example.com"])
+        );
+        assert_eq!(effective_hosts(Some("shop.example.com"), &v(&["*.example.com"])), v(&["shop.example.com"]));
+        assert!(effective_hosts(Some("a.test"), &v(&["b.test"])).is_empty());
+        assert!(effective_hosts(Some("*.example.com"), &v(&["example.com"])).is_empty());
+    }
 }
