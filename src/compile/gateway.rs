@@ -98,6 +98,23 @@ pub fn compile_http_routes(
     let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
+        let regex = match p.kind {
+            // Gateway API leaves the flavour to the implementation: tether matches the whole path.
+            PathKind::Regex => match regex::Regex::new(&format!("^(?:{})$", p.path)) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "path {:?} is not a valid regular expression: {e}; match skipped",
+                            p.path
+                        ))
+                        .object(&p.object),
+                    );
+                    continue;
+                }
+            },
+            _ => None,
+        };
         for host in &p.hosts {
             let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
                 policy: policy.clone(),
@@ -114,6 +131,7 @@ pub fn compile_http_routes(
                 canary: None,
                 conditions: p.conditions.clone(),
                 filters: p.filters.clone(),
+                regex: regex.clone(),
             };
             if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
                 diags.push(
@@ -222,6 +240,7 @@ fn plan_route(
                     match path.and_then(|p| p.type_.as_deref()).unwrap_or("PathPrefix") {
                         "Exact" => Some((value, PathKind::Exact, conditions)),
                         "PathPrefix" => Some((value, PathKind::Prefix, conditions)),
+                        "RegularExpression" => Some((value, PathKind::Regex, conditions)),
                         other => {
                             diags.push(at(
                                 format!("{f}.path.type"),

@@ -58,7 +58,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             settings.notes.push(nginx::AnnotationNote {
                 key: format!("{}session-cookie-path", nginx::PREFIX),
                 reason: "use-regex without session-cookie-path: the cookie Path would be a regular expression; \
-                         set session-cookie-path (the Ingress path as written is used meanwhile)"
+                         set session-cookie-path (meanwhile the path's literal prefix up to its last '/' is used)"
                     .into(),
                 warning: true,
             });
@@ -105,7 +105,11 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             let Some(http) = &rule.http else { continue };
             for (pi, p) in http.paths.iter().enumerate() {
                 let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let Some(kind) = ctx.path_kind(&p.path_type, &field, diags) else { continue };
+                let Some(mut kind) = ctx.path_kind(&p.path_type, &field, diags) else { continue };
+                if use_regex && kind == PathKind::Prefix {
+                    // ingress-nginx makes such paths `location ~* "^<path>"`.
+                    kind = PathKind::Regex;
+                }
                 let path = p.path.clone().unwrap_or_else(|| "/".to_owned());
                 if !path.starts_with('/') {
                     diags.push(
@@ -168,6 +172,22 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         canary_of.insert(key, c);
     }
     for p in mains {
+        let regex = match p.kind {
+            PathKind::Regex => match regex::Regex::new(&format!("(?i)^{}", p.path)) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "path {:?} is not a valid regular expression: {e}; path skipped",
+                            p.path
+                        ))
+                        .object(p.source.clone()),
+                    );
+                    continue;
+                }
+            },
+            _ => None,
+        };
         let backend = builder.get(&p.backend, diags);
         let sticky = route_sticky(&backend, &p, &builder);
         let key = (p.host.to_ascii_lowercase(), p.kind, p.path.trim_end_matches('/').to_owned());
@@ -186,6 +206,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             canary,
             conditions: None,
             filters: None,
+            regex,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
             let route_desc =
@@ -221,6 +242,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             canary: None,
             conditions: None,
             filters: None,
+            regex: None,
         }));
     }
     table
@@ -362,7 +384,21 @@ fn is_ours(
 fn route_sticky(backend: &Backend, p: &PendingRoute, builder: &BackendBuilder<'_, '_>) -> Option<RouteSticky> {
     backend.sticky.as_ref().map(|policy| RouteSticky {
         policy: policy.clone(),
-        cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
+        cookie_path: policy.path.clone().unwrap_or_else(|| match p.kind {
+            PathKind::Regex => literal_prefix(&p.path).into(),
+            _ => p.path.clone().into(),
+        }),
         issues_cookies: p.sticky.is_some() || builder.service_issues_cookies(&p.backend),
     })
+}
+
+/// The part of a regular-expression path before its first metacharacter, cut back to the last
+/// `/` (a cookie Path must be a literal path prefix).
+fn literal_prefix(pattern: &str) -> &str {
+    let literal_end = pattern.find(|c: char| ".^$*+?()[]{}|\\".contains(c)).unwrap_or(pattern.len());
+    let literal = &pattern[..literal_end];
+    match literal.rfind('/') {
+        Some(i) => &literal[..=i],
+        None => "/",
+    }
 }

@@ -95,6 +95,7 @@ pub fn compile_routes(
             canary: None,
             conditions: None,
             filters: None,
+            regex: None,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
             diags.push(

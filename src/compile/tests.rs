@@ -192,3 +192,19 @@ fn openshift_routes_that_cannot_be_served_say_why() {
         "{fields:?}"
     );
 }
+
+#[test]
+fn use_regex_paths_become_case_insensitive_prefix_expressions() {
+    let ing = ingress(
+        "re",
+        "tether",
+        "nginx.ingress.kubernetes.io/use-regex: \"true\", nginx.ingress.kubernetes.io/affinity: cookie",
+        "/api/v[0-9]+/",
+    );
+    let c = compiled(&ing, &["tether"]);
+    let r = c.table.find("h", "/API/V2/items").expect("case-insensitive regex match");
+    assert_eq!(r.kind, crate::route::PathKind::Regex);
+    assert_eq!(&*r.sticky.as_ref().unwrap().cookie_path, "/api/", "the literal prefix, not the regex");
+    assert!(c.table.find("h", "/api/vx/").is_none());
+    assert!(c.diagnostics.iter().any(|d| d.reason.contains("use-regex without session-cookie-path")));
+}

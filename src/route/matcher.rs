@@ -18,6 +18,8 @@ use crate::route::conditions::{Conditions, RequestView};
 pub enum PathKind {
     Exact,
     Prefix,
+    /// A regular expression (ingress-nginx `use-regex`, Gateway API `RegularExpression`).
+    Regex,
 }
 
 impl PathKind {
@@ -25,6 +27,7 @@ impl PathKind {
         match self {
             PathKind::Exact => "Exact",
             PathKind::Prefix => "Prefix",
+            PathKind::Regex => "Regex",
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct Route {
     pub conditions: Option<Conditions>,
     /// Gateway API filters; `None` for most routes, so the hot path only checks a pointer.
     pub filters: Option<Box<crate::route::filters::Filters>>,
+    /// The compiled expression of a `Regex` route.
+    pub regex: Option<regex::Regex>,
 }
 
 /// The paths of one host.
@@ -55,6 +60,8 @@ pub struct HostRoutes {
     exact: HashMap<Box<str>, RouteSet>,
     /// Keyed by the prefix without trailing slashes (`""` for `/`).
     prefix: HashMap<Box<str>, RouteSet>,
+    /// Regular-expression routes, longest expression first (as ingress-nginx orders them).
+    regex: Vec<Arc<Route>>,
 }
 
 /// The routes of one path: conditional ones in precedence order, then at most one without
@@ -75,7 +82,17 @@ impl RouteSet {
 impl HostRoutes {
     /// Adds a route unless the same path and kind is taken; returns the holder on conflict.
     pub fn insert(&mut self, route: Arc<Route>) -> Result<(), Arc<Route>> {
+        if route.kind == PathKind::Regex {
+            if let Some(existing) = self.regex.iter().find(|r| r.path == route.path && r.conditions == route.conditions)
+            {
+                return Err(existing.clone());
+            }
+            self.regex.push(route);
+            self.regex.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+            return Ok(());
+        }
         let (map, key): (_, Box<str>) = match route.kind {
+            PathKind::Regex => unreachable!("handled above"),
             PathKind::Exact => (&mut self.exact, route.path.clone()),
             PathKind::Prefix => (&mut self.prefix, route.path.trim_end_matches('/').into()),
         };
@@ -96,6 +113,14 @@ impl HostRoutes {
         if let Some(route) = self.exact.get(path).and_then(|set| set.pick(req)) {
             return Some(route);
         }
+        // As in nginx, a matching regular expression beats a prefix.
+        let regex_hit = self.regex.iter().find(|r| {
+            r.regex.as_ref().is_some_and(|re| re.is_match(path))
+                && r.conditions.as_ref().is_none_or(|c| req.is_some_and(|req| c.matches(req)))
+        });
+        if regex_hit.is_some() {
+            return regex_hit;
+        }
         if self.prefix.is_empty() {
             return None;
         }
@@ -113,11 +138,11 @@ impl HostRoutes {
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.exact.values().chain(self.prefix.values()).flat_map(|set| set.0.iter())
+        self.exact.values().chain(self.prefix.values()).flat_map(|set| set.0.iter()).chain(self.regex.iter())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefix.is_empty()
+        self.exact.is_empty() && self.prefix.is_empty() && self.regex.is_empty()
     }
 }
 
@@ -208,6 +233,7 @@ mod tests {
             canary: None,
             conditions: None,
             filters: None,
+            regex: None,
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
     }
@@ -317,6 +343,7 @@ mod tests {
             canary: None,
             conditions: None,
             filters: None,
+            regex: None,
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");

@@ -486,3 +486,42 @@ async fn gateway_api_filters() {
     assert_eq!(r.status(), 301);
     assert_eq!(r.headers()["location"], "http://new.test/new/page?x=1");
 }
+
+/// Regular-expression paths: ingress-nginx `use-regex` and Gateway API `RegularExpression`.
+#[tokio::test]
+async fn regular_expression_paths() {
+    let re = start_pods("re", 1);
+    let plain = start_pods("plain", 1);
+    let m = Manifests::new();
+    m.service("re", &[&re[0]]);
+    m.service("plain", &[&plain[0]]);
+    m.write("plain.yaml", &ingress_yaml("plain", Some("nginx.test"), &[("/", "Prefix", "plain")], &[]));
+    m.write(
+        "re.yaml",
+        &ingress_yaml(
+            "re",
+            Some("nginx.test"),
+            &[("/api/v[0-9]+/", "ImplementationSpecific", "re")],
+            &[("use-regex", "true")],
+        ),
+    );
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\nspec:\n  \
+         parentRefs: [{name: web}]\n  hostnames: [gw.test]\n  rules:\n  \
+         - matches: [{path: {type: RegularExpression, value: \"/items/[0-9]+\"}}]\n    backendRefs: [{name: re, port: 80}]\n  \
+         - backendRefs: [{name: plain, port: 80}]\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let c = no_jar();
+    let pod = |host: &'static str, path: &'static str| {
+        let r = c.get(t.url(path)).header("host", host);
+        async move { get_with(r).await.pod }
+    };
+    assert_eq!(pod("nginx.test", "/api/v2/users").await, "re-0");
+    assert_eq!(pod("nginx.test", "/API/V3/x").await, "re-0", "use-regex is case-insensitive");
+    assert_eq!(pod("nginx.test", "/api/vx/users").await, "plain-0");
+    assert_eq!(pod("gw.test", "/items/42").await, "re-0");
+    assert_eq!(pod("gw.test", "/items/42/more").await, "plain-0", "Gateway regular expressions match the whole path");
+}
