@@ -26,6 +26,8 @@ pub struct CanaryRules {
     /// canary).
     pub by_header: Option<HeaderName>,
     pub header_value: Option<Box<str>>,
+    /// `canary-by-header-pattern`: a header value matching this expression → canary.
+    pub header_pattern: Option<Pattern>,
     /// `canary-by-cookie`: `always` → canary, `never` → main.
     pub by_cookie: Option<Box<str>>,
     /// `canary-weight` out of `canary-weight-total`.
@@ -34,6 +36,18 @@ pub struct CanaryRules {
     /// `affinity-canary-behavior: sticky` (default): an affinity cookie keeps its side.
     pub sticky_sides: bool,
 }
+
+/// A compiled expression compared by its source (so rules stay comparable).
+#[derive(Clone, Debug)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Pattern {}
 
 /// Which side serves a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,9 +76,13 @@ impl Canary {
         }
         if let Some(name) = &r.by_header {
             if let Some(v) = headers.get(name).map(|v| v.as_bytes()) {
+                let by_pattern = r.header_pattern.as_ref().filter(|_| r.header_value.is_none());
                 match &r.header_value {
                     Some(want) if v == want.as_bytes() => return Side::Canary,
                     Some(_) => {}
+                    None if by_pattern.is_some_and(|p| std::str::from_utf8(v).is_ok_and(|v| p.0.is_match(v))) => {
+                        return Side::Canary
+                    }
                     None if v == b"always" => return Side::Canary,
                     None if v == b"never" => return Side::Main,
                     None => {}
@@ -89,4 +107,41 @@ impl Canary {
 fn holds_session(backend: &Backend, sticky: Option<&RouteSticky>, headers: &HeaderMap, keys: &CookieKeys) -> bool {
     let Some(sticky) = sticky else { return false };
     sticky.policy.token_values(headers).any(|v| keys.decode(v, backend.scope).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::affinity::token::CookieKey;
+    use http::HeaderValue;
+
+    fn canary(rules: CanaryRules) -> Canary {
+        Canary { backend: Arc::new(Backend::new("canary".into(), vec![], 1, None, None)), sticky: None, rules }
+    }
+
+    #[test]
+    fn header_value_then_pattern_then_cookie_then_weight() {
+        let main = Backend::new("main".into(), vec![], 2, None, None);
+        let keys = CookieKeys::single(CookieKey::new(&[1; 32]).unwrap());
+        let c = canary(CanaryRules {
+            by_header: Some(HeaderName::from_static("x-canary")),
+            header_pattern: Some(Pattern(regex::Regex::new("^(beta|preview)-").unwrap())),
+            by_cookie: Some("canary".into()),
+            weight_total: 100,
+            sticky_sides: true,
+            ..Default::default()
+        });
+        let side = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            c.side(&main, None, &h, &keys)
+        };
+        assert_eq!(side(&[("x-canary", "beta-7")]), Side::Canary);
+        assert_eq!(side(&[("x-canary", "stable")]), Side::Main);
+        assert_eq!(side(&[("x-canary", "stable"), ("cookie", "canary=always")]), Side::Canary);
+        assert_eq!(side(&[("cookie", "canary=never")]), Side::Main);
+        assert_eq!(side(&[]), Side::Main, "weight 0");
+    }
 }

@@ -48,6 +48,7 @@ const HONOURED: &[&str] = &[
     "canary",
     "canary-by-header",
     "canary-by-header-value",
+    "canary-by-header-pattern",
     "canary-by-cookie",
     "canary-weight",
     "canary-weight-total",
@@ -182,6 +183,17 @@ fn canary_rules<'a>(out: &mut NginxSettings, get: &dyn Fn(&str) -> Option<&'a st
         }
     }
     rules.header_value = get("canary-by-header-value").filter(|v| !v.is_empty()).map(Into::into);
+    if let Some(p) = get("canary-by-header-pattern").filter(|v| !v.is_empty()) {
+        // ingress-nginx ignores the pattern when an exact value is given.
+        match regex::Regex::new(p) {
+            Ok(re) => rules.header_pattern = Some(crate::route::canary::Pattern(re)),
+            Err(e) => out.note(
+                &key("canary-by-header-pattern"),
+                &format!("{p:?} is not a valid expression ({e}); ignored"),
+                true,
+            ),
+        }
+    }
     rules.by_cookie = get("canary-by-cookie").filter(|v| !v.is_empty()).map(Into::into);
     if let Some(t) = get("canary-weight-total") {
         match t.parse::<u32>() {
