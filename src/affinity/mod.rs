@@ -210,16 +210,22 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
         }
         AffinityMode::Persistent => {
             let endpoint = backend.next_round_robin()?;
-            let session = rand::random::<u64>();
-            let issue = Token {
-                mode: TokenMode::Persistent,
-                issued: now,
-                session,
-                endpoint: backend.endpoints[endpoint].digest,
-            };
-            Some(Selection { endpoint, decision: Decision::New, issue: Some(issue), session: Some(session) })
+            Some(pin_persistent(backend, endpoint, rand::random(), now, Decision::New))
         }
     }
+}
+
+/// A persistent session `session` on `endpoint`: the cookie carries the endpoint's digest.
+pub(crate) fn pin_persistent(
+    backend: &Backend,
+    endpoint: usize,
+    session: u64,
+    now: u32,
+    decision: Decision,
+) -> Selection {
+    let issue =
+        Token { mode: TokenMode::Persistent, issued: now, session, endpoint: backend.endpoints[endpoint].digest };
+    Selection { endpoint, decision, issue: Some(issue), session: Some(session) }
 }
 
 /// A balanced session on `target`: a balanced cookie only carries a session id, so draw ids
@@ -248,15 +254,7 @@ pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: 
         return Some(Selection { endpoint, decision: previous.decision, issue: None, session: Some(session) });
     };
     Some(match policy.mode {
-        AffinityMode::Persistent => {
-            let issue = Token {
-                mode: TokenMode::Persistent,
-                issued: now,
-                session,
-                endpoint: backend.endpoints[endpoint].digest,
-            };
-            Selection { endpoint, decision: Decision::Failover, issue: Some(issue), session: Some(session) }
-        }
+        AffinityMode::Persistent => pin_persistent(backend, endpoint, session, now, Decision::Failover),
         AffinityMode::Balanced => pin_balanced(backend, endpoint, now, Decision::Failover),
     })
 }

@@ -7,7 +7,7 @@
 
 use crate::affinity::cookie::AffinityMode;
 use crate::affinity::token::{CookieKeys, Token, TokenMode};
-use crate::affinity::{Decision, Selection};
+use crate::affinity::{pin_persistent, Decision, Selection};
 use crate::route::Backend;
 
 /// ingress-nginx's persistent key for an endpoint of backend `nginx_name`.
@@ -26,14 +26,7 @@ pub fn follow(backend: &Backend, mode: AffinityMode, value: &[u8], keys: &Cookie
         AffinityMode::Persistent => {
             let digest = parse_md5_hex(key)?;
             let endpoint = backend.by_nginx_key(&digest)?;
-            let session = rand::random::<u64>();
-            let issue = Token {
-                mode: TokenMode::Persistent,
-                issued: now,
-                session,
-                endpoint: backend.endpoints[endpoint].digest,
-            };
-            Some(Selection { endpoint, decision: Decision::Migrated, issue: Some(issue), session: Some(session) })
+            Some(pin_persistent(backend, endpoint, rand::random(), now, Decision::Migrated))
         }
         AffinityMode::Balanced => {
             // Only values shaped like ingress-nginx's keys, and placed by a keyed hash, so a
