@@ -13,3 +13,21 @@ pub fn parse_bool(value: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// RFC 6265 cookie-name: a non-empty HTTP token.
+pub fn is_cookie_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A boolean annotation: absent is false; a value that is not a boolean is noted and false.
+pub fn flag(notes: &mut Vec<nginx::AnnotationNote>, key: String, value: Option<&str>) -> bool {
+    let Some(v) = value else { return false };
+    parse_bool(v).unwrap_or_else(|| {
+        notes.push(nginx::AnnotationNote {
+            key,
+            reason: format!("{v:?} is not a boolean; using false"),
+            warning: true,
+        });
+        false
+    })
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::dialect::parse_bool;
+use crate::compile::dialect::{flag, is_cookie_name};
 use crate::route::canary::CanaryRules;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -238,17 +238,8 @@ impl NginxSettings {
     }
 
     fn boolean(&mut self, name: &str, value: Option<&str>) -> bool {
-        let Some(v) = value else { return false };
-        parse_bool(v).unwrap_or_else(|| {
-            self.note(&key(name), &format!("{v:?} is not a boolean; using false"), true);
-            false
-        })
+        flag(&mut self.notes, key(name), value)
     }
-}
-
-/// RFC 6265 cookie-name: an HTTP token.
-fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Attribute values may not contain `;` or control characters.

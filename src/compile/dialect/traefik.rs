@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::compile::dialect::nginx::AnnotationNote;
-use crate::compile::dialect::parse_bool;
+use crate::compile::dialect::{flag, is_cookie_name};
 
 pub const PREFIX: &str = "traefik.ingress.kubernetes.io/";
 const COOKIE: &str = "service.sticky.cookie";
@@ -58,7 +58,7 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>, service_name: &str)
     }
     let name = if v2 { get("service.sticky.cookie.name") } else { get("session-cookie-name") };
     let name = match name.filter(|n| !n.is_empty()) {
-        Some(n) if is_token(n) => n.to_owned(),
+        Some(n) if is_cookie_name(n) => n.to_owned(),
         Some(n) => {
             out.note(
                 &key("service.sticky.cookie.name"),
@@ -125,21 +125,13 @@ fn key(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
-fn is_token(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl TraefikSettings {
     fn note(&mut self, key: &str, reason: &str, warning: bool) {
         self.notes.push(AnnotationNote { key: key.to_owned(), reason: reason.to_owned(), warning });
     }
 
     fn boolean(&mut self, name: &str, value: Option<&str>) -> bool {
-        let Some(v) = value else { return false };
-        parse_bool(v).unwrap_or_else(|| {
-            self.note(&key(name), &format!("{v:?} is not a boolean; using false"), true);
-            false
-        })
+        flag(&mut self.notes, key(name), value)
     }
 }
 
