@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::affinity::cookie::StickyPolicy;
+use k8s_openapi::api::networking::v1::ServiceBackendPort;
+
+use crate::affinity::cookie::{RouteSticky, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
 use crate::compile::dialect::traefik;
 use crate::compile::service::ServiceIndex;
@@ -82,7 +84,7 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         let mut endpoints = Vec::new();
         let mut problems = Vec::new();
         for (r, weight) in members {
-            let port = ServiceBackendPortRef::from(&r.port).0;
+            let port = service_port(&r.port);
             let resolved = match self.services.resolve(&r.namespace, &r.service, &port) {
                 Ok(resolved) => resolved,
                 Err(reason) => {
@@ -200,15 +202,20 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
     }
 }
 
-struct ServiceBackendPortRef(k8s_openapi::api::networking::v1::ServiceBackendPort);
+/// A route's view of its backend's affinity: the cookie Path is the policy's, else
+/// `default_path`; `issues_cookies` is false for routes that only honour the cookie.
+pub fn route_sticky(backend: &Backend, default_path: &str, issues_cookies: bool) -> Option<RouteSticky> {
+    backend.sticky.as_ref().map(|policy| RouteSticky {
+        policy: policy.clone(),
+        cookie_path: policy.path.clone().unwrap_or_else(|| default_path.into()),
+        issues_cookies,
+    })
+}
 
-impl From<&String> for ServiceBackendPortRef {
-    fn from(port: &String) -> Self {
-        let mut p = k8s_openapi::api::networking::v1::ServiceBackendPort::default();
-        match port.parse::<i32>() {
-            Ok(n) => p.number = Some(n),
-            Err(_) => p.name = Some(port.clone()),
-        }
-        ServiceBackendPortRef(p)
+/// A port as written (number or name) in the shape Service resolution takes.
+fn service_port(port: &str) -> ServiceBackendPort {
+    match port.parse::<i32>() {
+        Ok(n) => ServiceBackendPort { number: Some(n), name: None },
+        Err(_) => ServiceBackendPort { number: None, name: Some(port.to_owned()) },
     }
 }

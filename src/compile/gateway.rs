@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::affinity::cookie::{AffinityMode, RouteSticky, SameSite, StickyPolicy};
+use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
@@ -116,11 +116,7 @@ pub fn compile_http_routes(
             _ => None,
         };
         for host in &p.hosts {
-            let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
-                policy: policy.clone(),
-                cookie_path: policy.path.clone().unwrap_or_else(|| p.path.clone().into()),
-                issues_cookies: p.sticky.is_some(),
-            });
+            let sticky = route_sticky(&backend, &p.path, p.sticky.is_some());
             let route = Route {
                 source: p.object.clone().into(),
                 host: if host.is_empty() { "*".into() } else { host.clone().into() },

@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::dialect::nginx;
 use crate::compile::service::ServiceIndex;
 use crate::compile::{CompileOptions, CONTROLLER_NAME};
@@ -38,7 +38,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     let services = ServiceIndex::new(snapshot);
     let mut ingresses: Vec<&Sourced<Ingress>> =
         snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)).collect();
-    ingresses.sort_by_key(|i| age_key(i));
+    ingresses.sort_by_key(|i| model::age_key(&i.obj.metadata));
 
     let mut pending = Vec::new();
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
@@ -189,11 +189,11 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             _ => None,
         };
         let backend = builder.get(&p.backend, diags);
-        let sticky = route_sticky(&backend, &p, &builder);
+        let sticky = sticky_of(&backend, &p, &builder);
         let key = (p.host.to_ascii_lowercase(), p.kind, p.path.trim_end_matches('/').to_owned());
         let canary = canary_of.remove(&key).map(|c| {
             let backend = builder.get(&c.backend, diags);
-            let sticky = route_sticky(&backend, &c, &builder);
+            let sticky = sticky_of(&backend, &c, &builder);
             Canary { backend, sticky, rules: c.canary.as_deref().cloned().unwrap_or_default() }
         });
         let route = Route {
@@ -330,14 +330,6 @@ fn validate_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Oldest first: creation time (objects without one, as in plain files, count as newest),
-/// then namespace/name.
-fn age_key(i: &Sourced<Ingress>) -> (bool, Option<String>, String, String) {
-    let meta = &i.obj.metadata;
-    let ts = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
-    (ts.is_none(), ts, model::namespace(meta).to_owned(), model::name(meta).to_owned())
-}
-
 /// Class filtering: `spec.ingressClassName`, else the legacy annotation, else the default
 /// IngressClass (or, when none is marked default, tether takes class-less Ingresses).
 fn is_ours(
@@ -381,15 +373,12 @@ fn is_ours(
     ours
 }
 
-fn route_sticky(backend: &Backend, p: &PendingRoute, builder: &BackendBuilder<'_, '_>) -> Option<RouteSticky> {
-    backend.sticky.as_ref().map(|policy| RouteSticky {
-        policy: policy.clone(),
-        cookie_path: policy.path.clone().unwrap_or_else(|| match p.kind {
-            PathKind::Regex => literal_prefix(&p.path).into(),
-            _ => p.path.clone().into(),
-        }),
-        issues_cookies: p.sticky.is_some() || builder.service_issues_cookies(&p.backend),
-    })
+fn sticky_of(backend: &Backend, p: &PendingRoute, builder: &BackendBuilder<'_, '_>) -> Option<RouteSticky> {
+    let default_path = match p.kind {
+        PathKind::Regex => literal_prefix(&p.path),
+        _ => &p.path,
+    };
+    route_sticky(backend, default_path, p.sticky.is_some() || builder.service_issues_cookies(&p.backend))
 }
 
 /// The part of a regular-expression path before its first metacharacter, cut back to the last

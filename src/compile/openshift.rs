@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::affinity::cookie::{AffinityMode, RouteSticky, SameSite, StickyPolicy};
+use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::backend::{BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::dialect::parse_bool;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
@@ -48,11 +48,7 @@ pub fn compile_routes(
     let services = ServiceIndex::new(snapshot);
     let mut routes: Vec<&Sourced<openshift::Route>> = snapshot.routes.iter().collect();
     // Oldest first, as the OpenShift router admits them.
-    routes.sort_by_key(|r| {
-        let m = &r.obj.metadata;
-        let ts = m.creation_timestamp.as_ref().map(|t| t.0.to_string());
-        (ts.is_none(), ts, model::namespace(m).to_owned(), model::name(m).to_owned())
-    });
+    routes.sort_by_key(|r| model::age_key(&r.obj.metadata));
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
     let mut hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
     let mut planned = Vec::new();
@@ -80,11 +76,7 @@ pub fn compile_routes(
     let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
-        let sticky = backend.sticky.as_ref().map(|policy| RouteSticky {
-            policy: policy.clone(),
-            cookie_path: policy.path.clone().unwrap_or_else(|| "/".into()),
-            issues_cookies: p.sticky.is_some(),
-        });
+        let sticky = route_sticky(&backend, "/", p.sticky.is_some());
         let compiled = Route {
             source: p.object.clone().into(),
             host: p.host.clone().into(),

@@ -79,6 +79,13 @@ pub fn describe(kind: &str, meta: &ObjectMeta) -> String {
     format!("{kind} {}/{}", namespace(meta), name(meta))
 }
 
+/// Oldest first: creation time (objects without one, as in plain files, count as newest),
+/// then namespace/name. Conflicts between routing objects go to the oldest.
+pub fn age_key(meta: &ObjectMeta) -> (bool, Option<String>, String, String) {
+    let ts = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
+    (ts.is_none(), ts, namespace(meta).to_owned(), name(meta).to_owned())
+}
+
 /// An annotation value, if present.
 pub fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
