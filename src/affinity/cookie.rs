@@ -76,6 +76,9 @@ pub struct StickyPolicy {
     /// Gateway API `absoluteTimeout`: the session ends this long after it started, whether or
     /// not the cookie carries Expires/Max-Age (checked against the time inside the token).
     pub absolute_timeout: Option<u64>,
+    /// Gateway API `idleTimeout`: the session ends when no request re-issued the cookie for
+    /// this long (re-issued once a quarter of the window has passed).
+    pub idle_timeout: Option<u64>,
     /// Gateway API `type: Header`: the token travels in this request/response header instead of
     /// a cookie (for API clients without a cookie jar).
     pub header: Option<http::header::HeaderName>,
@@ -99,6 +102,7 @@ impl StickyPolicy {
             partitioned: false,
             refresh: false,
             absolute_timeout: None,
+            idle_timeout: None,
             header: None,
         }
     }
@@ -125,24 +129,30 @@ pub struct RouteSticky {
 }
 
 impl RouteSticky {
-    /// Builds the `Set-Cookie` value for a freshly issued token.
+    /// Builds the `Set-Cookie` value for a freshly issued token of a session that started at
+    /// `session_started` (Unix seconds): with an absolute timeout, a re-issued cookie expires
+    /// when the session does, not a full lifetime later.
     pub fn set_cookie(
         &self,
         value: &str,
+        session_started: u32,
         now: SystemTime,
         tls: bool,
         user_agent: Option<&[u8]>,
     ) -> Option<HeaderValue> {
         let p = &self.policy;
+        let unix_now = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let remaining = p.absolute_timeout.map(|t| t.saturating_sub(unix_now.saturating_sub(session_started.into())));
+        let lifetime = |secs: u64| remaining.map_or(secs, |r| secs.min(r));
         let mut out = String::with_capacity(160);
         out.push_str(&p.cookie_name);
         out.push('=');
         out.push_str(value);
-        if let Some(secs) = p.expires {
+        if let Some(secs) = p.expires.map(lifetime) {
             out.push_str("; Expires=");
             out.push_str(&httpdate::fmt_http_date(now + Duration::from_secs(secs)));
         }
-        if let Some(secs) = p.max_age {
+        if let Some(secs) = p.max_age.map(lifetime) {
             out.push_str("; Max-Age=");
             out.push_str(&secs.to_string());
         }
@@ -242,7 +252,7 @@ mod tests {
         p.secure = true;
         p.same_site = SameSite::parse("lax");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let v = route(p).set_cookie("TOKEN", now, false, None).unwrap();
+        let v = route(p).set_cookie("TOKEN", 0, now, false, None).unwrap();
         assert_eq!(
             v.to_str().unwrap(),
             "route=TOKEN; Expires=Tue, 14 Nov 2023 22:14:20 GMT; Max-Age=120; Domain=example.com; \
@@ -252,9 +262,9 @@ mod tests {
 
     #[test]
     fn defaults_are_session_cookie_with_path_and_httponly() {
-        let v = route(StickyPolicy::new("INGRESSCOOKIE")).set_cookie("v", SystemTime::now(), false, None).unwrap();
+        let v = route(StickyPolicy::new("INGRESSCOOKIE")).set_cookie("v", 0, SystemTime::now(), false, None).unwrap();
         assert_eq!(v.to_str().unwrap(), "INGRESSCOOKIE=v; Path=/app; HttpOnly");
-        let tls = route(StickyPolicy::new("c")).set_cookie("v", SystemTime::now(), true, None).unwrap();
+        let tls = route(StickyPolicy::new("c")).set_cookie("v", 0, SystemTime::now(), true, None).unwrap();
         assert_eq!(tls.to_str().unwrap(), "c=v; Path=/app; Secure; HttpOnly");
     }
 
@@ -269,10 +279,23 @@ mod tests {
         let new =
             b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
         let now = SystemTime::now();
-        assert!(!r.set_cookie("v", now, false, Some(old)).unwrap().to_str().unwrap().contains("SameSite"));
-        assert!(r.set_cookie("v", now, false, Some(new)).unwrap().to_str().unwrap().ends_with("SameSite=None"));
+        assert!(!r.set_cookie("v", 0, now, false, Some(old)).unwrap().to_str().unwrap().contains("SameSite"));
+        assert!(r.set_cookie("v", 0, now, false, Some(new)).unwrap().to_str().unwrap().ends_with("SameSite=None"));
         assert!(same_site_none_incompatible(b"Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1.2 Mobile/15E148 Safari/604.1"));
         assert!(same_site_none_incompatible(b"Mozilla/5.0 (Linux; U; Android 8.1.0; en-US) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/57.0.2987.108 UCBrowser/12.10.2.1164 Mobile Safari/537.36"));
+    }
+
+    #[test]
+    fn a_reissued_permanent_cookie_expires_with_its_session() {
+        let mut p = StickyPolicy::new("s");
+        p.absolute_timeout = Some(3600);
+        p.max_age = Some(3600);
+        let r = route(p);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let fresh = r.set_cookie("v", 1_700_000_000, now, false, None).unwrap();
+        assert!(fresh.to_str().unwrap().contains("Max-Age=3600;"), "{fresh:?}");
+        let later = r.set_cookie("v", 1_700_000_000 - 1000, now, false, None).unwrap();
+        assert!(later.to_str().unwrap().contains("Max-Age=2600;"), "{later:?}");
     }
 
     #[test]

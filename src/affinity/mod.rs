@@ -97,16 +97,20 @@ pub fn select(
             cx.keys.decode(value, backend.scope).filter(|(t, _)| !expired(policy, t, cx.now))
         {
             if let Some(mut selection) = follow(backend, policy.mode, token, key_used) {
-                if selection.issue.is_none() && due_for_refresh(policy, &token, cx.now) {
-                    selection.issue = Some(Token { issued: cx.now, ..token });
-                }
-                if key_used == KeyUsed::Previous && selection.issue.is_none() {
-                    // Re-sign under the current key (a persistent digest is recomputed).
+                if selection.issue.is_none()
+                    && (key_used == KeyUsed::Previous || due_for_refresh(policy, &token, cx.now))
+                {
+                    // Sliding expiry, idle timeout, or a cookie signed by the previous key:
+                    // the same session re-issued (a persistent digest is recomputed).
                     let endpoint = match token.mode {
                         TokenMode::Persistent => backend.endpoints[selection.endpoint].digest,
                         TokenMode::Balanced => 0,
                     };
                     selection.issue = Some(Token { endpoint, ..token });
+                }
+                // Whatever is sent now is what the browser's cookie lifetime counts from.
+                if let Some(issue) = &mut selection.issue {
+                    issue.refreshed = cx.now;
                 }
                 return Some(selection);
             }
@@ -126,21 +130,30 @@ pub fn select(
     Some(selection)
 }
 
-/// Clock skew tolerated between replicas when checking a cookie's age.
-const SKEW_SECS: u64 = 60;
-
-/// A cookie older than its `Max-Age` (else `Expires`) lifetime counts as no cookie: the
-/// browser should have dropped it, so whoever still sends it replayed it.
-fn expired(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
-    let Some(lifetime) = policy.absolute_timeout.or(policy.max_age).or(policy.expires) else { return false };
-    u64::from(now.saturating_sub(token.issued)) > lifetime + SKEW_SECS
+/// Clock skew tolerated between replicas when checking a cookie's age: a minute, or a quarter
+/// of a short lifetime.
+fn skew(lifetime: u64) -> u64 {
+    (lifetime / 4).min(60)
 }
 
-/// Sliding expiry: re-issue (with fresh `Expires`/`Max-Age`) once a quarter of the lifetime has
-/// passed, not on every response.
+/// A token past one of its limits counts as no cookie: the browser should have dropped it (or
+/// the session ended), so whoever still sends it replayed it. Session age counts from `issued`;
+/// cookie lifetime (`Max-Age`/`Expires`) and idleness count from the last re-issue.
+fn expired(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
+    let past = |since: u32, limit: Option<u64>| {
+        limit.is_some_and(|limit| u64::from(now.saturating_sub(since)) > limit + skew(limit))
+    };
+    past(token.issued, policy.absolute_timeout)
+        || past(token.refreshed, policy.max_age.or(policy.expires))
+        || past(token.refreshed, policy.idle_timeout)
+}
+
+/// Sliding expiry and idle timeouts: re-issue once a quarter of the window has passed since the
+/// last issue, not on every response.
 fn due_for_refresh(policy: &crate::affinity::cookie::StickyPolicy, token: &Token, now: u32) -> bool {
-    let Some(lifetime) = policy.max_age.or(policy.expires).filter(|_| policy.refresh) else { return false };
-    u64::from(now.saturating_sub(token.issued)) * 4 >= lifetime
+    let sliding = policy.max_age.or(policy.expires).filter(|_| policy.refresh);
+    let since = u64::from(now.saturating_sub(token.refreshed));
+    [sliding, policy.idle_timeout].into_iter().flatten().any(|window| since * 4 >= window)
 }
 
 /// No cookie to follow or set: client-address hashing if the Service asks for it, else round
@@ -183,6 +196,7 @@ fn follow(backend: &Backend, mode: AffinityMode, token: Token, key_used: KeyUsed
             // the same on every replica; the new cookie pins it from now on.
             let endpoint = backend.ring_ready.first(token.session)?;
             let issue = Token { endpoint: backend.endpoints[endpoint].digest, ..token };
+            // (`refreshed` is set by the caller, which knows the time.)
             Some(Selection { endpoint, decision: Decision::Failover, issue: Some(issue), session: Some(token.session) })
         }
         _ => None,
@@ -195,7 +209,7 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
             let session = rand::random::<u64>();
             let endpoint = backend.ring_live.first(session)?;
             if backend.endpoints[endpoint].state == EndpointState::Ready {
-                let issue = Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 };
+                let issue = Token::new(TokenMode::Balanced, now, session, 0);
                 return Some(Selection {
                     endpoint,
                     decision: Decision::New,
@@ -223,8 +237,7 @@ pub(crate) fn pin_persistent(
     now: u32,
     decision: Decision,
 ) -> Selection {
-    let issue =
-        Token { mode: TokenMode::Persistent, issued: now, session, endpoint: backend.endpoints[endpoint].digest };
+    let issue = Token::new(TokenMode::Persistent, now, session, backend.endpoints[endpoint].digest);
     Selection { endpoint, decision, issue: Some(issue), session: Some(session) }
 }
 
@@ -233,7 +246,7 @@ pub(crate) fn pin_persistent(
 /// still served by `target`, just without a cookie.
 fn pin_balanced(backend: &Backend, target: usize, now: u32, decision: Decision) -> Selection {
     let found = (0..1024).map(|_| rand::random::<u64>()).find(|&s| backend.ring_live.first(s) == Some(target));
-    let issue = found.map(|session| Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 });
+    let issue = found.map(|session| Token::new(TokenMode::Balanced, now, session, 0));
     Selection { endpoint: target, decision, issue, session: found }
 }
 
@@ -324,12 +337,7 @@ mod tests {
         let without_a = backend(&[("b", Ready), ("c", Ready)], AffinityMode::Persistent);
         let k = key();
         for session in 0..200u64 {
-            let token = Token {
-                mode: TokenMode::Persistent,
-                issued: 1,
-                session,
-                endpoint: k.current.digest("tether/endpoint", b"a"),
-            };
+            let token = Token::new(TokenMode::Persistent, 1, session, k.current.digest("tether/endpoint", b"a"));
             let hit = select(&full, Some(&route(&full)), &with_cookie(&full, &token), &cx(&k)).unwrap();
             assert_eq!((name(&full, &hit), hit.decision), ("a".into(), Decision::Hit));
             let moved =
@@ -388,58 +396,90 @@ mod tests {
         }
     }
 
+    fn at_time(keys: &CookieKeys, now: u32) -> SelectContext<'_> {
+        SelectContext { now, ..cx(keys) }
+    }
+
+    fn with_policy(edit: impl FnOnce(&mut StickyPolicy)) -> Backend {
+        let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
+        let mut policy = (*b.sticky.clone().unwrap()).clone();
+        edit(&mut policy);
+        b.sticky = Some(Arc::new(policy));
+        b
+    }
+
     #[test]
     fn a_cookie_past_its_max_age_or_absolute_timeout_is_not_obeyed() {
         let k = key();
         let digest = k.current.digest("tether/endpoint", b"a");
-        let young = Token { mode: TokenMode::Persistent, issued: 100_000, session: 1, endpoint: digest };
-        let old = Token { issued: 100_000 - 3600 - 61, ..young };
-        let c = SelectContext {
-            keys: &k,
-            now: 100_000,
-            accept_nginx_cookies: false,
-            client_hash: 0,
-            client_ip: b"",
-            uri: None,
-        };
+        let young = Token::new(TokenMode::Persistent, 100_000, 1, digest);
+        let old = Token::new(TokenMode::Persistent, 100_000 - 3600 - 61, 1, digest);
         // Max-Age (ingress-nginx), then a Gateway API absoluteTimeout on a session cookie.
         for (max_age, absolute) in [(Some(3600), None), (None, Some(3600))] {
-            let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
-            let mut policy = (*b.sticky.clone().unwrap()).clone();
-            policy.max_age = max_age;
-            policy.absolute_timeout = absolute;
-            b.sticky = Some(Arc::new(policy));
+            let b = with_policy(|p| (p.max_age, p.absolute_timeout) = (max_age, absolute));
+            let c = at_time(&k, 100_000);
             let at = |t: &Token| select(&b, Some(&route(&b)), &with_cookie(&b, t), &c).unwrap().decision;
             assert_eq!(at(&young), Decision::Hit);
             assert_eq!(at(&old), Decision::Rejected);
         }
+        // A session re-issued recently still ends at its absolute timeout.
+        let b = with_policy(|p| p.absolute_timeout = Some(3600));
+        let refreshed_but_old = Token { refreshed: 100_000 - 10, ..old };
+        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &refreshed_but_old), &at_time(&k, 100_000)).unwrap();
+        assert_eq!(s.decision, Decision::Rejected);
+        // A Max-Age cookie re-issued recently (sliding expiry) is still good.
+        let b = with_policy(|p| (p.max_age, p.refresh) = (Some(3600), true));
+        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &refreshed_but_old), &at_time(&k, 100_000)).unwrap();
+        assert_eq!(s.decision, Decision::Hit);
     }
 
     #[test]
     fn sliding_expiry_reissues_after_a_quarter_of_the_lifetime() {
-        let mut b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
-        let mut policy = (*b.sticky.clone().unwrap()).clone();
-        policy.max_age = Some(400);
-        policy.refresh = true;
-        b.sticky = Some(Arc::new(policy));
+        let b = with_policy(|p| (p.max_age, p.refresh) = (Some(400), true));
         let k = key();
         let digest = k.current.digest("tether/endpoint", b"a");
         let at = |issued: u32| {
-            let t = Token { mode: TokenMode::Persistent, issued, session: 1, endpoint: digest };
-            let c = SelectContext {
-                keys: &k,
-                now: 10_000,
-                accept_nginx_cookies: false,
-                client_hash: 0,
-                client_ip: b"",
-                uri: None,
-            };
-            select(&b, Some(&route(&b)), &with_cookie(&b, &t), &c).unwrap()
+            let t = Token::new(TokenMode::Persistent, issued, 1, digest);
+            select(&b, Some(&route(&b)), &with_cookie(&b, &t), &at_time(&k, 10_000)).unwrap()
         };
         assert_eq!(at(10_000 - 50).issue, None, "fresh: no re-issue");
         let refreshed = at(10_000 - 150).issue.expect("re-issued after a quarter");
-        assert_eq!((refreshed.issued, refreshed.session, refreshed.endpoint), (10_000, 1, digest));
+        assert_eq!(
+            (refreshed.issued, refreshed.refreshed, refreshed.session, refreshed.endpoint),
+            (10_000 - 150, 10_000, 1, digest),
+            "the session keeps its start time"
+        );
         assert_eq!(at(10_000 - 150).decision, Decision::Hit);
+    }
+
+    #[test]
+    fn idle_timeout_ends_quiet_sessions_and_active_ones_are_refreshed() {
+        let b = with_policy(|p| (p.idle_timeout, p.absolute_timeout) = (Some(600), Some(7200)));
+        let k = key();
+        let digest = k.current.digest("tether/endpoint", b"a");
+        let start = 100_000;
+        let mut token = Token::new(TokenMode::Persistent, start, 7, digest);
+        // A request every 5 minutes keeps the session alive well past the idle window...
+        let mut now = start;
+        let mut reissued = 0;
+        while now < start + 3600 {
+            now += 300;
+            let s = select(&b, Some(&route(&b)), &with_cookie(&b, &token), &at_time(&k, now)).unwrap();
+            assert_eq!((s.decision, name(&b, &s)), (Decision::Hit, "a".to_string()), "at +{}", now - start);
+            if let Some(t) = s.issue {
+                assert_eq!((t.issued, t.refreshed, t.session), (start, now, 7));
+                token = t;
+                reissued += 1;
+            }
+        }
+        assert_eq!(reissued, 12, "each request was past a quarter of the idle window");
+        // ...then 12 minutes of silence (beyond the window and its minute of skew) ends it.
+        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &token), &at_time(&k, now + 720)).unwrap();
+        assert_eq!(s.decision, Decision::Rejected);
+        // And the absolute timeout ends even an active session.
+        let active = Token { refreshed: start + 7300, ..token };
+        let s = select(&b, Some(&route(&b)), &with_cookie(&b, &active), &at_time(&k, start + 7400)).unwrap();
+        assert_eq!(s.decision, Decision::Rejected);
     }
 
     #[test]
@@ -454,7 +494,7 @@ mod tests {
     #[test]
     fn a_token_of_the_other_mode_is_not_obeyed() {
         let b = backend(&[("a", Ready), ("b", Ready)], AffinityMode::Persistent);
-        let balanced = Token { mode: TokenMode::Balanced, issued: 1, session: 3, endpoint: 0 };
+        let balanced = Token::new(TokenMode::Balanced, 1, 3, 0);
         let s = select(&b, Some(&route(&b)), &with_cookie(&b, &balanced), &cx(&key())).unwrap();
         assert_eq!(s.decision, Decision::Rejected);
         assert!(s.issue.is_some());

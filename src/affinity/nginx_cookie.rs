@@ -36,7 +36,7 @@ pub fn follow(backend: &Backend, mode: AffinityMode, value: &[u8], keys: &Cookie
             }
             let session = keys.current.digest("tether/nginx-session", key);
             let endpoint = backend.ring_live.first(session)?;
-            let issue = Token { mode: TokenMode::Balanced, issued: now, session, endpoint: 0 };
+            let issue = Token::new(TokenMode::Balanced, now, session, 0);
             Some(Selection { endpoint, decision: Decision::Migrated, issue: Some(issue), session: Some(session) })
         }
     }

@@ -1,7 +1,10 @@
 //! The sticky cookie value: opaque, authenticated, identical on every replica.
 //!
-//! Layout before encoding (base64url, no padding):
-//! `version(1) | mode(1) | issued_unix_secs(4) | session_id(8) | endpoint_digest(8) | mac(12)`.
+//! Layout before encoding (base64url, no padding), version 2:
+//! `version(1) | mode(1) | issued(4) | refreshed(4) | session_id(8) | endpoint_digest(8) | mac(12)`.
+//! `issued` is when the session started (absolute timeouts count from it); `refreshed` is when
+//! the browser last got this cookie (idle timeouts and Max-Age count from it). Version 1 (no
+//! `refreshed`, 46 characters) is still read, so cookies issued before the upgrade keep working.
 //! The MAC is HMAC-SHA256 over `scope(8) | body`, truncated to 96 bits; the scope binds a
 //! cookie to one backend so it cannot be replayed against another. Nothing in the value
 //! names a pod or an address: the endpoint digest is itself a keyed HMAC.
@@ -13,12 +16,15 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-const VERSION: u8 = 1;
-const BODY_LEN: usize = 22;
+const VERSION: u8 = 2;
+const BODY_LEN: usize = 26;
 const MAC_LEN: usize = 12;
 const RAW_LEN: usize = BODY_LEN + MAC_LEN;
-/// Length of an encoded token (base64 of 34 bytes, no padding).
-pub const ENCODED_LEN: usize = 46;
+/// Length of an encoded token (base64 of 38 bytes, no padding).
+pub const ENCODED_LEN: usize = 51;
+/// Version 1 tokens: no `refreshed` field.
+const V1_BODY_LEN: usize = 22;
+const V1_ENCODED_LEN: usize = 46;
 
 /// Which affinity mode issued a token; a token of the wrong mode is not obeyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,10 +39,19 @@ pub struct Token {
     pub mode: TokenMode,
     /// Unix seconds when the session started (wall clock, so replicas agree).
     pub issued: u32,
+    /// Unix seconds when the cookie was last (re-)issued to the browser.
+    pub refreshed: u32,
     /// Random session id: the consistent-hash key of the session.
     pub session: u64,
     /// Keyed digest of the pinned endpoint (persistent mode), else 0.
     pub endpoint: u64,
+}
+
+impl Token {
+    /// A token issued now for a new session.
+    pub fn new(mode: TokenMode, now: u32, session: u64, endpoint: u64) -> Self {
+        Token { mode, issued: now, refreshed: now, session, endpoint }
+    }
 }
 
 /// The secret shared by all replicas, pre-keyed so a request pays no key schedule.
@@ -87,8 +102,9 @@ impl CookieKey {
         raw[0] = VERSION;
         raw[1] = token.mode as u8;
         raw[2..6].copy_from_slice(&token.issued.to_be_bytes());
-        raw[6..14].copy_from_slice(&token.session.to_be_bytes());
-        raw[14..22].copy_from_slice(&token.endpoint.to_be_bytes());
+        raw[6..10].copy_from_slice(&token.refreshed.to_be_bytes());
+        raw[10..18].copy_from_slice(&token.session.to_be_bytes());
+        raw[18..26].copy_from_slice(&token.endpoint.to_be_bytes());
         let tag = self.tag(scope, &raw[..BODY_LEN]);
         raw[BODY_LEN..].copy_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(raw)
@@ -97,16 +113,18 @@ impl CookieKey {
     /// Decodes and authenticates a cookie value; anything malformed, forged or issued for
     /// another scope is `None` (treated as no cookie).
     pub fn decode(&self, value: &[u8], scope: u64) -> Option<Token> {
-        if value.len() != ENCODED_LEN {
-            return None;
-        }
+        let (version, body_len) = match value.len() {
+            ENCODED_LEN => (VERSION, BODY_LEN),
+            V1_ENCODED_LEN => (1, V1_BODY_LEN),
+            _ => return None,
+        };
         let mut raw = [0u8; RAW_LEN + 2];
         let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).ok()?;
-        if n != RAW_LEN || raw[0] != VERSION {
+        if n != body_len + MAC_LEN || raw[0] != version {
             return None;
         }
-        let tag = self.tag(scope, &raw[..BODY_LEN]);
-        if !constant_time_eq(&tag, &raw[BODY_LEN..RAW_LEN]) {
+        let tag = self.tag(scope, &raw[..body_len]);
+        if !constant_time_eq(&tag, &raw[body_len..n]) {
             return None;
         }
         let mode = match raw[1] {
@@ -116,7 +134,16 @@ impl CookieKey {
         };
         let be32 = |r: &[u8]| u32::from_be_bytes(r.try_into().unwrap_or([0; 4]));
         let be64 = |r: &[u8]| u64::from_be_bytes(r.try_into().unwrap_or([0; 8]));
-        Some(Token { mode, issued: be32(&raw[2..6]), session: be64(&raw[6..14]), endpoint: be64(&raw[14..22]) })
+        let issued = be32(&raw[2..6]);
+        // Version 1 has no refresh time: it was last issued when the session started.
+        let (refreshed, rest) = if version == 1 { (issued, 6) } else { (be32(&raw[6..10]), 10) };
+        Some(Token {
+            mode,
+            issued,
+            refreshed,
+            session: be64(&raw[rest..rest + 8]),
+            endpoint: be64(&raw[rest + 8..rest + 16]),
+        })
     }
 }
 
@@ -133,7 +160,13 @@ mod tests {
     }
 
     fn token() -> Token {
-        Token { mode: TokenMode::Persistent, issued: 1_790_000_000, session: 0xdead_beef_0102_0304, endpoint: 42 }
+        Token {
+            mode: TokenMode::Persistent,
+            issued: 1_790_000_000,
+            refreshed: 1_790_000_300,
+            session: 0xdead_beef_0102_0304,
+            endpoint: 42,
+        }
     }
 
     #[test]
@@ -156,6 +189,25 @@ mod tests {
     }
 
     #[test]
+    fn version_1_tokens_are_still_read() {
+        // A v1 body: version, mode, issued, session, endpoint; MAC over scope and body.
+        let k = key(7);
+        let t = token();
+        let mut raw = vec![1u8, 2];
+        raw.extend_from_slice(&t.issued.to_be_bytes());
+        raw.extend_from_slice(&t.session.to_be_bytes());
+        raw.extend_from_slice(&t.endpoint.to_be_bytes());
+        let tag = k.tag(99, &raw);
+        raw.extend_from_slice(&tag);
+        let v1 = URL_SAFE_NO_PAD.encode(&raw);
+        assert_eq!(v1.len(), V1_ENCODED_LEN);
+        assert_eq!(k.decode(v1.as_bytes(), 99), Some(Token { refreshed: t.issued, ..t }));
+        let mut forged = v1.into_bytes();
+        forged[10] ^= 1;
+        assert_eq!(k.decode(&forged, 99), None);
+    }
+
+    #[test]
     fn another_scope_or_key_is_rejected() {
         let s = key(7).encode(&token(), 99);
         assert_eq!(key(7).decode(s.as_bytes(), 100), None);
@@ -165,7 +217,7 @@ mod tests {
     #[test]
     fn garbage_is_rejected_without_panicking() {
         let k = key(1);
-        for junk in [&b""[..], b"x", b"%%%%", &[0xff; 46], &[b'A'; 46], &[b'='; 200]] {
+        for junk in [&b""[..], b"x", b"%%%%", &[0xff; 46], &[b'A'; 46], &[b'A'; 51], &[b'='; 200]] {
             assert_eq!(k.decode(junk, 1), None);
         }
     }

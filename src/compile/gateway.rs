@@ -17,7 +17,7 @@ use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, Listener, SessionPersistence};
 use crate::model::{self, Snapshot, Sourced};
-use crate::route::conditions::Conditions;
+use crate::route::conditions::{Conditions, ValueMatch};
 use crate::route::filters::{Filters, HeaderEdits, PathChange, Redirect, Rewrite};
 use crate::route::{PathKind, Route, RouteTable};
 
@@ -374,24 +374,26 @@ fn parse_filters(filters: &[serde_json::Value]) -> Result<Option<Filters>, (usiz
 
 /// A match's header, query and method conditions (exact values only).
 fn match_conditions(m: &crate::model::gateway::HttpRouteMatch) -> Result<Option<Conditions>, String> {
-    let exact = |v: &serde_json::Value, what: &str| -> Result<(String, String), String> {
-        let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("Exact");
-        if kind != "Exact" {
-            return Err(format!("{what} match type {kind} is not supported yet"));
-        }
+    let value_match = |v: &serde_json::Value, what: &str| -> Result<(String, ValueMatch), String> {
         let name = v.get("name").and_then(|n| n.as_str()).ok_or(format!("{what} match without a name"))?;
         let value = v.get("value").and_then(|n| n.as_str()).ok_or(format!("{what} match without a value"))?;
-        Ok((name.to_owned(), value.to_owned()))
+        let want = match v.get("type").and_then(|t| t.as_str()).unwrap_or("Exact") {
+            "Exact" => ValueMatch::Exact(value.to_owned()),
+            "RegularExpression" => ValueMatch::regex(value)
+                .map_err(|e| format!("{what} {name:?}: {value:?} is not a regular expression ({e})"))?,
+            other => return Err(format!("{what} match type {other} is not Exact|RegularExpression")),
+        };
+        Ok((name.to_owned(), want))
     };
     let mut c = Conditions::default();
     for h in &m.headers {
-        let (name, value) = exact(h, "header")?;
+        let (name, want) = value_match(h, "header")?;
         let name = http::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{name:?} is not a header name"))?;
-        c.headers.push((name, value));
+        c.headers.push((name, want));
     }
     for q in &m.query_params {
-        c.query.push(exact(q, "query")?);
+        c.query.push(value_match(q, "query")?);
     }
     if let Some(method) = &m.method {
         c.method =
@@ -494,8 +496,12 @@ fn session_policy(
                 .push(at(f(".absoluteTimeout"), Diagnostic::warning(format!("{t:?} is not a duration; no timeout")))),
         }
     }
-    if sp.idle_timeout.is_some() {
-        diags.push(at(f(".idleTimeout"), Diagnostic::warning("idleTimeout is not supported yet; ignored")));
+    if let Some(t) = &sp.idle_timeout {
+        match parse_duration_secs(t) {
+            Some(secs) => policy.idle_timeout = Some(secs),
+            None => diags
+                .push(at(f(".idleTimeout"), Diagnostic::warning(format!("{t:?} is not a duration; no idle timeout")))),
+        }
     }
     match cookie.and_then(|c| c.lifetime_type.as_deref()).unwrap_or("Session") {
         "Session" => {}

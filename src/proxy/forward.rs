@@ -292,7 +292,7 @@ fn finish_response(
                     }
                 }
                 None => {
-                    if let Some(cookie) = sticky.set_cookie(&value, SystemTime::now(), tls, user_agent) {
+                    if let Some(cookie) = sticky.set_cookie(&value, token.issued, SystemTime::now(), tls, user_agent) {
                         parts.headers.append(SET_COOKIE, cookie);
                     }
                 }

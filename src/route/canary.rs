@@ -9,6 +9,7 @@ use http::header::{HeaderMap, HeaderName};
 
 use crate::affinity::cookie::{cookie_values, RouteSticky};
 use crate::affinity::token::CookieKeys;
+use crate::route::conditions::Pattern;
 use crate::route::Backend;
 
 /// The canary side of a route.
@@ -36,18 +37,6 @@ pub struct CanaryRules {
     /// `affinity-canary-behavior: sticky` (default): an affinity cookie keeps its side.
     pub sticky_sides: bool,
 }
-
-/// A compiled expression compared by its source (so rules stay comparable).
-#[derive(Clone, Debug)]
-pub struct Pattern(pub regex::Regex);
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-
-impl Eq for Pattern {}
 
 /// Which side serves a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! `sessionAffinity: ClientIP`, and pods that are draining.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -392,7 +393,9 @@ async fn gateway_api_header_query_and_method_matches() {
          - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: v1, port: 80}]\n  \
          - matches:\n    - {path: {type: PathPrefix, value: /}, headers: [{name: x-version, value: \"2\"}]}\n    \
          - {path: {type: PathPrefix, value: /}, queryParams: [{name: beta, value: \"yes\"}]}\n    \
-         - {path: {type: PathPrefix, value: /api}, method: POST}\n    backendRefs: [{name: v2, port: 80}]\n",
+         - {path: {type: PathPrefix, value: /api}, method: POST}\n    \
+         - {path: {type: PathPrefix, value: /}, headers: [{name: x-tenant, type: RegularExpression, value: \"team-[0-9]+\"}]}\n    \
+         backendRefs: [{name: v2, port: 80}]\n",
     );
     let t = Tether::start(m.path(), &[]);
     let c = no_jar();
@@ -403,6 +406,8 @@ async fn gateway_api_header_query_and_method_matches() {
     assert!(pod(c.get(t.url("/x?a=1&beta=yes"))).await.starts_with("v2-"));
     assert!(pod(c.post(t.url("/api/items")).body("x")).await.starts_with("v2-"));
     assert!(pod(c.get(t.url("/api/items"))).await.starts_with("v1-"), "a GET falls back to the / rule");
+    assert!(pod(c.get(t.url("/x")).header("x-tenant", "team-7")).await.starts_with("v2-"));
+    assert!(pod(c.get(t.url("/x")).header("x-tenant", "team-7b")).await.starts_with("v1-"), "whole value");
 }
 
 /// Gateway API header persistence: the token travels in a header, for clients without cookies.
@@ -433,6 +438,47 @@ async fn gateway_api_header_session_persistence() {
         seen.insert(get(&client, &t.url("/")).await.pod);
     }
     assert_eq!(seen.len(), 3, "without the header the load spreads");
+}
+
+/// Gateway API `idleTimeout`: requests keep re-issuing the token so an active session outlives
+/// the window, while a token left unused past it is no longer obeyed.
+#[tokio::test]
+async fn gateway_api_idle_timeout_ends_only_quiet_sessions() {
+    let pods = start_pods("idle", 3);
+    let m = Manifests::new();
+    m.service("idle", &pods.iter().collect::<Vec<_>>());
+    m.write("gateway.yaml", GATEWAY);
+    m.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api, namespace: default}\nspec:\n  \
+         parentRefs: [{name: web}]\n  rules:\n  - backendRefs: [{name: idle, port: 80}]\n    \
+         sessionPersistence: {header: {name: x-session}, idleTimeout: 3s}\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let token_of = |r: &reqwest::Response| r.headers().get("x-session").map(|v| v.to_str().unwrap().to_owned());
+    let first = client.get(t.url("/")).send().await.unwrap();
+    let original = token_of(&first).expect("a session token");
+    let pod = first.text().await.unwrap().lines().next().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let (mut token, mut refreshes) = (original.clone(), 0);
+    while started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = client.get(t.url("/")).header("x-session", token.as_str()).send().await.unwrap();
+        if let Some(newer) = token_of(&r) {
+            token = newer;
+            refreshes += 1;
+        }
+        assert_eq!(r.text().await.unwrap().lines().next().unwrap(), pod, "an active session stays");
+    }
+    assert!(refreshes >= 2, "the token was re-issued while in use ({refreshes})");
+    // The first token was last issued over 3 s ago: it is a stranger now, so each request with
+    // it starts a new session somewhere.
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(get_with(client.get(t.url("/")).header("x-session", original.as_str())).await.pod);
+    }
+    assert!(seen.len() > 1, "an idle token is not obeyed: {seen:?}");
 }
 
 /// XBackendTrafficPolicy gives a Service session persistence; a rule's own setting wins.

@@ -48,7 +48,7 @@ async fn first_response_sets_the_configured_cookie() {
     assert_eq!(hit.set_cookies.len(), 1, "exactly one Set-Cookie");
     let cookie = &hit.set_cookies[0];
     let parts: Vec<&str> = cookie.split("; ").collect();
-    assert!(parts[0].starts_with("route=") && parts[0].len() == "route=".len() + 46, "{cookie}");
+    assert!(parts[0].starts_with("route=") && parts[0].len() == "route=".len() + 51, "{cookie}");
     assert!(parts[1].starts_with("Expires=") && parts[1].ends_with(" GMT"), "{cookie}");
     let expires = httpdate::parse_http_date(&parts[1]["Expires=".len()..]).unwrap();
     let ahead = expires.duration_since(std::time::SystemTime::now()).unwrap().as_secs();

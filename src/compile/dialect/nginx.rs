@@ -186,7 +186,7 @@ fn canary_rules<'a>(out: &mut NginxSettings, get: &dyn Fn(&str) -> Option<&'a st
     if let Some(p) = get("canary-by-header-pattern").filter(|v| !v.is_empty()) {
         // ingress-nginx ignores the pattern when an exact value is given.
         match regex::Regex::new(p) {
-            Ok(re) => rules.header_pattern = Some(crate::route::canary::Pattern(re)),
+            Ok(re) => rules.header_pattern = Some(crate::route::conditions::Pattern(re)),
             Err(e) => out.note(
                 &key("canary-by-header-pattern"),
                 &format!("{p:?} is not a valid expression ({e}); ignored"),
