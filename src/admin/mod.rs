@@ -85,7 +85,9 @@ fn routes_text(control: &ControlState) -> String {
         let affinity = match &r.sticky {
             Some(s) if s.issues_cookies => format!("cookie {} ({})", s.policy.cookie_name, s.policy.mode.as_str()),
             Some(s) => format!("honours cookie {}", s.policy.cookie_name),
-            None => "round-robin".into(),
+            None if r.backend.hash_by.is_some() => "hash of a request key".into(),
+            None if r.backend.client_ip_affinity => "client address".into(),
+            None => r.backend.balance.as_str().into(),
         };
         let _ = writeln!(
             out,

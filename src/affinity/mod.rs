@@ -172,7 +172,7 @@ fn without_cookie(backend: &Backend, headers: &HeaderMap, cx: &SelectContext<'_>
 }
 
 fn round_robin(backend: &Backend) -> Option<Selection> {
-    let endpoint = backend.next_round_robin()?;
+    let endpoint = backend.next_balanced()?;
     Some(Selection { endpoint, decision: Decision::RoundRobin, issue: None, session: None })
 }
 
@@ -223,7 +223,7 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
             Some(pin_balanced(backend, target, now, Decision::New))
         }
         AffinityMode::Persistent => {
-            let endpoint = backend.next_round_robin()?;
+            let endpoint = backend.next_balanced()?;
             Some(pin_persistent(backend, endpoint, rand::random(), now, Decision::New))
         }
     }

@@ -13,7 +13,7 @@ use crate::compile::dialect::traefik;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
-use crate::route::{Backend, Endpoint};
+use crate::route::{Backend, Balance, Endpoint};
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct BackendRef {
@@ -38,6 +38,14 @@ impl BackendRef {
     }
 }
 
+/// How a backend balances requests that carry no session: the oldest object's choice wins.
+#[derive(Clone, Debug, Default)]
+pub struct Balancing {
+    /// Hash this request expression (ingress-nginx `upstream-hash-by`, OpenShift `source`).
+    pub hash_by: Option<Arc<HashKey>>,
+    pub balance: Balance,
+}
+
 /// The winning affinity of a backend and which Ingress set it.
 pub struct BackendAffinity {
     pub policy: Arc<StickyPolicy>,
@@ -50,7 +58,7 @@ pub struct BackendBuilder<'a, 'o> {
     options: &'a CompileOptions<'o>,
     built: HashMap<BackendRef, Arc<Backend>>,
     affinity: &'a HashMap<BackendRef, BackendAffinity>,
-    hash_keys: &'a HashMap<BackendRef, Arc<HashKey>>,
+    balancing: &'a HashMap<BackendRef, Balancing>,
 }
 
 impl<'a, 'o> BackendBuilder<'a, 'o> {
@@ -58,9 +66,9 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         services: &'a ServiceIndex<'a>,
         options: &'a CompileOptions<'o>,
         affinity: &'a HashMap<BackendRef, BackendAffinity>,
-        hash_keys: &'a HashMap<BackendRef, Arc<HashKey>>,
+        balancing: &'a HashMap<BackendRef, Balancing>,
     ) -> Self {
-        BackendBuilder { services, options, built: HashMap::new(), affinity, hash_keys }
+        BackendBuilder { services, options, built: HashMap::new(), affinity, balancing }
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
@@ -133,7 +141,10 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
         backend.client_ip_affinity = client_ip;
-        backend.hash_by = self.hash_keys.get(key).cloned();
+        if let Some(b) = self.balancing.get(key) {
+            backend.hash_by = b.hash_by.clone();
+            backend.balance = b.balance;
+        }
         let backend = Arc::new(backend);
         self.built.insert(key.clone(), backend.clone());
         backend

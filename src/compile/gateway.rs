@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
-use crate::affinity::hash_key::HashKey;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
@@ -94,8 +93,8 @@ pub fn compile_http_routes(
             affinity.insert(p.backend.clone(), BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
     }
-    let hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
+    let balancing = HashMap::new();
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         let regex = match p.kind {

@@ -8,15 +8,14 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
-use crate::affinity::hash_key::HashKey;
-use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, Balancing};
 use crate::compile::dialect::nginx;
 use crate::compile::service::ServiceIndex;
 use crate::compile::{CompileOptions, CONTROLLER_NAME};
 use crate::diag::Diagnostic;
 use crate::model::{self, Snapshot, Sourced};
 use crate::route::canary::{Canary, CanaryRules};
-use crate::route::{Backend, PathKind, Route, RouteTable};
+use crate::route::{Backend, Balance, PathKind, Route, RouteTable};
 
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -42,8 +41,8 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
 
     let mut pending = Vec::new();
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
-    // `upstream-hash-by` per backend; the oldest Ingress's expression wins.
-    let mut hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
+    // `upstream-hash-by` and `load-balance` per backend; the oldest Ingress's choice wins.
+    let mut balancing: HashMap<BackendRef, Balancing> = HashMap::new();
     let mut default_backend: Option<(String, BackendRef)> = None;
     for ing in &ingresses {
         let object = model::describe("Ingress", &ing.obj.metadata);
@@ -71,6 +70,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }
         let sticky = settings.sticky.map(Arc::new);
         let hash_by = settings.hash_by.map(Arc::new);
+        let balance = settings.balance;
         let canary = settings.canary.map(Arc::new);
         let ns = model::namespace(&ing.obj.metadata).to_owned();
         let source = format!("Ingress {ns}/{}", model::name(&ing.obj.metadata));
@@ -119,8 +119,8 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                 }
                 let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), diags) else { continue };
                 let backend = backend.canonical(&services);
-                if let Some(key) = &hash_by {
-                    hash_keys.entry(backend.clone()).or_insert_with(|| key.clone());
+                if hash_by.is_some() || balance != Balance::RoundRobin {
+                    balancing.entry(backend.clone()).or_insert_with(|| Balancing { hash_by: hash_by.clone(), balance });
                 }
                 if let Some(policy) = &sticky {
                     match affinity.get(&backend) {
@@ -154,7 +154,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }
     }
 
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
     let mut table = RouteTable::default();
     // Canaries attach to the main route with the same host, match type and path.
     let (canaries, mains): (Vec<PendingRoute>, Vec<PendingRoute>) =

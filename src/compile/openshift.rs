@@ -10,13 +10,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, Balancing};
 use crate::compile::dialect::parse_bool;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::{self, openshift, Snapshot, Sourced};
-use crate::route::{PathKind, Route, RouteTable};
+use crate::route::{Balance, PathKind, Route, RouteTable};
 
 const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
 const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";
@@ -50,7 +50,7 @@ pub fn compile_routes(
     // Oldest first, as the OpenShift router admits them.
     routes.sort_by_key(|r| model::age_key(&r.obj.metadata));
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
-    let mut hash_keys: HashMap<BackendRef, Arc<HashKey>> = HashMap::new();
+    let mut balancing: HashMap<BackendRef, Balancing> = HashMap::new();
     let mut planned = Vec::new();
     for route in routes {
         let Some(p) = plan(route, &services, diags) else { continue };
@@ -60,20 +60,25 @@ pub fn compile_routes(
                 .or_insert_with(|| BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
         let balance = model::annotation(&route.obj.metadata, BALANCE).map(str::trim);
-        match balance {
-            None | Some("roundrobin") => {}
-            Some("source") => {
-                if let Ok(key) = HashKey::parse("$remote_addr") {
-                    hash_keys.entry(p.backend.clone()).or_insert_with(|| Arc::new(key));
-                }
-            }
+        let chosen = match balance {
+            None | Some("roundrobin") => None,
+            Some("source") => HashKey::parse("$remote_addr")
+                .ok()
+                .map(|key| Balancing { hash_by: Some(Arc::new(key)), balance: Balance::RoundRobin }),
+            Some("leastconn") => Some(Balancing { hash_by: None, balance: Balance::LeastConn }),
+            Some("random") => Some(Balancing { hash_by: None, balance: Balance::Random }),
             Some(other) => {
-                diags.push(note(route, &p.object, BALANCE, format!("{other:?} is not supported; round robin is used")))
+                let reason = format!("{other:?} is not roundrobin|leastconn|source|random; round robin is used");
+                diags.push(note(route, &p.object, BALANCE, reason));
+                None
             }
+        };
+        if let Some(chosen) = chosen {
+            balancing.entry(p.backend.clone()).or_insert(chosen);
         }
         planned.push(p);
     }
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &hash_keys);
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         let sticky = route_sticky(&backend, "/", p.sticky.is_some());

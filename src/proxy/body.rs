@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::proxy::load::InFlight;
 use crate::proxy::upstream::{Sender, Upstream};
 
 /// The body of every response tether sends.
@@ -31,11 +32,13 @@ pub struct PooledBody {
     body: Incoming,
     sender: Option<Sender>,
     upstream: Arc<Upstream>,
+    /// Counts the request as in flight until its response ends (load-aware balancers only).
+    in_flight: Option<InFlight>,
 }
 
 impl PooledBody {
-    pub fn new(body: Incoming, sender: Sender, upstream: Arc<Upstream>) -> Self {
-        let mut pooled = PooledBody { body, sender: Some(sender), upstream };
+    pub fn new(body: Incoming, sender: Sender, upstream: Arc<Upstream>, in_flight: Option<InFlight>) -> Self {
+        let mut pooled = PooledBody { body, sender: Some(sender), upstream, in_flight };
         if pooled.body.is_end_stream() {
             pooled.release();
         }
@@ -43,6 +46,7 @@ impl PooledBody {
     }
 
     fn release(&mut self) {
+        self.in_flight = None;
         if let Some(sender) = self.sender.take() {
             self.upstream.put_idle(sender);
         }

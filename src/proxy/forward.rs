@@ -15,6 +15,7 @@ use crate::affinity::token::CookieKeys;
 use crate::affinity::{self, Selection};
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::load::InFlight;
 use crate::proxy::request_body::{UploadClock, UpstreamBody};
 use crate::proxy::upstream::{ConnectError, Sender, Upstream};
 use crate::route::canary::Side;
@@ -128,11 +129,15 @@ pub async fn handle(
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..MAX_ATTEMPTS {
         let endpoint = &backend.endpoints[selection.endpoint];
+        let in_flight = backend.tracks_load().then(|| InFlight::start(&endpoint.upstream));
         match send(&endpoint.upstream, req, upload.as_deref(), &state.timeouts).await {
             Ok((response, sender)) => {
+                if let Some(f) = &in_flight {
+                    f.responded();
+                }
                 let response = finish_response(
                     response,
-                    sender,
+                    (sender, in_flight),
                     &endpoint.upstream,
                     (backend, sticky),
                     &selection,
@@ -270,7 +275,7 @@ async fn wait_after_upload<F: std::future::Future>(
 #[allow(clippy::too_many_arguments)]
 fn finish_response(
     response: Response<Incoming>,
-    sender: Sender,
+    (sender, in_flight): (Sender, Option<InFlight>),
     upstream: &Arc<Upstream>,
     (backend, sticky): (&Backend, Option<&RouteSticky>),
     selection: &Selection,
@@ -299,7 +304,7 @@ fn finish_response(
             }
         }
     }
-    let body = PooledBody::new(body, sender, upstream.clone());
+    let body = PooledBody::new(body, sender, upstream.clone(), in_flight);
     Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 

@@ -44,6 +44,8 @@ pub struct Upstream {
     idle: Box<[ArrayQueue<(Sender, Instant)>]>,
     /// Idle connections older than this are closed rather than reused.
     idle_timeout: Duration,
+    /// Requests in flight and latency, for least-connections and EWMA balancing.
+    pub load: crate::proxy::load::Load,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -55,7 +57,7 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     fn new(addr: SocketAddr, workers: usize, idle_timeout: Duration) -> Self {
         let idle = (0..workers.max(1)).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect();
-        Upstream { addr, idle, idle_timeout }
+        Upstream { addr, idle, idle_timeout, load: Default::default() }
     }
 
     fn my_queue(&self) -> &ArrayQueue<(Sender, Instant)> {

@@ -19,6 +19,32 @@ pub enum EndpointState {
     Draining,
 }
 
+/// How requests without affinity (and new persistent sessions) pick an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// Weighted random (OpenShift `balance: random`).
+    Random,
+    /// Fewest requests in flight, relative to weight (OpenShift `balance: leastconn`).
+    LeastConn,
+    /// The better of two random pods by latency average times load (ingress-nginx
+    /// `load-balance: ewma`).
+    Ewma,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round robin",
+            Balance::Random => "random",
+            Balance::LeastConn => "least connections",
+            Balance::Ewma => "ewma",
+        }
+    }
+}
+
 /// One pod port.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -59,6 +85,7 @@ pub struct Backend {
     pub client_ip_affinity: bool,
     /// Without a cookie, hash this request expression (ingress-nginx `upstream-hash-by`).
     pub hash_by: Option<Arc<HashKey>>,
+    pub balance: Balance,
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
     digests: Box<[(u64, usize)]>,
@@ -106,6 +133,7 @@ impl Backend {
             sticky,
             client_ip_affinity: false,
             hash_by: None,
+            balance: Balance::RoundRobin,
             problem: problem.map(Into::into),
             digests: digests.into_boxed_slice(),
             previous_digests: previous_digests.into_boxed_slice(),
@@ -120,6 +148,51 @@ impl Backend {
         }
         let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
         Some(self.schedule[n % self.schedule.len()])
+    }
+
+    /// Next ready endpoint by the backend's balancer.
+    pub fn next_balanced(&self) -> Option<usize> {
+        match self.balance {
+            Balance::RoundRobin => self.next_round_robin(),
+            Balance::Random => self.schedule.get(rand::random_range(0..self.schedule.len().max(1))).copied(),
+            Balance::LeastConn => self.least_connections(),
+            Balance::Ewma => self.power_of_two_ewma(),
+        }
+    }
+
+    /// True when requests must be counted in and out (and timed) for the balancer.
+    pub fn tracks_load(&self) -> bool {
+        matches!(self.balance, Balance::LeastConn | Balance::Ewma)
+    }
+
+    /// Fewest in flight per unit of weight; ties go round the ready list so an idle backend
+    /// still spreads.
+    fn least_connections(&self) -> Option<usize> {
+        let n = self.ready.len();
+        let start = self.round_robin.fetch_add(1, Ordering::Relaxed);
+        let cost = |i: usize| {
+            let e = &self.endpoints[i];
+            (u64::from(e.upstream.load.in_flight()) + 1, u64::from(e.weight.max(1)))
+        };
+        (0..n).map(|k| self.ready[(start + k) % n]).min_by(|&a, &b| {
+            let ((la, wa), (lb, wb)) = (cost(a), cost(b));
+            (la * wb).cmp(&(lb * wa))
+        })
+    }
+
+    /// Two random ready endpoints, the one with the lower EWMA score wins.
+    fn power_of_two_ewma(&self) -> Option<usize> {
+        let n = self.ready.len();
+        match n {
+            0 => None,
+            1 => Some(self.ready[0]),
+            _ => {
+                let a = rand::random_range(0..n);
+                let b = (a + rand::random_range(1..n)) % n;
+                let score = |k: usize| self.endpoints[self.ready[k]].upstream.load.ewma_score();
+                Some(self.ready[if score(b) < score(a) { b } else { a }])
+            }
+        }
     }
 
     /// The live endpoint whose keyed digest (under the current or previous key) is `digest`.
@@ -199,6 +272,33 @@ mod tests {
         assert!(picks.windows(2).all(|w| w != [1, 1]), "smooth: {picks:?}");
         // Weight 0 keeps its sessions: it is still found by digest.
         assert_eq!(b.by_digest(2, crate::affinity::token::KeyUsed::Current), Some(2));
+    }
+
+    #[test]
+    fn least_connections_prefers_the_idle_pod_and_ewma_the_fast_one() {
+        let mut b = Backend::new("b".into(), endpoints(&[1, 1, 1]), 0, None, None);
+        b.balance = Balance::LeastConn;
+        let busy: Vec<_> =
+            [0, 0, 2].iter().map(|&i| crate::proxy::load::InFlight::start(&b.endpoints[i].upstream)).collect();
+        for _ in 0..10 {
+            assert_eq!(b.next_balanced(), Some(1), "pod 1 has nothing in flight");
+        }
+        drop(busy);
+        let spread: std::collections::BTreeSet<_> = (0..6).filter_map(|_| b.next_balanced()).collect();
+        assert_eq!(spread.len(), 3, "ties rotate");
+
+        let mut b = Backend::new("b".into(), endpoints(&[1, 1]), 0, None, None);
+        b.balance = Balance::Ewma;
+        b.endpoints[0].upstream.load.record(50_000.0);
+        b.endpoints[1].upstream.load.record(1_000.0);
+        for _ in 0..20 {
+            assert_eq!(b.next_balanced(), Some(1), "two pods: the faster always wins");
+        }
+
+        let mut b = Backend::new("b".into(), endpoints(&[3, 1]), 0, None, None);
+        b.balance = Balance::Random;
+        let first = (0..4000).filter(|_| b.next_balanced() == Some(0)).count();
+        assert!((2700..3300).contains(&first), "weighted random: {first} of 4000");
     }
 
     #[test]

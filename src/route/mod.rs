@@ -7,5 +7,5 @@ pub mod filters;
 pub mod matcher;
 pub mod path;
 
-pub use backend::{Backend, Endpoint, EndpointState};
+pub use backend::{Backend, Balance, Endpoint, EndpointState};
 pub use matcher::{HostRoutes, PathKind, Route, RouteTable};

@@ -181,7 +181,39 @@ async fn upstream_hash_by_pins_each_key_without_a_cookie() {
     }
     assert_eq!(pods_seen.len(), 3, "different keys spread");
     let notes = t.diagnostics().await.to_string();
-    assert!(notes.contains("ewma is not supported yet"), "{notes}");
+    assert!(!notes.contains("load-balance"), "ewma is honoured: {notes}");
+}
+
+/// OpenShift `balance: leastconn`: while one pod streams a long response, new requests go to
+/// the other; once it ends, both take requests again.
+#[tokio::test]
+async fn openshift_leastconn_avoids_the_busy_pod() {
+    let pods = start_pods("lc", 2);
+    let m = Manifests::new();
+    m.service("lc", &pods.iter().collect::<Vec<_>>());
+    m.write(
+        "route.yaml",
+        "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata:\n  name: lc\n  namespace: default\n  \
+         annotations:\n    haproxy.router.openshift.io/balance: leastconn\n    \
+         haproxy.router.openshift.io/disable_cookies: \"true\"\nspec:\n  host: lc.apps.test\n  to: {name: lc}\n",
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    let mut stream =
+        client.get(t.url("/?chunks=2&pause=1500")).header("host", "lc.apps.test").send().await.expect("stream");
+    let first = stream.chunk().await.unwrap().expect("the first lines");
+    let busy = String::from_utf8_lossy(&first).lines().next().unwrap().to_owned();
+    for _ in 0..10 {
+        let hit = get_with(client.get(t.url("/")).header("host", "lc.apps.test")).await;
+        assert_ne!(hit.pod, busy, "the pod with a request in flight is avoided");
+    }
+    while stream.chunk().await.unwrap().is_some() {}
+    let mut seen = BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(get_with(client.get(t.url("/")).header("host", "lc.apps.test")).await.pod);
+    }
+    assert_eq!(seen.len(), 2, "idle again: both pods take requests");
+    assert!(!t.diagnostics().await.to_string().contains("balance"), "leastconn is honoured");
 }
 
 /// The OpenShift tutorial: a Route with `router.openshift.io/cookie_name: hello-1` in front of

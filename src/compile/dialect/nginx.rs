@@ -6,6 +6,7 @@ use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
 use crate::compile::dialect::{flag, is_cookie_name};
 use crate::route::canary::CanaryRules;
+use crate::route::Balance;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 const DEFAULT_COOKIE_NAME: &str = "INGRESSCOOKIE";
@@ -25,6 +26,8 @@ pub struct NginxSettings {
     pub sticky: Option<StickyPolicy>,
     /// `upstream-hash-by`: hash this expression instead of round robin.
     pub hash_by: Option<HashKey>,
+    /// `load-balance`.
+    pub balance: Balance,
     /// `canary: "true"`: this Ingress is the canary of another with the same host and path.
     pub canary: Option<CanaryRules>,
     pub notes: Vec<AnnotationNote>,
@@ -79,7 +82,7 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     out.canary = canary_rules(&mut out, &get);
     match get("load-balance") {
         None | Some("round_robin") => {}
-        Some("ewma") => out.note(&key("load-balance"), "ewma is not supported yet; round robin is used", true),
+        Some("ewma") => out.balance = Balance::Ewma,
         Some(other) => {
             out.note(&key("load-balance"), &format!("{other:?} is not round_robin|ewma; round robin is used"), true)
         }
