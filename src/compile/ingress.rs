@@ -44,6 +44,8 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     // `upstream-hash-by` and `load-balance` per backend; the oldest Ingress's choice wins.
     let mut balancing: HashMap<BackendRef, Balancing> = HashMap::new();
     let mut default_backend: Option<(String, BackendRef)> = None;
+    // Hosts on which an Ingress sets `use-regex`, and the oldest such Ingress.
+    let mut regex_hosts: HashMap<String, String> = HashMap::new();
     for ing in &ingresses {
         let object = model::describe("Ingress", &ing.obj.metadata);
         let mut settings = nginx::parse(ing.obj.metadata.annotations.as_ref());
@@ -103,6 +105,9 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                 continue;
             }
             let Some(http) = &rule.http else { continue };
+            if use_regex {
+                regex_hosts.entry(host.to_ascii_lowercase()).or_insert_with(|| source.clone());
+            }
             for (pi, p) in http.paths.iter().enumerate() {
                 let field = format!("spec.rules[{ri}].http.paths[{pi}]");
                 let Some(mut kind) = ctx.path_kind(&p.path_type, &field, diags) else { continue };
@@ -154,6 +159,21 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }
     }
 
+    // ingress-nginx applies `use-regex` to every Ingress of the host (all its locations become
+    // `~*` expressions): do the same, and say so, since that surprises people.
+    for p in pending.iter_mut().filter(|p| p.kind == PathKind::Prefix) {
+        let Some(owner) = regex_hosts.get(&p.host.to_ascii_lowercase()) else { continue };
+        p.kind = PathKind::Regex;
+        let host = if p.host.is_empty() { "*" } else { &p.host };
+        diags.push(
+            Diagnostic::notice(format!(
+                "path {:?} is matched as a case-insensitive regular expression: {owner} sets use-regex on \
+                 host {host}, and ingress-nginx applies it to every Ingress of the host",
+                p.path
+            ))
+            .object(p.source.clone()),
+        );
+    }
     let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
     let mut table = RouteTable::default();
     // Canaries attach to the main route with the same host, match type and path.

@@ -208,3 +208,19 @@ fn use_regex_paths_become_case_insensitive_prefix_expressions() {
     assert!(c.table.find("h", "/api/vx/").is_none());
     assert!(c.diagnostics.iter().any(|d| d.reason.contains("use-regex without session-cookie-path")));
 }
+
+#[test]
+fn use_regex_on_one_ingress_turns_the_hosts_other_prefix_paths_into_expressions() {
+    let re = ingress("re", "tether", "nginx.ingress.kubernetes.io/use-regex: \"true\"", "/api/v[0-9]+/");
+    let plain = ingress("plain", "tether", "", "/Static");
+    let c = compiled(&format!("{re}---\n{plain}"), &["tether"]);
+    let r = c.table.find("h", "/static/app.js").expect("the other Ingress's path, case-insensitive");
+    assert_eq!((r.kind, &*r.source), (crate::route::PathKind::Regex, "Ingress default/plain"));
+    let notice = c.diagnostics.iter().find(|d| d.reason.contains("sets use-regex on host")).expect("a notice");
+    assert_eq!(notice.object.as_deref(), Some("Ingress default/plain"), "{notice:?}");
+    assert_eq!(notice.severity, Severity::Notice);
+    // Without the use-regex Ingress the path is a plain, case-sensitive prefix.
+    let alone = compiled(&plain, &["tether"]);
+    assert!(alone.table.find("h", "/static/app.js").is_none());
+    assert_eq!(alone.table.find("h", "/Static/app.js").unwrap().kind, crate::route::PathKind::Prefix);
+}
