@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use crate::affinity::key;
 use crate::affinity::token::CookieKeys;
 use crate::diag::Diagnostic;
+use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::forward::{ProxyState, Timeouts};
+use crate::proxy::server::{ConnLimits, ListenerConfig, Server};
 use crate::proxy::upstream::UpstreamRegistry;
 use crate::reload::Reloader;
 use crate::route::RouteTable;
@@ -30,6 +32,17 @@ pub struct RunConfig {
     pub state_dir: PathBuf,
     pub workers: usize,
     pub timeouts: Timeouts,
+    /// HTTPS listener (`--listen-tls`).
+    pub listen_tls: Option<SocketAddr>,
+    /// Certificate for unknown TLS hosts (`--default-cert`/`--default-key`).
+    pub default_cert: Option<PathBuf>,
+    pub default_key: Option<PathBuf>,
+    /// Connections start with a PROXY protocol header (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+    pub trusted_proxies: TrustedProxies,
+    pub limits: ConnLimits,
+    /// Largest request body (0 = unlimited) where a route sets none.
+    pub max_body: u64,
 }
 
 /// The outcome of the latest reload, as the admin endpoints show it.
@@ -55,8 +68,18 @@ pub struct ControlState {
 /// A started proxy: where it listens.
 pub struct Running {
     pub proxy_addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub control: Arc<ControlState>,
+    server: Server,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests and WebSockets finish within `grace`, then returns.
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        let server = self.server;
+        let _ = tokio::task::spawn_blocking(move || server.shutdown(grace)).await;
+    }
 }
 
 /// Loads the key, compiles the directory once, starts workers and the admin listener, and
@@ -69,6 +92,8 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         keys: key.clone(),
         accept_nginx_cookies: config.accept_nginx_cookies,
         timeouts: config.timeouts,
+        trusted_proxies: config.trusted_proxies.clone(),
+        max_body: config.max_body,
     });
     let control = Arc::new(ControlState { proxy: proxy.clone(), report: ArcSwap::from_pointee(None) });
     let mut reloader = Reloader::new(
@@ -78,24 +103,46 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         upstreams,
         control.clone(),
     );
+    reloader.serves_tls = config.listen_tls.is_some();
     reloader.reload();
 
-    let (proxy_addr, _workers) = crate::proxy::server::start(config.listen, config.workers, proxy)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let mut listeners = vec![ListenerConfig { addr: config.listen, tls: None, proxy_protocol: config.proxy_protocol }];
+    if let Some(addr) = config.listen_tls {
+        let default = crate::tls::default_certificate(config.default_cert.as_deref(), config.default_key.as_deref())?;
+        let tls = crate::tls::server_config(proxy.clone(), default)?;
+        listeners.push(ListenerConfig { addr, tls: Some(Arc::new(tls)), proxy_protocol: config.proxy_protocol });
+    }
+    let server = crate::proxy::server::start(listeners, config.workers, config.limits, proxy).with_context(|| {
+        let tls = config.listen_tls.map(|a| format!(" or {a}")).unwrap_or_default();
+        format!("cannot listen on {}{tls}", config.listen)
+    })?;
+    let proxy_addr = server.addrs[0];
+    let tls_addr = server.addrs.get(1).copied();
     let admin_addr = crate::admin::start(config.admin, control.clone())
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
 
     let (changed_tx, mut changed_rx) = mpsc::channel(1);
-    let watch = crate::source::watch::watch_dir(&config.manifests, changed_tx)
+    let watch = crate::source::watch::watch_dir(&config.manifests, changed_tx.clone())
         .with_context(|| format!("cannot watch {}", config.manifests.display()))?;
+    // SIGHUP forces a re-read, for editors and tools whose writes the watcher misses.
+    #[cfg(unix)]
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let changed_tx = changed_tx.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: re-reading the manifests");
+                let _ = changed_tx.send(()).await;
+            }
+        });
+    }
     tokio::spawn(async move {
         let _watch = watch;
         while changed_rx.recv().await.is_some() {
             reloader.reload();
         }
     });
-    Ok(Running { proxy_addr, admin_addr, control })
+    Ok(Running { proxy_addr, tls_addr, admin_addr, control, server })
 }
 
 fn load_key(config: &RunConfig) -> anyhow::Result<CookieKeys> {

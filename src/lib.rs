@@ -11,3 +11,4 @@ pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod source;
+pub mod tls;

@@ -8,9 +8,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use tether::app::{self, RunConfig};
+use tether::compile::dialect::nginx_location::nginx_size;
 use tether::compile::DEFAULT_CLASS;
 use tether::demo::{self, DemoConfig};
+use tether::proxy::client_addr::TrustedProxies;
 use tether::proxy::forward::Timeouts;
+use tether::proxy::server::ConnLimits;
 
 // Many small, short-lived allocations per request (headers, buffers): mimalloc's per-thread
 // free lists measured faster than glibc malloc on the proxy path.
@@ -66,6 +69,41 @@ struct ProxyArgs {
     /// upstream-keepalive-timeout). Keep it below the pods' own keep-alive timeout.
     #[arg(long, default_value_t = 60.0)]
     upstream_keepalive_timeout: f64,
+    /// HTTPS listen address: certificates from the Secrets in Ingress `spec.tls`, chosen by
+    /// SNI; HTTP/2 and HTTP/1.1 by ALPN.
+    #[arg(long)]
+    listen_tls: Option<SocketAddr>,
+    /// Certificate (PEM) for TLS hosts without one of their own; without it a self-signed one
+    /// is generated at start.
+    #[arg(long, requires = "default_key")]
+    default_cert: Option<PathBuf>,
+    /// Private key (PEM) of --default-cert.
+    #[arg(long, requires = "default_cert")]
+    default_key: Option<PathBuf>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header naming the client.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Peers (CIDRs or addresses, repeatable or comma-separated) whose X-Forwarded-For and
+    /// X-Forwarded-Proto are believed.
+    #[arg(long = "trusted-proxies", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    /// Seconds to receive a request head, and to wait for the next request on an idle
+    /// keep-alive connection (ingress-nginx client-header-timeout).
+    #[arg(long, default_value_t = 60.0)]
+    client_header_timeout: f64,
+    /// Largest request head (nginx sizes: 32k, 1m); larger ones get 431.
+    #[arg(long, default_value = "32k")]
+    max_header_size: String,
+    /// Largest request body where an Ingress sets no proxy-body-size (ingress-nginx's default
+    /// is 1m; 0 = unlimited); larger ones get 413.
+    #[arg(long, default_value = "1m")]
+    max_body_size: String,
+    /// Open client connections at most; more get 503 and are closed.
+    #[arg(long, default_value_t = 16_384)]
+    max_connections: usize,
+    /// Also accept HTTP/2 without TLS (h2c, prior knowledge) on the plain listener.
+    #[arg(long)]
+    h2c: bool,
 }
 
 #[derive(Args)]
@@ -80,6 +118,9 @@ struct RunArgs {
     /// Admin listen address (/healthz, /readyz, /routes, /diagnostics).
     #[arg(long, default_value = "127.0.0.1:10254")]
     admin: SocketAddr,
+    /// Seconds open requests and WebSockets get to finish after SIGTERM.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace: f64,
     #[command(flatten)]
     proxy: ProxyArgs,
 }
@@ -111,6 +152,10 @@ struct WhoamiArgs {
     name: String,
 }
 
+fn size(s: &str, flag: &str) -> anyhow::Result<u64> {
+    nginx_size(s).with_context(|| format!("--{flag}: {s:?} is not a size like 32k, 8m or 1g"))
+}
+
 fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{flag} must be a positive number of seconds"))
 }
@@ -133,6 +178,19 @@ impl ProxyArgs {
                 response: seconds(self.proxy_read_timeout, "proxy-read-timeout")?,
                 upstream_idle: seconds(self.upstream_keepalive_timeout, "upstream-keepalive-timeout")?,
             },
+            listen_tls: self.listen_tls,
+            default_cert: self.default_cert,
+            default_key: self.default_key,
+            proxy_protocol: self.proxy_protocol,
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
+            limits: ConnLimits {
+                header_timeout: seconds(self.client_header_timeout, "client-header-timeout")?,
+                max_header_bytes: size(&self.max_header_size, "max-header-size")? as usize,
+                max_connections: self.max_connections.max(1),
+                h2c: self.h2c,
+            },
+            max_body: size(&self.max_body_size, "max-body-size")?,
         })
     }
 }
@@ -152,10 +210,17 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Run(args) => {
+                let grace = seconds(args.shutdown_grace, "shutdown-grace")?;
                 let config = args.proxy.into_config(args.manifests, args.listen, args.admin)?;
                 let running = app::start(config).await?;
-                println!("tether listening on http://{} (admin http://{})", running.proxy_addr, running.admin_addr);
+                let tls = running.tls_addr.map(|a| format!(", https://{a}")).unwrap_or_default();
+                println!(
+                    "tether listening on http://{}{tls} (admin http://{})",
+                    running.proxy_addr, running.admin_addr
+                );
                 demo::shutdown_signal().await;
+                tracing::info!("stopping: open requests get up to {grace:?} to finish");
+                running.shutdown(grace).await;
                 Ok(())
             }
             Command::Demo(args) => {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -30,6 +31,8 @@ pub struct Reloader {
     printed: HashSet<String>,
     /// Each routing object's last version that compiled without errors.
     last_good: LastGood,
+    /// A TLS listener runs (hosts with TLS redirect plain HTTP).
+    pub serves_tls: bool,
 }
 
 /// Last good versions of the objects that define routes, by `Kind ns/name`.
@@ -38,11 +41,16 @@ struct LastGood {
     ingresses: HashMap<String, Sourced<Ingress>>,
     routes: HashMap<String, Sourced<Route>>,
     http_routes: HashMap<String, Sourced<HttpRoute>>,
+    /// A TLS Secret with a bad PEM keeps serving its last good certificate.
+    secrets: HashMap<String, Sourced<Secret>>,
 }
 
 impl LastGood {
     fn contains(&self, object: &str) -> bool {
-        self.ingresses.contains_key(object) || self.routes.contains_key(object) || self.http_routes.contains_key(object)
+        self.ingresses.contains_key(object)
+            || self.routes.contains_key(object)
+            || self.http_routes.contains_key(object)
+            || self.secrets.contains_key(object)
     }
 }
 
@@ -99,6 +107,7 @@ impl Reloader {
             generation: 0,
             printed: HashSet::new(),
             last_good: LastGood::default(),
+            serves_tls: false,
         }
     }
 
@@ -111,6 +120,7 @@ impl Reloader {
             ingress_classes: self.classes.clone(),
             keys: self.key.clone(),
             upstreams: &self.upstreams,
+            serves_tls: self.serves_tls,
         };
         let mut compiled = compile(&snapshot, &options);
         // An Ingress, Route or HTTPRoute whose new version has errors (a typo in a pathType, an
@@ -134,6 +144,7 @@ impl Reloader {
                 &lg.http_routes,
                 &mut diagnostics,
             );
+            substitute(&mut snapshot.secrets, "Secret", |o| &o.metadata, &broken, &lg.secrets, &mut diagnostics);
             let mut retried = compile(&snapshot, &options);
             // Keep the errors of the broken versions visible.
             let broken_errors =
@@ -152,6 +163,7 @@ impl Reloader {
             ingresses: remember(&snapshot.ingresses, "Ingress", |o| &o.metadata, &failing),
             routes: remember(&snapshot.routes, "Route", |o| &o.metadata, &failing),
             http_routes: remember(&snapshot.http_routes, "HTTPRoute", |o| &o.metadata, &failing),
+            secrets: remember(&snapshot.secrets, "Secret", |o| &o.metadata, &failing),
         };
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;

@@ -127,6 +127,7 @@ pub fn compile_http_routes(
                 conditions: p.conditions.clone(),
                 filters: p.filters.clone(),
                 regex: regex.clone(),
+                policy: None,
             };
             if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
                 diags.push(

@@ -10,7 +10,10 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, Balancing};
 use crate::compile::dialect::nginx;
+use crate::compile::dialect::nginx_location::{self, LocationSettings};
+use crate::compile::location;
 use crate::compile::service::ServiceIndex;
+use crate::compile::tls::compile_tls;
 use crate::compile::{CompileOptions, CONTROLLER_NAME};
 use crate::diag::Diagnostic;
 use crate::model::{self, Snapshot, Sourced};
@@ -31,6 +34,8 @@ struct PendingRoute {
     sticky: Option<Arc<StickyPolicy>>,
     /// This Ingress is a canary (of the route with the same host and path).
     canary: Option<Arc<CanaryRules>>,
+    /// Redirects, rewrites, timeouts, body size and retries of this Ingress.
+    location: Arc<LocationSettings>,
 }
 
 pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> RouteTable {
@@ -38,6 +43,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     let mut ingresses: Vec<&Sourced<Ingress>> =
         snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)).collect();
     ingresses.sort_by_key(|i| model::age_key(&i.obj.metadata));
+    let tls = compile_tls(&ingresses, &snapshot.secrets, diags);
 
     let mut pending = Vec::new();
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
@@ -52,9 +58,10 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let extra =
             crate::compile::dialect::tether::apply(ing.obj.metadata.annotations.as_ref(), settings.sticky.as_mut());
         settings.notes.extend(extra);
-        let use_regex = model::annotation(&ing.obj.metadata, "nginx.ingress.kubernetes.io/use-regex")
-            .and_then(crate::compile::dialect::parse_bool)
-            .unwrap_or(false);
+        let mut location = nginx_location::parse(ing.obj.metadata.annotations.as_ref());
+        settings.notes.append(&mut location.notes);
+        let location = Arc::new(location);
+        let use_regex = location.regex_paths;
         if use_regex && settings.sticky.as_ref().is_some_and(|p| p.path.is_none()) {
             settings.notes.push(nginx::AnnotationNote {
                 key: format!("{}session-cookie-path", nginx::PREFIX),
@@ -77,9 +84,9 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let ns = model::namespace(&ing.obj.metadata).to_owned();
         let source = format!("Ingress {ns}/{}", model::name(&ing.obj.metadata));
         let Some(spec) = &ing.obj.spec else { continue };
-        if spec.tls.as_ref().is_some_and(|tls| !tls.is_empty()) {
+        if !options.serves_tls && spec.tls.as_ref().is_some_and(|tls| !tls.is_empty()) {
             diags.push(
-                Diagnostic::notice("TLS termination is not served yet; these hosts are served over plain HTTP only")
+                Diagnostic::notice("no --listen-tls: these hosts are served over plain HTTP only, without redirects")
                     .maybe_file(ing.file.as_ref())
                     .object(&object)
                     .field("spec.tls"),
@@ -154,6 +161,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                     backend,
                     sticky: sticky.clone(),
                     canary: canary.clone(),
+                    location: location.clone(),
                 });
             }
         }
@@ -216,6 +224,13 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             let sticky = sticky_of(&backend, &c, &builder);
             Canary { backend, sticky, rules: c.canary.as_deref().cloned().unwrap_or_default() }
         });
+        let has_tls = options.serves_tls && tls.hosts.contains(&p.host.to_ascii_lowercase());
+        let filters = location::filters(&p.location, has_tls);
+        // `rewrite-target` on an Exact path: the literal path is the expression.
+        let regex = regex.or_else(|| {
+            let wants = filters.as_ref().is_some_and(|f| f.rewrite.is_some());
+            wants.then(|| regex::Regex::new(&format!("(?i)^{}", regex::escape(&p.path))).ok()).flatten()
+        });
         let route = Route {
             source: p.source.clone().into(),
             host: if p.host.is_empty() { "*".into() } else { p.host.clone().into() },
@@ -225,8 +240,9 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             sticky,
             canary,
             conditions: None,
-            filters: None,
+            filters,
             regex,
+            policy: location::policy(&p.location),
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
             let route_desc =
@@ -263,8 +279,10 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             conditions: None,
             filters: None,
             regex: None,
+            policy: None,
         }));
     }
+    table.certs = tls.certs;
     table
 }
 

@@ -5,8 +5,10 @@ pub mod backend;
 pub mod dialect;
 pub mod gateway;
 pub mod ingress;
+pub mod location;
 pub mod openshift;
 pub mod service;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -28,6 +30,8 @@ pub struct CompileOptions<'a> {
     pub keys: CookieKeys,
     /// Connection pools, shared across reloads (only looked up, never used, while compiling).
     pub upstreams: &'a UpstreamRegistry,
+    /// A TLS listener is running (`--listen-tls`): hosts with TLS redirect plain HTTP to it.
+    pub serves_tls: bool,
 }
 
 /// A compiled table and the counts operators care about.

@@ -93,6 +93,7 @@ pub fn compile_routes(
             conditions: None,
             filters: None,
             regex: None,
+            policy: None,
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
             diags.push(

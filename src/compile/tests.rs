@@ -34,6 +34,7 @@ fn compiled(ingresses: &str, classes: &[&str]) -> Compiled {
         ingress_classes: classes.iter().map(|c| c.to_string()).collect(),
         keys: CookieKeys::single(CookieKey::new(&[1; 32]).unwrap()),
         upstreams: &registry,
+        serves_tls: true,
     };
     compile(&parsed.objects, &options)
 }

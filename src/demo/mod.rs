@@ -3,6 +3,7 @@
 //! the proxy on it, and prints what to try.
 
 pub mod manifests;
+pub mod websocket;
 pub mod whoami;
 
 use std::net::SocketAddr;

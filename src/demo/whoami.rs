@@ -1,7 +1,8 @@
 //! `tether whoami`: the demo pod. Answers with its pod name, hostname, a per-process id and
 //! the request's headers, like the `whoami` images the sticky-session tutorials use.
 //! `?sleep=MS` delays the answer (to show timeouts); `?chunks=N&pause=MS` streams N lines with a
-//! pause between them (to show streaming); request bodies are counted, not kept.
+//! pause between them (to show streaming); request bodies are counted, not kept. A WebSocket
+//! upgrade gets an echo that names the pod.
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -55,7 +56,7 @@ pub async fn serve(addr: SocketAddr, name: &str) -> std::io::Result<()> {
         let identity = identity.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| answer(identity.clone(), peer, req));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
         });
     }
 }
@@ -75,8 +76,12 @@ struct Reply<'a> {
 async fn answer(
     identity: Arc<Identity>,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<PodBody>, Infallible> {
+    if let Some(handshake) = crate::demo::websocket::accept(&identity, &mut req) {
+        let (parts, ()) = handshake.into_parts();
+        return Ok(Response::from_parts(parts, PodBody::empty()));
+    }
     let (parts, mut body) = req.into_parts();
     if let Some(ms) = query_param(parts.uri.query(), "sleep").and_then(|v| v.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
@@ -148,6 +153,12 @@ pub struct PodBody {
     sent: u32,
     pause: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl PodBody {
+    fn empty() -> Self {
+        PodBody { head: None, chunks_left: 0, sent: 0, pause: Duration::ZERO, sleep: None }
+    }
 }
 
 impl Body for PodBody {

@@ -7,7 +7,7 @@ pub mod openshift;
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub gateways: Vec<Sourced<gateway::Gateway>>,
     pub http_routes: Vec<Sourced<gateway::HttpRoute>>,
     pub backend_traffic_policies: Vec<Sourced<gateway::BackendTrafficPolicy>>,
+    /// `kubernetes.io/tls` Secrets (others are skipped when read).
+    pub secrets: Vec<Sourced<Secret>>,
 }
 
 impl Snapshot {
@@ -48,6 +50,7 @@ impl Snapshot {
         self.gateways.extend(other.gateways);
         self.http_routes.extend(other.http_routes);
         self.backend_traffic_policies.extend(other.backend_traffic_policies);
+        self.secrets.extend(other.secrets);
     }
 
     pub fn object_count(&self) -> usize {
@@ -61,6 +64,7 @@ impl Snapshot {
             + self.gateways.len()
             + self.http_routes.len()
             + self.backend_traffic_policies.len()
+            + self.secrets.len()
     }
 }
 

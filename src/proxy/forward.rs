@@ -3,66 +3,63 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use http::header::{HeaderValue, CONTENT_TYPE, HOST, SET_COOKIE, USER_AGENT};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, USER_AGENT};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::affinity::cookie::RouteSticky;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::{self, Selection};
 use crate::proxy::body::{PooledBody, ProxyBody};
+use crate::proxy::client_addr::TrustedProxies;
+use crate::proxy::conn::UpgradeTracker;
 use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::load::InFlight;
-use crate::proxy::request_body::{UploadClock, UpstreamBody};
+use crate::proxy::request_body::UpstreamBody;
+use crate::proxy::send::{send, Failure};
+use crate::proxy::upgrade;
 use crate::proxy::upstream::{ConnectError, Sender, Upstream};
 use crate::route::canary::Side;
 use crate::route::conditions::RequestView;
 use crate::route::{Backend, Route, RouteTable};
 
-/// Timeouts of the forwarding path (ingress-nginx names in brackets).
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// Connecting to a pod [`proxy-connect-timeout`, 5 s].
-    pub connect: Duration,
-    /// Waiting for a pod's response headers [`proxy-read-timeout`, 60 s].
-    pub response: Duration,
-    /// Reusing an idle pooled connection [`upstream-keepalive-timeout`, 60 s].
-    pub upstream_idle: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(5),
-            response: Duration::from_secs(60),
-            upstream_idle: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::proxy::send::Timeouts;
 
 /// What every request reads: the current route table (one atomic load), the cookie key, and
-/// the timeouts.
+/// the global settings.
 pub struct ProxyState {
     pub table: ArcSwap<RouteTable>,
     pub keys: CookieKeys,
     /// Honour cookies issued by ingress-nginx and upgrade them (`--accept-nginx-cookies`).
     pub accept_nginx_cookies: bool,
     pub timeouts: Timeouts,
+    /// Peers whose `X-Forwarded-For`/`-Proto` are believed (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
+    /// Largest request body where a route sets none (`--max-body-size`; 0 = unlimited).
+    pub max_body: u64,
 }
 
-/// Endpoints tried at most per request (the first choice plus failovers before any byte was
-/// sent).
+/// Endpoints tried at most per request (the first choice plus failovers).
 const MAX_ATTEMPTS: usize = 3;
 
 /// Serves one request. Never fails: errors become short plain-text responses.
 pub async fn handle(
     state: Arc<ProxyState>,
     client: Arc<ClientInfo>,
+    upgrades: UpgradeTracker,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let behind_proxy;
+    let client: &ClientInfo = if client.trusted {
+        behind_proxy = client.behind_proxy(req.headers(), &state.trusted_proxies);
+        &behind_proxy
+    } else {
+        &client
+    };
     let route: Arc<Route> = {
         let mut hosts = req.headers().get_all(HOST).iter();
         let host_header = hosts.next();
@@ -78,14 +75,19 @@ pub async fn handle(
             None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
         }
     };
-    if let Some(redirect) = route.filters.as_ref().and_then(|f| f.redirect.as_ref()) {
-        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let (status, location) = redirect.response(req.uri(), host, &route.path, client.tls);
-        let mut response = local(status, "");
-        if let Some(location) = location {
-            response.headers_mut().insert(http::header::LOCATION, location);
+    if let Some(filters) = &route.filters {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+        if let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) {
+            let mut response = local(status, "");
+            if let Some(location) = location {
+                response.headers_mut().insert(http::header::LOCATION, location);
+            }
+            return Ok(response);
         }
-        return Ok(response);
+    }
+    let body_limit = route.policy.as_ref().and_then(|p| p.body_limit).unwrap_or(state.max_body);
+    if body_limit > 0 && content_length(&req).is_some_and(|n| n > body_limit) {
+        return Ok(too_large());
     }
     // A canary route decides its side first; everything after works on that side.
     let (backend, sticky) = match &route.canary {
@@ -111,68 +113,136 @@ pub async fn handle(
     };
     let user_agent =
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(sticky));
-    prepare_request(&mut req, &client);
+    let upgrade_to = upgrade::requested(&req);
+    let client_upgrade = upgrade_to.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    prepare_request(&mut req, client);
+    if let Some(protocol) = &upgrade_to {
+        upgrade::restore(req.headers_mut(), protocol);
+    }
     if let Some(filters) = &route.filters {
         if let Some(edits) = &filters.headers {
             edits.apply(req.headers_mut());
         }
         if let Some(rewrite) = &filters.rewrite {
             let (mut parts, body) = req.into_parts();
-            rewrite.apply(&mut parts.uri, &mut parts.headers, &route.path);
+            rewrite.apply(&mut parts.uri, &mut parts.headers, &route.path, route.regex.as_ref());
             req = Request::from_parts(parts, body);
         }
     }
+    let retry = route.policy.as_ref().map(|p| p.next_upstream).unwrap_or_default();
+    let max_tries = match (retry.enabled, retry.tries) {
+        (false, _) => 1,
+        (true, 0) => MAX_ATTEMPTS,
+        (true, n) => (n as usize).min(MAX_ATTEMPTS),
+    };
     let (parts, body) = req.into_parts();
-    let (body, upload) = UpstreamBody::new(body);
+    // A request the pod may have seen can go to another pod only if it can be sent again (no
+    // body) and doing it twice is harmless (idempotent, unless `non_idempotent` is set).
+    let resend = (max_tries > 1
+        && body.is_end_stream()
+        && upgrade_to.is_none()
+        && (is_idempotent(&parts.method) || retry.non_idempotent)
+        && backend.ready.len() > 1)
+        .then(|| ResendCopy::of(&parts));
+    let (body, upload) = UpstreamBody::new(body, body_limit);
     let mut req = Request::from_parts(parts, body);
+    let timeouts = state.timeouts.for_route(route.policy.as_deref());
 
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
-    for attempt in 0..MAX_ATTEMPTS {
+    for attempt in 0..max_tries {
         let endpoint = &backend.endpoints[selection.endpoint];
         let in_flight = backend.tracks_load().then(|| InFlight::start(&endpoint.upstream));
-        match send(&endpoint.upstream, req, upload.as_deref(), &state.timeouts).await {
+        let (answer, again) = match send(&endpoint.upstream, req, upload.as_deref(), &timeouts).await {
             Ok((response, sender)) => {
-                if let Some(f) = &in_flight {
-                    f.responded();
+                let status = response.status().as_u16();
+                let retry_status = (status == 502 && retry.on_502)
+                    || (status == 503 && retry.on_503)
+                    || (status == 504 && retry.on_504);
+                match resend.as_ref().filter(|_| retry_status && attempt + 1 < max_tries) {
+                    Some(copy) => {
+                        tracing::warn!(endpoint = %endpoint.identity, status, "upstream answered an error; trying another");
+                        (local(response.status(), "upstream error\n"), Some(copy.request()))
+                    }
+                    None => {
+                        if let Some(f) = &in_flight {
+                            f.responded();
+                        }
+                        let pieces = Pieces { backend, sticky, selection: &selection, state: &state, client };
+                        return Ok(finish_response(
+                            response,
+                            (sender, in_flight),
+                            &endpoint.upstream,
+                            pieces,
+                            user_agent.as_deref(),
+                            client_upgrade.map(|c| (c, &upgrades)),
+                        ));
+                    }
                 }
-                let response = finish_response(
-                    response,
-                    (sender, in_flight),
-                    &endpoint.upstream,
-                    (backend, sticky),
-                    &selection,
-                    &state,
-                    client.tls,
-                    user_agent.as_deref(),
-                );
-                return Ok(response);
             }
             Err(Failure::NotSent(returned, error)) => {
                 tracing::warn!(endpoint = %endpoint.identity, %error, "upstream unavailable");
-                failed[attempt] = selection.endpoint;
-                let pinned = selection.session.is_some() && matches!(selection.decision, affinity::Decision::Hit);
-                let may_move = !pinned || backend.sticky.as_ref().is_some_and(|p| p.change_on_failure);
-                let next =
-                    if may_move { affinity::reselect(backend, &selection, &failed[..=attempt], now) } else { None };
-                match next {
-                    Some(next) if attempt + 1 < MAX_ATTEMPTS => {
-                        selection = next;
-                        req = *returned;
-                    }
-                    _ => return Ok(error_response(&error)),
-                }
+                (error_response(&error), retry.on_error.then_some(*returned))
             }
             Err(Failure::Sent(error)) => {
                 tracing::warn!(endpoint = %endpoint.identity, %error, "upstream failed after the request was sent");
-                return Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"));
+                let again = resend.as_ref().filter(|_| retry.on_error).map(ResendCopy::request);
+                (local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"), again)
             }
             Err(Failure::Timeout) => {
                 tracing::warn!(endpoint = %endpoint.identity, "upstream response timed out");
-                return Ok(local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"));
+                let again = resend.as_ref().filter(|_| retry.on_error).map(ResendCopy::request);
+                (local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"), again)
             }
+            Err(Failure::TooLarge) => return Ok(too_large()),
+        };
+        failed[attempt] = selection.endpoint;
+        // A sticky session moves only when the route allows it (`session-cookie-change-on-
+        // failure`); otherwise the client gets the error rather than silently another pod.
+        let pinned = selection.session.is_some() && matches!(selection.decision, affinity::Decision::Hit);
+        let may_move = !pinned || backend.sticky.as_ref().is_some_and(|p| p.change_on_failure);
+        let next = if may_move { affinity::reselect(backend, &selection, &failed[..=attempt], now) } else { None };
+        match (next, again) {
+            (Some(next), Some(again)) if attempt + 1 < max_tries => {
+                selection = next;
+                req = again;
+            }
+            _ => return Ok(answer),
         }
     }
     Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
+}
+
+/// What a bodyless request needs to be sent again (parts are not `Clone`: extensions).
+struct ResendCopy {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl ResendCopy {
+    fn of(parts: &http::request::Parts) -> Self {
+        ResendCopy { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() }
+    }
+
+    fn request(&self) -> Request<UpstreamBody> {
+        let mut req = Request::new(UpstreamBody::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn too_large() -> Response<ProxyBody> {
+    local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n")
 }
 
 fn selection_may_issue(sticky: Option<&RouteSticky>) -> bool {
@@ -183,10 +253,11 @@ fn unix_now() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
 }
 
-/// Rewrites a client request into the request a pod receives.
+/// Rewrites a client request into the request a pod receives (always HTTP/1.1).
 fn prepare_request(req: &mut Request<Incoming>, client: &ClientInfo) {
     if req.uri().authority().is_some() {
-        // Absolute-form from a client that treats us as a forward proxy: send origin-form.
+        // HTTP/2 (`:authority`), or absolute-form from a client that treats us as a forward
+        // proxy: send origin-form with a Host header.
         let origin = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
         if let Ok(uri) = origin.parse::<Uri>() {
             if !req.headers().contains_key(HOST) {
@@ -197,6 +268,9 @@ fn prepare_request(req: &mut Request<Incoming>, client: &ClientInfo) {
             *req.uri_mut() = uri;
         }
     }
+    if req.version() == Version::HTTP_2 {
+        join_cookie_crumbs(req.headers_mut());
+    }
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     headers::strip_hop_by_hop(headers);
@@ -204,87 +278,43 @@ fn prepare_request(req: &mut Request<Incoming>, client: &ClientInfo) {
     headers::set_forwarded(headers, client, host);
 }
 
-enum Failure {
-    /// The request never reached the pod; it is handed back for another endpoint.
-    NotSent(Box<Request<UpstreamBody>>, ConnectError),
-    /// The pod got (part of) the request and then failed.
-    Sent(hyper::Error),
-    Timeout,
-}
-
-async fn send(
-    upstream: &Upstream,
-    mut req: Request<UpstreamBody>,
-    upload: Option<&UploadClock>,
-    timeouts: &Timeouts,
-) -> Result<(Response<Incoming>, Sender), Failure> {
-    loop {
-        let (mut sender, reused) = match upstream.take_idle().await {
-            Some(sender) => (sender, true),
-            None => match upstream.connect(timeouts.connect).await {
-                Ok(sender) => (sender, false),
-                Err(ConnectError::Timeout(_)) => return Err(Failure::Timeout),
-                Err(e) => return Err(Failure::NotSent(Box::new(req), e)),
-            },
-        };
-        let sent = sender.try_send_request(req);
-        let outcome = match upload {
-            None => tokio::time::timeout(timeouts.response, sent).await.map_err(|_| Failure::Timeout),
-            Some(clock) => wait_after_upload(sent, clock, timeouts.response).await,
-        };
-        match outcome {
-            Err(timeout) => return Err(timeout),
-            Ok(Ok(response)) => return Ok((response, sender)),
-            Ok(Err(mut e)) => match e.take_message() {
-                // A pooled connection the pod had closed: the request was not written.
-                Some(returned) if reused => req = returned,
-                Some(returned) => {
-                    let error = ConnectError::Handshake(upstream.addr, e.into_error());
-                    return Err(Failure::NotSent(Box::new(returned), error));
-                }
-                None => return Err(Failure::Sent(e.into_error())),
-            },
-        }
+/// HTTP/2 clients may split `Cookie` into one header per cookie; an HTTP/1.1 pod expects one
+/// line (RFC 9113 §8.2.3).
+fn join_cookie_crumbs(headers: &mut http::HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(COOKIE, value);
     }
 }
 
-/// Waits for the response; the response timeout starts once the upload has been forwarded
-/// (ingress-nginx's `proxy-read-timeout` counts from the last byte sent, not from the first).
-async fn wait_after_upload<F: std::future::Future>(
-    sent: F,
-    clock: &UploadClock,
-    timeout: Duration,
-) -> Result<F::Output, Failure> {
-    tokio::pin!(sent);
-    loop {
-        let deadline = match clock.ended() {
-            Some(ended) => tokio::time::Instant::from_std(ended + timeout),
-            // Still uploading: look again a little later.
-            None => tokio::time::Instant::now() + timeout.min(Duration::from_millis(250)),
-        };
-        match tokio::time::timeout_at(deadline, &mut sent).await {
-            Ok(output) => return Ok(output),
-            Err(_) if clock.ended().is_some_and(|ended| ended + timeout <= std::time::Instant::now()) => {
-                return Err(Failure::Timeout)
-            }
-            Err(_) => continue,
-        }
-    }
+/// The parts of a request's context a response needs.
+struct Pieces<'a> {
+    backend: &'a Backend,
+    sticky: Option<&'a RouteSticky>,
+    selection: &'a Selection,
+    state: &'a ProxyState,
+    client: &'a ClientInfo,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish_response(
-    response: Response<Incoming>,
+    mut response: Response<Incoming>,
     (sender, in_flight): (Sender, Option<InFlight>),
     upstream: &Arc<Upstream>,
-    (backend, sticky): (&Backend, Option<&RouteSticky>),
-    selection: &Selection,
-    state: &ProxyState,
-    tls: bool,
+    pieces: Pieces<'_>,
     user_agent: Option<&[u8]>,
+    client_upgrade: Option<(hyper::upgrade::OnUpgrade, &UpgradeTracker)>,
 ) -> Response<ProxyBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let protocol = response.headers().get(http::header::UPGRADE).cloned();
+    if let (true, Some((client, tracker))) = (switching, client_upgrade) {
+        upgrade::splice(client, &mut response, tracker);
+    }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    let Pieces { backend, sticky, selection, state, client } = pieces;
     if let (Some(token), Some(sticky)) = (&selection.issue, sticky) {
         // Routes that only honour a shared backend's cookie never set one.
         if sticky.issues_cookies {
@@ -297,12 +327,21 @@ fn finish_response(
                     }
                 }
                 None => {
-                    if let Some(cookie) = sticky.set_cookie(&value, token.issued, SystemTime::now(), tls, user_agent) {
+                    let cookie = sticky.set_cookie(&value, token.issued, SystemTime::now(), client.tls, user_agent);
+                    if let Some(cookie) = cookie {
                         parts.headers.append(SET_COOKIE, cookie);
                     }
                 }
             }
         }
+    }
+    if switching {
+        // The pod's connection now belongs to the tunnel: it never returns to the pool.
+        if let Some(protocol) = &protocol {
+            upgrade::restore(&mut parts.headers, protocol);
+        }
+        drop((sender, in_flight, body));
+        return Response::from_parts(parts, ProxyBody::Local(None));
     }
     let body = PooledBody::new(body, sender, upstream.clone(), in_flight);
     Response::from_parts(parts, ProxyBody::Upstream(body))

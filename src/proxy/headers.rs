@@ -2,6 +2,8 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 
+use crate::proxy::client_addr::{forwarded_https, TrustedProxies};
+
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -14,12 +16,18 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Per-connection values, formatted once per connection rather than per request.
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
+    /// The client address (`X-Real-IP`, `$remote_addr`).
     pub ip: HeaderValue,
     pub port: HeaderValue,
     pub proto: HeaderValue,
+    /// The client used HTTPS (to us, or to the trusted proxy in front of us).
     pub tls: bool,
     /// Stable hash of the client address, for client-IP affinity.
     pub ip_hash: u64,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are believed.
+    pub trusted: bool,
+    /// The `X-Forwarded-For` to send when it is not just `ip` (behind a trusted proxy).
+    pub forwarded_for: Option<HeaderValue>,
 }
 
 impl ClientInfo {
@@ -31,7 +39,37 @@ impl ClientInfo {
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             tls,
             ip_hash: ip_hash(peer.ip()),
+            trusted: false,
+            forwarded_for: None,
         }
+    }
+
+    pub fn trusted(mut self, trusted: bool) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// The client as a trusted proxy's headers describe it: the real address from
+    /// `X-Forwarded-For` (the chain is kept, with the proxy appended, as nginx's
+    /// `$proxy_add_x_forwarded_for` does) and the scheme from `X-Forwarded-Proto`.
+    pub fn behind_proxy(&self, headers: &HeaderMap, trusted: &TrustedProxies) -> ClientInfo {
+        let mut client = self.clone();
+        if let Some(real) = trusted.real_client(headers) {
+            client.ip = HeaderValue::try_from(real.to_string()).unwrap_or_else(|_| self.ip.clone());
+            client.ip_hash = ip_hash(real);
+        }
+        if let Some(https) = forwarded_https(headers) {
+            client.tls = https;
+            client.proto = HeaderValue::from_static(if https { "https" } else { "http" });
+        }
+        let chain: Vec<&[u8]> = headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()).collect();
+        if !chain.is_empty() {
+            let mut value = chain.join(&b", "[..]);
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(self.ip.as_bytes());
+            client.forwarded_for = HeaderValue::from_bytes(&value).ok();
+        }
+        client
     }
 }
 
@@ -88,7 +126,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Sets the forwarding headers a pod sees, as ingress-nginx does by default: the peer is the
 /// client (incoming `X-Forwarded-*` from an untrusted peer are replaced, not trusted).
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
-    headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), client.forwarded_for.clone().unwrap_or_else(|| client.ip.clone()));
     headers.insert(X_REAL_IP.clone(), client.ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
     headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
@@ -145,5 +183,21 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_HOST], "shop.example");
         assert_eq!(h[&X_FORWARDED_PORT], "8080");
         assert_eq!(h[&X_REQUEST_ID].len(), 32);
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_the_scheme() {
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap();
+        let proxy = ClientInfo::new("10.0.0.2:4000".parse().unwrap(), 8080, false).trusted(true);
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("198.51.100.4"));
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+        let client = proxy.behind_proxy(&h, &trusted);
+        assert_eq!((client.ip.to_str().unwrap(), client.tls), ("198.51.100.4", true));
+        assert_eq!(client.ip_hash, ip_hash("198.51.100.4".parse().unwrap()));
+        set_forwarded(&mut h, &client, None);
+        assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.4, 10.0.0.2");
+        assert_eq!(h[&X_REAL_IP], "198.51.100.4");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
     }
 }

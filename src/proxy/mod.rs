@@ -1,9 +1,14 @@
 //! The data plane: listener, request forwarding, upstream pools.
 
 pub mod body;
+pub mod client_addr;
+pub mod conn;
 pub mod forward;
 pub mod headers;
 pub mod load;
+pub mod proxy_protocol;
 pub mod request_body;
+pub mod send;
 pub mod server;
+pub mod upgrade;
 pub mod upstream;

@@ -1,8 +1,9 @@
 //! The body sent to a pod. It records when the client's upload has been fully forwarded, so the
-//! response timeout (`proxy-read-timeout`) counts from then and a slow upload is not cut off.
+//! response timeout (`proxy-read-timeout`) counts from then and a slow upload is not cut off,
+//! and it stops a chunked upload that grows past the body limit (`proxy-body-size`).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -16,6 +17,8 @@ use hyper::body::Incoming;
 pub struct UploadClock {
     start: Instant,
     ended_ms: AtomicU64,
+    /// Set when the body passed the limit (the answer is then 413).
+    too_large: AtomicBool,
 }
 
 impl UploadClock {
@@ -26,21 +29,50 @@ impl UploadClock {
             ms => Some(self.start + std::time::Duration::from_millis(ms - 1)),
         }
     }
+
+    /// The upload was cut off at the body limit.
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the body to the pod stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
 }
 
 /// A client's request body on its way to a pod.
 pub struct UpstreamBody {
-    inner: Incoming,
+    /// `None` for a request re-sent without a body.
+    inner: Option<Incoming>,
     /// Present only for requests that have a body (no allocation for a GET).
     clock: Option<Arc<UploadClock>>,
+    /// Bytes still allowed (`u64::MAX` without a limit).
+    allowed: u64,
+    limit: u64,
 }
 
 impl UpstreamBody {
-    /// Wraps a body; returns the clock to watch when there is an upload.
-    pub fn new(inner: Incoming) -> (Self, Option<Arc<UploadClock>>) {
-        let clock = (!inner.is_end_stream())
-            .then(|| Arc::new(UploadClock { start: Instant::now(), ended_ms: AtomicU64::new(0) }));
-        (UpstreamBody { inner, clock: clock.clone() }, clock)
+    /// Wraps a body; returns the clock to watch when there is an upload. `limit` 0 = none.
+    pub fn new(inner: Incoming, limit: u64) -> (Self, Option<Arc<UploadClock>>) {
+        let clock = (!inner.is_end_stream()).then(|| {
+            Arc::new(UploadClock {
+                start: Instant::now(),
+                ended_ms: AtomicU64::new(0),
+                too_large: AtomicBool::new(false),
+            })
+        });
+        let allowed = if limit == 0 { u64::MAX } else { limit };
+        (UpstreamBody { inner: Some(inner), clock: clock.clone(), allowed, limit }, clock)
+    }
+
+    /// No body (a bodyless request sent again to another pod).
+    pub fn empty() -> Self {
+        UpstreamBody { inner: None, clock: None, allowed: u64::MAX, limit: 0 }
     }
 
     fn mark_ended(&self) {
@@ -53,23 +85,36 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UploadError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        let polled = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            match self.allowed.checked_sub(len) {
+                Some(left) => self.allowed = left,
+                None => {
+                    if let Some(clock) = &self.clock {
+                        clock.too_large.store(true, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(Some(Err(UploadError::TooLarge(self.limit))));
+                }
+            }
+        }
         if matches!(polled, Poll::Ready(None))
-            || (matches!(polled, Poll::Ready(Some(Ok(_)))) && self.inner.is_end_stream())
+            || (matches!(polled, Poll::Ready(Some(Ok(_)))) && self.inner.as_ref().is_none_or(Body::is_end_stream))
         {
             self.mark_ended();
         }
-        polled
+        polled.map(|p| p.map(|r| r.map_err(UploadError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

@@ -98,7 +98,8 @@ impl Upstream {
             .map_err(|e| ConnectError::Handshake(self.addr, e))?;
         tokio::spawn(async move {
             // Errors here are the pod closing an idle connection; the next checkout sees it.
-            let _ = conn.await;
+            // With upgrades: a 101 hands the connection to the WebSocket tunnel.
+            let _ = conn.with_upgrades().await;
         });
         Ok(sender)
     }

@@ -1,5 +1,6 @@
-//! Gateway API rule filters: RequestHeaderModifier, RequestRedirect and URLRewrite, compiled
-//! once and applied per request only on the routes that have them.
+//! Per-route request changes, compiled once and applied only on the routes that have them:
+//! Gateway API RequestHeaderModifier, RequestRedirect and URLRewrite, and ingress-nginx's
+//! `ssl-redirect`, `permanent-redirect`/`temporal-redirect`, `app-root` and `rewrite-target`.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use http::{StatusCode, Uri};
@@ -18,6 +19,9 @@ pub enum PathChange {
     Full(String),
     /// Replace the matched prefix (the route's path) with this.
     Prefix(String),
+    /// ingress-nginx `rewrite-target`: the route's expression matched against the path, the
+    /// whole path replaced by this template (`${1}` for capture groups).
+    Captures(String),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,12 +39,55 @@ pub struct Rewrite {
     pub path: Option<PathChange>,
 }
 
-/// A rule's filters.
+/// A route's filters, in the order they apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filters {
+    /// `ssl-redirect`/`force-ssl-redirect`: a plain-HTTP request gets 308 to https.
+    pub to_https: bool,
+    /// `permanent-redirect`/`temporal-redirect`: every request gets this status and Location.
+    pub fixed_redirect: Option<(u16, HeaderValue)>,
+    /// `app-root`: a request for `/` gets 302 here.
+    pub app_root: Option<String>,
     pub headers: Option<HeaderEdits>,
     pub redirect: Option<Redirect>,
     pub rewrite: Option<Rewrite>,
+}
+
+impl Filters {
+    /// True when nothing is set (the route then carries no filters at all).
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+
+    /// A redirect answer for this request, if the route gives one: HTTPS first (as
+    /// ingress-nginx checks it before anything else), then fixed redirects, `app-root`, and
+    /// Gateway API redirects.
+    pub fn redirect_for(
+        &self,
+        uri: &Uri,
+        host: &str,
+        matched_prefix: &str,
+        https: bool,
+    ) -> Option<(StatusCode, Option<HeaderValue>)> {
+        let bare_host =
+            || host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        if self.to_https && !https {
+            let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let location = HeaderValue::try_from(format!("https://{}{target}", bare_host())).ok();
+            return Some((StatusCode::PERMANENT_REDIRECT, location));
+        }
+        if let Some((status, location)) = &self.fixed_redirect {
+            return Some((
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+                Some(location.clone()),
+            ));
+        }
+        if let Some(root) = self.app_root.as_deref().filter(|_| uri.path() == "/") {
+            let scheme = if https { "https" } else { "http" };
+            return Some((StatusCode::FOUND, HeaderValue::try_from(format!("{scheme}://{host}{root}")).ok()));
+        }
+        self.redirect.as_ref().map(|r| r.response(uri, host, matched_prefix, https))
+    }
 }
 
 impl HeaderEdits {
@@ -57,9 +104,21 @@ impl HeaderEdits {
     }
 }
 
-fn change_path(path: &str, matched_prefix: &str, change: &PathChange) -> String {
+fn change_path(path: &str, matched_prefix: &str, change: &PathChange, regex: Option<&regex::Regex>) -> String {
     match change {
         PathChange::Full(p) => p.clone(),
+        PathChange::Captures(template) => match regex.and_then(|re| re.captures(path)) {
+            Some(caps) => {
+                let mut out = String::new();
+                caps.expand(template, &mut out);
+                if out.starts_with('/') {
+                    out
+                } else {
+                    format!("/{out}")
+                }
+            }
+            None => path.to_owned(),
+        },
         PathChange::Prefix(p) => {
             let rest = path.strip_prefix(matched_prefix.trim_end_matches('/')).unwrap_or(path);
             let base = p.trim_end_matches('/');
@@ -87,7 +146,7 @@ impl Redirect {
         let default_port = if scheme == "https" { 443 } else { 80 };
         let port = self.port.filter(|&p| p != default_port).map(|p| format!(":{p}")).unwrap_or_default();
         let path = match &self.path {
-            Some(change) => change_path(uri.path(), matched_prefix, change),
+            Some(change) => change_path(uri.path(), matched_prefix, change, None),
             None => uri.path().to_owned(),
         };
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -97,13 +156,14 @@ impl Redirect {
 }
 
 impl Rewrite {
-    /// Rewrites the request's URI path and Host.
-    pub fn apply(&self, uri: &mut Uri, headers: &mut HeaderMap, matched_prefix: &str) {
+    /// Rewrites the request's URI path and Host; `regex` is the route's expression (for
+    /// `rewrite-target` captures).
+    pub fn apply(&self, uri: &mut Uri, headers: &mut HeaderMap, matched_prefix: &str, regex: Option<&regex::Regex>) {
         if let Some(host) = &self.hostname {
             headers.insert(HOST, host.clone());
         }
         if let Some(change) = &self.path {
-            let path = change_path(uri.path(), matched_prefix, change);
+            let path = change_path(uri.path(), matched_prefix, change, regex);
             let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             if let Ok(new) = format!("{path}{query}").parse::<Uri>() {
                 *uri = new;
@@ -118,10 +178,43 @@ mod tests {
 
     #[test]
     fn prefix_replacement_keeps_the_rest_of_the_path() {
-        assert_eq!(change_path("/api/v1/items", "/api", &PathChange::Prefix("/backend".into())), "/backend/v1/items");
-        assert_eq!(change_path("/api", "/api", &PathChange::Prefix("/".into())), "/");
-        assert_eq!(change_path("/api/x", "/api/", &PathChange::Prefix("/".into())), "/x");
-        assert_eq!(change_path("/anything", "/", &PathChange::Full("/fixed".into())), "/fixed");
+        assert_eq!(
+            change_path("/api/v1/items", "/api", &PathChange::Prefix("/backend".into()), None),
+            "/backend/v1/items"
+        );
+        assert_eq!(change_path("/api", "/api", &PathChange::Prefix("/".into()), None), "/");
+        assert_eq!(change_path("/api/x", "/api/", &PathChange::Prefix("/".into()), None), "/x");
+        assert_eq!(change_path("/anything", "/", &PathChange::Full("/fixed".into()), None), "/fixed");
+    }
+
+    #[test]
+    fn rewrite_target_replaces_the_whole_path_with_captures() {
+        let re = regex::Regex::new("(?i)^/something(/|$)(.*)").unwrap();
+        let change = PathChange::Captures("/${2}".into());
+        assert_eq!(change_path("/something/new/x", "", &change, Some(&re)), "/new/x");
+        assert_eq!(change_path("/something", "", &change, Some(&re)), "/");
+        let re = regex::Regex::new("(?i)^/api/(v[0-9]+)/(.*)").unwrap();
+        let change = PathChange::Captures("/${2}?version=${1}".into());
+        assert_eq!(change_path("/api/v2/items", "", &change, Some(&re)), "/items?version=v2");
+    }
+
+    #[test]
+    fn https_fixed_and_app_root_redirects_come_in_ingress_nginx_order() {
+        let uri: Uri = "/a/b?c=1".parse().unwrap();
+        let f = Filters { to_https: true, app_root: Some("/app".into()), ..Default::default() };
+        let (status, location) = f.redirect_for(&uri, "shop.test:8080", "/", false).unwrap();
+        assert_eq!(
+            (status, location.unwrap()),
+            (StatusCode::PERMANENT_REDIRECT, HeaderValue::from_static("https://shop.test/a/b?c=1"))
+        );
+        assert!(f.redirect_for(&uri, "shop.test", "/", true).is_none(), "already https, not the root");
+        let (status, location) = f.redirect_for(&"/".parse().unwrap(), "shop.test", "/", true).unwrap();
+        assert_eq!((status, location.unwrap()), (StatusCode::FOUND, HeaderValue::from_static("https://shop.test/app")));
+        let fixed = Filters {
+            fixed_redirect: Some((301, HeaderValue::from_static("https://new.test/"))),
+            ..Default::default()
+        };
+        assert_eq!(fixed.redirect_for(&uri, "x", "/", false).unwrap().0, StatusCode::MOVED_PERMANENTLY);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Route {
     pub filters: Option<Box<crate::route::filters::Filters>>,
     /// The compiled expression of a `Regex` route.
     pub regex: Option<regex::Regex>,
+    /// Per-route timeouts, body limit and retries; `None` uses the global settings.
+    pub policy: Option<Arc<crate::route::policy::RoutePolicy>>,
 }
 
 /// The paths of one host.
@@ -155,6 +157,8 @@ pub struct RouteTable {
     any_host: HostRoutes,
     /// Answers when nothing matches (`spec.defaultBackend`); else a built-in 404.
     pub default_route: Option<Arc<Route>>,
+    /// TLS certificates by host, from the Secrets Ingresses name in `spec.tls`.
+    pub certs: crate::tls::CertStore,
 }
 
 impl RouteTable {
@@ -234,6 +238,7 @@ mod tests {
             conditions: None,
             filters: None,
             regex: None,
+            policy: None,
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
     }
@@ -344,6 +349,7 @@ mod tests {
             conditions: None,
             filters: None,
             regex: None,
+            policy: None,
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod filters;
 pub mod matcher;
 pub mod path;
+pub mod policy;
 
 pub use backend::{Backend, Balance, Endpoint, EndpointState};
 pub use matcher::{HostRoutes, PathKind, Route, RouteTable};

@@ -126,6 +126,20 @@ impl ParsedFile {
                     self.objects.routes.push(Sourced { file, obj });
                 }
             }
+            ("v1", "Secret") => {
+                if let Some(obj) = self.typed::<k8s_openapi::api::core::v1::Secret>(path, &object, doc) {
+                    if obj.type_.as_deref() == Some("kubernetes.io/tls") {
+                        self.objects.secrets.push(Sourced { file, obj });
+                    } else {
+                        self.diagnostics.push(
+                            Diagnostic::notice("not of type kubernetes.io/tls; tether only reads TLS Secrets")
+                                .file(path)
+                                .object(object)
+                                .field("type"),
+                        );
+                    }
+                }
+            }
             ("v1", "Endpoints") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
                     self.objects.endpoints.push(Sourced { file, obj });

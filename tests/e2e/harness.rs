@@ -69,6 +69,24 @@ impl Proc {
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// Sends a signal (`TERM`, `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit on its own; `None` if it is still running at the deadline.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Proc {
@@ -79,7 +97,7 @@ impl Drop for Proc {
 
 fn addr_after(line: &str, marker: &str) -> SocketAddr {
     let rest = line.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker} in {line:?}"));
-    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ')' && *c != '/').collect();
+    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ')' && *c != '/' && *c != ',').collect();
     addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"))
 }
 
@@ -126,6 +144,8 @@ pub fn start_pods(prefix: &str, n: usize) -> Vec<Pod> {
 /// A running `tether run`.
 pub struct Tether {
     pub addr: SocketAddr,
+    /// The HTTPS listener, when started with `--listen-tls`.
+    pub tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub proc: Proc,
     _state: tempfile::TempDir,
@@ -156,7 +176,14 @@ impl Tether {
         ];
         args.extend_from_slice(extra);
         let (proc, line) = Proc::spawn(&args).unwrap_or_else(|e| panic!("tether did not start: {e}"));
-        Tether { addr: addr_after(&line, "http://"), admin: addr_after(&line, "admin http://"), proc, _state: state }
+        let tls = line.contains("https://").then(|| addr_after(&line, "https://"));
+        Tether {
+            addr: addr_after(&line, "http://"),
+            tls,
+            admin: addr_after(&line, "admin http://"),
+            proc,
+            _state: state,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

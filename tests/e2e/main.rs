@@ -10,3 +10,4 @@ mod proxying;
 mod reload;
 mod routing;
 mod sticky;
+mod tls;

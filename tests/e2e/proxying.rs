@@ -59,17 +59,6 @@ async fn forwarding_headers_reach_the_pod_and_hop_by_hop_do_not() {
 }
 
 #[tokio::test]
-async fn request_bodies_stream_to_the_pod() {
-    let (_pods, _m, t) = plain_setup(1, &[]);
-    // A chunked upload of 8 MiB produced on the fly: never a whole buffer.
-    let chunks = (0..128).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let hit = get_with(no_jar().post(t.url("/upload")).body(body)).await;
-    assert_eq!(hit.status, 200);
-    assert!(hit.body.contains(&format!("BodyBytes: {}", 128 * 64 * 1024)), "{}", hit.body);
-}
-
-#[tokio::test]
 async fn upstream_connections_are_kept_alive() {
     let (_pods, _m, t) = plain_setup(1, &[]);
     let client = browser();

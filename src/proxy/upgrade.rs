@@ -1,0 +1,47 @@
+//! WebSockets (and any HTTP/1.1 `Upgrade`): the upgrade request is routed like any other
+//! (so it gets its affinity decision and cookie), and once the pod answers 101 both
+//! connections are spliced until either side closes.
+
+use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
+use http::{Request, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::proxy::conn::UpgradeTracker;
+
+/// The protocol a client asks to upgrade to (`Connection: upgrade` + `Upgrade: x`).
+pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let asks = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))));
+    asks.then(|| req.headers().get(UPGRADE).cloned()).flatten()
+}
+
+/// Puts back the two hop-by-hop headers an upgrade needs (stripping removed them).
+pub fn restore(headers: &mut HeaderMap, protocol: &HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol.clone());
+}
+
+/// After a 101 from the pod: splice the client and pod connections in the background.
+pub fn splice<B>(client: OnUpgrade, pod_response: &mut Response<B>, tracker: &UpgradeTracker) {
+    let pod = hyper::upgrade::on(pod_response);
+    let hold = tracker.hold();
+    tokio::spawn(async move {
+        let _hold = hold;
+        let (client, pod) = match tokio::try_join!(client, pod) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(%e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut pod = TokioIo::new(pod);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut pod).await {
+            tracing::debug!(%e, "upgraded connection ended with an error");
+        }
+    });
+}
