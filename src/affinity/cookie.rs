@@ -173,9 +173,10 @@ impl RouteSticky {
             out.push_str("; Partitioned");
         }
         if let Some(same_site) = p.same_site {
+            // Browsers drop a `SameSite=None` cookie that is not `Secure` altogether; without
+            // the attribute they apply their default and keep the session working.
             let omit = same_site == SameSite::None
-                && p.conditional_same_site_none
-                && user_agent.is_some_and(same_site_none_incompatible);
+                && (!secure || (p.conditional_same_site_none && user_agent.is_some_and(same_site_none_incompatible)));
             if !omit {
                 out.push_str("; SameSite=");
                 out.push_str(same_site.as_str());
@@ -273,6 +274,7 @@ mod tests {
         let mut p = StickyPolicy::new("c");
         p.same_site = Some(SameSite::None);
         p.conditional_same_site_none = true;
+        p.secure = true;
         let r = route(p);
         let old =
             b"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0.3202.94 Safari/537.36";
@@ -296,6 +298,16 @@ mod tests {
         assert!(fresh.to_str().unwrap().contains("Max-Age=3600;"), "{fresh:?}");
         let later = r.set_cookie("v", 1_700_000_000 - 1000, now, false, None).unwrap();
         assert!(later.to_str().unwrap().contains("Max-Age=2600;"), "{later:?}");
+    }
+
+    #[test]
+    fn same_site_none_is_only_sent_with_secure() {
+        let mut p = StickyPolicy::new("c");
+        p.same_site = Some(SameSite::None);
+        let r = route(p);
+        let now = SystemTime::now();
+        assert_eq!(r.set_cookie("v", 0, now, false, None).unwrap(), "c=v; Path=/app; HttpOnly");
+        assert_eq!(r.set_cookie("v", 0, now, true, None).unwrap(), "c=v; Path=/app; Secure; HttpOnly; SameSite=None");
     }
 
     #[test]

@@ -5,6 +5,8 @@ mod harness;
 
 mod demo;
 mod dialects;
+mod edge;
+mod limits;
 mod migration;
 mod proxying;
 mod reload;

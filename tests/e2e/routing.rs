@@ -158,3 +158,63 @@ async fn service_ports_by_name_and_legacy_endpoints() {
     assert_eq!(backend_for(&c, &t, "h", "/named").await, "named");
     assert_eq!(backend_for(&c, &t, "h", "/legacy").await, "legacy");
 }
+
+/// ingress-nginx `rewrite-target` with capture groups, `app-root`, `permanent-redirect` and
+/// `temporal-redirect`, as the ingress-nginx examples write them.
+#[tokio::test]
+async fn rewrites_and_redirects_from_annotations() {
+    let (_pods, m) = backends(&["web"]);
+    m.write(
+        "rewrite.yaml",
+        &ingress_yaml(
+            "rewrite",
+            Some("rewrite.test"),
+            &[("/something(/|$)(.*)", "ImplementationSpecific", "web")],
+            &[("rewrite-target", "/$2")],
+        ),
+    );
+    m.write("root.yaml", &ingress_yaml("root", Some("root.test"), &[("/", "Prefix", "web")], &[("app-root", "/app1")]));
+    m.write(
+        "moved.yaml",
+        &ingress_yaml(
+            "moved",
+            Some("moved.test"),
+            &[("/", "Prefix", "web")],
+            &[("permanent-redirect", "https://new.example.com/welcome"), ("permanent-redirect-code", "308")],
+        ),
+    );
+    m.write(
+        "away.yaml",
+        &ingress_yaml(
+            "away",
+            Some("away.test"),
+            &[("/", "Prefix", "web")],
+            &[("temporal-redirect", "/maintenance.html")],
+        ),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let uri_at_pod = |path: &'static str| {
+        let client = client.clone();
+        let url = t.url(path);
+        async move {
+            let r = client.get(url).header("host", "rewrite.test").header("accept", "application/json").send().await;
+            let json: serde_json::Value = r.unwrap().json().await.unwrap();
+            json["uri"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(uri_at_pod("/something/new/page?q=1").await, "/new/page?q=1");
+    assert_eq!(uri_at_pod("/something").await, "/");
+    assert_eq!(uri_at_pod("/SOMETHING/x").await, "/x", "case-insensitive, as nginx's ~*");
+    let r = client.get(t.url("/")).header("host", "root.test").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "http://root.test/app1"));
+    let r = client.get(t.url("/app1")).header("host", "root.test").send().await.unwrap();
+    assert_eq!(r.status(), 200, "only / is redirected");
+    let r = client.get(t.url("/any/path")).header("host", "moved.test").send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["location"].to_str().unwrap()),
+        (308, "https://new.example.com/welcome")
+    );
+    let r = client.get(t.url("/x")).header("host", "away.test").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "/maintenance.html"));
+}

@@ -1,6 +1,7 @@
 //! ingress-nginx annotations that shape a location rather than affinity: HTTPS redirects,
 //! fixed redirects, `app-root`, `rewrite-target`, `use-regex`, per-Ingress timeouts, body size
-//! and retries.
+//! and retries. (`proxy-send-timeout` is not among them: tether hands the body to the pod's
+//! connection as it arrives and has no per-write timer; it is reported as not supported.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,7 +25,6 @@ pub const HONOURED: &[&str] = &[
     "use-regex",
     "proxy-connect-timeout",
     "proxy-read-timeout",
-    "proxy-send-timeout",
     "proxy-body-size",
     "proxy-next-upstream",
     "proxy-next-upstream-tries",
@@ -47,7 +47,6 @@ pub struct LocationSettings {
     pub regex_paths: bool,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
-    pub send_timeout: Option<Duration>,
     /// `proxy-body-size`; `Some(0)` means unlimited.
     pub body_size: Option<u64>,
     pub next_upstream: NextUpstream,
@@ -65,7 +64,6 @@ impl Default for LocationSettings {
             regex_paths: false,
             connect_timeout: None,
             read_timeout: None,
-            send_timeout: None,
             body_size: None,
             next_upstream: NextUpstream::default(),
             notes: Vec::new(),
@@ -137,11 +135,9 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings
         out.regex_paths |= flag(&mut out.notes, key("use-regex"), Some(v));
     }
 
-    for (name, slot) in [
-        ("proxy-connect-timeout", &mut out.connect_timeout),
-        ("proxy-read-timeout", &mut out.read_timeout),
-        ("proxy-send-timeout", &mut out.send_timeout),
-    ] {
+    for (name, slot) in
+        [("proxy-connect-timeout", &mut out.connect_timeout), ("proxy-read-timeout", &mut out.read_timeout)]
+    {
         if let Some(v) = get(name) {
             match nginx_seconds(v) {
                 Some(d) => *slot = Some(d),

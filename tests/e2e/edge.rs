@@ -1,0 +1,238 @@
+//! The edge: WebSockets that keep their pod, the client address from PROXY protocol and from a
+//! trusted proxy, retries that never repeat a POST, graceful shutdown and SIGHUP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::*;
+
+fn sticky_setup(n: usize, extra: &[&str]) -> (Vec<Pod>, Manifests, Tether) {
+    let pods = start_pods("edge", n);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("affinity", "cookie")]));
+    let t = Tether::start(m.path(), extra);
+    (pods, m, t)
+}
+
+/// The headers the pod saw, from its JSON answer.
+async fn pod_headers(response: reqwest::Response) -> HashMap<String, String> {
+    let json: serde_json::Value = response.json().await.unwrap();
+    json["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv[0].as_str().unwrap().to_owned(), kv[1].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Sends raw bytes, then a JSON GET, and returns the pod's view of the headers.
+async fn raw_json_get(addr: SocketAddr, prefix: &[u8]) -> Option<HashMap<String, String>> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(prefix).await.ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n").await.ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&out);
+    // The body may be chunked; the pod writes its JSON as one chunk.
+    let body = text.split_once("\r\n\r\n")?.1;
+    let json: serde_json::Value = serde_json::from_str(&body[body.find('{')?..=body.rfind('}')?]).ok()?;
+    Some(
+        json["headers"]
+            .as_array()?
+            .iter()
+            .map(|kv| (kv[0].as_str().unwrap().to_owned(), kv[1].as_str().unwrap().to_owned()))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_websocket_keeps_the_pod_of_its_session_and_streams_both_ways() {
+    let (_pods, _m, t) = sticky_setup(3, &[]);
+    let browser = browser();
+    let first = get(&browser, &t.url("/")).await;
+    let cookie = cookie_pair(&first);
+    for round in 0..5 {
+        let mut request = format!("ws://{}/chat", t.addr).into_client_request().unwrap();
+        request.headers_mut().insert("cookie", cookie.parse().unwrap());
+        let (mut ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade through tether");
+        assert_eq!(response.status(), 101);
+        let hello = ws.next().await.unwrap().unwrap();
+        assert_eq!(hello.to_text().unwrap(), first.pod, "round {round}: the socket reached the session's pod");
+        for i in 0..20 {
+            ws.send(Message::text(format!("m{i}"))).await.unwrap();
+            let echo = ws.next().await.unwrap().unwrap();
+            assert_eq!(echo.to_text().unwrap(), format!("{}: m{i}", first.pod));
+        }
+        ws.close(None).await.unwrap();
+    }
+    // Without a cookie, the upgrade starts a session like any request.
+    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/", t.addr)).await.unwrap();
+    assert!(response.headers().get("set-cookie").is_some(), "the 101 starts a session");
+    drop(ws);
+}
+
+#[tokio::test]
+async fn proxy_protocol_v1_and_v2_name_the_client() {
+    let pods = start_pods("pp", 1);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let t = Tether::start(m.path(), &["--proxy-protocol", "--client-header-timeout", "2"]);
+    let v1 = raw_json_get(t.addr, b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n").await.expect("served");
+    assert_eq!((v1["x-forwarded-for"].as_str(), v1["x-real-ip"].as_str()), ("203.0.113.7", "203.0.113.7"));
+    let header = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (SocketAddr::from(([198, 51, 100, 9], 40000)), SocketAddr::from(([10, 0, 0, 1], 80))),
+    )
+    .build()
+    .unwrap();
+    let v2 = raw_json_get(t.addr, &header).await.expect("served");
+    assert_eq!(v2["x-forwarded-for"], "198.51.100.9");
+    // A connection without a valid header is closed; the next one is served.
+    assert!(raw_json_get(t.addr, b"HELLO THERE\r\n").await.is_none(), "no answer without a PROXY header");
+    assert!(raw_json_get(t.addr, b"PROXY TCP4 192.0.2.1 10.0.0.1 1 80\r\n").await.is_some());
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    let pods = start_pods("tp", 1);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let trusted = Tether::start(m.path(), &["--trusted-proxies", "127.0.0.0/8"]);
+    let untrusted = Tether::start(m.path(), &["--trusted-proxies", "10.0.0.0/8"]);
+    let ask = |t: &Tether| {
+        no_jar()
+            .get(t.url("/"))
+            .header("accept", "application/json")
+            .header("x-forwarded-for", "6.6.6.6, 198.51.100.4")
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+    let seen = pod_headers(ask(&trusted).await.unwrap()).await;
+    assert_eq!(seen["x-real-ip"], "198.51.100.4", "the right-most address before the trusted proxy");
+    assert_eq!(seen["x-forwarded-for"], "6.6.6.6, 198.51.100.4, 127.0.0.1", "the chain is kept");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    let seen = pod_headers(ask(&untrusted).await.unwrap()).await;
+    assert_eq!((seen["x-real-ip"].as_str(), seen["x-forwarded-for"].as_str()), ("127.0.0.1", "127.0.0.1"));
+    assert_eq!(seen["x-forwarded-proto"], "http");
+}
+
+/// A pod that reads each request (head and body) and then drops the connection unanswered,
+/// counting requests: it shows whether tether sent a request to it, and how often.
+async fn broken_pod(ip: [u8; 4]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(SocketAddr::from((ip, 0))).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Let the body arrive too, then hang up without an answer.
+                let _ = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_get_is_retried_on_another_pod_and_a_sent_post_is_not() {
+    let pods = start_pods("rt", 1);
+    let (broken, seen) = broken_pod([127, 0, 0, 1]).await;
+    let healthy = pods[0].addr;
+    let m = Manifests::new();
+    m.write("service.yaml", &service_yaml("web"));
+    m.write(
+        "slices.yaml",
+        &format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: a, namespace: default, labels: \
+             {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\n\
+             endpoints: [{{addresses: [\"{}\"], targetRef: {{kind: Pod, name: healthy}}}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: b, namespace: default, labels: \
+             {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\n\
+             endpoints: [{{addresses: [\"{}\"], targetRef: {{kind: Pod, name: broken}}}}]\n",
+            healthy.port(),
+            healthy.ip(),
+            broken.port(),
+            broken.ip()
+        ),
+    );
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    for _ in 0..10 {
+        assert_eq!(get(&client, &t.url("/")).await.status, 200, "a GET that hit the broken pod went to the other");
+    }
+    let gets_on_broken = seen.load(Ordering::SeqCst);
+    assert!(gets_on_broken > 0, "round robin sent some GETs to the broken pod");
+    let (mut bad_gateways, before) = (0, seen.load(Ordering::SeqCst));
+    for _ in 0..10 {
+        let r = client.post(t.url("/order")).body("pay 10 EUR").send().await.unwrap();
+        match r.status().as_u16() {
+            200 => {}
+            502 => bad_gateways += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(bad_gateways > 0, "some POSTs reached the broken pod");
+    assert_eq!(
+        seen.load(Ordering::SeqCst) - before,
+        bad_gateways,
+        "each such POST was sent exactly once, never retried"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
+    let (_pods, _m, mut t) = sticky_setup(1, &[]);
+    let url = t.url("/?sleep=1500");
+    let slow = tokio::spawn(async move { no_jar().get(url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the request is in flight at the pod
+    t.proc.signal("TERM");
+    let status = slow.await.unwrap().expect("the in-flight request completes");
+    assert_eq!(status, 200);
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = t.proc.wait_exit(DEADLINE);
+        (status, t)
+    })
+    .await
+    .unwrap();
+    assert!(exit.0.is_some_and(|s| s.success()), "exit 0 after draining: {:?}", exit.0);
+    assert!(TcpStream::connect(exit.1.addr).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_manifests() {
+    let (_pods, _m, t) = sticky_setup(1, &[]);
+    let generation = || async {
+        let url = format!("http://{}/diagnostics.json", t.admin);
+        let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        v["generation"].as_u64().unwrap_or(0)
+    };
+    let before = generation().await;
+    t.proc.signal("HUP");
+    wait_for("a reload after SIGHUP", || async { generation().await > before }).await;
+    assert!(t.proc.stderr_text().contains("SIGHUP"), "the log says why");
+}
