@@ -10,7 +10,6 @@ use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -136,8 +135,7 @@ impl Worker {
             }
         }
         let builders = Arc::new(Builders::new(&self.limits));
-        let graceful = GracefulShutdown::new();
-        let upgrades = conn::UpgradeTracker::default();
+        let open = conn::OpenTracker::default();
         let grace = loop {
             let accepted = tokio::select! {
                 changed = self.stop.changed() => {
@@ -172,19 +170,18 @@ impl Worker {
                 state: self.state.clone(),
                 limits: self.limits,
                 builders: builders.clone(),
-                upgrades: upgrades.clone(),
+                open: open.clone(),
+                stop: self.stop.clone(),
             };
-            let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let _slot = slot;
-                conn::serve(accepted, watcher).await;
+                conn::serve(accepted).await;
             });
         };
         // Closing the listening sockets makes new connections go elsewhere (or be refused).
         drop(listeners);
-        let deadline = tokio::time::Instant::now() + grace;
-        let _ = tokio::time::timeout_at(deadline, graceful.shutdown()).await;
-        upgrades.wait_until(deadline).await;
+        // Connections saw the stop too: each finishes its request in flight and closes.
+        open.wait_until(tokio::time::Instant::now() + grace).await;
     }
 }
 

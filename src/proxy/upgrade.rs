@@ -7,7 +7,7 @@ use http::{Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::proxy::conn::UpgradeTracker;
+use crate::proxy::conn::OpenTracker;
 
 /// The protocol a client asks to upgrade to (`Connection: upgrade` + `Upgrade: x`).
 pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
@@ -26,7 +26,7 @@ pub fn restore(headers: &mut HeaderMap, protocol: &HeaderValue) {
 }
 
 /// After a 101 from the pod: splice the client and pod connections in the background.
-pub fn splice<B>(client: OnUpgrade, pod_response: &mut Response<B>, tracker: &UpgradeTracker) {
+pub fn splice<B>(client: OnUpgrade, pod_response: &mut Response<B>, tracker: &OpenTracker) {
     let pod = hyper::upgrade::on(pod_response);
     let hold = tracker.hold();
     tokio::spawn(async move {

@@ -37,6 +37,21 @@ async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> Option
     }
 }
 
+/// A connection that has been served one request and stays open.
+async fn served_keep_alive(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"\r\n0\r\n\r\n") {
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut buf)).await.expect("a response").unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    s
+}
+
 #[tokio::test]
 async fn bodies_stream_up_to_the_limit_and_larger_ones_get_413() {
     let (_pods, _m, t) = setup(&[]);
@@ -90,9 +105,10 @@ async fn oversized_heads_get_431_and_slow_senders_are_cut_off() {
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_garbage_closes_only_itself() {
     let (_pods, _m, t) = setup(&["--max-connections", "2"]);
-    let idle_a = TcpStream::connect(t.addr).await.unwrap();
-    let idle_b = TcpStream::connect(t.addr).await.unwrap();
-    // Both are accepted (and counted) as soon as the workers see them.
+    // Two keep-alive connections that each completed a request: both are surely accepted and
+    // counted (a bare connect could still sit in a worker's backlog when the third arrives).
+    let idle_a = served_keep_alive(t.addr).await;
+    let idle_b = served_keep_alive(t.addr).await;
     let over = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     wait_for("the third connection to be refused", || {
         let (addr, over) = (t.addr, over.clone());
@@ -101,6 +117,7 @@ async fn connections_over_the_cap_get_503_and_garbage_closes_only_itself() {
             let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
             let answer = read_until_closed(&mut third, Duration::from_secs(5)).await.unwrap_or_default();
             *over.lock().unwrap() = answer.clone();
+
             answer.starts_with("HTTP/1.1 503")
         }
     })
