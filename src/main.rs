@@ -150,6 +150,9 @@ struct WhoamiArgs {
     /// The pod name it answers with.
     #[arg(long, default_value = "whoami")]
     name: String,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a self-signed certificate made at start.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn size(s: &str, flag: &str) -> anyhow::Result<u64> {
@@ -228,7 +231,7 @@ fn main() -> anyhow::Result<()> {
                 demo::run(DemoConfig { replicas: args.replicas, persistent: args.persistent, run }).await
             }
             Command::Whoami(args) => {
-                demo::whoami::serve(args.listen, &args.name).await?;
+                demo::whoami::serve(args.listen, &args.name, args.tls).await?;
                 Ok(())
             }
         }

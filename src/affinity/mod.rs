@@ -305,7 +305,7 @@ mod tests {
                     previous_digest: None,
                     nginx_key: [0; 16],
                     weight: 1,
-                    upstream: registry.get(addr),
+                    upstream: registry.get(addr, Default::default()),
                 }
             })
             .collect();

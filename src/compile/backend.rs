@@ -13,6 +13,7 @@ use crate::compile::dialect::traefik;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
+use crate::proxy::upstream::PodProtocol;
 use crate::route::{Backend, Balance, Endpoint};
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -22,7 +23,7 @@ pub struct BackendRef {
     /// The Service port number (or its name when the Service does not resolve it).
     pub port: String,
     /// Set for an OpenShift Route: each Route is a backend of its own (own sessions, own
-    /// balancing), as in the OpenShift router.
+    /// backend_settings), as in the OpenShift router.
     pub owner: Option<String>,
 }
 
@@ -38,12 +39,15 @@ impl BackendRef {
     }
 }
 
-/// How a backend balances requests that carry no session: the oldest object's choice wins.
+/// How a backend balances requests that carry no session, and how it talks to its pods: the
+/// oldest object's choice wins.
 #[derive(Clone, Debug, Default)]
-pub struct Balancing {
+pub struct BackendSettings {
     /// Hash this request expression (ingress-nginx `upstream-hash-by`, OpenShift `source`).
     pub hash_by: Option<Arc<HashKey>>,
     pub balance: Balance,
+    /// ingress-nginx `backend-protocol`.
+    pub protocol: PodProtocol,
 }
 
 /// The winning affinity of a backend and which Ingress set it.
@@ -58,7 +62,7 @@ pub struct BackendBuilder<'a, 'o> {
     options: &'a CompileOptions<'o>,
     built: HashMap<BackendRef, Arc<Backend>>,
     affinity: &'a HashMap<BackendRef, BackendAffinity>,
-    balancing: &'a HashMap<BackendRef, Balancing>,
+    backend_settings: &'a HashMap<BackendRef, BackendSettings>,
 }
 
 impl<'a, 'o> BackendBuilder<'a, 'o> {
@@ -66,9 +70,9 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         services: &'a ServiceIndex<'a>,
         options: &'a CompileOptions<'o>,
         affinity: &'a HashMap<BackendRef, BackendAffinity>,
-        balancing: &'a HashMap<BackendRef, Balancing>,
+        backend_settings: &'a HashMap<BackendRef, BackendSettings>,
     ) -> Self {
-        BackendBuilder { services, options, built: HashMap::new(), affinity, balancing }
+        BackendBuilder { services, options, built: HashMap::new(), affinity, backend_settings }
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
@@ -88,6 +92,7 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
             return b.clone();
         }
         let keys = &self.options.keys;
+        let protocol = self.backend_settings.get(key).map(|s| s.protocol).unwrap_or_default();
         let mut name = None;
         let mut endpoints = Vec::new();
         let mut problems = Vec::new();
@@ -122,7 +127,7 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
                 digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
                 previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
                 nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
-                upstream: self.options.upstreams.get(e.addr),
+                upstream: self.options.upstreams.get(e.addr, protocol),
                 identity: e.identity.into(),
                 addr: e.addr,
                 state: e.state,
@@ -141,10 +146,11 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
         backend.client_ip_affinity = client_ip;
-        if let Some(b) = self.balancing.get(key) {
+        if let Some(b) = self.backend_settings.get(key) {
             backend.hash_by = b.hash_by.clone();
             backend.balance = b.balance;
         }
+        backend.protocol = protocol;
         let backend = Arc::new(backend);
         self.built.insert(key.clone(), backend.clone());
         backend

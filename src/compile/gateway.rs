@@ -93,8 +93,8 @@ pub fn compile_http_routes(
             affinity.insert(p.backend.clone(), BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
     }
-    let balancing = HashMap::new();
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
+    let backend_settings = HashMap::new();
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &backend_settings);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         let regex = match p.kind {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
-use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, Balancing};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
 use crate::compile::dialect::nginx;
 use crate::compile::dialect::nginx_location::{self, LocationSettings};
 use crate::compile::location;
@@ -48,7 +48,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     let mut pending = Vec::new();
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
     // `upstream-hash-by` and `load-balance` per backend; the oldest Ingress's choice wins.
-    let mut balancing: HashMap<BackendRef, Balancing> = HashMap::new();
+    let mut backend_settings: HashMap<BackendRef, BackendSettings> = HashMap::new();
     let mut default_backend: Option<(String, BackendRef)> = None;
     // Hosts on which an Ingress sets `use-regex`, and the oldest such Ingress.
     let mut regex_hosts: HashMap<String, String> = HashMap::new();
@@ -131,8 +131,24 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                 }
                 let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), diags) else { continue };
                 let backend = backend.canonical(&services);
-                if hash_by.is_some() || balance != Balance::RoundRobin {
-                    balancing.entry(backend.clone()).or_insert_with(|| Balancing { hash_by: hash_by.clone(), balance });
+                let wanted = BackendSettings { hash_by: hash_by.clone(), balance, protocol: location.protocol };
+                match backend_settings.get(&backend) {
+                    None if hash_by.is_some()
+                        || balance != Balance::RoundRobin
+                        || wanted.protocol != Default::default() =>
+                    {
+                        backend_settings.insert(backend.clone(), wanted);
+                    }
+                    Some(older) if older.protocol != wanted.protocol => diags.push(ctx.warn(
+                        "metadata.annotations",
+                        format!(
+                            "backend-protocol for Service {}/{} differs from an older Ingress's ({}); that one is used",
+                            backend.namespace,
+                            backend.service,
+                            older.protocol.as_str()
+                        ),
+                    )),
+                    _ => {}
                 }
                 if let Some(policy) = &sticky {
                     match affinity.get(&backend) {
@@ -182,7 +198,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             .object(p.source.clone()),
         );
     }
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &backend_settings);
     let mut table = RouteTable::default();
     // Canaries attach to the main route with the same host, match type and path.
     let (canaries, mains): (Vec<PendingRoute>, Vec<PendingRoute>) =

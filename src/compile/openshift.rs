@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, Balancing};
+use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
 use crate::compile::dialect::parse_bool;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
@@ -50,7 +50,7 @@ pub fn compile_routes(
     // Oldest first, as the OpenShift router admits them.
     routes.sort_by_key(|r| model::age_key(&r.obj.metadata));
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
-    let mut balancing: HashMap<BackendRef, Balancing> = HashMap::new();
+    let mut backend_settings: HashMap<BackendRef, BackendSettings> = HashMap::new();
     let mut planned = Vec::new();
     for route in routes {
         let Some(p) = plan(route, &services, diags) else { continue };
@@ -64,9 +64,9 @@ pub fn compile_routes(
             None | Some("roundrobin") => None,
             Some("source") => HashKey::parse("$remote_addr")
                 .ok()
-                .map(|key| Balancing { hash_by: Some(Arc::new(key)), balance: Balance::RoundRobin }),
-            Some("leastconn") => Some(Balancing { hash_by: None, balance: Balance::LeastConn }),
-            Some("random") => Some(Balancing { hash_by: None, balance: Balance::Random }),
+                .map(|key| BackendSettings { hash_by: Some(Arc::new(key)), ..Default::default() }),
+            Some("leastconn") => Some(BackendSettings { balance: Balance::LeastConn, ..Default::default() }),
+            Some("random") => Some(BackendSettings { balance: Balance::Random, ..Default::default() }),
             Some(other) => {
                 let reason = format!("{other:?} is not roundrobin|leastconn|source|random; round robin is used");
                 diags.push(note(route, &p.object, BALANCE, reason));
@@ -74,11 +74,11 @@ pub fn compile_routes(
             }
         };
         if let Some(chosen) = chosen {
-            balancing.entry(p.backend.clone()).or_insert(chosen);
+            backend_settings.entry(p.backend.clone()).or_insert(chosen);
         }
         planned.push(p);
     }
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &balancing);
+    let mut builder = BackendBuilder::new(&services, options, &affinity, &backend_settings);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         let sticky = route_sticky(&backend, "/", p.sticky.is_some());

@@ -19,9 +19,9 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 /// Who this pod is.
@@ -41,11 +41,14 @@ impl Identity {
     }
 }
 
-/// Binds and serves forever. Prints `whoami NAME listening on http://ADDR` once bound.
-pub async fn serve(addr: SocketAddr, name: &str) -> std::io::Result<()> {
+/// Binds and serves forever. Prints `whoami NAME listening on http://ADDR` (or `https://`)
+/// once bound. HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN with `tls`); with `tls` the
+/// certificate is self-signed, made at start, as many pods behind an ingress have.
+pub async fn serve(addr: SocketAddr, name: &str, tls: bool) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    println!("whoami {name} listening on http://{bound}");
+    let acceptor = if tls { Some(tls_acceptor(name)?) } else { None };
+    println!("whoami {name} listening on {}://{bound}", if tls { "https" } else { "http" });
     let identity = Arc::new(Identity::new(name));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -54,11 +57,37 @@ pub async fn serve(addr: SocketAddr, name: &str) -> std::io::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let identity = identity.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(identity.clone(), peer, req));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                None => {
+                    let service = service_fn(move |req| answer(identity.clone(), peer, false, req));
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+                }
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let service = service_fn(move |req| answer(identity.clone(), peer, true, req));
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+                }
+            }
         });
     }
+}
+
+fn tls_acceptor(name: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let fail = |e: String| std::io::Error::other(e);
+    let generated = rcgen::generate_simple_self_signed(vec![name.to_owned()]).map_err(|e| fail(e.to_string()))?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der()));
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .map_err(|e| fail(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 #[derive(serde::Serialize)]
@@ -69,6 +98,9 @@ struct Reply<'a> {
     remote_addr: String,
     method: String,
     uri: String,
+    /// `HTTP/1.1` or `HTTP/2.0`, and whether the connection was TLS.
+    version: String,
+    tls: bool,
     headers: Vec<(String, String)>,
     body_bytes: u64,
 }
@@ -76,6 +108,7 @@ struct Reply<'a> {
 async fn answer(
     identity: Arc<Identity>,
     peer: SocketAddr,
+    tls: bool,
     mut req: Request<Incoming>,
 ) -> Result<Response<PodBody>, Infallible> {
     if let Some(handshake) = crate::demo::websocket::accept(&identity, &mut req) {
@@ -99,6 +132,8 @@ async fn answer(
         remote_addr: peer.to_string(),
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
+        version: format!("{:?}", parts.version),
+        tls,
         headers: parts
             .headers
             .iter()
@@ -134,7 +169,7 @@ fn plain(r: &Reply<'_>) -> String {
     let _ = writeln!(out, "Hostname: {}", r.hostname);
     let _ = writeln!(out, "UUID: {}", r.uuid);
     let _ = writeln!(out, "RemoteAddr: {}", r.remote_addr);
-    let _ = writeln!(out, "{} {}", r.method, r.uri);
+    let _ = writeln!(out, "{} {} {}{}", r.method, r.uri, r.version, if r.tls { " (TLS)" } else { "" });
     for (k, v) in &r.headers {
         let _ = writeln!(out, "{k}: {v}");
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, USER_AGENT};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, TE, USER_AGENT};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -115,7 +115,12 @@ pub async fn handle(
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(sticky));
     let upgrade_to = upgrade::requested(&req);
     let client_upgrade = upgrade_to.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
+    let te_trailers = backend.protocol.h2() && req.headers().get(TE).is_some_and(|v| v == "trailers");
     prepare_request(&mut req, client);
+    if backend.protocol.h2() {
+        for_http2_pod(&mut req, te_trailers, backend.protocol.tls());
+    }
     if let Some(protocol) = &upgrade_to {
         upgrade::restore(req.headers_mut(), protocol);
     }
@@ -285,6 +290,22 @@ fn prepare_request(req: &mut Request<Incoming>, client: &ClientInfo) {
     headers::strip_hop_by_hop(headers);
     let host = headers.get(HOST).cloned();
     headers::set_forwarded(headers, client, host);
+}
+
+/// An HTTP/2 pod gets `:scheme` and `:authority` (from the Host header) and, for gRPC,
+/// `TE: trailers`.
+fn for_http2_pod(req: &mut Request<Incoming>, te_trailers: bool, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    let authority = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(uri) = format!("{scheme}://{authority}{target}").parse::<Uri>() {
+        *req.uri_mut() = uri;
+        req.headers_mut().remove(HOST);
+    }
+    *req.version_mut() = Version::HTTP_2;
+    if te_trailers {
+        req.headers_mut().insert(TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 /// HTTP/2 clients may split `Cookie` into one header per cookie; an HTTP/1.1 pod expects one

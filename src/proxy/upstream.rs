@@ -1,5 +1,6 @@
-//! Keep-alive connections to pods: one small pool of ready HTTP/1.1 senders per endpoint and
-//! per worker thread, so a worker never touches another worker's connections.
+//! Keep-alive connections to pods: one small pool of ready senders per endpoint and per worker
+//! thread, so a worker never touches another worker's connections. An HTTP/1.1 sender is taken
+//! out for one request; an HTTP/2 connection stays in the pool and is shared.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -8,9 +9,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+pub use crate::proxy::pod_conn::{PodProtocol, Sender};
 
 /// Idle connections kept per endpoint and worker.
 const IDLE_PER_WORKER: usize = 256;
@@ -24,9 +25,6 @@ pub fn set_worker_index(index: usize) {
     WORKER_INDEX.with(|w| w.set(index));
 }
 
-/// A sender to one pod.
-pub type Sender = SendRequest<crate::proxy::request_body::UpstreamBody>;
-
 /// Why no connection to a pod could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -36,11 +34,14 @@ pub enum ConnectError {
     Io(SocketAddr, std::io::Error),
     #[error("HTTP handshake with {0} failed: {1}")]
     Handshake(SocketAddr, hyper::Error),
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(SocketAddr, std::io::Error),
 }
 
 /// One pod address and its idle connections.
 pub struct Upstream {
     pub addr: SocketAddr,
+    pub protocol: PodProtocol,
     idle: Box<[ArrayQueue<(Sender, Instant)>]>,
     /// Idle connections older than this are closed rather than reused.
     idle_timeout: Duration,
@@ -50,14 +51,14 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Upstream({})", self.addr)
+        write!(f, "Upstream({} {})", self.addr, self.protocol.as_str())
     }
 }
 
 impl Upstream {
-    fn new(addr: SocketAddr, workers: usize, idle_timeout: Duration) -> Self {
+    fn new(addr: SocketAddr, protocol: PodProtocol, workers: usize, idle_timeout: Duration) -> Self {
         let idle = (0..workers.max(1)).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect();
-        Upstream { addr, idle, idle_timeout, load: Default::default() }
+        Upstream { addr, protocol, idle, idle_timeout, load: Default::default() }
     }
 
     fn my_queue(&self) -> &ArrayQueue<(Sender, Instant)> {
@@ -65,7 +66,7 @@ impl Upstream {
         &self.idle[i % self.idle.len()]
     }
 
-    /// An idle connection that is still open, if any.
+    /// An idle connection that is still open, if any (for HTTP/2: a handle on the shared one).
     pub async fn take_idle(&self) -> Option<Sender> {
         let queue = self.my_queue();
         while let Some((mut sender, since)) = queue.pop() {
@@ -73,6 +74,10 @@ impl Upstream {
             // likely to be closing under us than to be useful.
             if sender.is_closed() || since.elapsed() > self.idle_timeout {
                 continue;
+            }
+            if let Some(shared) = sender.share() {
+                let _ = queue.push((sender, Instant::now()));
+                return Some(shared);
             }
             // Usually ready at once; a connection whose last response just ended may need
             // a moment for hyper to reset its state.
@@ -83,7 +88,7 @@ impl Upstream {
         None
     }
 
-    /// Opens a new connection.
+    /// Opens a new connection (for HTTP/2, also kept in the pool for the next requests).
     pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(ConnectError::Timeout(self.addr)),
@@ -91,22 +96,28 @@ impl Upstream {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ConnectError::Handshake(self.addr, e))?;
-        tokio::spawn(async move {
-            // Errors here are the pod closing an idle connection; the next checkout sees it.
-            // With upgrades: a 101 hands the connection to the WebSocket tunnel.
-            let _ = conn.with_upgrades().await;
-        });
+        let handshake = |e| ConnectError::Handshake(self.addr, e);
+        let sender = if self.protocol.tls() {
+            let connector = tokio_rustls::TlsConnector::from(crate::proxy::pod_conn::tls_config(self.protocol));
+            let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+            let tls = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+                Err(_) => return Err(ConnectError::Timeout(self.addr)),
+                Ok(Err(e)) => return Err(ConnectError::Tls(self.addr, e)),
+                Ok(Ok(s)) => s,
+            };
+            crate::proxy::pod_conn::handshake(tls, self.protocol).await.map_err(handshake)?
+        } else {
+            crate::proxy::pod_conn::handshake(stream, self.protocol).await.map_err(handshake)?
+        };
+        if let Some(shared) = sender.share() {
+            let _ = self.my_queue().push((shared, Instant::now()));
+        }
         Ok(sender)
     }
 
-    /// Returns a connection whose response has been fully read.
+    /// Returns a connection whose response has been fully read (HTTP/2 ones stay pooled).
     pub fn put_idle(&self, sender: Sender) {
-        if !sender.is_closed() {
+        if matches!(sender, Sender::H1(_)) && !sender.is_closed() {
             let _ = self.my_queue().push((sender, Instant::now()));
         }
     }
@@ -117,7 +128,7 @@ impl Upstream {
 pub struct UpstreamRegistry {
     workers: usize,
     idle_timeout: Duration,
-    by_addr: Mutex<HashMap<SocketAddr, Weak<Upstream>>>,
+    by_addr: Mutex<HashMap<(SocketAddr, PodProtocol), Weak<Upstream>>>,
 }
 
 impl UpstreamRegistry {
@@ -125,15 +136,16 @@ impl UpstreamRegistry {
         UpstreamRegistry { workers, idle_timeout, by_addr: Mutex::new(HashMap::new()) }
     }
 
-    /// The pool for `addr` (only called while compiling, never per request).
-    pub fn get(&self, addr: SocketAddr) -> Arc<Upstream> {
+    /// The pool for `addr` spoken to in `protocol` (only called while compiling, never per
+    /// request).
+    pub fn get(&self, addr: SocketAddr, protocol: PodProtocol) -> Arc<Upstream> {
         let mut map = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = map.get(&addr).and_then(Weak::upgrade) {
+        if let Some(existing) = map.get(&(addr, protocol)).and_then(Weak::upgrade) {
             return existing;
         }
         map.retain(|_, w| w.strong_count() > 0);
-        let fresh = Arc::new(Upstream::new(addr, self.workers, self.idle_timeout));
-        map.insert(addr, Arc::downgrade(&fresh));
+        let fresh = Arc::new(Upstream::new(addr, protocol, self.workers, self.idle_timeout));
+        map.insert((addr, protocol), Arc::downgrade(&fresh));
         fresh
     }
 }

@@ -86,6 +86,8 @@ pub struct Backend {
     /// Without a cookie, hash this request expression (ingress-nginx `upstream-hash-by`).
     pub hash_by: Option<Arc<HashKey>>,
     pub balance: Balance,
+    /// How tether talks to the pods (ingress-nginx `backend-protocol`).
+    pub protocol: crate::proxy::upstream::PodProtocol,
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
     digests: Box<[(u64, usize)]>,
@@ -134,6 +136,7 @@ impl Backend {
             client_ip_affinity: false,
             hash_by: None,
             balance: Balance::RoundRobin,
+            protocol: Default::default(),
             problem: problem.map(Into::into),
             digests: digests.into_boxed_slice(),
             previous_digests: previous_digests.into_boxed_slice(),
@@ -256,7 +259,7 @@ mod tests {
                     previous_digest: None,
                     nginx_key: [0; 16],
                     weight,
-                    upstream: registry.get(addr),
+                    upstream: registry.get(addr, Default::default()),
                 }
             })
             .collect()

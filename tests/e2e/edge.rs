@@ -236,3 +236,60 @@ async fn sighup_rereads_the_manifests() {
     wait_for("a reload after SIGHUP", || async { generation().await > before }).await;
     assert!(t.proc.stderr_text().contains("SIGHUP"), "the log says why");
 }
+
+/// ingress-nginx `backend-protocol`: HTTPS (TLS to the pod, its self-signed certificate
+/// accepted), GRPC (HTTP/2 in clear text, `TE: trailers` passed) and GRPCS (HTTP/2 over TLS),
+/// each keeping cookie affinity.
+#[tokio::test]
+async fn backend_protocols_reach_pods_over_tls_and_http2() {
+    let plain = start_pods("h2c", 2);
+    let tls = start_pods_with("tlspod", 2, &["--tls"]);
+    let m = Manifests::new();
+    m.service("plain", &plain.iter().collect::<Vec<_>>());
+    m.service("secure", &tls.iter().collect::<Vec<_>>());
+    // Another Service on the same pods: one Service port is one backend with one protocol.
+    m.service("secure-grpc", &tls.iter().collect::<Vec<_>>());
+    let sticky = ("affinity", "cookie");
+    m.write(
+        "https.yaml",
+        &ingress_yaml(
+            "https",
+            Some("https.test"),
+            &[("/", "Prefix", "secure")],
+            &[("backend-protocol", "HTTPS"), sticky],
+        ),
+    );
+    m.write(
+        "grpc.yaml",
+        &ingress_yaml("grpc", Some("grpc.test"), &[("/", "Prefix", "plain")], &[("backend-protocol", "GRPC"), sticky]),
+    );
+    m.write(
+        "grpcs.yaml",
+        &ingress_yaml(
+            "grpcs",
+            Some("grpcs.test"),
+            &[("/", "Prefix", "secure-grpc")],
+            &[("backend-protocol", "GRPCS"), sticky],
+        ),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = no_jar();
+    // (An HTTP/2 pod sees the URI with the :scheme and :authority tether sent.)
+    for (host, expect) in [
+        ("https.test", "GET /svc/Method HTTP/1.1 (TLS)"),
+        ("grpc.test", "GET http://grpc.test/svc/Method HTTP/2.0"),
+        ("grpcs.test", "GET https://grpcs.test/svc/Method HTTP/2.0 (TLS)"),
+    ] {
+        let first = get_with(client.get(t.url("/svc/Method")).header("host", host).header("te", "trailers")).await;
+        assert_eq!(first.status, 200, "{host}: {}", first.body);
+        assert!(first.body.contains(&format!("{expect}\n")), "{host}: {}", first.body);
+        if host.starts_with("grpc") {
+            assert!(first.body.contains("\nte: trailers\n"), "{host}: TE: trailers reaches the pod: {}", first.body);
+        }
+        let cookie = cookie_pair(&first);
+        for _ in 0..10 {
+            let hit = get_with(client.get(t.url("/")).header("host", host).header("cookie", cookie.as_str())).await;
+            assert_eq!(hit.pod, first.pod, "{host}: the session keeps its pod");
+        }
+    }
+}

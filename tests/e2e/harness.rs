@@ -110,8 +110,16 @@ pub struct Pod {
 
 impl Pod {
     pub fn start(name: &str, listen: SocketAddr) -> Result<Pod, String> {
-        let (proc, line) = Proc::spawn(&["whoami", "--listen", &listen.to_string(), "--name", name])?;
-        Ok(Pod { name: name.to_owned(), addr: addr_after(&line, "http://"), proc })
+        Self::start_with(name, listen, &[])
+    }
+
+    /// With extra `whoami` flags (`--tls`).
+    pub fn start_with(name: &str, listen: SocketAddr, extra: &[&str]) -> Result<Pod, String> {
+        let listen = listen.to_string();
+        let mut args = vec!["whoami", "--listen", &listen, "--name", name];
+        args.extend_from_slice(extra);
+        let (proc, line) = Proc::spawn(&args)?;
+        Ok(Pod { name: name.to_owned(), addr: addr_after(&line, "://"), proc })
     }
 
     /// Stops the pod process (connections to it are then refused).
@@ -122,14 +130,19 @@ impl Pod {
 
 /// Starts `n` pods like a Deployment's: each on its own loopback address, all on one port.
 pub fn start_pods(prefix: &str, n: usize) -> Vec<Pod> {
+    start_pods_with(prefix, n, &[])
+}
+
+/// The same with extra `whoami` flags.
+pub fn start_pods_with(prefix: &str, n: usize, extra: &[&str]) -> Vec<Pod> {
     for _attempt in 0..20 {
         let net: [u8; 2] = [rand::random_range(1..=250), rand::random_range(1..=250)];
         let ip = |i: usize| std::net::Ipv4Addr::new(127, net[0], net[1], 10 + i as u8);
-        let Ok(first) = Pod::start(&format!("{prefix}-0"), SocketAddr::from((ip(0), 0))) else { continue };
+        let Ok(first) = Pod::start_with(&format!("{prefix}-0"), SocketAddr::from((ip(0), 0)), extra) else { continue };
         let port = first.addr.port();
         let mut pods = vec![first];
         for i in 1..n {
-            match Pod::start(&format!("{prefix}-{i}"), SocketAddr::from((ip(i), port))) {
+            match Pod::start_with(&format!("{prefix}-{i}"), SocketAddr::from((ip(i), port)), extra) {
                 Ok(p) => pods.push(p),
                 Err(_) => break,
             }

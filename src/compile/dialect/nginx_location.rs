@@ -10,6 +10,7 @@ use http::HeaderValue;
 
 use crate::compile::dialect::nginx::{AnnotationNote, PREFIX};
 use crate::compile::dialect::{flag, parse_bool};
+use crate::proxy::upstream::PodProtocol;
 use crate::route::policy::NextUpstream;
 
 /// The annotations this module reads.
@@ -28,6 +29,7 @@ pub const HONOURED: &[&str] = &[
     "proxy-body-size",
     "proxy-next-upstream",
     "proxy-next-upstream-tries",
+    "backend-protocol",
 ];
 
 /// Per-location settings of one Ingress.
@@ -50,6 +52,8 @@ pub struct LocationSettings {
     /// `proxy-body-size`; `Some(0)` means unlimited.
     pub body_size: Option<u64>,
     pub next_upstream: NextUpstream,
+    /// `backend-protocol`: how tether talks to the pods.
+    pub protocol: PodProtocol,
     pub notes: Vec<AnnotationNote>,
 }
 
@@ -66,6 +70,7 @@ impl Default for LocationSettings {
             read_timeout: None,
             body_size: None,
             next_upstream: NextUpstream::default(),
+            protocol: PodProtocol::Http1,
             notes: Vec::new(),
         }
     }
@@ -175,6 +180,18 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings
         }
         out.next_upstream = NextUpstream { tries: out.next_upstream.tries, ..next };
     }
+    if let Some(v) = get("backend-protocol") {
+        out.protocol = match v.to_ascii_uppercase().as_str() {
+            "HTTP" => PodProtocol::Http1,
+            "HTTPS" => PodProtocol::Https,
+            "GRPC" | "HTTP2" | "H2C" => PodProtocol::H2c,
+            "GRPCS" => PodProtocol::H2Tls,
+            _ => {
+                note(&mut out, "backend-protocol", format!("{v:?} is not HTTP|HTTPS|GRPC|GRPCS|HTTP2; HTTP is used"));
+                PodProtocol::Http1
+            }
+        };
+    }
     if let Some(v) = get("proxy-next-upstream-tries") {
         match v.parse::<u32>() {
             Ok(n) => out.next_upstream.tries = n,
@@ -275,6 +292,8 @@ mod tests {
         assert_eq!(nginx_size("0"), Some(0));
         assert_eq!(nginx_size("1G"), Some(1 << 30));
         assert_eq!(nginx_size("lots"), None);
+        assert_eq!(parsed(&[("backend-protocol", "grpcs")]).protocol, PodProtocol::H2Tls);
+        assert_eq!(parsed(&[("backend-protocol", "FCGI")]).protocol, PodProtocol::Http1);
         let off = parsed(&[("proxy-next-upstream", "off")]);
         assert!(!off.next_upstream.enabled);
         assert!(parsed(&[("proxy-read-timeout", "soon")]).notes.len() == 1);
