@@ -11,7 +11,7 @@ use crate::route::policy::RoutePolicy;
 /// The filters of a route; `has_tls` says whether its host has a certificate served here.
 pub fn filters(location: &LocationSettings, has_tls: bool) -> Option<Box<Filters>> {
     let filters = Filters {
-        to_https: location.force_ssl_redirect || (location.ssl_redirect && has_tls),
+        to_https: (location.force_ssl_redirect || (location.ssl_redirect && has_tls)).then_some(308),
         fixed_redirect: location.redirect.clone(),
         app_root: location.app_root.clone(),
         rewrite: location

@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod location;
 pub mod openshift;
+pub mod openshift_tls;
 pub mod service;
 pub mod tls;
 

@@ -12,10 +12,12 @@ use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
 use crate::compile::dialect::parse_bool;
+use crate::compile::openshift_tls::{self, RouteTlsPlan, Termination};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::{self, openshift, Snapshot, Sourced};
+use crate::proxy::upstream::PodProtocol;
 use crate::route::{Balance, PathKind, Route, RouteTable};
 
 const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
@@ -33,6 +35,7 @@ struct Planned<'a> {
     /// `spec.to` and `spec.alternateBackends` with their weights.
     members: Vec<(BackendRef, u32)>,
     sticky: Option<Arc<StickyPolicy>>,
+    tls: RouteTlsPlan,
 }
 
 /// Adds the snapshot's Routes to `table` (after the Ingresses: on a conflict the Ingress wins).
@@ -60,6 +63,8 @@ pub fn compile_routes(
                 .or_insert_with(|| BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
         let balance = model::annotation(&route.obj.metadata, BALANCE).map(str::trim);
+        // Passthrough Routes balance by client address, as the OpenShift router does.
+        let balance = if p.tls.termination == Termination::Passthrough { Some("source") } else { balance };
         let chosen = match balance {
             None | Some("roundrobin") => None,
             Some("source") => HashKey::parse("$remote_addr")
@@ -73,14 +78,29 @@ pub fn compile_routes(
                 None
             }
         };
-        if let Some(chosen) = chosen {
-            backend_settings.entry(p.backend.clone()).or_insert(chosen);
+        let protocol = p.tls.pod_protocol();
+        if let Some(chosen) = chosen.or_else(|| (protocol != PodProtocol::Http1).then(BackendSettings::default)) {
+            backend_settings.entry(p.backend.clone()).or_insert(BackendSettings { protocol, ..chosen });
         }
         planned.push(p);
     }
     let mut builder = BackendBuilder::new(&services, options, &affinity, &backend_settings);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
+        if let Some(mut cert) = p.tls.certificate.clone() {
+            cert.source = p.object.clone().into();
+            if let Err(holder) = table.certs.insert(&p.host, cert) {
+                diags.push(
+                    Diagnostic::warning(format!("host {} already has the certificate of {}", p.host, holder.source))
+                        .maybe_file(p.route.file.as_ref())
+                        .object(&p.object)
+                        .field("spec.tls.certificate"),
+                );
+            }
+        }
+        if p.tls.termination == Termination::Passthrough {
+            table.passthrough.entry(p.host.clone().into()).or_insert_with(|| backend.clone());
+        }
         let sticky = route_sticky(&backend, "/", p.sticky.is_some());
         let compiled = Route {
             source: p.object.clone().into(),
@@ -91,7 +111,7 @@ pub fn compile_routes(
             sticky,
             canary: None,
             conditions: None,
-            filters: None,
+            filters: p.tls.plain.clone().filter(|f| !f.is_empty()).map(Box::new),
             regex: None,
             policy: None,
         };
@@ -133,30 +153,16 @@ fn plan<'a>(
         diags.push(err("spec.path", format!("{path:?} must start with '/'; Route skipped")));
         return None;
     }
-    if !spec.alternate_backends.is_empty() {
-        diags.push(note(
-            route,
-            &object,
-            "spec.alternateBackends",
-            "weighted alternate backends are not supported yet; only spec.to is served".into(),
-        ));
-    }
-    let termination = spec.tls.as_ref().and_then(|t| t.termination.as_deref()).unwrap_or("");
-    match termination {
-        "" => {}
-        "edge" => diags.push(note(
-            route,
-            &object,
-            "spec.tls",
-            "TLS termination is not served yet; the Route is served over plain HTTP".into(),
-        )),
-        other => {
-            diags.push(err(
-                "spec.tls.termination",
-                format!("{other} needs TLS, which is not served yet; Route skipped"),
-            ));
+    let mut tls_notes = Vec::new();
+    let tls = match openshift_tls::plan(spec.tls.as_ref(), &mut tls_notes) {
+        Ok(tls) => tls,
+        Err((field, reason)) => {
+            diags.push(err(&field, format!("{reason}; Route skipped")));
             return None;
         }
+    };
+    for (field, d) in tls_notes {
+        diags.push(d.maybe_file(route.file.as_ref()).object(&object).field(field));
     }
     let mut members = Vec::new();
     for (i, target) in std::iter::once(&spec.to).chain(&spec.alternate_backends).enumerate() {
@@ -194,8 +200,13 @@ fn plan<'a>(
         members.push((member, weight));
     }
     let backend = members[0].0.clone();
-    let sticky = cookie_policy(route, &object, &ns, diags).map(Arc::new);
-    Some(Planned { route, object, host, path, backend, members, sticky })
+    // The router cannot set a cookie inside a TLS stream it only passes through.
+    let sticky = if tls.termination == Termination::Passthrough {
+        None
+    } else {
+        cookie_policy(route, &object, &ns, tls.is_tls(), diags).map(Arc::new)
+    };
+    Some(Planned { route, object, host, path, backend, members, sticky, tls })
 }
 
 /// The OpenShift router's cookie: on unless disabled, named by annotation or after the Route.
@@ -203,6 +214,7 @@ fn cookie_policy(
     route: &Sourced<openshift::Route>,
     object: &str,
     ns: &str,
+    tls: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<StickyPolicy> {
     let meta = &route.obj.metadata;
@@ -231,6 +243,8 @@ fn cookie_policy(
     let mut policy = StickyPolicy::new(&name);
     policy.mode = AffinityMode::Persistent;
     policy.path = Some("/".into());
+    // On TLS Routes the router's cookie is `SameSite=None` (with Secure) unless annotated.
+    policy.same_site = tls.then_some(SameSite::None);
     if let Some(v) = model::annotation(meta, COOKIE_SAME_SITE) {
         policy.same_site = SameSite::parse(v);
         if policy.same_site.is_none() {

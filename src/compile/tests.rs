@@ -183,15 +183,29 @@ spec:
 #[test]
 fn openshift_routes_that_cannot_be_served_say_why() {
     let no_host = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: a}\nspec: {to: {name: web}}\n";
-    let passthrough = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: b}\n\
-                       spec: {host: b.example.com, to: {name: web}, tls: {termination: passthrough}}\n";
-    let c = compiled(&format!("{no_host}---\n{passthrough}"), &["tether"]);
+    let bad_tls = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: b}\n\
+                   spec: {host: b.example.com, to: {name: web}, tls: {termination: edge, certificate: nope, key: nope}}\n";
+    let odd = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: c}\n\
+               spec: {host: c.example.com, to: {name: web}, tls: {termination: sideways}}\n";
+    let c = compiled(&format!("{no_host}---\n{bad_tls}---\n{odd}"), &["tether"]);
     assert_eq!(c.routes, 0);
     let fields: Vec<_> = c.diagnostics.iter().filter_map(|d| d.field.clone()).collect();
     assert!(
-        fields.contains(&"spec.host".to_owned()) && fields.contains(&"spec.tls.termination".to_owned()),
+        ["spec.host", "spec.tls.certificate", "spec.tls.termination"].iter().all(|f| fields.contains(&f.to_string())),
         "{fields:?}"
     );
+}
+
+#[test]
+fn openshift_passthrough_routes_go_to_the_passthrough_table() {
+    let pt = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: pt}\n\
+              spec: {host: pt.example.com, to: {name: web}, tls: {termination: passthrough}}\n";
+    let c = compiled(pt, &["tether"]);
+    let backend = c.table.passthrough.get("pt.example.com").expect("passthrough");
+    assert!(backend.hash_by.is_some(), "balanced by client address");
+    let http = c.table.find("pt.example.com", "/").unwrap();
+    assert!(http.sticky.is_none(), "no cookie inside a TLS stream tether does not open");
+    assert!(http.filters.as_ref().is_some_and(|f| f.https_only && f.passthrough));
 }
 
 #[test]

@@ -50,4 +50,15 @@ pub struct RouteTls {
     pub termination: Option<String>,
     #[serde(default)]
     pub insecure_edge_termination_policy: Option<String>,
+    /// PEM certificate for the host (edge, reencrypt); else the router's default one.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Intermediates, appended to the chain.
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+    /// The CA of the pod's certificate (reencrypt); tether does not verify pods.
+    #[serde(default)]
+    pub destination_ca_certificate: Option<String>,
 }

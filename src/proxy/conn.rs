@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::proxy::forward::{self, ProxyState};
 use crate::proxy::headers::ClientInfo;
+use crate::proxy::passthrough::Recording;
 use crate::proxy::server::{ConnLimits, ListenerConfig};
 
 /// The protocol builders of a worker, configured once. HTTP/1.1 and HTTP/2 use hyper's own
@@ -139,8 +140,31 @@ pub async fn serve(accepted: Accepted) {
         }
         return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-    let tls_stream = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+    // The ClientHello first: its server name may belong to a passthrough Route.
+    let deadline = tokio::time::Instant::now() + limits.header_timeout;
+    let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), Recording::new(stream));
+    let mut start = match tokio::time::timeout_at(deadline, lazy).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, %e, "no valid ClientHello");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let passthrough = start.client_hello().server_name().and_then(|name| {
+        let table = state.table.load();
+        table.passthrough.get(name.to_ascii_lowercase().as_str()).cloned()
+    });
+    if let Some(backend) = passthrough {
+        let hash = crate::proxy::headers::ip_hash(peer.ip());
+        crate::proxy::passthrough::hand_over(start.io, backend, hash, state.timeouts.connect).await;
+        return;
+    }
+    start.io.stop();
+    let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(tls.clone())).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%peer, %e, "TLS handshake failed");

@@ -78,7 +78,14 @@ pub async fn handle(
     if let Some(filters) = &route.filters {
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         if let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) {
-            let mut response = local(status, "");
+            let text = match (status, &location) {
+                (_, Some(_)) => "",
+                (StatusCode::SERVICE_UNAVAILABLE, None) => {
+                    "503 Service Unavailable: this host is served over HTTPS only\n"
+                }
+                _ => "421 Misdirected Request\n",
+            };
+            let mut response = local(status, text);
             if let Some(location) = location {
                 response.headers_mut().insert(http::header::LOCATION, location);
             }

@@ -42,8 +42,15 @@ pub struct Rewrite {
 /// A route's filters, in the order they apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filters {
-    /// `ssl-redirect`/`force-ssl-redirect`: a plain-HTTP request gets 308 to https.
-    pub to_https: bool,
+    /// A plain-HTTP request gets this redirect status to https (ingress-nginx `ssl-redirect`,
+    /// 308; OpenShift `insecureEdgeTerminationPolicy: Redirect`, 302).
+    pub to_https: Option<u16>,
+    /// A plain-HTTP request is refused with 503, as the OpenShift router does for TLS Routes
+    /// whose `insecureEdgeTerminationPolicy` is `None`.
+    pub https_only: bool,
+    /// The host's TLS goes to its pods unopened (OpenShift passthrough): a request that still
+    /// arrives here over TLS (another SNI name) gets 421 rather than a route in the clear.
+    pub passthrough: bool,
     /// `permanent-redirect`/`temporal-redirect`: every request gets this status and Location.
     pub fixed_redirect: Option<(u16, HeaderValue)>,
     /// `app-root`: a request for `/` gets 302 here.
@@ -71,10 +78,16 @@ impl Filters {
     ) -> Option<(StatusCode, Option<HeaderValue>)> {
         let bare_host =
             || host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
-        if self.to_https && !https {
+        if let Some(code) = self.to_https.filter(|_| !https) {
             let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
             let location = HeaderValue::try_from(format!("https://{}{target}", bare_host())).ok();
-            return Some((StatusCode::PERMANENT_REDIRECT, location));
+            return Some((StatusCode::from_u16(code).unwrap_or(StatusCode::PERMANENT_REDIRECT), location));
+        }
+        if self.https_only && !https {
+            return Some((StatusCode::SERVICE_UNAVAILABLE, None));
+        }
+        if self.passthrough {
+            return Some((StatusCode::MISDIRECTED_REQUEST, None));
         }
         if let Some((status, location)) = &self.fixed_redirect {
             return Some((
@@ -201,7 +214,7 @@ mod tests {
     #[test]
     fn https_fixed_and_app_root_redirects_come_in_ingress_nginx_order() {
         let uri: Uri = "/a/b?c=1".parse().unwrap();
-        let f = Filters { to_https: true, app_root: Some("/app".into()), ..Default::default() };
+        let f = Filters { to_https: Some(308), app_root: Some("/app".into()), ..Default::default() };
         let (status, location) = f.redirect_for(&uri, "shop.test:8080", "/", false).unwrap();
         assert_eq!(
             (status, location.unwrap()),

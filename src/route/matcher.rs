@@ -157,8 +157,11 @@ pub struct RouteTable {
     any_host: HostRoutes,
     /// Answers when nothing matches (`spec.defaultBackend`); else a built-in 404.
     pub default_route: Option<Arc<Route>>,
-    /// TLS certificates by host, from the Secrets Ingresses name in `spec.tls`.
+    /// TLS certificates by host, from the Secrets Ingresses name in `spec.tls` (and OpenShift
+    /// Routes' own).
     pub certs: crate::tls::CertStore,
+    /// OpenShift passthrough Routes: TLS connections for these names go to a pod unopened.
+    pub passthrough: HashMap<Box<str>, Arc<Backend>>,
 }
 
 impl RouteTable {

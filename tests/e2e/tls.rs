@@ -232,3 +232,88 @@ async fn a_half_handshake_or_garbage_closes_only_that_connection() {
     let closed = tokio::time::timeout(std::time::Duration::from_secs(10), stalled.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the stalled handshake is cut at the timeout: {closed:?}");
 }
+
+fn openshift_route(name: &str, host: &str, service: &str, tls: &str) -> String {
+    format!(
+        "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  \
+         host: {host}\n  to: {{kind: Service, name: {service}}}\n{tls}"
+    )
+}
+
+fn edge_tls(cert: &TestCert, policy: &str) -> String {
+    format!(
+        "  tls:\n    termination: edge\n    insecureEdgeTerminationPolicy: {policy}\n    certificate: |\n{}    key: |\n{}",
+        indent(&indent(&cert.cert_pem)),
+        indent(&indent(&cert.key_pem))
+    )
+}
+
+/// OpenShift Routes with TLS, as the OpenShift router serves them: edge with the Route's own
+/// certificate (Secure, SameSite=None cookie; plain HTTP refused, redirected with 302, or
+/// allowed), reencrypt (TLS to the pod too), and passthrough (the pod's own TLS, pinned by
+/// client address).
+#[tokio::test]
+async fn openshift_edge_reencrypt_and_passthrough_routes() {
+    let edge_cert = test_cert(&["edge.apps.test", "redirect.apps.test", "allow.apps.test", "re.apps.test"]);
+    let pods = start_pods("os", 2);
+    let tls_pods = start_pods_with("ospt", 3, &["--tls"]);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.service("secure", &tls_pods.iter().collect::<Vec<_>>());
+    m.service("secure-re", &tls_pods.iter().collect::<Vec<_>>());
+    m.write("edge.yaml", &openshift_route("edge", "edge.apps.test", "web", &edge_tls(&edge_cert, "None")));
+    m.write(
+        "redirect.yaml",
+        &openshift_route("redirect", "redirect.apps.test", "web", &edge_tls(&edge_cert, "Redirect")),
+    );
+    m.write("allow.yaml", &openshift_route("allow", "allow.apps.test", "web", &edge_tls(&edge_cert, "Allow")));
+    m.write(
+        "re.yaml",
+        &openshift_route("re", "re.apps.test", "secure-re", &edge_tls(&edge_cert, "None").replace("edge", "reencrypt")),
+    );
+    m.write("pt.yaml", &openshift_route("pt", "pt.apps.test", "secure", "  tls: {termination: passthrough}\n"));
+    let t = Tether::start(m.path(), &["--listen-tls", "127.0.0.1:0"]);
+    let addr = t.tls.unwrap();
+    let hosts = ["edge.apps.test", "redirect.apps.test", "allow.apps.test", "re.apps.test"];
+    let https = https_client(addr, &hosts, &[&edge_cert], false);
+
+    // Edge: the Route's certificate, a Secure SameSite=None cookie naming the pod.
+    let r = https.get(format!("https://edge.apps.test:{}/", addr.port())).send().await.expect("edge certificate");
+    assert_eq!(served_der(&r), edge_cert.der);
+    let cookie = r.headers().get("set-cookie").expect("the router's cookie").to_str().unwrap().to_owned();
+    assert!(cookie.ends_with("; Path=/; Secure; HttpOnly; SameSite=None"), "{cookie}");
+    assert!(r.text().await.unwrap().starts_with("os-"));
+    // Plain HTTP: refused, redirected (302, as the router), or allowed.
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let at = |host: &'static str| plain.get(t.url("/a?b=1")).header("host", host).send();
+    assert_eq!(at("edge.apps.test").await.unwrap().status(), 503);
+    let r = at("redirect.apps.test").await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["location"].to_str().unwrap()),
+        (302, "https://redirect.apps.test/a?b=1")
+    );
+    assert_eq!(at("allow.apps.test").await.unwrap().status(), 200);
+
+    // Reencrypt: TLS here and again to the pod.
+    let r = https.get(format!("https://re.apps.test:{}/", addr.port())).send().await.unwrap();
+    let body = r.text().await.unwrap();
+    assert!(body.contains("GET / HTTP/1.1 (TLS)"), "the pod was reached over TLS: {body}");
+
+    // Passthrough: the pod's own certificate; one client address, one pod.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .tls_info(true)
+            .resolve("pt.apps.test", addr)
+            .build()
+            .unwrap();
+        let r = client.get(format!("https://pt.apps.test:{}/", addr.port())).send().await.expect("passthrough");
+        assert_ne!(served_der(&r), edge_cert.der);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("(TLS)"), "the pod ended the TLS: {body}");
+        seen.insert(body.lines().next().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 1, "pinned by client address: {seen:?}");
+    assert_eq!(at("pt.apps.test").await.unwrap().status(), 503, "no plain HTTP for a passthrough Route");
+}
