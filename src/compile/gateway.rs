@@ -51,21 +51,23 @@ pub fn compile_http_routes(
         .filter(|c| c.obj.spec.controller_name == GATEWAY_CONTROLLER)
         .map(|c| model::name(&c.obj.metadata))
         .collect();
-    // (namespace, name) → listener hostnames of tether's Gateways.
-    // (namespace, name) → the HTTP listeners of tether's Gateways.
+    // (namespace, name) → the HTTP and HTTPS listeners of tether's Gateways.
     let mut gateways: HashMap<(&str, &str), Vec<&Listener>> = HashMap::new();
     for g in snapshot.gateways.iter().filter(|g| our_classes.contains(&g.obj.spec.gateway_class_name.as_str())) {
         let key = (model::namespace(&g.obj.metadata), model::name(&g.obj.metadata));
         let listeners = gateways.entry(key).or_default();
         for (li, l) in g.obj.spec.listeners.iter().enumerate() {
+            let field = format!("spec.listeners[{li}]");
+            let at = |d: Diagnostic| {
+                d.maybe_file(g.file.as_ref()).object(model::describe("Gateway", &g.obj.metadata)).field(field.clone())
+            };
             match l.protocol.as_deref().unwrap_or("HTTP") {
                 "HTTP" => listeners.push(l),
-                other => diags.push(
-                    Diagnostic::notice(format!("{other} listeners are not served yet (TLS comes with the edge work)"))
-                        .maybe_file(g.file.as_ref())
-                        .object(model::describe("Gateway", &g.obj.metadata))
-                        .field(format!("spec.listeners[{li}]")),
-                ),
+                "HTTPS" => {
+                    listener_certificate(snapshot, key.0, l, &mut table.certs, diags, &at);
+                    listeners.push(l);
+                }
+                other => diags.push(at(Diagnostic::notice(format!("{other} listeners are not served; skipped")))),
             }
         }
     }
@@ -268,6 +270,51 @@ fn plan_route(
                 filters: filters.clone(),
             });
         }
+    }
+}
+
+/// An HTTPS listener's certificate (`tls.certificateRefs[0]`, a Secret in the Gateway's
+/// namespace) for its hostname; without one the listener's hosts get the default certificate.
+fn listener_certificate(
+    snapshot: &Snapshot,
+    namespace: &str,
+    listener: &Listener,
+    certs: &mut crate::tls::CertStore,
+    diags: &mut Vec<Diagnostic>,
+    at: &dyn Fn(Diagnostic) -> Diagnostic,
+) {
+    let Some(tls) = &listener.tls else { return };
+    if tls.mode.as_deref().unwrap_or("Terminate") != "Terminate" {
+        diags.push(at(Diagnostic::notice("TLS mode Passthrough needs a TLSRoute, which tether does not serve")));
+        return;
+    }
+    let Some(r) = tls.certificate_refs.first() else { return };
+    if r.kind.as_deref().is_some_and(|k| k != "Secret") || r.namespace.as_deref().is_some_and(|n| n != namespace) {
+        diags.push(at(Diagnostic::warning(
+            "only Secrets in the Gateway's namespace are read (no ReferenceGrant support); the default certificate is used",
+        )));
+        return;
+    }
+    let secret = snapshot
+        .secrets
+        .iter()
+        .find(|s| model::namespace(&s.obj.metadata) == namespace && model::name(&s.obj.metadata) == r.name);
+    let Some(secret) = secret else {
+        diags.push(at(Diagnostic::warning(format!(
+            "Secret {namespace}/{} not found; the default certificate is used",
+            r.name
+        ))));
+        return;
+    };
+    let Some(cert) = crate::compile::tls::parse_secret(secret, diags) else { return };
+    match listener.hostname.as_deref() {
+        Some(host) => {
+            // An Ingress (compiled first) keeps a host it already has.
+            let _ = certs.insert(host, cert);
+        }
+        None => diags.push(at(Diagnostic::notice(
+            "an HTTPS listener without a hostname: its certificate is not used (SNI needs a name); set one",
+        ))),
     }
 }
 

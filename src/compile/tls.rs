@@ -85,7 +85,7 @@ pub fn compile_tls(
 
 /// `tls.crt` and `tls.key` from `data` (base64 in the manifest) or `stringData` (plain, wins
 /// as the API server merges it).
-fn parse_secret(secret: &Sourced<Secret>, diags: &mut Vec<Diagnostic>) -> Option<Certificate> {
+pub fn parse_secret(secret: &Sourced<Secret>, diags: &mut Vec<Diagnostic>) -> Option<Certificate> {
     let object = model::describe("Secret", &secret.obj.metadata);
     let value = |key: &str| -> Option<(Vec<u8>, String)> {
         if let Some(v) = secret.obj.string_data.as_ref().and_then(|d| d.get(key)) {

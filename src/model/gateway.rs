@@ -41,6 +41,27 @@ pub struct Listener {
     pub port: Option<i32>,
     #[serde(default)]
     pub protocol: Option<String>,
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerTls {
+    /// `Terminate` (default) or `Passthrough`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub certificate_refs: Vec<SecretObjectReference>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SecretObjectReference {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

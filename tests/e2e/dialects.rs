@@ -114,6 +114,30 @@ async fn client_ip_affinity_pins_each_client_address() {
     assert!(notes.contains("timeoutSeconds"), "the timeout's meaning is explained: {notes}");
 }
 
+/// Behind a load balancer the client address comes from a trusted proxy's X-Forwarded-For (or
+/// the PROXY protocol): ClientIP affinity then pins the real clients, not the balancer.
+#[tokio::test]
+async fn client_ip_affinity_behind_a_trusted_proxy_uses_the_forwarded_address() {
+    let pods = start_pods("web", 3);
+    let m = Manifests::new();
+    m.write("service.yaml", &service_with("web", &[], "  sessionAffinity: ClientIP\n"));
+    m.write("slice.yaml", &slice_yaml("web", &pods.iter().collect::<Vec<_>>()));
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let t = Tether::start(m.path(), &["--trusted-proxies", "127.0.0.0/8"]);
+    let balancer = no_jar();
+    let mut pods_seen = BTreeSet::new();
+    for client in 1..25u8 {
+        let xff = format!("198.51.100.{client}");
+        let via = |xff: String| get_with(balancer.get(t.url("/")).header("x-forwarded-for", xff));
+        let first = via(xff.clone()).await;
+        for _ in 0..4 {
+            assert_eq!(via(xff.clone()).await.pod, first.pod, "{xff} stays on its pod");
+        }
+        pods_seen.insert(first.pod);
+    }
+    assert_eq!(pods_seen.len(), 3, "one balancer address, yet the real clients spread: {pods_seen:?}");
+}
+
 #[tokio::test]
 async fn a_draining_pod_keeps_its_sessions_and_gets_no_new_ones() {
     for mode in ["persistent", "balanced"] {

@@ -317,3 +317,30 @@ async fn openshift_edge_reencrypt_and_passthrough_routes() {
     assert_eq!(seen.len(), 1, "pinned by client address: {seen:?}");
     assert_eq!(at("pt.apps.test").await.unwrap().status(), 503, "no plain HTTP for a passthrough Route");
 }
+
+/// A Gateway API HTTPS listener: its certificateRefs Secret is served for its hostname, and a
+/// rule's session cookie gets Secure (the Gateway API default on HTTPS).
+#[tokio::test]
+async fn gateway_https_listener_serves_its_certificate() {
+    let cert = test_cert(&["shop.gw.test"]);
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: tether}\n\
+        spec: {controllerName: tether.dev/gateway-controller}\n---\napiVersion: gateway.networking.k8s.io/v1\n\
+        kind: Gateway\nmetadata: {name: web, namespace: default}\nspec:\n  gatewayClassName: tether\n  listeners:\n  \
+        - name: https\n    protocol: HTTPS\n    port: 443\n    hostname: shop.gw.test\n    \
+        tls: {mode: Terminate, certificateRefs: [{kind: Secret, name: shop-cert}]}\n---\n\
+        apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: shop, namespace: default}\nspec:\n  \
+        parentRefs: [{name: web}]\n  rules:\n  - backendRefs: [{name: web, port: 80}]\n    \
+        sessionPersistence: {sessionName: cart}\n";
+    let pods = start_pods("gw", 2);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("secret.yaml", &tls_secret("shop-cert", &cert));
+    m.write("gateway.yaml", gateway);
+    let t = Tether::start(m.path(), &["--listen-tls", "127.0.0.1:0"]);
+    let addr = t.tls.unwrap();
+    let client = https_client(addr, &["shop.gw.test"], &[&cert], false);
+    let r = client.get(format!("https://shop.gw.test:{}/", addr.port())).send().await.expect("verified");
+    assert_eq!(served_der(&r), cert.der);
+    let cookie = r.headers().get("set-cookie").expect("a session").to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("cart=") && cookie.contains("; Secure; HttpOnly; SameSite=Strict"), "{cookie}");
+}
