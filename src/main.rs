@@ -65,6 +65,10 @@ struct ProxyArgs {
     /// Seconds to wait for a pod's response headers (ingress-nginx proxy-read-timeout).
     #[arg(long, default_value_t = 60.0)]
     proxy_read_timeout: f64,
+    /// Seconds a pod may stop taking an upload before the request fails with 504
+    /// (ingress-nginx proxy-send-timeout).
+    #[arg(long, default_value_t = 60.0)]
+    proxy_send_timeout: f64,
     /// Seconds an idle pooled connection to a pod is kept for reuse (ingress-nginx
     /// upstream-keepalive-timeout). Keep it below the pods' own keep-alive timeout.
     #[arg(long, default_value_t = 60.0)]
@@ -180,6 +184,7 @@ impl ProxyArgs {
                 connect: seconds(self.proxy_connect_timeout, "proxy-connect-timeout")?,
                 response: seconds(self.proxy_read_timeout, "proxy-read-timeout")?,
                 upstream_idle: seconds(self.upstream_keepalive_timeout, "upstream-keepalive-timeout")?,
+                send: seconds(self.proxy_send_timeout, "proxy-send-timeout")?,
             },
             listen_tls: self.listen_tls,
             default_cert: self.default_cert,

@@ -28,6 +28,7 @@ pub fn policy(location: &LocationSettings) -> Option<Arc<RoutePolicy>> {
     let policy = RoutePolicy {
         connect_timeout: location.connect_timeout,
         read_timeout: location.read_timeout,
+        send_timeout: location.send_timeout,
         body_limit: location.body_size,
         next_upstream: location.next_upstream,
     };

@@ -19,6 +19,10 @@ pub struct UploadClock {
     ended_ms: AtomicU64,
     /// Set when the body passed the limit (the answer is then 413).
     too_large: AtomicBool,
+    /// When the last chunk was handed to the pod's connection (ms since `start`, +1) while it
+    /// has not asked for the next one yet; 0 while it is waiting for the client. A pod that
+    /// stops reading leaves this set (`proxy-send-timeout`).
+    handed_ms: AtomicU64,
 }
 
 impl UploadClock {
@@ -33,6 +37,15 @@ impl UploadClock {
     /// The upload was cut off at the body limit.
     pub fn too_large(&self) -> bool {
         self.too_large.load(Ordering::Relaxed)
+    }
+
+    /// How long the pod's connection has not taken the chunk it was handed (`None` when it is
+    /// not waiting on the pod).
+    pub fn pod_stalled_for(&self) -> Option<std::time::Duration> {
+        match self.handed_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.start.elapsed().saturating_sub(std::time::Duration::from_millis(ms - 1))),
+        }
     }
 }
 
@@ -64,6 +77,7 @@ impl UpstreamBody {
                 start: Instant::now(),
                 ended_ms: AtomicU64::new(0),
                 too_large: AtomicBool::new(false),
+                handed_ms: AtomicU64::new(0),
             })
         });
         let allowed = if limit == 0 { u64::MAX } else { limit };
@@ -88,8 +102,14 @@ impl Body for UpstreamBody {
     type Error = UploadError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
+        if let Some(clock) = &self.clock {
+            clock.handed_ms.store(0, Ordering::Relaxed);
+        }
         let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
         let polled = Pin::new(inner).poll_frame(cx);
+        if let (Some(clock), Poll::Ready(Some(Ok(_)))) = (&self.clock, &polled) {
+            clock.handed_ms.store(clock.start.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+        }
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             let len = frame.data_ref().map_or(0, |d| d.len() as u64);
             match self.allowed.checked_sub(len) {

@@ -18,6 +18,8 @@ pub struct Timeouts {
     pub response: Duration,
     /// Reusing an idle pooled connection [`upstream-keepalive-timeout`, 60 s].
     pub upstream_idle: Duration,
+    /// A pod not taking the next piece of an upload [`proxy-send-timeout`, 60 s].
+    pub send: Duration,
 }
 
 impl Default for Timeouts {
@@ -26,6 +28,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             response: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(60),
+            send: Duration::from_secs(60),
         }
     }
 }
@@ -36,6 +39,7 @@ impl Timeouts {
         if let Some(p) = policy {
             self.connect = p.connect_timeout.unwrap_or(self.connect);
             self.response = p.read_timeout.unwrap_or(self.response);
+            self.send = p.send_timeout.unwrap_or(self.send);
         }
         self
     }
@@ -69,7 +73,7 @@ pub async fn send(
         let sent = sender.try_send_request(req);
         let outcome = match upload {
             None => tokio::time::timeout(timeouts.response, sent).await.map_err(|_| Failure::Timeout),
-            Some(clock) => wait_after_upload(sent, clock, timeouts.response).await,
+            Some(clock) => wait_after_upload(sent, clock, timeouts).await,
         };
         match outcome {
             Err(timeout) => return Err(timeout),
@@ -93,10 +97,15 @@ pub async fn send(
 async fn wait_after_upload<F: std::future::Future>(
     sent: F,
     clock: &UploadClock,
-    timeout: Duration,
+    timeouts: &Timeouts,
 ) -> Result<F::Output, Failure> {
+    let timeout = timeouts.response;
     tokio::pin!(sent);
     loop {
+        // The pod stopped taking the upload (`proxy-send-timeout`).
+        if clock.ended().is_none() && clock.pod_stalled_for().is_some_and(|stalled| stalled > timeouts.send) {
+            return Err(Failure::Timeout);
+        }
         let deadline = match clock.ended() {
             Some(ended) => tokio::time::Instant::from_std(ended + timeout),
             // Still uploading: look again a little later.

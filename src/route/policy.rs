@@ -40,6 +40,7 @@ impl Default for NextUpstream {
 pub struct RoutePolicy {
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
     /// Largest request body; `Some(0)` lifts the global limit.
     pub body_limit: Option<u64>,
     pub next_upstream: NextUpstream,

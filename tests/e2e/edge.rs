@@ -293,3 +293,69 @@ async fn backend_protocols_reach_pods_over_tls_and_http2() {
         }
     }
 }
+
+/// `proxy-send-timeout`: a pod that stops reading an upload fails the request after the
+/// timeout, instead of holding it for the response timeout.
+#[tokio::test]
+async fn a_pod_that_stops_reading_an_upload_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            held.push(s); // never read the body, never answer
+        }
+    });
+    let m = Manifests::new();
+    m.write("service.yaml", &service_yaml("web"));
+    m.write(
+        "slice.yaml",
+        &format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: a, namespace: default, labels: \
+             {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\n\
+             endpoints: [{{addresses: [\"127.0.0.1\"]}}]\n",
+            pod.port()
+        ),
+    );
+    m.write(
+        "ingress.yaml",
+        &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")]),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let chunks = (0..1024).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])); // 64 MiB, more than buffers hold
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
+    let started = std::time::Instant::now();
+    let outcome = client.post(t.url("/upload")).body(body).send().await;
+    let elapsed = started.elapsed();
+    if let Ok(r) = &outcome {
+        assert_eq!(r.status(), 504);
+    }
+    // (The client may also see its upload cut off when tether answers early.)
+    assert!(elapsed < Duration::from_secs(20), "failed after {elapsed:?}, not at the 60 s response timeout");
+}
+
+/// `--h2c`: HTTP/2 with prior knowledge on the plain listener, sessions included; HTTP/1.1
+/// clients on the same listener still work.
+#[tokio::test]
+async fn h2c_prior_knowledge_keeps_sessions() {
+    let (_pods, _m, t) = sticky_setup(3, &["--h2c"]);
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().cookie_store(true).build().unwrap();
+    let first = h2.get(t.url("/")).send().await.unwrap();
+    assert_eq!(first.version(), reqwest::Version::HTTP_2);
+    assert!(first.headers().get("set-cookie").is_some());
+    let pod = first.text().await.unwrap().lines().next().unwrap().to_owned();
+    for _ in 0..20 {
+        let r = h2.get(t.url("/")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap().lines().next().unwrap(), pod);
+    }
+    assert_eq!(get(&no_jar(), &t.url("/")).await.status, 200, "HTTP/1.1 on the same listener");
+}

@@ -1,7 +1,6 @@
 //! ingress-nginx annotations that shape a location rather than affinity: HTTPS redirects,
 //! fixed redirects, `app-root`, `rewrite-target`, `use-regex`, per-Ingress timeouts, body size
-//! and retries. (`proxy-send-timeout` is not among them: tether hands the body to the pod's
-//! connection as it arrives and has no per-write timer; it is reported as not supported.)
+//! and retries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +25,7 @@ pub const HONOURED: &[&str] = &[
     "use-regex",
     "proxy-connect-timeout",
     "proxy-read-timeout",
+    "proxy-send-timeout",
     "proxy-body-size",
     "proxy-next-upstream",
     "proxy-next-upstream-tries",
@@ -49,6 +49,7 @@ pub struct LocationSettings {
     pub regex_paths: bool,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
     /// `proxy-body-size`; `Some(0)` means unlimited.
     pub body_size: Option<u64>,
     pub next_upstream: NextUpstream,
@@ -68,6 +69,7 @@ impl Default for LocationSettings {
             regex_paths: false,
             connect_timeout: None,
             read_timeout: None,
+            send_timeout: None,
             body_size: None,
             next_upstream: NextUpstream::default(),
             protocol: PodProtocol::Http1,
@@ -140,9 +142,11 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings
         out.regex_paths |= flag(&mut out.notes, key("use-regex"), Some(v));
     }
 
-    for (name, slot) in
-        [("proxy-connect-timeout", &mut out.connect_timeout), ("proxy-read-timeout", &mut out.read_timeout)]
-    {
+    for (name, slot) in [
+        ("proxy-connect-timeout", &mut out.connect_timeout),
+        ("proxy-read-timeout", &mut out.read_timeout),
+        ("proxy-send-timeout", &mut out.send_timeout),
+    ] {
         if let Some(v) = get(name) {
             match nginx_seconds(v) {
                 Some(d) => *slot = Some(d),
