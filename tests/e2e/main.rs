@@ -6,6 +6,7 @@ mod harness;
 mod demo;
 mod dialects;
 mod edge;
+mod examples;
 mod gateway;
 mod limits;
 mod migration;
