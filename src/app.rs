@@ -19,11 +19,15 @@ use crate::proxy::upstream::UpstreamRegistry;
 use crate::reload::Reloader;
 use crate::route::RouteTable;
 use crate::source::files::ManifestDir;
+use crate::source::Source;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Everything `run` needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub manifests: PathBuf,
+    /// Watch the Kubernetes API instead of a directory (`--kube`).
+    pub kube: Option<crate::source::kube::KubeOptions>,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub ingress_classes: Vec<String>,
@@ -96,15 +100,21 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         max_body: config.max_body,
     });
     let control = Arc::new(ControlState { proxy: proxy.clone(), report: ArcSwap::from_pointee(None) });
-    let mut reloader = Reloader::new(
-        ManifestDir::new(&config.manifests),
-        config.ingress_classes.clone(),
-        key,
-        upstreams,
-        control.clone(),
-    );
+    // The manifest directory is read at once; the API source after its first full sync.
+    let (changed_tx, changed_rx) = mpsc::channel(1);
+    let (source, kube_changes): (Box<dyn Source>, Option<KubeChanges>) = match &config.kube {
+        None => (Box::new(ManifestDir::new(&config.manifests)), None),
+        Some(options) => {
+            let client = crate::source::kube::client(options).await.context("cannot reach the Kubernetes API")?;
+            let started = crate::source::kube::start(client, options);
+            (Box::new(started.source), Some((started.changed, started.unsynced)))
+        }
+    };
+    let mut reloader = Reloader::new(source, config.ingress_classes.clone(), key, upstreams, control.clone());
     reloader.serves_tls = config.listen_tls.is_some();
-    reloader.reload();
+    if kube_changes.is_none() {
+        reloader.reload();
+    }
 
     let mut listeners = vec![ListenerConfig { addr: config.listen, tls: None, proxy_protocol: config.proxy_protocol }];
     if let Some(addr) = config.listen_tls {
@@ -122,9 +132,15 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
 
-    let (changed_tx, mut changed_rx) = mpsc::channel(1);
-    let watch = crate::source::watch::watch_dir(&config.manifests, changed_tx.clone())
-        .with_context(|| format!("cannot watch {}", config.manifests.display()))?;
+    let watch = match kube_changes {
+        Some((changes, unsynced)) => {
+            tokio::spawn(kube_reloads(reloader, changes, unsynced));
+            return Ok(Running { proxy_addr, tls_addr, admin_addr, control, server });
+        }
+        None => crate::source::watch::watch_dir(&config.manifests, changed_tx.clone())
+            .with_context(|| format!("cannot watch {}", config.manifests.display()))?,
+    };
+    let mut changed_rx = changed_rx;
     // SIGHUP forces a re-read, for editors and tools whose writes the watcher misses.
     #[cfg(unix)]
     if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -143,6 +159,27 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         }
     });
     Ok(Running { proxy_addr, tls_addr, admin_addr, control, server })
+}
+
+/// The API source's change notifications and its count of watchers still listing.
+type KubeChanges = (mpsc::Receiver<()>, Arc<AtomicUsize>);
+
+/// Reloads from the API source: first once every watcher has listed its kind (until then
+/// `/readyz` says no), then after each burst of changes, debounced so an EndpointSlice storm
+/// compiles once.
+async fn kube_reloads(mut reloader: Reloader, mut changes: mpsc::Receiver<()>, unsynced: Arc<AtomicUsize>) {
+    const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
+    while unsynced.load(Ordering::SeqCst) > 0 {
+        if changes.recv().await.is_none() {
+            return;
+        }
+    }
+    reloader.reload();
+    while changes.recv().await.is_some() {
+        tokio::time::sleep(DEBOUNCE).await;
+        while changes.try_recv().is_ok() {}
+        reloader.reload();
+    }
 }
 
 fn load_key(config: &RunConfig) -> anyhow::Result<CookieKeys> {

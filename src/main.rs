@@ -114,8 +114,20 @@ struct ProxyArgs {
 struct RunArgs {
     /// Directory of Kubernetes YAML/JSON manifests (Ingress, IngressClass, Service,
     /// EndpointSlice, Endpoints), read recursively.
+    #[arg(long, required_unless_present = "kube", conflicts_with = "kube")]
+    manifests: Option<PathBuf>,
+    /// Watch the Kubernetes API (in-cluster config, else --kubeconfig / $KUBECONFIG).
     #[arg(long)]
-    manifests: PathBuf,
+    kube: bool,
+    /// Kubeconfig file for --kube.
+    #[arg(long, requires = "kube")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --kube.
+    #[arg(long, requires = "kube")]
+    context: Option<String>,
+    /// Namespaces to watch with --kube (repeatable; default all).
+    #[arg(long = "namespace", requires = "kube")]
+    namespaces: Vec<String>,
     /// Proxy listen address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -173,6 +185,7 @@ impl ProxyArgs {
             self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
         Ok(RunConfig {
             manifests,
+            kube: None,
             listen,
             admin,
             ingress_classes: self.ingress_classes,
@@ -219,7 +232,15 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => {
                 let grace = seconds(args.shutdown_grace, "shutdown-grace")?;
-                let config = args.proxy.into_config(args.manifests, args.listen, args.admin)?;
+                let mut config =
+                    args.proxy.into_config(args.manifests.clone().unwrap_or_default(), args.listen, args.admin)?;
+                if args.kube {
+                    config.kube = Some(tether::source::kube::KubeOptions {
+                        kubeconfig: args.kubeconfig.clone(),
+                        context: args.context.clone(),
+                        namespaces: args.namespaces.clone(),
+                    });
+                }
                 let running = app::start(config).await?;
                 let tls = running.tls_addr.map(|a| format!(", https://{a}")).unwrap_or_default();
                 println!(

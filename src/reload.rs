@@ -18,10 +18,10 @@ use crate::model::gateway::HttpRoute;
 use crate::model::openshift::Route;
 use crate::model::{describe, Sourced};
 use crate::proxy::upstream::UpstreamRegistry;
-use crate::source::files::ManifestDir;
+use crate::source::Source;
 
 pub struct Reloader {
-    dir: ManifestDir,
+    source: Box<dyn Source>,
     classes: Vec<String>,
     key: CookieKeys,
     upstreams: Arc<UpstreamRegistry>,
@@ -92,14 +92,14 @@ fn remember<T: Clone>(
 
 impl Reloader {
     pub fn new(
-        dir: ManifestDir,
+        source: Box<dyn Source>,
         classes: Vec<String>,
         key: CookieKeys,
         upstreams: Arc<UpstreamRegistry>,
         control: Arc<ControlState>,
     ) -> Self {
         Reloader {
-            dir,
+            source,
             classes,
             key,
             upstreams,
@@ -114,7 +114,7 @@ impl Reloader {
     /// Reads the directory, compiles, swaps the table in, and publishes the report.
     pub fn reload(&mut self) {
         let started = Instant::now();
-        let (mut snapshot, mut diagnostics) = self.dir.load();
+        let (mut snapshot, mut diagnostics) = self.source.load();
         let unreadable = snapshot.object_count() == 0 && crate::diag::has_errors(&diagnostics);
         let options = CompileOptions {
             ingress_classes: self.classes.clone(),
@@ -173,7 +173,7 @@ impl Reloader {
         } else {
             diagnostics.push(
                 Diagnostic::error("nothing could be read; the previous route table keeps serving")
-                    .file(self.dir.root()),
+                    .maybe_file(self.source.origin().map(std::path::Path::to_path_buf).as_ref()),
             );
         }
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0;

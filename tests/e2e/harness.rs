@@ -199,6 +199,23 @@ impl Tether {
         }
     }
 
+    /// `tether run --kube` with these flags (a `--kubeconfig`).
+    pub fn start_kube(extra: &[&str]) -> Tether {
+        let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().to_str().unwrap().to_owned();
+        let mut args =
+            vec!["run", "--kube", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--state-dir", &state_dir];
+        args.extend_from_slice(extra);
+        let (proc, line) = Proc::spawn(&args).unwrap_or_else(|e| panic!("tether did not start: {e}"));
+        Tether {
+            addr: addr_after(&line, "http://"),
+            tls: None,
+            admin: addr_after(&line, "admin http://"),
+            proc,
+            _state: state,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

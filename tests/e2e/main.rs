@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tether` binary, real `tether whoami` pods, a real HTTP client
 //! with a cookie jar, all on loopback.
 
+mod apiserver;
 mod harness;
 
 mod demo;
@@ -8,6 +9,7 @@ mod dialects;
 mod edge;
 mod examples;
 mod gateway;
+mod kube;
 mod limits;
 mod migration;
 mod proxying;

@@ -1,0 +1,208 @@
+//! The Kubernetes API source: kube-rs watchers and reflector stores for the kinds tether
+//! routes on, feeding the same [`Snapshot`] and `compile()` as the manifest directory.
+//!
+//! Each kind is listed, then watched (re-listed after `410 Gone`, retried with backoff after a
+//! dropped connection). A watch error never empties a store, so the route table keeps the last
+//! objects it saw. A kind the controller may not read (403) is reported with the verb and the
+//! resource and served as empty, instead of crash-looping.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::diag::Diagnostic;
+use crate::model::{Snapshot, Sourced};
+use crate::source::Source;
+
+/// How to reach the API server and what to watch.
+#[derive(Clone, Debug, Default)]
+pub struct KubeOptions {
+    /// A kubeconfig file; without it, in-cluster config, else `$KUBECONFIG`/`~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Namespaces to watch; empty = all.
+    pub namespaces: Vec<String>,
+}
+
+/// The stores of every watched kind (one per namespace watched).
+pub struct KubeSource {
+    ingresses: Vec<Store<Ingress>>,
+    ingress_classes: Vec<Store<IngressClass>>,
+    services: Vec<Store<Service>>,
+    endpoint_slices: Vec<Store<EndpointSlice>>,
+    secrets: Vec<Store<Secret>>,
+    /// Problems the watchers met (403s), reported with every reload while they last.
+    problems: Arc<Mutex<Vec<Diagnostic>>>,
+}
+
+/// Started watchers: the source, a channel that says "something changed", and a counter of
+/// watchers that have not finished their first list.
+pub struct Started {
+    pub source: KubeSource,
+    pub changed: mpsc::Receiver<()>,
+    pub unsynced: Arc<AtomicUsize>,
+}
+
+pub async fn client(options: &KubeOptions) -> anyhow::Result<Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kube_options = KubeConfigOptions { context: options.context.clone(), ..Default::default() };
+    let config = match &options.kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(file, &kube_options).await?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&kube_options).await?,
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Starts a watcher per kind and namespace.
+pub fn start(client: Client, options: &KubeOptions) -> Started {
+    let (tx, rx) = mpsc::channel(1);
+    let unsynced = Arc::new(AtomicUsize::new(0));
+    let problems = Arc::new(Mutex::new(Vec::new()));
+    let namespaces: Vec<Option<String>> =
+        if options.namespaces.is_empty() { vec![None] } else { options.namespaces.iter().cloned().map(Some).collect() };
+    let w = Watchers { tx, unsynced: unsynced.clone(), problems: problems.clone() };
+    let all = watcher::Config::default;
+    let source = KubeSource {
+        ingresses: namespaces.iter().map(|ns| w.watch(scoped(&client, ns), all())).collect(),
+        // IngressClasses are cluster-scoped.
+        ingress_classes: vec![w.watch(Api::all(client.clone()), all())],
+        services: namespaces.iter().map(|ns| w.watch(scoped(&client, ns), all())).collect(),
+        endpoint_slices: namespaces.iter().map(|ns| w.watch(scoped(&client, ns), all())).collect(),
+        // Only TLS Secrets: the others are none of tether's business.
+        secrets: namespaces
+            .iter()
+            .map(|ns| w.watch(scoped(&client, ns), all().fields("type=kubernetes.io/tls")))
+            .collect(),
+        problems,
+    };
+    Started { source, changed: rx, unsynced }
+}
+
+/// A namespaced kind in one namespace, or in all.
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+struct Watchers {
+    tx: mpsc::Sender<()>,
+    unsynced: Arc<AtomicUsize>,
+    problems: Arc<Mutex<Vec<Diagnostic>>>,
+}
+
+impl Watchers {
+    fn watch<K>(&self, api: Api<K>, config: watcher::Config) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let resource = format!(
+            "{}{}",
+            K::plural(&()),
+            if K::group(&()).is_empty() { String::new() } else { format!(".{}", K::group(&())) }
+        );
+        let (reader, writer) = reflector::store();
+        let stream = reflector::reflector(writer, watcher::watcher(api, config)).default_backoff();
+        let (tx, unsynced, problems) = (self.tx.clone(), self.unsynced.clone(), self.problems.clone());
+        unsynced.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let mut synced = false;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::InitDone) => {
+                        forget(&problems, &resource);
+                        if !synced {
+                            synced = true;
+                            unsynced.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        let _ = tx.try_send(());
+                    }
+                    Ok(Event::Apply(_) | Event::Delete(_)) if synced => {
+                        let _ = tx.try_send(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let forbidden = is_forbidden(&e);
+                        tracing::warn!(%resource, error = %e, "watch failed; retrying (the last objects keep serving)");
+                        if forbidden {
+                            remember(&problems, &resource, forbidden_reason(&resource));
+                            // Served as empty rather than blocking readiness for ever.
+                            if !synced {
+                                synced = true;
+                                unsynced.fetch_sub(1, Ordering::SeqCst);
+                                let _ = tx.try_send(());
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        reader
+    }
+}
+
+fn forbidden_reason(resource: &str) -> String {
+    format!("forbidden: list/watch {resource} (add the verb to tether's ClusterRole); served as empty")
+}
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(r))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(r)) => r.code == 403,
+        _ => false,
+    }
+}
+
+fn remember(problems: &Mutex<Vec<Diagnostic>>, resource: &str, reason: String) {
+    let mut p = problems.lock().unwrap_or_else(|e| e.into_inner());
+    if !p.iter().any(|d| d.object.as_deref() == Some(resource)) {
+        p.push(Diagnostic::error(reason).object(resource));
+    }
+}
+
+fn forget(problems: &Mutex<Vec<Diagnostic>>, resource: &str) {
+    problems.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| d.object.as_deref() != Some(resource));
+}
+
+fn objects<K: Resource<DynamicType = ()> + Clone + 'static>(stores: &[Store<K>]) -> Vec<Sourced<K>> {
+    stores.iter().flat_map(|s| s.state()).map(|o| Sourced { file: None, obj: (*o).clone() }).collect()
+}
+
+impl Source for KubeSource {
+    fn load(&mut self) -> (Snapshot, Vec<Diagnostic>) {
+        let snapshot = Snapshot {
+            ingresses: objects(&self.ingresses),
+            ingress_classes: objects(&self.ingress_classes),
+            services: objects(&self.services),
+            endpoint_slices: objects(&self.endpoint_slices),
+            secrets: objects(&self.secrets),
+            ..Snapshot::default()
+        };
+        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (snapshot, problems)
+    }
+
+    fn origin(&self) -> Option<&std::path::Path> {
+        None
+    }
+}

@@ -1,0 +1,257 @@
+//! A test Kubernetes API server speaking the real protocol over HTTP: LIST with a
+//! resourceVersion, WATCH as newline-delimited JSON events (ADDED, MODIFIED, DELETED, BOOKMARK),
+//! `410 Gone` on demand, dropped connections on demand, and 403 for a forbidden resource.
+
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+type Body = http_body_util::Either<
+    Full<Bytes>,
+    StreamBody<tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>>,
+>;
+
+/// `(api prefix, plural)` of the kinds tether watches.
+fn collection(api_version: &str, kind: &str) -> (String, &'static str) {
+    let prefix = if api_version == "v1" { "/api/v1".to_owned() } else { format!("/apis/{api_version}") };
+    let plural = match kind {
+        "Service" => "services",
+        "Secret" => "secrets",
+        "Ingress" => "ingresses",
+        "IngressClass" => "ingressclasses",
+        "EndpointSlice" => "endpointslices",
+        other => panic!("the test API server does not know {other}"),
+    };
+    (prefix, plural)
+}
+
+#[derive(Clone, Debug)]
+struct Event {
+    collection: String,
+    rv: u64,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// collection → (namespace, name) → object
+    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    history: Vec<Event>,
+    forbidden: HashSet<String>,
+    /// Watches started from a resourceVersion older than this get 410 Gone.
+    compacted_before: u64,
+}
+
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<Option<Event>>,
+}
+
+impl ApiServer {
+    pub async fn start() -> ApiServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State { rv: 1, ..State::default() }));
+        let (events, _) = broadcast::channel(1024);
+        let (st, ev) = (state.clone(), events.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (st, ev) = (st.clone(), ev.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let (st, ev) = (st.clone(), ev.clone());
+                        async move { Ok::<_, Infallible>(handle(&st, &ev, req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        ApiServer { addr, state, events }
+    }
+
+    /// A kubeconfig pointing at this server.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"http://{}\"}}\n\
+                 users:\n- name: test\n  user: {{token: test}}\ncontexts:\n- name: test\n  \
+                 context: {{cluster: test, user: test}}\ncurrent-context: test\n",
+                self.addr
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Creates or replaces an object (from YAML), as `kubectl apply` would.
+    pub fn apply(&self, yaml: &str) {
+        for doc in yaml.split("\n---\n") {
+            let mut object: Value = serde_saphyr::from_str(doc).unwrap();
+            let api_version = object["apiVersion"].as_str().unwrap().to_owned();
+            let kind = object["kind"].as_str().unwrap().to_owned();
+            let (prefix, plural) = collection(&api_version, &kind);
+            let ns = object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+            let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+            let mut st = self.state.lock().unwrap();
+            st.rv += 1;
+            let rv = st.rv;
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            object["metadata"]["namespace"] = json!(ns);
+            let key = format!("{prefix}/{plural}");
+            let existed = st.objects.entry(key.clone()).or_default().insert((ns, name), object.clone()).is_some();
+            let event = Event { collection: key, rv, kind: if existed { "MODIFIED" } else { "ADDED" }, object };
+            st.history.push(event.clone());
+            let _ = self.events.send(Some(event));
+        }
+    }
+
+    pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
+        let (prefix, plural) = collection(api_version, kind);
+        let key = format!("{prefix}/{plural}");
+        let mut st = self.state.lock().unwrap();
+        st.rv += 1;
+        let rv = st.rv;
+        let removed = st.objects.entry(key.clone()).or_default().remove(&(namespace.to_owned(), name.to_owned()));
+        if let Some(mut object) = removed {
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let event = Event { collection: key, rv, kind: "DELETED", object };
+            st.history.push(event.clone());
+            let _ = self.events.send(Some(event));
+        }
+    }
+
+    /// Answers 403 to every request for this kind from now on.
+    pub fn forbid(&self, api_version: &str, kind: &str) {
+        let (prefix, plural) = collection(api_version, kind);
+        self.state.lock().unwrap().forbidden.insert(format!("{prefix}/{plural}"));
+    }
+
+    /// Drops every open watch; watches resumed from an older resourceVersion get 410 Gone.
+    pub fn drop_watches_and_compact(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.compacted_before = st.rv + 1;
+        let _ = self.events.send(None);
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+           "reason": reason, "code": code})
+}
+
+fn respond(code: u16, body: Value) -> hyper::Response<Body> {
+    let mut r = hyper::Response::new(http_body_util::Either::Left(Full::new(Bytes::from(body.to_string()))));
+    *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn handle(
+    state: &Arc<Mutex<State>>,
+    events: &broadcast::Sender<Option<Event>>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Body> {
+    let path = req.uri().path().to_owned();
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%3D", "=").replace("%2F", "/")))
+        .collect();
+    // /api/v1[/namespaces/NS]/PLURAL or /apis/G/V[/namespaces/NS]/PLURAL
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix_len, namespace) = match parts.as_slice() {
+        ["api", "v1", "namespaces", ns, _] => (2, Some(ns.to_string())),
+        ["api", "v1", _] => (2, None),
+        ["apis", _, _, "namespaces", ns, _] => (3, Some(ns.to_string())),
+        ["apis", _, _, _] => (3, None),
+        _ => return respond(404, status(404, "NotFound", "no such path")),
+    };
+    let plural = parts[parts.len() - 1];
+    let key = format!("/{}/{plural}", parts[..prefix_len].join("/"));
+    let st = state.lock().unwrap();
+    if st.forbidden.contains(&key) {
+        return respond(403, status(403, "Forbidden", &format!("{plural} is forbidden: User cannot list resource")));
+    }
+    let selected = |o: &Value| {
+        namespace.as_deref().is_none_or(|ns| o["metadata"]["namespace"] == ns)
+            && query.get("fieldSelector").is_none_or(|f| match f.strip_prefix("type=") {
+                Some(t) => o["type"] == t,
+                None => true,
+            })
+    };
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if !watch {
+        let items: Vec<Value> =
+            st.objects.get(&key).map(|m| m.values().filter(|o| selected(o)).cloned().collect()).unwrap_or_default();
+        return respond(
+            200,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+        );
+    }
+    let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let line = |v: Value| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{v}\n"))));
+    if from < st.compacted_before {
+        let _ =
+            tx.try_send(line(json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")})));
+    } else {
+        let backlog: Vec<Event> =
+            st.history.iter().filter(|e| e.collection == key && e.rv > from && selected(&e.object)).cloned().collect();
+        let mut live = events.subscribe();
+        let rv_now = st.rv;
+        let selected_owned = {
+            let namespace = namespace.clone();
+            let field = query.get("fieldSelector").cloned();
+            move |o: &Value| {
+                namespace.as_deref().is_none_or(|ns| o["metadata"]["namespace"] == ns)
+                    && field.as_deref().and_then(|f| f.strip_prefix("type=")).is_none_or(|t| o["type"] == t)
+            }
+        };
+        tokio::spawn(async move {
+            for e in backlog {
+                if tx.send(line(json!({"type": e.kind, "object": e.object}))).await.is_err() {
+                    return;
+                }
+            }
+            let bookmark = json!({"type": "BOOKMARK", "object": {"kind": "Status", "apiVersion": "v1",
+                                  "metadata": {"resourceVersion": rv_now.to_string()}}});
+            let _ = tx.send(line(bookmark)).await;
+            loop {
+                match live.recv().await {
+                    Ok(Some(e)) if e.collection == key && e.rv > from && selected_owned(&e.object) => {
+                        if tx.send(line(json!({"type": e.kind, "object": e.object}))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    // Dropped on purpose, or the server is gone: end the stream.
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        });
+    }
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut r = hyper::Response::new(http_body_util::Either::Right(body));
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
