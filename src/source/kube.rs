@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -42,6 +43,8 @@ pub struct KubeSource {
     services: Vec<Store<Service>>,
     endpoint_slices: Vec<Store<EndpointSlice>>,
     secrets: Vec<Store<Secret>>,
+    /// Gateway API and OpenShift kinds, when their CRDs are installed.
+    custom: Vec<(CustomKind, Store<DynamicObject>)>,
     /// Problems the watchers met (403s), reported with every reload while they last.
     problems: Arc<Mutex<Vec<Diagnostic>>>,
 }
@@ -88,9 +91,80 @@ pub fn start(client: Client, options: &KubeOptions) -> Started {
             .iter()
             .map(|ns| w.watch(scoped(&client, ns), all().fields("type=kubernetes.io/tls")))
             .collect(),
+        custom: CustomKind::ALL
+            .iter()
+            .flat_map(|&kind| {
+                let ar = kind.api_resource();
+                let cluster = kind == CustomKind::GatewayClass;
+                let scopes: Vec<Option<String>> = if cluster { vec![None] } else { namespaces.clone() };
+                let resource = format!("{}.{}", ar.plural, ar.group);
+                scopes
+                    .into_iter()
+                    .map(|ns| {
+                        let api = match &ns {
+                            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                            None => Api::all_with(client.clone(), &ar),
+                        };
+                        (kind, w.watch_dyn(api, ar.clone(), resource.clone(), all(), true))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
         problems,
     };
     Started { source, changed: rx, unsynced }
+}
+
+/// The kinds tether reads that Kubernetes does not define (CRDs), with their own serde types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CustomKind {
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    BackendTrafficPolicy,
+    OpenShiftRoute,
+}
+
+impl CustomKind {
+    const ALL: [CustomKind; 5] = [
+        CustomKind::GatewayClass,
+        CustomKind::Gateway,
+        CustomKind::HttpRoute,
+        CustomKind::BackendTrafficPolicy,
+        CustomKind::OpenShiftRoute,
+    ];
+
+    fn api_resource(self) -> ApiResource {
+        let (group, version, kind, plural) = match self {
+            CustomKind::GatewayClass => ("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses"),
+            CustomKind::Gateway => ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
+            CustomKind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+            CustomKind::BackendTrafficPolicy => {
+                ("gateway.networking.x-k8s.io", "v1alpha1", "XBackendTrafficPolicy", "xbackendtrafficpolicies")
+            }
+            CustomKind::OpenShiftRoute => ("route.openshift.io", "v1", "Route", "routes"),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        ApiResource::from_gvk_with_plural(&gvk, plural)
+    }
+
+    /// Adds one object to the snapshot, through the same serde types as the file source.
+    fn add(self, object: &DynamicObject, snapshot: &mut Snapshot) -> Result<(), String> {
+        let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+        fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+            serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+        }
+        match self {
+            CustomKind::GatewayClass => snapshot.gateway_classes.push(Sourced { file: None, obj: typed(value)? }),
+            CustomKind::Gateway => snapshot.gateways.push(Sourced { file: None, obj: typed(value)? }),
+            CustomKind::HttpRoute => snapshot.http_routes.push(Sourced { file: None, obj: typed(value)? }),
+            CustomKind::BackendTrafficPolicy => {
+                snapshot.backend_traffic_policies.push(Sourced { file: None, obj: typed(value)? })
+            }
+            CustomKind::OpenShiftRoute => snapshot.routes.push(Sourced { file: None, obj: typed(value)? }),
+        }
+        Ok(())
+    }
 }
 
 /// A namespaced kind in one namespace, or in all.
@@ -111,16 +185,33 @@ struct Watchers {
 }
 
 impl Watchers {
+    /// A built-in kind (its k8s-openapi type names it).
     fn watch<K>(&self, api: Api<K>, config: watcher::Config) -> Store<K>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     {
-        let resource = format!(
-            "{}{}",
-            K::plural(&()),
-            if K::group(&()).is_empty() { String::new() } else { format!(".{}", K::group(&())) }
-        );
-        let (reader, writer) = reflector::store();
+        let group = K::group(&());
+        let resource =
+            if group.is_empty() { K::plural(&()).into_owned() } else { format!("{}.{group}", K::plural(&())) };
+        self.watch_dyn(api, (), resource, config, false)
+    }
+
+    /// Any kind; `optional` kinds (CRDs) that the API server does not know (404) are skipped
+    /// with a notice instead of being retried as an error.
+    fn watch_dyn<K>(
+        &self,
+        api: Api<K>,
+        dyntype: K::DynamicType,
+        resource: String,
+        config: watcher::Config,
+        optional: bool,
+    ) -> Store<K>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
+    {
+        let writer = reflector::store::Writer::new(dyntype);
+        let reader = writer.as_reader();
         let stream = reflector::reflector(writer, watcher::watcher(api, config)).default_backoff();
         let (tx, unsynced, problems) = (self.tx.clone(), self.unsynced.clone(), self.problems.clone());
         unsynced.fetch_add(1, Ordering::SeqCst);
@@ -142,10 +233,19 @@ impl Watchers {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        let forbidden = is_forbidden(&e);
-                        tracing::warn!(%resource, error = %e, "watch failed; retrying (the last objects keep serving)");
-                        if forbidden {
-                            remember(&problems, &resource, forbidden_reason(&resource));
+                        let code = api_error_code(&e);
+                        let problem = match code {
+                            Some(403) => Some(Diagnostic::error(forbidden_reason(&resource))),
+                            Some(404) if optional => Some(Diagnostic::notice(format!(
+                                "the {resource} CRD is not installed; skipped (watched again in case it appears)"
+                            ))),
+                            _ => None,
+                        };
+                        if code != Some(404) || !optional {
+                            tracing::warn!(%resource, error = %e, "watch failed; retrying (the last objects keep serving)");
+                        }
+                        if let Some(problem) = problem {
+                            remember(&problems, &resource, problem);
                             // Served as empty rather than blocking readiness for ever.
                             if !synced {
                                 synced = true;
@@ -165,18 +265,18 @@ fn forbidden_reason(resource: &str) -> String {
     format!("forbidden: list/watch {resource} (add the verb to tether's ClusterRole); served as empty")
 }
 
-fn is_forbidden(e: &watcher::Error) -> bool {
+fn api_error_code(e: &watcher::Error) -> Option<u16> {
     match e {
         watcher::Error::InitialListFailed(kube::Error::Api(r))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(r)) => r.code == 403,
-        _ => false,
+        | watcher::Error::WatchStartFailed(kube::Error::Api(r)) => Some(r.code),
+        _ => None,
     }
 }
 
-fn remember(problems: &Mutex<Vec<Diagnostic>>, resource: &str, reason: String) {
+fn remember(problems: &Mutex<Vec<Diagnostic>>, resource: &str, problem: Diagnostic) {
     let mut p = problems.lock().unwrap_or_else(|e| e.into_inner());
     if !p.iter().any(|d| d.object.as_deref() == Some(resource)) {
-        p.push(Diagnostic::error(reason).object(resource));
+        p.push(problem.object(resource));
     }
 }
 
@@ -190,7 +290,7 @@ fn objects<K: Resource<DynamicType = ()> + Clone + 'static>(stores: &[Store<K>])
 
 impl Source for KubeSource {
     fn load(&mut self) -> (Snapshot, Vec<Diagnostic>) {
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             ingresses: objects(&self.ingresses),
             ingress_classes: objects(&self.ingress_classes),
             services: objects(&self.services),
@@ -198,7 +298,20 @@ impl Source for KubeSource {
             secrets: objects(&self.secrets),
             ..Snapshot::default()
         };
-        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (kind, store) in &self.custom {
+            for object in store.state() {
+                if let Err(reason) = kind.add(&object, &mut snapshot) {
+                    let name = format!(
+                        "{:?} {}/{}",
+                        kind,
+                        object.metadata.namespace.as_deref().unwrap_or(""),
+                        object.metadata.name.as_deref().unwrap_or("")
+                    );
+                    problems.push(Diagnostic::error(reason).object(name));
+                }
+            }
+        }
         (snapshot, problems)
     }
 

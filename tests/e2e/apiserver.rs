@@ -30,6 +30,11 @@ fn collection(api_version: &str, kind: &str) -> (String, &'static str) {
         "Ingress" => "ingresses",
         "IngressClass" => "ingressclasses",
         "EndpointSlice" => "endpointslices",
+        "GatewayClass" => "gatewayclasses",
+        "Gateway" => "gateways",
+        "HTTPRoute" => "httproutes",
+        "XBackendTrafficPolicy" => "xbackendtrafficpolicies",
+        "Route" => "routes",
         other => panic!("the test API server does not know {other}"),
     };
     (prefix, plural)
@@ -52,6 +57,9 @@ struct State {
     forbidden: HashSet<String>,
     /// Watches started from a resourceVersion older than this get 410 Gone.
     compacted_before: u64,
+    /// The Gateway API and OpenShift CRDs exist (else their paths are 404, as on a bare
+    /// cluster).
+    crds: bool,
 }
 
 pub struct ApiServer {
@@ -137,6 +145,11 @@ impl ApiServer {
         }
     }
 
+    /// Installs the Gateway API and OpenShift Route CRDs.
+    pub fn install_crds(&self) {
+        self.state.lock().unwrap().crds = true;
+    }
+
     /// Answers 403 to every request for this kind from now on.
     pub fn forbid(&self, api_version: &str, kind: &str) {
         let (prefix, plural) = collection(api_version, kind);
@@ -189,6 +202,10 @@ fn handle(
     let plural = parts[parts.len() - 1];
     let key = format!("/{}/{plural}", parts[..prefix_len].join("/"));
     let st = state.lock().unwrap();
+    let custom = key.starts_with("/apis/gateway.") || key.starts_with("/apis/route.openshift.io");
+    if custom && !st.crds {
+        return respond(404, status(404, "NotFound", "the server could not find the requested resource"));
+    }
     if st.forbidden.contains(&key) {
         return respond(403, status(403, "Forbidden", &format!("{plural} is forbidden: User cannot list resource")));
     }

@@ -102,5 +102,38 @@ async fn a_forbidden_kind_is_reported_and_the_rest_is_served() {
     assert_eq!(get(&no_jar(), &t.url("/")).await.status, 200);
     let text = t.diagnostics().await.to_string();
     assert!(text.contains("forbidden: list/watch secrets"), "{text}");
+    assert!(text.contains("httproutes.gateway.networking.k8s.io CRD is not installed"), "{text}");
     assert!(t.proc.stderr_text().contains("secrets"), "the log names the resource");
+}
+
+/// With the CRDs installed, HTTPRoutes (with sessionPersistence) and OpenShift Routes come from
+/// the API too, through the same types as the manifest files.
+#[tokio::test]
+async fn gateway_api_and_openshift_routes_from_the_api() {
+    let api = ApiServer::start().await;
+    api.install_crds();
+    let dir = tempfile::tempdir().unwrap();
+    let pods = start_pods("kc", 3);
+    api.apply(&service_yaml("web"));
+    api.apply(&slice_yaml("web", &pods.iter().collect::<Vec<_>>()));
+    api.apply(crate::gateway::GATEWAY);
+    api.apply(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: shop, namespace: default}\nspec:\n  \
+         hostnames: [shop.test]\n  parentRefs: [{name: web}]\n  rules:\n  - backendRefs: [{name: web, port: 80}]\n    \
+         sessionPersistence: {sessionName: cart}\n",
+    );
+    api.apply(
+        "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: hello, namespace: default, \
+         annotations: {router.openshift.io/cookie_name: hello-1}}\nspec: {host: hello.apps.test, to: {kind: Service, name: web}}\n",
+    );
+    let t = start(&api, &dir).await;
+    for (host, cookie) in [("shop.test", "cart="), ("hello.apps.test", "hello-1=")] {
+        let b = browser();
+        let first = get_with(b.get(t.url("/")).header("host", host)).await;
+        assert_eq!(first.status, 200, "{host}");
+        assert!(first.set_cookies[0].starts_with(cookie), "{:?}", first.set_cookies);
+        for _ in 0..10 {
+            assert_eq!(get_with(b.get(t.url("/")).header("host", host)).await.pod, first.pod, "{host}");
+        }
+    }
 }
