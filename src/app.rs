@@ -89,7 +89,15 @@ impl Running {
 /// Loads the key, compiles the directory once, starts workers and the admin listener, and
 /// spawns the watch-and-reload task on the current runtime.
 pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
-    let key = load_key(&config)?;
+    let client = match &config.kube {
+        Some(options) => Some(crate::source::kube::client(options).await.context("cannot reach the Kubernetes API")?),
+        None => None,
+    };
+    let secret = config.kube.as_ref().and_then(|k| k.cookie_key_secret.clone());
+    let key = match (&client, secret) {
+        (Some(client), Some((ns, name))) => crate::source::kube::cookie_keys(client, &ns, &name).await?,
+        _ => load_key(&config)?,
+    };
     let upstreams = Arc::new(UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle));
     let proxy = Arc::new(ProxyState {
         table: ArcSwap::from_pointee(RouteTable::default()),
@@ -102,13 +110,12 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     let control = Arc::new(ControlState { proxy: proxy.clone(), report: ArcSwap::from_pointee(None) });
     // The manifest directory is read at once; the API source after its first full sync.
     let (changed_tx, changed_rx) = mpsc::channel(1);
-    let (source, kube_changes): (Box<dyn Source>, Option<KubeChanges>) = match &config.kube {
-        None => (Box::new(ManifestDir::new(&config.manifests)), None),
-        Some(options) => {
-            let client = crate::source::kube::client(options).await.context("cannot reach the Kubernetes API")?;
+    let (source, kube_changes): (Box<dyn Source>, Option<KubeChanges>) = match (&config.kube, client) {
+        (Some(options), Some(client)) => {
             let started = crate::source::kube::start(client, options);
             (Box::new(started.source), Some((started.changed, started.unsynced)))
         }
+        _ => (Box::new(ManifestDir::new(&config.manifests)), None),
     };
     let mut reloader = Reloader::new(source, config.ingress_classes.clone(), key, upstreams, control.clone());
     reloader.serves_tls = config.listen_tls.is_some();

@@ -128,6 +128,10 @@ struct RunArgs {
     /// Namespaces to watch with --kube (repeatable; default all).
     #[arg(long = "namespace", requires = "kube")]
     namespaces: Vec<String>,
+    /// With --kube: the cookie keys from this Secret (NAMESPACE/NAME, keys `current` and
+    /// optionally `previous`), shared by all replicas.
+    #[arg(long, requires = "kube", conflicts_with = "cookie_key_file")]
+    cookie_key_secret: Option<String>,
     /// Proxy listen address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -239,6 +243,14 @@ fn main() -> anyhow::Result<()> {
                         kubeconfig: args.kubeconfig.clone(),
                         context: args.context.clone(),
                         namespaces: args.namespaces.clone(),
+                        cookie_key_secret: match &args.cookie_key_secret {
+                            Some(s) => Some(
+                                s.split_once('/')
+                                    .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+                                    .context("--cookie-key-secret is NAMESPACE/NAME")?,
+                            ),
+                            None => None,
+                        },
                     });
                 }
                 let running = app::start(config).await?;

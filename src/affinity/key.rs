@@ -58,11 +58,15 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<CookieKeys> {
 
 fn read_one(path: &Path) -> anyhow::Result<CookieKey> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read cookie key {}", path.display()))?;
-    match std::str::from_utf8(&bytes) {
+    key_from_bytes(&bytes).with_context(|| format!("cookie key {}", path.display()))
+}
+
+/// One key as a file or a Secret value holds it: hex or text (16+ bytes), or raw binary.
+pub fn key_from_bytes(bytes: &[u8]) -> anyhow::Result<CookieKey> {
+    match std::str::from_utf8(bytes) {
         Ok(text) => parse_key(text.trim()),
-        Err(_) => CookieKey::new(&bytes).context("fewer than 16 bytes of secret"),
+        Err(_) => CookieKey::new(bytes).context("fewer than 16 bytes of secret"),
     }
-    .with_context(|| format!("cookie key {}", path.display()))
 }
 
 fn parse_key(text: &str) -> anyhow::Result<CookieKey> {

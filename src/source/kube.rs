@@ -34,6 +34,8 @@ pub struct KubeOptions {
     pub context: Option<String>,
     /// Namespaces to watch; empty = all.
     pub namespaces: Vec<String>,
+    /// `--cookie-key-secret`: (namespace, name) of the Secret with the cookie keys.
+    pub cookie_key_secret: Option<(String, String)>,
 }
 
 /// The stores of every watched kind (one per namespace watched).
@@ -69,6 +71,28 @@ pub async fn client(options: &KubeOptions) -> anyhow::Result<Client> {
         None => kube::Config::infer().await?,
     };
     Ok(Client::try_from(config)?)
+}
+
+/// The cookie keys from a Secret (`--cookie-key-secret ns/name`): `current` and optionally
+/// `previous`, as the Helm chart creates it, so every replica signs with the same key.
+pub async fn cookie_keys(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<crate::affinity::token::CookieKeys> {
+    use anyhow::Context;
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .with_context(|| format!("cannot read Secret {namespace}/{name} (get secrets)"))?;
+    let value = |key: &str| secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.clone());
+    let current = value("current").with_context(|| format!("Secret {namespace}/{name} has no `current` key"))?;
+    let current = crate::affinity::key::key_from_bytes(&current).context("Secret key `current`")?;
+    let previous = match value("previous") {
+        Some(v) => Some(crate::affinity::key::key_from_bytes(&v).context("Secret key `previous`")?),
+        None => None,
+    };
+    Ok(crate::affinity::token::CookieKeys { current, previous })
 }
 
 /// Starts a watcher per kind and namespace.

@@ -191,7 +191,15 @@ fn handle(
         .map(|(k, v)| (k.to_owned(), v.replace("%3D", "=").replace("%2F", "/")))
         .collect();
     // /api/v1[/namespaces/NS]/PLURAL or /apis/G/V[/namespaces/NS]/PLURAL
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // GET of one object: .../namespaces/NS/PLURAL/NAME
+    let single = match parts.as_slice() {
+        ["api", "v1", "namespaces", _, _, name] | ["apis", _, _, "namespaces", _, _, name] => Some(name.to_string()),
+        _ => None,
+    };
+    if single.is_some() {
+        parts.pop();
+    }
     let (prefix_len, namespace) = match parts.as_slice() {
         ["api", "v1", "namespaces", ns, _] => (2, Some(ns.to_string())),
         ["api", "v1", _] => (2, None),
@@ -216,6 +224,13 @@ fn handle(
                 None => true,
             })
     };
+    if let Some(name) = single {
+        let ns = namespace.clone().unwrap_or_default();
+        return match st.objects.get(&key).and_then(|m| m.get(&(ns, name.clone()))) {
+            Some(object) => respond(200, object.clone()),
+            None => respond(404, status(404, "NotFound", &format!("{plural} \"{name}\" not found"))),
+        };
+    }
     let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     if !watch {
         let items: Vec<Value> =

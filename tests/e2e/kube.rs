@@ -8,8 +8,14 @@ use crate::apiserver::ApiServer;
 use crate::harness::*;
 
 async fn start(api: &ApiServer, dir: &tempfile::TempDir) -> Tether {
+    start_with(api, dir, &[]).await
+}
+
+async fn start_with(api: &ApiServer, dir: &tempfile::TempDir, extra: &[&str]) -> Tether {
     let kubeconfig = api.kubeconfig(dir.path());
-    let t = Tether::start_kube(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let t = Tether::start_kube(&args);
     wait_for("readiness after the first full sync", || async {
         reqwest::get(format!("http://{}/readyz", t.admin)).await.is_ok_and(|r| r.status() == 200)
     })
@@ -135,5 +141,39 @@ async fn gateway_api_and_openshift_routes_from_the_api() {
         for _ in 0..10 {
             assert_eq!(get_with(b.get(t.url("/")).header("host", host)).await.pod, first.pod, "{host}");
         }
+    }
+}
+
+/// `--cookie-key-secret`: two replicas reading one Secret accept each other's cookies. (Multi-
+/// threaded: tether reads the Secret before it prints its listening line, which the harness
+/// waits for blocking, so the test API server must run on another thread.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_cookie_key_from_a_secret() {
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = start_pods("ks", 3);
+    api.apply(&service_yaml("web"));
+    api.apply(&slice_yaml("web", &pods.iter().collect::<Vec<_>>()));
+    api.apply(&ingress_yaml(
+        "web",
+        None,
+        &[("/", "Prefix", "web")],
+        &[("affinity", "cookie"), ("affinity-mode", "persistent")],
+    ));
+    // "current" = base64 of 32 hex digits, as the chart's random value would be.
+    api.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: tether-cookie-key, namespace: tether}\ntype: Opaque\n\
+         data: {current: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n",
+    );
+    let secret = ["--cookie-key-secret", "tether/tether-cookie-key"];
+    let a = start_with(&api, &dir, &secret).await;
+    let b = start_with(&api, &dir, &secret).await;
+    let client = no_jar();
+    for _ in 0..20 {
+        let first = get(&client, &a.url("/")).await;
+        let cookie = cookie_pair(&first);
+        let on_b = get_with(client.get(b.url("/")).header("cookie", cookie.as_str())).await;
+        assert_eq!(on_b.pod, first.pod, "replica B honours replica A's cookie");
+        assert!(on_b.set_cookies.is_empty(), "and does not replace it");
     }
 }
