@@ -112,6 +112,9 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     let (changed_tx, changed_rx) = mpsc::channel(1);
     let (source, kube_changes): (Box<dyn Source>, Option<KubeChanges>) = match (&config.kube, client) {
         (Some(options), Some(client)) => {
+            if let Some(leader) = options.leader.clone() {
+                tokio::spawn(crate::source::leader::run(client.clone(), leader, control.clone()));
+            }
             let started = crate::source::kube::start(client, options);
             (Box::new(started.source), Some((started.changed, started.unsynced)))
         }

@@ -33,10 +33,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the Ingresses of a directory of Kubernetes manifests (hot-reloaded).
-    Run(RunArgs),
+    /// Serve the Ingresses of a directory of Kubernetes manifests (hot-reloaded), or of the
+    /// Kubernetes API (`--kube`).
+    Run(Box<RunArgs>),
     /// Start demo pods, a sticky Ingress for them and the proxy, and show what to try.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// A demo pod: answers with its name, hostname, a per-process id and the request headers.
     Whoami(WhoamiArgs),
 }
@@ -132,6 +133,21 @@ struct RunArgs {
     /// optionally `previous`), shared by all replicas.
     #[arg(long, requires = "kube", conflicts_with = "cookie_key_file")]
     cookie_key_secret: Option<String>,
+    /// With --kube: the Lease that elects the replica writing Ingress status.
+    #[arg(long, default_value = "tether-leader")]
+    election_id: String,
+    /// Namespace of the election Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    election_namespace: String,
+    /// Seconds a leader's Lease lasts without renewal.
+    #[arg(long, default_value_t = 15, hide = true)]
+    lease_duration: u64,
+    /// Addresses (IPs or hostnames) written to Ingress status.loadBalancer.ingress.
+    #[arg(long = "publish-status-address", value_delimiter = ',', requires = "kube")]
+    publish_status_addresses: Vec<String>,
+    /// The Service (NAMESPACE/NAME) whose load balancer address goes to Ingress status.
+    #[arg(long, requires = "kube", conflicts_with = "publish_status_addresses")]
+    publish_service: Option<String>,
     /// Proxy listen address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -173,6 +189,24 @@ struct WhoamiArgs {
     /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a self-signed certificate made at start.
     #[arg(long)]
     tls: bool,
+}
+
+/// `NAMESPACE/NAME`.
+fn ns_name(s: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    s.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+        .with_context(|| format!("--{flag} is NAMESPACE/NAME"))
+}
+
+/// This replica in the election: the pod name (or hostname) and a random suffix, so two
+/// processes on one host are two candidates.
+fn replica_identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "tether".into());
+    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 fn size(s: &str, flag: &str) -> anyhow::Result<u64> {
@@ -243,6 +277,17 @@ fn main() -> anyhow::Result<()> {
                         kubeconfig: args.kubeconfig.clone(),
                         context: args.context.clone(),
                         namespaces: args.namespaces.clone(),
+                        leader: Some(tether::source::leader::LeaderOptions {
+                            election_id: args.election_id.clone(),
+                            namespace: args.election_namespace.clone(),
+                            identity: replica_identity(),
+                            lease_duration: Duration::from_secs(args.lease_duration.max(1)),
+                            publish_addresses: args.publish_status_addresses.clone(),
+                            publish_service: match &args.publish_service {
+                                Some(s) => Some(ns_name(s, "publish-service")?),
+                                None => None,
+                            },
+                        }),
                         cookie_key_secret: match &args.cookie_key_secret {
                             Some(s) => Some(
                                 s.split_once('/')

@@ -299,6 +299,10 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         }));
     }
     table.certs = tls.certs;
+    table.ingresses = ingresses
+        .iter()
+        .map(|i| (model::namespace(&i.obj.metadata).to_owned(), model::name(&i.obj.metadata).to_owned()))
+        .collect();
     table
 }
 

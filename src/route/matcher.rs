@@ -162,6 +162,8 @@ pub struct RouteTable {
     pub certs: crate::tls::CertStore,
     /// OpenShift passthrough Routes: TLS connections for these names go to a pod unopened.
     pub passthrough: HashMap<Box<str>, Arc<Backend>>,
+    /// The Ingresses of tether's classes (namespace, name): the leader writes their status.
+    pub ingresses: Vec<(String, String)>,
 }
 
 impl RouteTable {

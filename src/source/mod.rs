@@ -2,6 +2,7 @@
 
 pub mod files;
 pub mod kube;
+pub mod leader;
 pub mod parse;
 pub mod watch;
 

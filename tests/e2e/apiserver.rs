@@ -35,6 +35,7 @@ fn collection(api_version: &str, kind: &str) -> (String, &'static str) {
         "HTTPRoute" => "httproutes",
         "XBackendTrafficPolicy" => "xbackendtrafficpolicies",
         "Route" => "routes",
+        "Lease" => "leases",
         other => panic!("the test API server does not know {other}"),
     };
     (prefix, plural)
@@ -60,6 +61,8 @@ struct State {
     /// The Gateway API and OpenShift CRDs exist (else their paths are 404, as on a bare
     /// cluster).
     crds: bool,
+    /// Status writes received (PATCH of `.../status`).
+    status_writes: usize,
 }
 
 pub struct ApiServer {
@@ -79,9 +82,18 @@ impl ApiServer {
             while let Ok((stream, _)) = listener.accept().await {
                 let (st, ev) = (st.clone(), ev.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (st, ev) = (st.clone(), ev.clone());
-                        async move { Ok::<_, Infallible>(handle(&st, &ev, req)) }
+                        async move {
+                            use http_body_util::BodyExt;
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let response = match parts.method {
+                                hyper::Method::GET => handle(&st, &ev, hyper::Request::from_parts(parts, ())),
+                                _ => write(&st, &ev, &parts.method, parts.uri.path(), &body),
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -145,6 +157,18 @@ impl ApiServer {
         }
     }
 
+    /// How many status writes tether made.
+    pub fn status_writes(&self) -> usize {
+        self.state.lock().unwrap().status_writes
+    }
+
+    /// An object as stored (to check what tether wrote).
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let (prefix, plural) = collection(api_version, kind);
+        let st = self.state.lock().unwrap();
+        st.objects.get(&format!("{prefix}/{plural}"))?.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+
     /// Installs the Gateway API and OpenShift Route CRDs.
     pub fn install_crds(&self) {
         self.state.lock().unwrap().crds = true;
@@ -176,10 +200,72 @@ fn respond(code: u16, body: Value) -> hyper::Response<Body> {
     r
 }
 
+/// POST (create), PUT (replace, with resourceVersion conflicts) and PATCH of `/status`
+/// (merge patch), for Leases and Ingress status.
+fn write(
+    state: &Arc<Mutex<State>>,
+    events: &broadcast::Sender<Option<Event>>,
+    method: &hyper::Method,
+    path: &str,
+    body: &[u8],
+) -> hyper::Response<Body> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix, ns, plural, name, of_status) = match parts.as_slice() {
+        ["apis", g, v, "namespaces", ns, plural] => (format!("/apis/{g}/{v}"), *ns, *plural, None, false),
+        ["apis", g, v, "namespaces", ns, plural, name] => (format!("/apis/{g}/{v}"), *ns, *plural, Some(*name), false),
+        ["apis", g, v, "namespaces", ns, plural, name, "status"] => {
+            (format!("/apis/{g}/{v}"), *ns, *plural, Some(*name), true)
+        }
+        _ => return respond(404, status(404, "NotFound", "no such path")),
+    };
+    let key = format!("{prefix}/{plural}");
+    let Ok(incoming) = serde_json::from_slice::<Value>(body) else {
+        return respond(400, status(400, "BadRequest", "not JSON"));
+    };
+    let mut st = state.lock().unwrap();
+    let collection = st.objects.entry(key.clone()).or_default();
+    let (name, mut object) = match (method.as_str(), name) {
+        ("POST", None) => {
+            let name = incoming["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            if collection.contains_key(&(ns.to_owned(), name.clone())) {
+                return respond(409, status(409, "AlreadyExists", "already exists"));
+            }
+            (name, incoming)
+        }
+        ("PUT", Some(name)) => {
+            let Some(stored) = collection.get(&(ns.to_owned(), name.to_owned())) else {
+                return respond(404, status(404, "NotFound", "not found"));
+            };
+            if incoming["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+                return respond(409, status(409, "Conflict", "the object has been modified"));
+            }
+            (name.to_owned(), incoming)
+        }
+        ("PATCH", Some(name)) if of_status => {
+            let Some(mut stored) = collection.get(&(ns.to_owned(), name.to_owned())).cloned() else {
+                return respond(404, status(404, "NotFound", "not found"));
+            };
+            stored["status"] = incoming["status"].clone();
+            st.status_writes += 1;
+            (name.to_owned(), stored)
+        }
+        _ => return respond(405, status(405, "MethodNotAllowed", "not supported here")),
+    };
+    st.rv += 1;
+    let rv = st.rv;
+    object["metadata"]["resourceVersion"] = json!(rv.to_string());
+    object["metadata"]["namespace"] = json!(ns);
+    let existed = st.objects.entry(key.clone()).or_default().insert((ns.to_owned(), name), object.clone()).is_some();
+    let event = Event { collection: key, rv, kind: if existed { "MODIFIED" } else { "ADDED" }, object: object.clone() };
+    st.history.push(event.clone());
+    let _ = events.send(Some(event));
+    respond(if existed { 200 } else { 201 }, object)
+}
+
 fn handle(
     state: &Arc<Mutex<State>>,
     events: &broadcast::Sender<Option<Event>>,
-    req: hyper::Request<hyper::body::Incoming>,
+    req: hyper::Request<()>,
 ) -> hyper::Response<Body> {
     let path = req.uri().path().to_owned();
     let query: BTreeMap<String, String> = req

@@ -177,3 +177,45 @@ async fn replicas_share_the_cookie_key_from_a_secret() {
         assert!(on_b.set_cookies.is_empty(), "and does not replace it");
     }
 }
+
+/// Two replicas elect one leader on a Lease; only it writes Ingress status, and when it goes
+/// away the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_ingress_status_and_a_follower_takes_over() {
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = start_pods("kl", 1);
+    api.apply(&service_yaml("web"));
+    api.apply(&slice_yaml("web", &[&pods[0]]));
+    api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let flags = ["--publish-status-address", "203.0.113.10", "--lease-duration", "2"];
+    let mut a = start_with(&api, &dir, &flags).await;
+    let mut b = start_with(&api, &dir, &flags).await;
+    let status = || api.get("networking.k8s.io/v1", "Ingress", "default", "web").map(|o| o["status"].clone());
+    wait_for("the Ingress status", || async {
+        status().is_some_and(|s| s["loadBalancer"]["ingress"][0]["ip"] == "203.0.113.10")
+    })
+    .await;
+    let holder = || {
+        api.get("coordination.k8s.io/v1", "Lease", "default", "tether-leader")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    };
+    let first = holder().expect("a Lease holder");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await; // several renew rounds of both
+    assert_eq!(holder().as_deref(), Some(first.as_str()), "the leader keeps its Lease");
+    assert_eq!(api.status_writes(), 1, "one write, by the leader only");
+    // The leader goes away: the follower takes the Lease once it expires, and writes status
+    // for an Ingress that appears.
+    if a.proc.stderr_text().contains("became the leader") {
+        a.proc.kill();
+    } else {
+        b.proc.kill();
+    }
+    wait_for("another holder", || async { holder().is_some_and(|h| h != first) }).await;
+    api.apply(&ingress_yaml("web2", Some("two.test"), &[("/", "Prefix", "web")], &[]));
+    wait_for("status on the new Ingress", || async {
+        api.get("networking.k8s.io/v1", "Ingress", "default", "web2")
+            .is_some_and(|o| o["status"]["loadBalancer"]["ingress"][0]["ip"] == "203.0.113.10")
+    })
+    .await;
+}

@@ -1,0 +1,155 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, and the leader's one job: writing
+//! `Ingress.status.loadBalancer.ingress` for the Ingresses tether serves, from
+//! `--publish-status-address` or the `--publish-service`'s load balancer.
+//!
+//! Every replica serves traffic; only the leader writes status, so replicas never fight over
+//! it. The Lease is taken with the API server's optimistic concurrency (resourceVersion): of
+//! two replicas that try at once, one gets a 409 and stays a follower.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+use crate::app::ControlState;
+
+#[derive(Clone, Debug)]
+pub struct LeaderOptions {
+    /// The Lease's name (`--election-id`).
+    pub election_id: String,
+    /// Where the Lease lives.
+    pub namespace: String,
+    /// This replica (pod name, else hostname, plus a random suffix).
+    pub identity: String,
+    pub lease_duration: Duration,
+    /// `--publish-status-address`: IPs or hostnames written as they are.
+    pub publish_addresses: Vec<String>,
+    /// `--publish-service NS/NAME`: its `status.loadBalancer.ingress` is copied.
+    pub publish_service: Option<(String, String)>,
+}
+
+/// Runs for ever: holds or watches the Lease, and while leader keeps Ingress status current.
+pub async fn run(client: Client, options: LeaderOptions, control: Arc<ControlState>) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
+    let renew_every = options.lease_duration / 3;
+    let mut written: HashMap<(String, String), Value> = HashMap::new();
+    let mut leading = false;
+    loop {
+        let now_leading = match try_acquire(&leases, &options).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %options.election_id, "leader election failed; retrying");
+                false
+            }
+        };
+        if now_leading != leading {
+            tracing::info!(identity = %options.identity, "{}", if now_leading { "became the leader" } else { "not the leader" });
+            written.clear();
+            leading = now_leading;
+        }
+        if leading {
+            if let Err(e) = write_status(&client, &options, &control, &mut written).await {
+                tracing::warn!(error = %e, "cannot write Ingress status");
+            }
+        }
+        tokio::time::sleep(renew_every).await;
+    }
+}
+
+/// One round of the election: renew our Lease, take an expired one, or follow.
+async fn try_acquire(leases: &Api<Lease>, options: &LeaderOptions) -> Result<bool, kube::Error> {
+    let now = Timestamp::now();
+    let spec = |acquired: Option<MicroTime>, transitions: i32| LeaseSpec {
+        holder_identity: Some(options.identity.clone()),
+        lease_duration_seconds: Some(options.lease_duration.as_secs().max(1) as i32),
+        acquire_time: acquired.or(Some(MicroTime(now))),
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(transitions),
+        ..LeaseSpec::default()
+    };
+    let existing = match leases.get_opt(&options.election_id).await? {
+        Some(lease) => lease,
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta { name: Some(options.election_id.clone()), ..ObjectMeta::default() },
+                spec: Some(spec(None, 0)),
+            };
+            return match leases.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+    };
+    let current = existing.spec.clone().unwrap_or_default();
+    let mine = current.holder_identity.as_deref() == Some(&options.identity);
+    let expired = current.renew_time.as_ref().is_none_or(|t| {
+        let duration = i64::from(current.lease_duration_seconds.unwrap_or(15));
+        now.as_second() > t.0.as_second() + duration
+    });
+    if !mine && !expired {
+        return Ok(false);
+    }
+    let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!mine);
+    let acquired = if mine { current.acquire_time.clone() } else { None };
+    // The resourceVersion makes this a compare-and-swap: a concurrent writer gets 409.
+    let lease = Lease { metadata: existing.metadata.clone(), spec: Some(spec(acquired, transitions)) };
+    match leases.replace(&options.election_id, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The addresses to publish, as `loadBalancer.ingress` entries.
+async fn published(client: &Client, options: &LeaderOptions) -> Result<Value, kube::Error> {
+    if let Some((ns, name)) = &options.publish_service {
+        let service = Api::<Service>::namespaced(client.clone(), ns).get(name).await?;
+        let ingress = service.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+        return Ok(serde_json::to_value(ingress).unwrap_or_else(|_| json!([])));
+    }
+    let entries: Vec<Value> = options
+        .publish_addresses
+        .iter()
+        .map(|a| if a.parse::<std::net::IpAddr>().is_ok() { json!({"ip": a}) } else { json!({"hostname": a}) })
+        .collect();
+    Ok(Value::Array(entries))
+}
+
+async fn write_status(
+    client: &Client,
+    options: &LeaderOptions,
+    control: &ControlState,
+    written: &mut HashMap<(String, String), Value>,
+) -> Result<(), kube::Error> {
+    if options.publish_addresses.is_empty() && options.publish_service.is_none() {
+        return Ok(());
+    }
+    let addresses = published(client, options).await?;
+    let table = control.proxy.table.load();
+    for (ns, name) in &table.ingresses {
+        let key = (ns.clone(), name.clone());
+        if written.get(&key) == Some(&addresses) {
+            continue;
+        }
+        let patch = json!({"status": {"loadBalancer": {"ingress": addresses}}});
+        let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
+        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                written.insert(key, addresses.clone());
+            }
+            // Deleted meanwhile: the next reload drops it.
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
