@@ -188,7 +188,7 @@ async fn one_leader_writes_ingress_status_and_a_follower_takes_over() {
     api.apply(&service_yaml("web"));
     api.apply(&slice_yaml("web", &[&pods[0]]));
     api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
-    let flags = ["--publish-status-address", "203.0.113.10", "--lease-duration", "2"];
+    let flags = ["--publish-status-address", "203.0.113.10", "--lease-duration", "4"];
     let mut a = start_with(&api, &dir, &flags).await;
     let mut b = start_with(&api, &dir, &flags).await;
     let status = || api.get("networking.k8s.io/v1", "Ingress", "default", "web").map(|o| o["status"].clone());
