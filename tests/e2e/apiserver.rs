@@ -63,6 +63,8 @@ struct State {
     crds: bool,
     /// Status writes received (PATCH of `.../status`).
     status_writes: usize,
+    /// Every access as RBAC sees it: (verb, API group, resource[/subresource]).
+    accesses: HashSet<(String, String, String)>,
 }
 
 pub struct ApiServer {
@@ -88,6 +90,7 @@ impl ApiServer {
                             use http_body_util::BodyExt;
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            record(&st, &parts.method, &parts.uri);
                             let response = match parts.method {
                                 hyper::Method::GET => handle(&st, &ev, hyper::Request::from_parts(parts, ())),
                                 _ => write(&st, &ev, &parts.method, parts.uri.path(), &body),
@@ -157,6 +160,11 @@ impl ApiServer {
         }
     }
 
+    /// Every (verb, group, resource) tether used so far.
+    pub fn accesses(&self) -> HashSet<(String, String, String)> {
+        self.state.lock().unwrap().accesses.clone()
+    }
+
     /// How many status writes tether made.
     pub fn status_writes(&self) -> usize {
         self.state.lock().unwrap().status_writes
@@ -186,6 +194,31 @@ impl ApiServer {
         st.compacted_before = st.rv + 1;
         let _ = self.events.send(None);
     }
+}
+
+/// Notes a request the way RBAC sees it.
+fn record(state: &Mutex<State>, method: &hyper::Method, uri: &hyper::Uri) {
+    let path: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let (group, rest): (&str, &[&str]) = match path.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _, rest @ ..] => (group, rest),
+        _ => return,
+    };
+    let rest = match rest {
+        ["namespaces", _, rest @ ..] => rest,
+        rest => rest,
+    };
+    let watch = uri.query().is_some_and(|q| q.contains("watch=true") || q.contains("watch=1"));
+    let (resource, verb) = match (rest, method.as_str()) {
+        ([plural], "GET") => (plural.to_string(), if watch { "watch" } else { "list" }),
+        ([plural], "POST") => (plural.to_string(), "create"),
+        ([plural, _], "GET") => (plural.to_string(), "get"),
+        ([plural, _], "PUT") => (plural.to_string(), "update"),
+        ([plural, _, sub], "PATCH") => (format!("{plural}/{sub}"), "patch"),
+        ([plural, _, sub], "PUT") => (format!("{plural}/{sub}"), "update"),
+        _ => return,
+    };
+    state.lock().unwrap().accesses.insert((verb.to_owned(), group.to_owned(), resource));
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Value {

@@ -5,6 +5,7 @@ mod apiserver;
 mod harness;
 
 mod demo;
+mod deploy;
 mod dialects;
 mod edge;
 mod examples;

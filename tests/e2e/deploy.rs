@@ -1,0 +1,124 @@
+//! `deploy/manifests/tether.yaml`: every object parses as its Kubernetes type, and its RBAC
+//! allows exactly what a running tether does against the test API server (nothing it does is
+//! denied; the controller writes nothing but Ingress status and its Lease).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::apiserver::ApiServer;
+use crate::harness::*;
+
+fn manifest() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/manifests/tether.yaml")).unwrap()
+}
+
+fn typed<T: DeserializeOwned>(doc: &serde_json::Value) {
+    if let Err(e) = serde_path_to_error::deserialize::<_, T>(doc.clone()) {
+        panic!("{} {}: {} at {}", doc["kind"], doc["metadata"]["name"], e.inner(), e.path());
+    }
+}
+
+/// (verb, group, resource) pairs the manifest's ClusterRole and Role grant.
+fn granted(docs: &[serde_json::Value]) -> HashSet<(String, String, String)> {
+    let mut out = HashSet::new();
+    for doc in docs.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
+        for rule in doc["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        out.insert((
+                            verb.as_str().unwrap().into(),
+                            group.as_str().unwrap().into(),
+                            resource.as_str().unwrap().into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn documents() -> Vec<serde_json::Value> {
+    manifest()
+        .split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).unwrap())
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+#[test]
+fn every_object_parses_as_its_kubernetes_type() {
+    use k8s_openapi::api::{apps, core, networking, policy, rbac};
+    for doc in documents() {
+        match doc["kind"].as_str().unwrap() {
+            "Namespace" => typed::<core::v1::Namespace>(&doc),
+            "ServiceAccount" => typed::<core::v1::ServiceAccount>(&doc),
+            "Service" => typed::<core::v1::Service>(&doc),
+            "ClusterRole" => typed::<rbac::v1::ClusterRole>(&doc),
+            "ClusterRoleBinding" => typed::<rbac::v1::ClusterRoleBinding>(&doc),
+            "Role" => typed::<rbac::v1::Role>(&doc),
+            "RoleBinding" => typed::<rbac::v1::RoleBinding>(&doc),
+            "IngressClass" => typed::<networking::v1::IngressClass>(&doc),
+            "Deployment" => typed::<apps::v1::Deployment>(&doc),
+            "PodDisruptionBudget" => typed::<policy::v1::PodDisruptionBudget>(&doc),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+}
+
+/// Runs tether the way the Deployment does (kube source, cookie key Secret, leader election,
+/// published Service address) and checks each API access against the shipped RBAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_rbac_allows_everything_tether_does() {
+    let api = ApiServer::start().await;
+    api.install_crds();
+    let dir = tempfile::tempdir().unwrap();
+    let pods = start_pods("rb", 1);
+    api.apply(&service_yaml("web"));
+    api.apply(&slice_yaml("web", &[&pods[0]]));
+    api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    api.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: tether-cookie-key, namespace: tether}\ntype: Opaque\n\
+         data: {current: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: tether, namespace: tether}\nspec: {ports: [{port: 80}]}\n\
+         status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}\n",
+    );
+    let kubeconfig = api.kubeconfig(dir.path());
+    let _t = Tether::start_kube(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--cookie-key-secret=tether/tether-cookie-key",
+        "--publish-service=tether/tether",
+        "--election-namespace=tether",
+    ]);
+    wait_for("the leader to publish the Service's address", || async {
+        api.get("networking.k8s.io/v1", "Ingress", "default", "web")
+            .is_some_and(|o| o["status"]["loadBalancer"]["ingress"][0]["ip"] == "198.51.100.7")
+    })
+    .await;
+    let allowed = granted(&documents());
+    let used = api.accesses();
+    let access = |v: &str, g: &str, r: &str| (v.to_owned(), g.to_owned(), r.to_owned());
+    for expected in [
+        access("watch", "networking.k8s.io", "ingresses"),
+        access("watch", "discovery.k8s.io", "endpointslices"),
+        access("watch", "gateway.networking.k8s.io", "httproutes"),
+        access("get", "", "secrets"),
+        access("get", "", "services"),
+        access("create", "coordination.k8s.io", "leases"),
+        access("patch", "networking.k8s.io", "ingresses/status"),
+    ] {
+        assert!(used.contains(&expected), "the run exercised {expected:?}: {used:?}");
+    }
+    let denied: Vec<_> = used.difference(&allowed).collect();
+    assert!(denied.is_empty(), "tether needs more than the ClusterRole grants: {denied:?}");
+    let writes: Vec<_> = used.iter().filter(|(verb, ..)| !["get", "list", "watch"].contains(&verb.as_str())).collect();
+    assert!(
+        writes.iter().all(|(_, group, resource)| resource == "ingresses/status"
+            || (group == "coordination.k8s.io" && resource == "leases")),
+        "{writes:?}"
+    );
+}
