@@ -35,6 +35,17 @@ struct Planned {
     filters: Option<Box<Filters>>,
 }
 
+/// The Gateways of a GatewayClass whose controller is tether.
+pub fn our_gateways(snapshot: &Snapshot) -> impl Iterator<Item = &Sourced<crate::model::gateway::Gateway>> {
+    let ours: Vec<&str> = snapshot
+        .gateway_classes
+        .iter()
+        .filter(|c| c.obj.spec.controller_name == GATEWAY_CONTROLLER)
+        .map(|c| model::name(&c.obj.metadata))
+        .collect();
+    snapshot.gateways.iter().filter(move |g| ours.contains(&g.obj.spec.gateway_class_name.as_str()))
+}
+
 /// Adds the HTTPRoutes attached to tether's Gateways to `table`.
 pub fn compile_http_routes(
     snapshot: &Snapshot,
@@ -45,15 +56,9 @@ pub fn compile_http_routes(
     if snapshot.http_routes.is_empty() {
         return;
     }
-    let our_classes: Vec<&str> = snapshot
-        .gateway_classes
-        .iter()
-        .filter(|c| c.obj.spec.controller_name == GATEWAY_CONTROLLER)
-        .map(|c| model::name(&c.obj.metadata))
-        .collect();
     // (namespace, name) → the HTTP and HTTPS listeners of tether's Gateways.
     let mut gateways: HashMap<(&str, &str), Vec<&Listener>> = HashMap::new();
-    for g in snapshot.gateways.iter().filter(|g| our_classes.contains(&g.obj.spec.gateway_class_name.as_str())) {
+    for g in our_gateways(snapshot) {
         let key = (model::namespace(&g.obj.metadata), model::name(&g.obj.metadata));
         let listeners = gateways.entry(key).or_default();
         for (li, l) in g.obj.spec.listeners.iter().enumerate() {

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod dialect;
 pub mod gateway;
+pub mod gateway_status;
 pub mod ingress;
 pub mod location;
 pub mod openshift;
@@ -50,6 +51,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
     let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
     openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics);
     gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics);
+    table.route_status = gateway_status::route_statuses(snapshot, &diagnostics);
     let routes = table.routes().count() + usize::from(table.default_route.is_some());
     let endpoints = table
         .routes()

@@ -164,6 +164,8 @@ pub struct RouteTable {
     pub passthrough: HashMap<Box<str>, Arc<Backend>>,
     /// The Ingresses of tether's classes (namespace, name): the leader writes their status.
     pub ingresses: Vec<(String, String)>,
+    /// HTTPRoute conditions for tether's Gateways, also written by the leader.
+    pub route_status: Vec<crate::compile::gateway_status::RouteStatus>,
 }
 
 impl RouteTable {

@@ -109,6 +109,65 @@ async fn try_acquire(leases: &Api<Lease>, options: &LeaderOptions) -> Result<boo
     }
 }
 
+/// HTTPRoute `status.parents`: tether's entry for each of its Gateways (other controllers'
+/// entries are kept), written when it changes.
+async fn write_route_status(
+    client: &Client,
+    statuses: &[crate::compile::gateway_status::RouteStatus],
+    written: &mut HashMap<(String, String), Value>,
+) -> Result<(), kube::Error> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    const GROUP: &str = "gateway.networking.k8s.io";
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", "HTTPRoute"), "httproutes");
+    let condition = |kind: &str, c: &crate::compile::gateway_status::Condition, generation: Option<i64>| {
+        json!({"type": kind, "status": if c.ok { "True" } else { "False" }, "reason": c.reason,
+               "message": c.message, "observedGeneration": generation.unwrap_or(0),
+               "lastTransitionTime": Timestamp::now().to_string()})
+    };
+    for s in statuses {
+        let mut parent_ref = json!({"group": GROUP, "kind": "Gateway", "namespace": s.gateway.0, "name": s.gateway.1});
+        if let Some(section) = &s.section {
+            parent_ref["sectionName"] = json!(section);
+        }
+        // What decides a rewrite: everything but the timestamps.
+        let desired = json!([
+            parent_ref,
+            s.accepted.ok,
+            s.accepted.reason,
+            s.accepted.message,
+            s.resolved_refs.ok,
+            s.resolved_refs.reason,
+            s.resolved_refs.message,
+            s.generation
+        ]);
+        let key = (format!("HTTPRoute {}/{}", s.namespace, s.name), format!("{}/{}", s.gateway.0, s.gateway.1));
+        if written.get(&key) == Some(&desired) {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &s.namespace, &ar);
+        let Some(mut route) = api.get_opt(&s.name).await? else { continue };
+        let entry = json!({"parentRef": parent_ref, "controllerName": crate::compile::gateway::GATEWAY_CONTROLLER,
+                           "conditions": [condition("Accepted", &s.accepted, s.generation),
+                                          condition("ResolvedRefs", &s.resolved_refs, s.generation)]});
+        let mut parents: Vec<Value> = route.data["status"]["parents"].as_array().cloned().unwrap_or_default();
+        parents.retain(|p| {
+            !(p["controllerName"] == crate::compile::gateway::GATEWAY_CONTROLLER
+                && p["parentRef"] == entry["parentRef"])
+        });
+        parents.push(entry);
+        route.data["status"] = json!({"parents": parents});
+        match api.replace_status(&s.name, &PostParams::default(), &route).await {
+            Ok(_) => {
+                written.insert(key, desired);
+            }
+            // Changed meanwhile (409) or gone (404): the next round sees the new version.
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The addresses to publish, as `loadBalancer.ingress` entries.
 async fn published(client: &Client, options: &LeaderOptions) -> Result<Value, kube::Error> {
     if let Some((ns, name)) = &options.publish_service {
@@ -130,11 +189,12 @@ async fn write_status(
     control: &ControlState,
     written: &mut HashMap<(String, String), Value>,
 ) -> Result<(), kube::Error> {
+    let table = control.proxy.table.load();
+    write_route_status(client, &table.route_status, written).await?;
     if options.publish_addresses.is_empty() && options.publish_service.is_none() {
         return Ok(());
     }
     let addresses = published(client, options).await?;
-    let table = control.proxy.table.load();
     for (ns, name) in &table.ingresses {
         let key = (ns.clone(), name.clone());
         if written.get(&key) == Some(&addresses) {

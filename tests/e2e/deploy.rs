@@ -80,6 +80,11 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
     api.apply(&service_yaml("web"));
     api.apply(&slice_yaml("web", &[&pods[0]]));
     api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    api.apply(crate::gateway::GATEWAY);
+    api.apply(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\n\
+         spec: {parentRefs: [{name: web}], rules: [{backendRefs: [{name: web, port: 80}]}]}\n",
+    );
     api.apply(
         "apiVersion: v1\nkind: Secret\nmetadata: {name: tether-cookie-key, namespace: tether}\ntype: Opaque\n\
          data: {current: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n---\n\
@@ -94,9 +99,12 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
         "--publish-service=tether/tether",
         "--election-namespace=tether",
     ]);
-    wait_for("the leader to publish the Service's address", || async {
+    wait_for("the leader to publish the Service's address and the route status", || async {
         api.get("networking.k8s.io/v1", "Ingress", "default", "web")
             .is_some_and(|o| o["status"]["loadBalancer"]["ingress"][0]["ip"] == "198.51.100.7")
+            && api
+                .get("gateway.networking.k8s.io/v1", "HTTPRoute", "default", "r")
+                .is_some_and(|o| o["status"] != serde_json::Value::Null)
     })
     .await;
     let allowed = granted(&documents());
@@ -110,6 +118,7 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
         access("get", "", "services"),
         access("create", "coordination.k8s.io", "leases"),
         access("patch", "networking.k8s.io", "ingresses/status"),
+        access("update", "gateway.networking.k8s.io", "httproutes/status"),
     ] {
         assert!(used.contains(&expected), "the run exercised {expected:?}: {used:?}");
     }
@@ -118,6 +127,7 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
     let writes: Vec<_> = used.iter().filter(|(verb, ..)| !["get", "list", "watch"].contains(&verb.as_str())).collect();
     assert!(
         writes.iter().all(|(_, group, resource)| resource == "ingresses/status"
+            || resource == "httproutes/status"
             || (group == "coordination.k8s.io" && resource == "leases")),
         "{writes:?}"
     );

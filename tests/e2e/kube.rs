@@ -132,7 +132,26 @@ async fn gateway_api_and_openshift_routes_from_the_api() {
         "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: hello, namespace: default, \
          annotations: {router.openshift.io/cookie_name: hello-1}}\nspec: {host: hello.apps.test, to: {kind: Service, name: web}}\n",
     );
+    api.apply(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: broken, namespace: default}\nspec:\n  \
+         hostnames: [broken.test]\n  parentRefs: [{name: web}]\n  rules:\n  - backendRefs: [{name: nowhere, port: 80}]\n",
+    );
     let t = start(&api, &dir).await;
+    // The leader reports each HTTPRoute's conditions for tether's Gateway.
+    let conditions = |name: &'static str| {
+        let route = api.get("gateway.networking.k8s.io/v1", "HTTPRoute", "default", name);
+        route.map(|r| r["status"]["parents"][0]["conditions"].clone()).unwrap_or_default()
+    };
+    let condition = |name: &'static str, kind: &str| {
+        conditions(name).as_array().and_then(|cs| cs.iter().find(|c| c["type"] == kind).cloned()).unwrap_or_default()
+    };
+    wait_for("HTTPRoute status", || async { condition("shop", "Accepted")["status"] == "True" }).await;
+    assert_eq!(condition("shop", "ResolvedRefs")["status"], "True");
+    wait_for("the broken route's status", || async {
+        condition("broken", "ResolvedRefs")["reason"] == "BackendNotFound"
+    })
+    .await;
+    assert_eq!(condition("broken", "Accepted")["status"], "True", "attached, though its backend is missing");
     for (host, cookie) in [("shop.test", "cart="), ("hello.apps.test", "hello-1=")] {
         let b = browser();
         let first = get_with(b.get(t.url("/")).header("host", host)).await;

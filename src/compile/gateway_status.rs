@@ -1,0 +1,88 @@
+//! What tether says about each HTTPRoute attached to its Gateways, in the Gateway API's terms:
+//! `Accepted` (attached and valid) and `ResolvedRefs` (every backendRef names an existing
+//! Service). The elected leader writes these to `status.parents`.
+
+use std::collections::HashSet;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::model::{self, Snapshot};
+
+/// One condition: status, reason and message as the spec names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The status of one HTTPRoute for one of tether's Gateways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteStatus {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    /// The Gateway (namespace, name) and the parentRef's sectionName.
+    pub gateway: (String, String),
+    pub section: Option<String>,
+    pub accepted: Condition,
+    pub resolved_refs: Condition,
+}
+
+pub fn route_statuses(snapshot: &Snapshot, diags: &[Diagnostic]) -> Vec<RouteStatus> {
+    let ours: HashSet<(String, String)> = super::gateway::our_gateways(snapshot)
+        .map(|g| (model::namespace(&g.obj.metadata).to_owned(), model::name(&g.obj.metadata).to_owned()))
+        .collect();
+    let services: HashSet<(&str, &str)> =
+        snapshot.services.iter().map(|s| (model::namespace(&s.obj.metadata), model::name(&s.obj.metadata))).collect();
+    let mut out = Vec::new();
+    for route in &snapshot.http_routes {
+        let meta = &route.obj.metadata;
+        let ns = model::namespace(meta);
+        let object = model::describe("HTTPRoute", meta);
+        let about: Vec<&Diagnostic> = diags.iter().filter(|d| d.object.as_deref() == Some(object.as_str())).collect();
+        let error = about.iter().find(|d| d.severity == Severity::Error);
+        let accepted = if let Some(e) = error {
+            Condition { ok: false, reason: "UnsupportedValue", message: e.reason.clone() }
+        } else if let Some(d) = about.iter().find(|d| d.reason.contains("no hostname intersects")) {
+            Condition { ok: false, reason: "NoMatchingListenerHostname", message: d.reason.clone() }
+        } else if let Some(d) = about.iter().find(|d| d.reason.contains("not attached to an HTTP listener")) {
+            Condition { ok: false, reason: "NotAllowedByListeners", message: d.reason.clone() }
+        } else {
+            Condition { ok: true, reason: "Accepted", message: "served by tether".into() }
+        };
+        let missing: Vec<String> = route
+            .obj
+            .spec
+            .rules
+            .iter()
+            .flat_map(|r| &r.backend_refs)
+            .filter(|b| b.kind.as_deref().unwrap_or("Service") == "Service")
+            .map(|b| (b.namespace.as_deref().unwrap_or(ns), b.name.as_str()))
+            .filter(|key| !services.contains(key))
+            .map(|(ns, name)| format!("Service {ns}/{name} not found"))
+            .collect();
+        let resolved_refs = match missing.first() {
+            None => Condition { ok: true, reason: "ResolvedRefs", message: "all backendRefs resolved".into() },
+            Some(_) => Condition { ok: false, reason: "BackendNotFound", message: missing.join("; ") },
+        };
+        for parent in &route.obj.spec.parent_refs {
+            if parent.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
+                continue;
+            }
+            let gateway = (parent.namespace.clone().unwrap_or_else(|| ns.to_owned()), parent.name.clone());
+            if !ours.contains(&gateway) {
+                continue;
+            }
+            out.push(RouteStatus {
+                namespace: ns.to_owned(),
+                name: model::name(meta).to_owned(),
+                generation: meta.generation,
+                gateway,
+                section: parent.section_name.clone(),
+                accepted: accepted.clone(),
+                resolved_refs: resolved_refs.clone(),
+            });
+        }
+    }
+    out
+}
