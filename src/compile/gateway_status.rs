@@ -28,6 +28,45 @@ pub struct RouteStatus {
     pub resolved_refs: Condition,
 }
 
+/// The status of one of tether's Gateways: its listeners and how many routes each carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayStatus {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    /// (listener name, protocol, accepted routes attached to it)
+    pub listeners: Vec<(String, String, usize)>,
+}
+
+/// Gateways of tether's classes, with the routes `routes` found accepted on them.
+pub fn gateway_statuses(snapshot: &Snapshot, routes: &[RouteStatus]) -> Vec<GatewayStatus> {
+    super::gateway::our_gateways(snapshot)
+        .map(|g| {
+            let (ns, name) = (model::namespace(&g.obj.metadata), model::name(&g.obj.metadata));
+            let listeners = g
+                .obj
+                .spec
+                .listeners
+                .iter()
+                .map(|l| {
+                    let attached = routes
+                        .iter()
+                        .filter(|r| r.accepted.ok && r.gateway.0 == ns && r.gateway.1 == name)
+                        .filter(|r| r.section.as_ref().is_none_or(|s| *s == l.name))
+                        .count();
+                    (l.name.clone(), l.protocol.clone().unwrap_or_else(|| "HTTP".into()), attached)
+                })
+                .collect();
+            GatewayStatus {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+                generation: g.obj.metadata.generation,
+                listeners,
+            }
+        })
+        .collect()
+}
+
 pub fn route_statuses(snapshot: &Snapshot, diags: &[Diagnostic]) -> Vec<RouteStatus> {
     let ours: HashSet<(String, String)> = super::gateway::our_gateways(snapshot)
         .map(|g| (model::namespace(&g.obj.metadata).to_owned(), model::name(&g.obj.metadata).to_owned()))

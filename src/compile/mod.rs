@@ -52,6 +52,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
     openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics);
     gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics);
     table.route_status = gateway_status::route_statuses(snapshot, &diagnostics);
+    table.gateway_status = gateway_status::gateway_statuses(snapshot, &table.route_status);
     let routes = table.routes().count() + usize::from(table.default_route.is_some());
     let endpoints = table
         .routes()

@@ -166,6 +166,8 @@ pub struct RouteTable {
     pub ingresses: Vec<(String, String)>,
     /// HTTPRoute conditions for tether's Gateways, also written by the leader.
     pub route_status: Vec<crate::compile::gateway_status::RouteStatus>,
+    /// Status of tether's Gateways, also written by the leader.
+    pub gateway_status: Vec<crate::compile::gateway_status::GatewayStatus>,
 }
 
 impl RouteTable {

@@ -168,6 +168,55 @@ async fn write_route_status(
     Ok(())
 }
 
+/// Gateway `status`: Accepted and Programmed (tether serves every Gateway of its class on its
+/// listeners), and per listener the routes attached. A Gateway has one controller, so its
+/// status is written whole.
+async fn write_gateway_status(
+    client: &Client,
+    statuses: &[crate::compile::gateway_status::GatewayStatus],
+    written: &mut HashMap<(String, String), Value>,
+) -> Result<(), kube::Error> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "gateways");
+    for s in statuses {
+        let desired = json!([s.listeners, s.generation]);
+        let key = (format!("Gateway {}/{}", s.namespace, s.name), String::new());
+        if written.get(&key) == Some(&desired) {
+            continue;
+        }
+        let now = Timestamp::now().to_string();
+        let generation = s.generation.unwrap_or(0);
+        let condition = |kind: &str, reason: &str| {
+            json!({"type": kind, "status": "True", "reason": reason, "message": "served by tether",
+                   "observedGeneration": generation, "lastTransitionTime": now})
+        };
+        let listeners: Vec<Value> = s
+            .listeners
+            .iter()
+            .map(|(name, protocol, attached)| {
+                let served = protocol == "HTTP" || protocol == "HTTPS";
+                json!({"name": name, "attachedRoutes": attached,
+                       "supportedKinds": if served { json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]) } else { json!([]) },
+                       "conditions": [condition("Accepted", "Accepted"), condition("Programmed", "Programmed"),
+                                      condition("ResolvedRefs", "ResolvedRefs")]})
+            })
+            .collect();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &s.namespace, &ar);
+        let Some(mut gateway) = api.get_opt(&s.name).await? else { continue };
+        gateway.data["status"] = json!({"conditions": [condition("Accepted", "Accepted"), condition("Programmed", "Programmed")],
+                                        "listeners": listeners});
+        match api.replace_status(&s.name, &PostParams::default(), &gateway).await {
+            Ok(_) => {
+                written.insert(key, desired);
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The addresses to publish, as `loadBalancer.ingress` entries.
 async fn published(client: &Client, options: &LeaderOptions) -> Result<Value, kube::Error> {
     if let Some((ns, name)) = &options.publish_service {
@@ -191,6 +240,7 @@ async fn write_status(
 ) -> Result<(), kube::Error> {
     let table = control.proxy.table.load();
     write_route_status(client, &table.route_status, written).await?;
+    write_gateway_status(client, &table.gateway_status, written).await?;
     if options.publish_addresses.is_empty() && options.publish_service.is_none() {
         return Ok(());
     }

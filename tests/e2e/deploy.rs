@@ -128,6 +128,7 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
     assert!(
         writes.iter().all(|(_, group, resource)| resource == "ingresses/status"
             || resource == "httproutes/status"
+            || resource == "gateways/status"
             || (group == "coordination.k8s.io" && resource == "leases")),
         "{writes:?}"
     );

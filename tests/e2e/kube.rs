@@ -152,6 +152,13 @@ async fn gateway_api_and_openshift_routes_from_the_api() {
     })
     .await;
     assert_eq!(condition("broken", "Accepted")["status"], "True", "attached, though its backend is missing");
+    wait_for("the Gateway's status", || async {
+        api.get("gateway.networking.k8s.io/v1", "Gateway", "default", "web").is_some_and(|g| {
+            g["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Programmed"))
+                && g["status"]["listeners"][0]["attachedRoutes"] == 2
+        })
+    })
+    .await;
     for (host, cookie) in [("shop.test", "cart="), ("hello.apps.test", "hello-1=")] {
         let b = browser();
         let first = get_with(b.get(t.url("/")).header("host", host)).await;
