@@ -94,14 +94,16 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         None => None,
     };
     let secret = config.kube.as_ref().and_then(|k| k.cookie_key_secret.clone());
-    let key = match (&client, secret) {
-        (Some(client), Some((ns, name))) => crate::source::kube::cookie_keys(client, &ns, &name).await?,
-        _ => load_key(&config)?,
+    let (key, key_updates) = match (&client, secret) {
+        (Some(client), Some((ns, name))) => {
+            let keys = crate::source::kube::cookie_keys(client, &ns, &name).await?;
+            (keys, Some(crate::source::kube::watch_cookie_keys(client.clone(), ns, name)))
+        }
+        _ => (load_key(&config)?, None),
     };
     let upstreams = Arc::new(UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle));
     let proxy = Arc::new(ProxyState {
         table: ArcSwap::from_pointee(RouteTable::default()),
-        keys: key.clone(),
         accept_nginx_cookies: config.accept_nginx_cookies,
         timeouts: config.timeouts,
         trusted_proxies: config.trusted_proxies.clone(),
@@ -144,7 +146,7 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
 
     let watch = match kube_changes {
         Some((changes, unsynced)) => {
-            tokio::spawn(kube_reloads(reloader, changes, unsynced));
+            tokio::spawn(kube_reloads(reloader, changes, unsynced, key_updates));
             return Ok(Running { proxy_addr, tls_addr, admin_addr, control, server });
         }
         None => crate::source::watch::watch_dir(&config.manifests, changed_tx.clone())
@@ -177,7 +179,12 @@ type KubeChanges = (mpsc::Receiver<()>, Arc<AtomicUsize>);
 /// Reloads from the API source: first once every watcher has listed its kind (until then
 /// `/readyz` says no), then after each burst of changes, debounced so an EndpointSlice storm
 /// compiles once.
-async fn kube_reloads(mut reloader: Reloader, mut changes: mpsc::Receiver<()>, unsynced: Arc<AtomicUsize>) {
+async fn kube_reloads(
+    mut reloader: Reloader,
+    mut changes: mpsc::Receiver<()>,
+    unsynced: Arc<AtomicUsize>,
+    key_updates: Option<mpsc::Receiver<CookieKeys>>,
+) {
     const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
     while unsynced.load(Ordering::SeqCst) > 0 {
         if changes.recv().await.is_none() {
@@ -185,9 +192,20 @@ async fn kube_reloads(mut reloader: Reloader, mut changes: mpsc::Receiver<()>, u
         }
     }
     reloader.reload();
-    while changes.recv().await.is_some() {
-        tokio::time::sleep(DEBOUNCE).await;
-        while changes.try_recv().is_ok() {}
+    let mut key_updates = key_updates;
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                if change.is_none() {
+                    return;
+                }
+                tokio::time::sleep(DEBOUNCE).await;
+                while changes.try_recv().is_ok() {}
+            }
+            Some(keys) = async { match key_updates.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                reloader.set_keys(keys);
+            }
+        }
         reloader.reload();
     }
 }

@@ -111,6 +111,12 @@ impl Reloader {
         }
     }
 
+    /// New cookie keys (a rotated Secret): the next reload compiles every backend's digests
+    /// under them, and the swap makes keys and digests change together.
+    pub fn set_keys(&mut self, keys: CookieKeys) {
+        self.key = keys;
+    }
+
     /// Reads the directory, compiles, swaps the table in, and publishes the report.
     pub fn reload(&mut self) {
         let started = Instant::now();

@@ -63,6 +63,7 @@ pub struct BackendBuilder<'a, 'o> {
     built: HashMap<BackendRef, Arc<Backend>>,
     affinity: &'a HashMap<BackendRef, BackendAffinity>,
     backend_settings: &'a HashMap<BackendRef, BackendSettings>,
+    keys: Arc<crate::affinity::token::CookieKeys>,
 }
 
 impl<'a, 'o> BackendBuilder<'a, 'o> {
@@ -72,7 +73,8 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         affinity: &'a HashMap<BackendRef, BackendAffinity>,
         backend_settings: &'a HashMap<BackendRef, BackendSettings>,
     ) -> Self {
-        BackendBuilder { services, options, built: HashMap::new(), affinity, backend_settings }
+        let keys = Arc::new(options.keys.clone());
+        BackendBuilder { services, options, built: HashMap::new(), affinity, backend_settings, keys }
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
@@ -145,6 +147,7 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         // unkeyed it survives key rotation.
         let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
+        backend.keys = self.keys.clone();
         backend.client_ip_affinity = client_ip;
         if let Some(b) = self.backend_settings.get(key) {
             backend.hash_by = b.hash_by.clone();

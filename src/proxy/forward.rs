@@ -12,7 +12,6 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::affinity::cookie::RouteSticky;
-use crate::affinity::token::CookieKeys;
 use crate::affinity::{self, Selection};
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::client_addr::TrustedProxies;
@@ -29,11 +28,10 @@ use crate::route::{Backend, Route, RouteTable};
 
 pub use crate::proxy::send::Timeouts;
 
-/// What every request reads: the current route table (one atomic load), the cookie key, and
-/// the global settings.
+/// What every request reads: the current route table (one atomic load; it also carries the
+/// cookie keys, with each backend), and the global settings.
 pub struct ProxyState {
     pub table: ArcSwap<RouteTable>,
-    pub keys: CookieKeys,
     /// Honour cookies issued by ingress-nginx and upgrade them (`--accept-nginx-cookies`).
     pub accept_nginx_cookies: bool,
     pub timeouts: Timeouts,
@@ -99,14 +97,14 @@ pub async fn handle(
     // A canary route decides its side first; everything after works on that side.
     let (backend, sticky) = match &route.canary {
         None => (&route.backend, route.sticky.as_ref()),
-        Some(canary) => match canary.side(&route.backend, route.sticky.as_ref(), req.headers(), &state.keys) {
+        Some(canary) => match canary.side(&route.backend, route.sticky.as_ref(), req.headers(), &route.backend.keys) {
             Side::Canary => (&canary.backend, canary.sticky.as_ref()),
             Side::Main => (&route.backend, route.sticky.as_ref()),
         },
     };
     let now = unix_now();
     let cx = affinity::SelectContext {
-        keys: &state.keys,
+        keys: &backend.keys,
         now,
         accept_nginx_cookies: state.accept_nginx_cookies,
         client_hash: client.ip_hash,
@@ -181,7 +179,7 @@ pub async fn handle(
                         if let Some(f) = &in_flight {
                             f.responded();
                         }
-                        let pieces = Pieces { backend, sticky, selection: &selection, state: &state, client };
+                        let pieces = Pieces { backend, sticky, selection: &selection, client };
                         return Ok(finish_response(
                             response,
                             (sender, in_flight),
@@ -332,7 +330,6 @@ struct Pieces<'a> {
     backend: &'a Backend,
     sticky: Option<&'a RouteSticky>,
     selection: &'a Selection,
-    state: &'a ProxyState,
     client: &'a ClientInfo,
 }
 
@@ -351,11 +348,11 @@ fn finish_response(
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let Pieces { backend, sticky, selection, state, client } = pieces;
+    let Pieces { backend, sticky, selection, client } = pieces;
     if let (Some(token), Some(sticky)) = (&selection.issue, sticky) {
         // Routes that only honour a shared backend's cookie never set one.
         if sticky.issues_cookies {
-            let value = state.keys.encode(token, backend.scope);
+            let value = backend.keys.encode(token, backend.scope);
             match &sticky.policy.header {
                 // Header mode: the client sends the token back in the same header.
                 Some(name) => {

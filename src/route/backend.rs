@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::affinity::cookie::StickyPolicy;
 use crate::affinity::hash_key::HashKey;
 use crate::affinity::ring::{Ring, POINTS_PER_ENDPOINT};
-use crate::affinity::token::KeyUsed;
+use crate::affinity::token::{CookieKeys, KeyUsed};
 use crate::proxy::upstream::Upstream;
 
 /// Whether an endpoint takes new sessions.
@@ -80,6 +80,9 @@ pub struct Backend {
     pub ring_live: Ring,
     /// Binds cookies to this backend.
     pub scope: u64,
+    /// The cookie keys the endpoint digests were computed with: they travel with the backend,
+    /// so a key rotation swaps keys and digests in the same route-table swap.
+    pub keys: Arc<CookieKeys>,
     pub sticky: Option<Arc<StickyPolicy>>,
     /// Without a cookie, hash the client address (Service `sessionAffinity: ClientIP`).
     pub client_ip_affinity: bool,
@@ -132,6 +135,7 @@ impl Backend {
             ring_ready,
             ring_live,
             scope,
+            keys: unset_keys(),
             sticky,
             client_ip_affinity: false,
             hash_by: None,
@@ -212,6 +216,19 @@ impl Backend {
     pub fn by_nginx_key(&self, key: &[u8; 16]) -> Option<usize> {
         self.endpoints.iter().position(|e| &e.nginx_key == key)
     }
+}
+
+/// Keys for a backend built outside `compile()` (which sets the real ones): random, so nothing
+/// they sign is ever accepted elsewhere.
+fn unset_keys() -> Arc<CookieKeys> {
+    static UNSET: std::sync::OnceLock<Arc<CookieKeys>> = std::sync::OnceLock::new();
+    UNSET
+        .get_or_init(|| {
+            let secret: [u8; 32] = rand::random();
+            let key = crate::affinity::token::CookieKey::new(&secret).expect("32 bytes make a key");
+            Arc::new(CookieKeys::single(key))
+        })
+        .clone()
 }
 
 /// Smooth weighted round robin (as nginx does it), unrolled once at compile time: every pick on

@@ -97,6 +97,42 @@ pub async fn cookie_keys(
     Ok(crate::affinity::token::CookieKeys { current, previous })
 }
 
+/// Watches the cookie-key Secret; every change that yields valid keys is sent on (a rotation:
+/// `previous` = the old key, `current` = the new one).
+pub fn watch_cookie_keys(
+    client: Client,
+    namespace: String,
+    name: String,
+) -> mpsc::Receiver<crate::affinity::token::CookieKeys> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff().applied_objects());
+        let mut last: Option<Vec<u8>> = None;
+        while let Some(event) = stream.next().await {
+            let Ok(secret) = event else { continue };
+            let fingerprint = serde_json::to_vec(&secret.data).unwrap_or_default();
+            if last.as_ref() == Some(&fingerprint) {
+                continue;
+            }
+            last = Some(fingerprint);
+            match cookie_keys(&client, &namespace, &name).await {
+                Ok(keys) => {
+                    tracing::info!(secret = %format!("{namespace}/{name}"), "cookie keys changed; recompiling with them");
+                    if tx.send(keys).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the cookie-key Secret changed but its keys are not usable; keeping the old ones")
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// Starts a watcher per kind and namespace.
 pub fn start(client: Client, options: &KubeOptions) -> Started {
     let (tx, rx) = mpsc::channel(1);

@@ -195,12 +195,37 @@ async fn replicas_share_the_cookie_key_from_a_secret() {
     let a = start_with(&api, &dir, &secret).await;
     let b = start_with(&api, &dir, &secret).await;
     let client = no_jar();
+    let mut before = Vec::new();
     for _ in 0..20 {
         let first = get(&client, &a.url("/")).await;
         let cookie = cookie_pair(&first);
         let on_b = get_with(client.get(b.url("/")).header("cookie", cookie.as_str())).await;
         assert_eq!(on_b.pod, first.pod, "replica B honours replica A's cookie");
         assert!(on_b.set_cookies.is_empty(), "and does not replace it");
+        before.push((cookie, first.pod));
+    }
+    // Rotation: the old key becomes `previous`. Both replicas pick it up without a restart:
+    // old cookies keep their pods and are re-issued under the new key.
+    api.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: tether-cookie-key, namespace: tether}\ntype: Opaque\n\
+         data: {current: ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=, previous: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n",
+    );
+    for replica in [&a, &b] {
+        let (cookie, _) = &before[0];
+        wait_for("the rotated keys", || async {
+            let hit = get_with(client.get(replica.url("/")).header("cookie", cookie.as_str())).await;
+            !hit.set_cookies.is_empty()
+        })
+        .await;
+    }
+    for replica in [&a, &b] {
+        for (cookie, pod) in &before {
+            let hit = get_with(client.get(replica.url("/")).header("cookie", cookie.as_str())).await;
+            assert_eq!(&hit.pod, pod, "a cookie under the previous key keeps its pod");
+            let renewed = cookie_pair(&hit);
+            let on_other = get_with(client.get(b.url("/")).header("cookie", renewed.as_str())).await;
+            assert_eq!((&on_other.pod, on_other.set_cookies.len()), (pod, 0), "the re-issued cookie works everywhere");
+        }
     }
 }
 
