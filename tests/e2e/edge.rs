@@ -129,6 +129,19 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     assert_eq!(seen["x-forwarded-proto"], "http");
 }
 
+/// Reads a request head (up to the blank line); false if the peer closed first.
+async fn read_head(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// A pod that reads each request (head and body) and then drops the connection unanswered,
 /// counting requests: it shows whether tether sent a request to it, and how often.
 async fn broken_pod(ip: [u8; 4]) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -140,16 +153,12 @@ async fn broken_pod(ip: [u8; 4]) -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut s, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut s).await {
+                    return;
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 // Let the body arrive too, then hang up without an answer.
+                let mut buf = vec![0u8; 65536];
                 let _ = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await;
             });
         }
@@ -164,21 +173,7 @@ async fn a_get_is_retried_on_another_pod_and_a_sent_post_is_not() {
     let healthy = pods[0].addr;
     let m = Manifests::new();
     m.write("service.yaml", &service_yaml("web"));
-    m.write(
-        "slices.yaml",
-        &format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: a, namespace: default, labels: \
-             {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\n\
-             endpoints: [{{addresses: [\"{}\"], targetRef: {{kind: Pod, name: healthy}}}}]\n---\n\
-             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: b, namespace: default, labels: \
-             {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\n\
-             endpoints: [{{addresses: [\"{}\"], targetRef: {{kind: Pod, name: broken}}}}]\n",
-            healthy.port(),
-            healthy.ip(),
-            broken.port(),
-            broken.ip()
-        ),
-    );
+    m.write("slices.yaml", &slice_yaml_for("web", &[("healthy", healthy), ("broken", broken)]));
     m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
     let t = Tether::start(m.path(), &[]);
     let client = no_jar();
@@ -303,28 +298,13 @@ async fn a_pod_that_stops_reading_an_upload_times_out() {
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 4096];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
+            read_head(&mut s).await;
             held.push(s); // never read the body, never answer
         }
     });
     let m = Manifests::new();
     m.write("service.yaml", &service_yaml("web"));
-    m.write(
-        "slice.yaml",
-        &format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: a, namespace: default, labels: \
-             {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\n\
-             endpoints: [{{addresses: [\"127.0.0.1\"]}}]\n",
-            pod.port()
-        ),
-    );
+    m.write("slice.yaml", &slice_yaml_for("web", &[("stalled", pod)]));
     m.write(
         "ingress.yaml",
         &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")]),

@@ -269,7 +269,13 @@ pub fn service_yaml(name: &str) -> String {
 
 /// One EndpointSlice per distinct pod port (pods from `start_pods` share one).
 pub fn slice_yaml(service: &str, pods: &[&Pod]) -> String {
-    let mut ports: Vec<u16> = pods.iter().map(|p| p.addr.port()).collect();
+    let endpoints: Vec<(&str, SocketAddr)> = pods.iter().map(|p| (p.name.as_str(), p.addr)).collect();
+    slice_yaml_for(service, &endpoints)
+}
+
+/// The same for any (pod name, address) pairs, e.g. a test's own misbehaving pod.
+pub fn slice_yaml_for(service: &str, pods: &[(&str, SocketAddr)]) -> String {
+    let mut ports: Vec<u16> = pods.iter().map(|p| p.1.port()).collect();
     ports.sort();
     ports.dedup();
     let mut docs = Vec::new();
@@ -279,11 +285,11 @@ pub fn slice_yaml(service: &str, pods: &[&Pod]) -> String {
              namespace: default\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\n\
              ports: [{{name: http, port: {port}}}]\nendpoints:\n"
         );
-        for p in pods.iter().filter(|p| p.addr.port() == port) {
+        for (name, addr) in pods.iter().filter(|p| p.1.port() == port) {
             doc.push_str(&format!(
                 "- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, namespace: default, name: {}}}\n",
-                p.addr.ip(),
-                p.name
+                addr.ip(),
+                name
             ));
         }
         docs.push(doc);
@@ -298,13 +304,8 @@ pub fn slice_yaml(service: &str, pods: &[&Pod]) -> String {
     docs.join("---\n")
 }
 
-/// An Ingress with one rule; `annotations` are `key: value` lines under the nginx prefix.
-pub fn ingress_yaml(
-    name: &str,
-    host: Option<&str>,
-    paths: &[(&str, &str, &str)],
-    annotations: &[(&str, &str)],
-) -> String {
+/// An Ingress's metadata (with `annotations` under the nginx prefix) up to `spec:` and its class.
+pub fn ingress_head(name: &str, annotations: &[(&str, &str)]) -> String {
     let mut out =
         format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n");
     if !annotations.is_empty() {
@@ -313,7 +314,19 @@ pub fn ingress_yaml(
             out.push_str(&format!("    nginx.ingress.kubernetes.io/{k}: \"{v}\"\n"));
         }
     }
-    out.push_str("spec:\n  ingressClassName: tether\n  rules:\n");
+    out.push_str("spec:\n  ingressClassName: tether\n");
+    out
+}
+
+/// An Ingress with one rule; `annotations` are `key: value` lines under the nginx prefix.
+pub fn ingress_yaml(
+    name: &str,
+    host: Option<&str>,
+    paths: &[(&str, &str, &str)],
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut out = ingress_head(name, annotations);
+    out.push_str("  rules:\n");
     match host {
         Some(h) => out.push_str(&format!("  - host: \"{h}\"\n    http:\n      paths:\n")),
         None => out.push_str("  - http:\n      paths:\n"),

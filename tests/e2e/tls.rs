@@ -34,15 +34,8 @@ pub fn tls_secret(name: &str, cert: &TestCert) -> String {
 
 /// An Ingress for `hosts` (each with a path `/` to `web`) whose `spec.tls` is `tls`.
 fn tls_ingress(name: &str, hosts: &[&str], tls: &[(&[&str], &str)], annotations: &[(&str, &str)]) -> String {
-    let mut out =
-        format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n");
-    if !annotations.is_empty() {
-        out.push_str("  annotations:\n");
-        for (k, v) in annotations {
-            out.push_str(&format!("    nginx.ingress.kubernetes.io/{k}: \"{v}\"\n"));
-        }
-    }
-    out.push_str("spec:\n  ingressClassName: tether\n  tls:\n");
+    let mut out = ingress_head(name, annotations);
+    out.push_str("  tls:\n");
     for (tls_hosts, secret) in tls {
         out.push_str(&format!("  - hosts: [{}]\n    secretName: {secret}\n", tls_hosts.join(", ")));
     }
