@@ -87,8 +87,14 @@ pub async fn cookie_keys(
         .get(name)
         .await
         .with_context(|| format!("cannot read Secret {namespace}/{name} (get secrets)"))?;
+    keys_of(&secret).with_context(|| format!("Secret {namespace}/{name}"))
+}
+
+/// The keys a cookie-key Secret holds.
+fn keys_of(secret: &Secret) -> anyhow::Result<crate::affinity::token::CookieKeys> {
+    use anyhow::Context;
     let value = |key: &str| secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.clone());
-    let current = value("current").with_context(|| format!("Secret {namespace}/{name} has no `current` key"))?;
+    let current = value("current").context("no `current` key")?;
     let current = crate::affinity::key::key_from_bytes(&current).context("Secret key `current`")?;
     let previous = match value("previous") {
         Some(v) => Some(crate::affinity::key::key_from_bytes(&v).context("Secret key `previous`")?),
@@ -117,7 +123,8 @@ pub fn watch_cookie_keys(
                 continue;
             }
             last = Some(fingerprint);
-            match cookie_keys(&client, &namespace, &name).await {
+            // The watch delivered the Secret itself: no second read.
+            match keys_of(&secret) {
                 Ok(keys) => {
                     tracing::info!(secret = %format!("{namespace}/{name}"), "cookie keys changed; recompiling with them");
                     if tx.send(keys).await.is_err() {
