@@ -16,6 +16,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+mod discovery;
+
 type Body = http_body_util::Either<
     Full<Bytes>,
     StreamBody<tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>>,
@@ -309,24 +311,26 @@ fn handle(
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.replace("%3D", "=").replace("%2F", "/")))
         .collect();
-    // /api/v1[/namespaces/NS]/PLURAL or /apis/G/V[/namespaces/NS]/PLURAL
-    let mut parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // GET of one object: .../namespaces/NS/PLURAL/NAME
-    let single = match parts.as_slice() {
-        ["api", "v1", "namespaces", _, _, name] | ["apis", _, _, "namespaces", _, _, name] => Some(name.to_string()),
-        _ => None,
-    };
-    if single.is_some() {
-        parts.pop();
+    let crds = state.lock().unwrap().crds;
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+    if let Some(document) = discovery::document(&path, crds, &host) {
+        return respond(200, document);
     }
-    let (prefix_len, namespace) = match parts.as_slice() {
-        ["api", "v1", "namespaces", ns, _] => (2, Some(ns.to_string())),
-        ["api", "v1", _] => (2, None),
-        ["apis", _, _, "namespaces", ns, _] => (3, Some(ns.to_string())),
-        ["apis", _, _, _] => (3, None),
+    // /api/v1[/namespaces/NS]/PLURAL[/NAME] or /apis/G/V[/namespaces/NS]/PLURAL[/NAME]
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix_len, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => (2, rest),
+        ["apis", _, _, rest @ ..] => (3, rest),
         _ => return respond(404, status(404, "NotFound", "no such path")),
     };
-    let plural = parts[parts.len() - 1];
+    let (namespace, plural, single) = match rest {
+        ["namespaces", ns, plural] => (Some(ns.to_string()), *plural, None),
+        ["namespaces", ns, plural, name] => (Some(ns.to_string()), *plural, Some(name.to_string())),
+        [plural] => (None, *plural, None),
+        // A cluster-scoped object (a Namespace is `/api/v1/namespaces/NAME`).
+        [plural, name] => (None, *plural, Some(name.to_string())),
+        _ => return respond(404, status(404, "NotFound", "no such path")),
+    };
     let key = format!("/{}/{plural}", parts[..prefix_len].join("/"));
     let st = state.lock().unwrap();
     let custom = key.starts_with("/apis/gateway.") || key.starts_with("/apis/route.openshift.io");
@@ -344,8 +348,12 @@ fn handle(
             })
     };
     if let Some(name) = single {
-        let ns = namespace.clone().unwrap_or_default();
-        return match st.objects.get(&key).and_then(|m| m.get(&(ns, name.clone()))) {
+        let found = st.objects.get(&key).and_then(|m| {
+            m.iter()
+                .find(|((ns, n), _)| *n == name && namespace.as_ref().is_none_or(|want| want == ns))
+                .map(|(_, object)| object)
+        });
+        return match found {
             Some(object) => respond(200, object.clone()),
             None => respond(404, status(404, "NotFound", &format!("{plural} \"{name}\" not found"))),
         };

@@ -5,20 +5,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
-
 use crate::apiserver::ApiServer;
+use crate::chart::{check_types, objects, runnable_args};
 use crate::harness::*;
-
-fn manifest() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/manifests/tether.yaml")).unwrap()
-}
-
-fn typed<T: DeserializeOwned>(doc: &serde_json::Value) {
-    if let Err(e) = serde_path_to_error::deserialize::<_, T>(doc.clone()) {
-        panic!("{} {}: {} at {}", doc["kind"], doc["metadata"]["name"], e.inner(), e.path());
-    }
-}
 
 /// (verb, group, resource) pairs the manifest's ClusterRole and Role grant.
 fn granted(docs: &[serde_json::Value]) -> HashSet<(String, String, String)> {
@@ -42,31 +31,13 @@ fn granted(docs: &[serde_json::Value]) -> HashSet<(String, String, String)> {
 }
 
 fn documents() -> Vec<serde_json::Value> {
-    manifest()
-        .split("\n---\n")
-        .map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).unwrap())
-        .filter(|d| !d.is_null())
-        .collect()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/manifests/tether.yaml");
+    objects(&std::fs::read_to_string(path).unwrap())
 }
 
 #[test]
 fn every_object_parses_as_its_kubernetes_type() {
-    use k8s_openapi::api::{apps, core, networking, policy, rbac};
-    for doc in documents() {
-        match doc["kind"].as_str().unwrap() {
-            "Namespace" => typed::<core::v1::Namespace>(&doc),
-            "ServiceAccount" => typed::<core::v1::ServiceAccount>(&doc),
-            "Service" => typed::<core::v1::Service>(&doc),
-            "ClusterRole" => typed::<rbac::v1::ClusterRole>(&doc),
-            "ClusterRoleBinding" => typed::<rbac::v1::ClusterRoleBinding>(&doc),
-            "Role" => typed::<rbac::v1::Role>(&doc),
-            "RoleBinding" => typed::<rbac::v1::RoleBinding>(&doc),
-            "IngressClass" => typed::<networking::v1::IngressClass>(&doc),
-            "Deployment" => typed::<apps::v1::Deployment>(&doc),
-            "PodDisruptionBudget" => typed::<policy::v1::PodDisruptionBudget>(&doc),
-            other => panic!("unexpected kind {other}"),
-        }
-    }
+    check_types(&documents());
 }
 
 /// Runs tether the way the Deployment does (kube source, cookie key Secret, leader election,
@@ -92,13 +63,11 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
          status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}\n",
     );
     let kubeconfig = api.kubeconfig(dir.path());
-    let _t = Tether::start_kube(&[
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--cookie-key-secret=tether/tether-cookie-key",
-        "--publish-service=tether/tether",
-        "--election-namespace=tether",
-    ]);
+    let mut args = runnable_args(&documents(), &kubeconfig);
+    // The Deployment gets its namespace from the downward API.
+    args.push("--election-namespace=tether".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _t = Tether::start_kube(&args);
     wait_for("the leader to publish the Service's address and the route status", || async {
         api.get("networking.k8s.io/v1", "Ingress", "default", "web")
             .is_some_and(|o| o["status"]["loadBalancer"]["ingress"][0]["ip"] == "198.51.100.7")
@@ -132,4 +101,30 @@ async fn the_shipped_rbac_allows_everything_tether_does() {
             || (group == "coordination.k8s.io" && resource == "leases")),
         "{writes:?}"
     );
+}
+
+/// No Docker engine runs here, so the image is checked as far as it can be without one: what
+/// the Dockerfile copies exists, the binary it builds is the one the Deployment runs, and the
+/// image runs it as the non-root user the chart's securityContext demands.
+#[test]
+fn the_dockerfile_builds_what_the_deployment_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for source in &words[1..words.len() - 1] {
+            assert!(root.join(source).exists(), "the Dockerfile copies {source}, which does not exist");
+        }
+    }
+    assert!(dockerfile.contains("USER 65532:65532"));
+    assert!(dockerfile.contains("cargo build --release --locked --bin tether"));
+    let deployment = documents().into_iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["containers"][0]["args"][0], "run", "the image's entrypoint is the tether binary");
+    let image = pod["containers"][0]["image"].as_str().unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(image.ends_with(&format!(":{version}")), "{image} is not tagged with the crate version {version}");
+    let chart = std::fs::read_to_string(root.join("deploy/helm/tether/Chart.yaml")).unwrap();
+    assert!(chart.contains(&format!("appVersion: \"{version}\"")), "Chart.yaml's appVersion is not {version}");
 }

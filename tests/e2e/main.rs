@@ -2,6 +2,7 @@
 //! with a cookie jar, all on loopback.
 
 mod apiserver;
+mod chart;
 mod harness;
 
 mod demo;

