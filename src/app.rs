@@ -12,8 +12,10 @@ use tokio::sync::mpsc;
 use crate::affinity::key;
 use crate::affinity::token::CookieKeys;
 use crate::diag::Diagnostic;
+use crate::metrics::Metrics;
 use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::forward::{ProxyState, Timeouts};
+use crate::proxy::observe::Telemetry;
 use crate::proxy::server::{ConnLimits, ListenerConfig, Server};
 use crate::proxy::upstream::UpstreamRegistry;
 use crate::reload::Reloader;
@@ -47,6 +49,9 @@ pub struct RunConfig {
     pub limits: ConnLimits,
     /// Largest request body (0 = unlimited) where a route sets none.
     pub max_body: u64,
+    /// `off`, `stdout`, `stderr` or a file.
+    pub access_log: String,
+    pub access_log_format: crate::access_log::Format,
 }
 
 /// The outcome of the latest reload, as the admin endpoints show it.
@@ -67,6 +72,24 @@ pub struct ReloadReport {
 pub struct ControlState {
     pub proxy: Arc<ProxyState>,
     pub report: ArcSwap<Option<ReloadReport>>,
+    /// Endpoints removed in the last minute, shown as `gone` on `/status`.
+    pub gone: std::sync::Mutex<Vec<GoneEndpoint>>,
+}
+
+/// An endpoint a reload removed.
+pub struct GoneEndpoint {
+    pub service: Box<str>,
+    pub identity: Box<str>,
+    /// Kept for its last minute of counts.
+    pub upstream: Arc<crate::proxy::upstream::Upstream>,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl ControlState {
+    pub fn new(proxy: Arc<ProxyState>) -> Self {
+        ControlState { proxy, report: ArcSwap::from_pointee(None), gone: Default::default() }
+    }
 }
 
 /// A started proxy: where it listens.
@@ -102,14 +125,17 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         _ => (load_key(&config)?, None),
     };
     let upstreams = Arc::new(UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle));
+    let access_log = crate::access_log::AccessLog::open(&config.access_log, config.access_log_format)?;
+    let telemetry = Telemetry::leak(Metrics::new(config.workers), access_log);
     let proxy = Arc::new(ProxyState {
         table: ArcSwap::from_pointee(RouteTable::default()),
         accept_nginx_cookies: config.accept_nginx_cookies,
         timeouts: config.timeouts,
         trusted_proxies: config.trusted_proxies.clone(),
         max_body: config.max_body,
+        telemetry,
     });
-    let control = Arc::new(ControlState { proxy: proxy.clone(), report: ArcSwap::from_pointee(None) });
+    let control = Arc::new(ControlState::new(proxy.clone()));
     // The manifest directory is read at once; the API source after its first full sync.
     let (changed_tx, changed_rx) = mpsc::channel(1);
     let (source, kube_changes): (Box<dyn Source>, Option<KubeChanges>) = match (&config.kube, client) {

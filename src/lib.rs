@@ -1,11 +1,13 @@
 //! tether: a Kubernetes ingress controller and reverse proxy built around sticky sessions.
 
+pub mod access_log;
 pub mod admin;
 pub mod affinity;
 pub mod app;
 pub mod compile;
 pub mod demo;
 pub mod diag;
+pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod reload;

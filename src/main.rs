@@ -109,6 +109,12 @@ struct ProxyArgs {
     /// Also accept HTTP/2 without TLS (h2c, prior knowledge) on the plain listener.
     #[arg(long)]
     h2c: bool,
+    /// Access log: off, stdout, stderr or a file (appended to).
+    #[arg(long, default_value = "off", env = "TETHER_ACCESS_LOG")]
+    access_log: String,
+    /// Access-log line format: one JSON object, or nginx's combined format.
+    #[arg(long, value_enum, default_value = "json")]
+    access_log_format: tether::access_log::Format,
 }
 
 #[derive(Args)]
@@ -175,6 +181,10 @@ struct DemoArgs {
     /// Admin listen address.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin: SocketAddr,
+    /// Print a short line for every request: which pod served it and why (new session, hit,
+    /// failover, ...).
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     proxy: ProxyArgs,
 }
@@ -250,6 +260,8 @@ impl ProxyArgs {
                 h2c: self.h2c,
             },
             max_body: size(&self.max_body_size, "max-body-size")?,
+            access_log: self.access_log,
+            access_log_format: self.access_log_format,
         })
     }
 }
@@ -310,7 +322,11 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Demo(args) => {
-                let run = args.proxy.into_config(PathBuf::new(), args.listen, args.admin)?;
+                let mut run = args.proxy.into_config(PathBuf::new(), args.listen, args.admin)?;
+                if args.watch {
+                    run.access_log = "stdout".into();
+                    run.access_log_format = tether::access_log::Format::Watch;
+                }
                 demo::run(DemoConfig { replicas: args.replicas, persistent: args.persistent, run }).await
             }
             Command::Whoami(args) => {

@@ -11,13 +11,14 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::affinity::token::CookieKeys;
-use crate::app::{ControlState, ReloadReport};
+use crate::app::{ControlState, GoneEndpoint, ReloadReport};
 use crate::compile::{compile, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
 use crate::model::gateway::HttpRoute;
 use crate::model::openshift::Route;
 use crate::model::{describe, Sourced};
 use crate::proxy::upstream::UpstreamRegistry;
+use crate::route::RouteTable;
 use crate::source::Source;
 
 pub struct Reloader {
@@ -174,28 +175,39 @@ impl Reloader {
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;
         let applied = !(unreadable && self.generation > 1);
-        if applied {
-            self.control.proxy.table.store(compiled.table);
+        let metrics = &self.control.proxy.telemetry.metrics;
+        let changes = if applied {
+            attach_stats(&compiled.table, metrics);
+            metrics.cert_expiry.store(Arc::new(compiled.table.certs.expiry()));
+            let previous = self.control.proxy.table.swap(compiled.table.clone());
+            let changes = TableChanges::between(&previous, &compiled.table);
+            self.remember_gone(&previous, &compiled.table);
+            drop(previous);
+            metrics.prune();
+            Some(changes)
         } else {
             diagnostics.push(
                 Diagnostic::error("nothing could be read; the previous route table keeps serving")
                     .maybe_file(self.source.origin().map(std::path::Path::to_path_buf).as_ref()),
             );
-        }
+            None
+        };
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.print_new(&diagnostics);
+        let changed = changes.map(|c| format!(" ({c})")).unwrap_or_default();
         tracing::info!(
             generation = self.generation,
             routes = compiled.routes,
             endpoints = compiled.endpoints,
             errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count(),
             warnings = diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
-            "reload {}: {} routes, {} endpoints in {compile_ms:.1} ms",
+            "reload {}: {} routes, {} endpoints{changed}, compiled in {compile_ms:.1} ms",
             if applied { "applied" } else { "rejected" },
             compiled.routes,
             compiled.endpoints,
         );
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        metrics.reloaded(applied, at);
         let report = ReloadReport {
             generation: self.generation,
             at,
@@ -208,6 +220,29 @@ impl Reloader {
         self.control.report.store(Arc::new(Some(report)));
     }
 
+    /// Endpoints this reload removed stay on `/status` as `gone` for a minute.
+    fn remember_gone(&self, before: &RouteTable, after: &RouteTable) {
+        const KEEP_SECS: u64 = 60;
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        let live: HashSet<(&str, &str)> =
+            backends(after).flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, &*e.identity))).collect();
+        let mut gone = self.control.gone.lock().unwrap_or_else(|e| e.into_inner());
+        gone.retain(|g| now.saturating_sub(g.at) < KEEP_SECS && !live.contains(&(&*g.service, &*g.identity)));
+        for backend in backends(before) {
+            for e in backend.endpoints.iter() {
+                let key = (&*backend.name, &*e.identity);
+                if !live.contains(&key) && !gone.iter().any(|g| (&*g.service, &*g.identity) == key) {
+                    gone.push(GoneEndpoint {
+                        service: backend.name.clone(),
+                        identity: e.identity.clone(),
+                        upstream: e.upstream.clone(),
+                        at: now,
+                    });
+                }
+            }
+        }
+    }
+
     fn print_new(&mut self, diagnostics: &[Diagnostic]) {
         let current: HashSet<String> = diagnostics.iter().map(ToString::to_string).collect();
         for line in diagnostics.iter().map(ToString::to_string) {
@@ -216,5 +251,63 @@ impl Reloader {
             }
         }
         self.printed = current;
+    }
+}
+
+/// The backends of a table's routes.
+fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> {
+    table.routes().chain(table.default_route.iter()).map(|r| &*r.backend)
+}
+
+/// Gives every route of a new table its metric series (the same series as the route's earlier
+/// versions, so counters continue across reloads).
+fn attach_stats(table: &RouteTable, metrics: &crate::metrics::Metrics) {
+    for route in table.routes().chain(table.default_route.iter()) {
+        let _ = route.stats.set(metrics.route(&route.source, &route.host, &route.backend.name));
+    }
+}
+
+/// What a reload changed: routes and endpoints added and removed.
+struct TableChanges {
+    routes_added: usize,
+    routes_removed: usize,
+    endpoints_added: usize,
+    endpoints_removed: usize,
+}
+
+impl TableChanges {
+    fn between(before: &RouteTable, after: &RouteTable) -> Self {
+        fn routes(t: &RouteTable) -> HashSet<String> {
+            t.routes()
+                .chain(t.default_route.iter())
+                .map(|r| format!("{} {} {} {}", r.host, r.kind.as_str(), r.path, r.backend.name))
+                .collect()
+        }
+        fn endpoints(t: &RouteTable) -> HashSet<String> {
+            t.routes()
+                .chain(t.default_route.iter())
+                .flat_map(|r| {
+                    r.backend.endpoints.iter().map(|e| format!("{} {} {:?}", r.backend.name, e.addr, e.state))
+                })
+                .collect()
+        }
+        let (r0, r1) = (routes(before), routes(after));
+        let (e0, e1) = (endpoints(before), endpoints(after));
+        TableChanges {
+            routes_added: r1.difference(&r0).count(),
+            routes_removed: r0.difference(&r1).count(),
+            endpoints_added: e1.difference(&e0).count(),
+            endpoints_removed: e0.difference(&e1).count(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let TableChanges { routes_added, routes_removed, endpoints_added, endpoints_removed } = self;
+        if routes_added + routes_removed + endpoints_added + endpoints_removed == 0 {
+            return f.write_str("no change");
+        }
+        write!(f, "routes +{routes_added} -{routes_removed}, endpoints +{endpoints_added} -{endpoints_removed}")
     }
 }

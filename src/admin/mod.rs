@@ -1,4 +1,7 @@
-//! The admin listener: `/healthz`, `/readyz`, `/diagnostics` (text and JSON), `/routes`.
+//! The admin listener: `/status` (HTML and JSON), `/metrics`, `/healthz`, `/readyz`,
+//! `/diagnostics` (text and JSON), `/routes`.
+
+mod status;
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -43,16 +46,29 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no route table yet\n".into()),
         },
         "/diagnostics.json" => {
-            let body = serde_json::to_string_pretty(report.as_ref()).unwrap_or_else(|_| "null".into());
-            let mut r = text(StatusCode::OK, body);
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
+            typed(serde_json::to_string_pretty(report.as_ref()).unwrap_or_else(|_| "null".into()), "application/json")
         }
         "/diagnostics" => text(StatusCode::OK, diagnostics_text(report.as_ref().as_ref())),
         "/routes" => text(StatusCode::OK, routes_text(&control)),
+        "/metrics" => {
+            let telemetry = control.proxy.telemetry;
+            let body = crate::metrics::collector::render(&telemetry.metrics, control.proxy.clone());
+            typed(body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        }
+        "/status.json" => {
+            let body = serde_json::to_string_pretty(&status::status(&control)).unwrap_or_else(|_| "null".into());
+            typed(body, "application/json")
+        }
+        "/status" | "/" => {
+            let refresh = req.uri().query().and_then(|q| {
+                q.split('&').find_map(|kv| kv.strip_prefix("refresh=")).and_then(|v| v.parse::<u32>().ok())
+            });
+            typed(status::html(&status::status(&control), refresh.map(|s| s.max(1))), "text/html; charset=utf-8")
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz /readyz /routes /diagnostics /diagnostics.json\n".into(),
+            "not found: try /status /status.json /metrics /healthz /readyz /routes /diagnostics /diagnostics.json\n"
+                .into(),
         ),
     };
     Ok(response)
@@ -82,13 +98,7 @@ fn routes_text(control: &ControlState) -> String {
     routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
     let mut out = String::new();
     for r in routes {
-        let affinity = match &r.sticky {
-            Some(s) if s.issues_cookies => format!("cookie {} ({})", s.policy.cookie_name, s.policy.mode.as_str()),
-            Some(s) => format!("honours cookie {}", s.policy.cookie_name),
-            None if r.backend.hash_by.is_some() => "hash of a request key".into(),
-            None if r.backend.client_ip_affinity => "client address".into(),
-            None => r.backend.balance.as_str().into(),
-        };
+        let affinity = crate::route::describe::affinity_short(r);
         let _ = writeln!(
             out,
             "{} {} {} -> {} [{affinity}] from {}",
@@ -103,6 +113,12 @@ fn routes_text(control: &ControlState) -> String {
         }
     }
     out
+}
+
+fn typed(body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::OK, body);
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

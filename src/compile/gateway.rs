@@ -135,6 +135,7 @@ pub fn compile_http_routes(
                 filters: p.filters.clone(),
                 regex: regex.clone(),
                 policy: None,
+                stats: Default::default(),
             };
             if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
                 diags.push(

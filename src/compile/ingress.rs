@@ -259,6 +259,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             filters,
             regex,
             policy: location::policy(&p.location),
+            stats: Default::default(),
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
             let route_desc =
@@ -296,6 +297,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             filters: None,
             regex: None,
             policy: None,
+            stats: Default::default(),
         }));
     }
     table.certs = tls.certs;

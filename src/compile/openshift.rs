@@ -114,6 +114,7 @@ pub fn compile_routes(
             filters: p.tls.plain.clone().filter(|f| !f.is_empty()).map(Box::new),
             regex: None,
             policy: None,
+            stats: Default::default(),
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
             diags.push(

@@ -10,20 +10,59 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::proxy::load::InFlight;
+use crate::proxy::observe::Completion;
 use crate::proxy::upstream::{Sender, Upstream};
 
-/// The body of every response tether sends.
-pub enum ProxyBody {
+/// The body of every response tether sends, and what to record when it ends.
+pub struct ProxyBody {
+    kind: Kind,
+    /// Recorded once, when the last frame is handed to hyper (or the body is dropped early:
+    /// a client that went away).
+    done: Option<Completion>,
+    bytes: u64,
+}
+
+enum Kind {
     Upstream(PooledBody),
     Local(Option<Bytes>),
 }
 
 impl ProxyBody {
     pub fn local(text: &'static str) -> Self {
-        ProxyBody::Local(Some(Bytes::from_static(text.as_bytes())))
+        Self::of(Kind::Local(Some(Bytes::from_static(text.as_bytes()))))
     }
     pub fn local_owned(text: String) -> Self {
-        ProxyBody::Local(Some(Bytes::from(text)))
+        Self::of(Kind::Local(Some(Bytes::from(text))))
+    }
+    pub fn empty() -> Self {
+        Self::of(Kind::Local(None))
+    }
+    pub fn upstream(body: PooledBody) -> Self {
+        Self::of(Kind::Upstream(body))
+    }
+    fn of(kind: Kind) -> Self {
+        ProxyBody { kind, done: None, bytes: 0 }
+    }
+
+    /// Records `completion` when this body ends.
+    pub fn observed(mut self, completion: Completion) -> Self {
+        self.done = Some(completion);
+        if self.is_end_stream() {
+            self.finish();
+        }
+        self
+    }
+
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            done.finish(self.bytes);
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -84,23 +123,37 @@ impl Body for ProxyBody {
     type Error = hyper::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
-            ProxyBody::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        if this.done.is_some() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if this.is_end_stream() {
+                        this.finish();
+                    }
+                }
+                Poll::Ready(_) => this.finish(),
+                Poll::Pending => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream(body) => body.is_end_stream(),
-            ProxyBody::Local(data) => data.is_none(),
+        match &self.kind {
+            Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Local(data) => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream(body) => body.size_hint(),
-            ProxyBody::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        match &self.kind {
+            Kind::Upstream(body) => body.size_hint(),
+            Kind::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
 }

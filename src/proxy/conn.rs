@@ -164,17 +164,21 @@ pub async fn serve(accepted: Accepted) {
         return;
     }
     start.io.stop();
+    let metrics = &state.telemetry.metrics;
     let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(tls.clone())).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
+            metrics.tls_handshakes_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(%peer, %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            metrics.tls_handshakes_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
     };
+    metrics.tls_handshakes_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let client = Arc::new(ClientInfo::new(peer, local_port, true).trusted(trusted));
     let service = service(state, client, open);

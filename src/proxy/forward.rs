@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, TE, USER_AGENT};
@@ -13,18 +13,20 @@ use hyper::body::Incoming;
 
 use crate::affinity::cookie::RouteSticky;
 use crate::affinity::{self, Selection};
+use crate::metrics::stats::{decision_index, DECISIONS, NO_ENDPOINT};
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::load::InFlight;
+use crate::proxy::observe::{Completion, LogRequest, Notes, Telemetry};
 use crate::proxy::request_body::UpstreamBody;
 use crate::proxy::send::{send, Failure};
 use crate::proxy::upgrade;
 use crate::proxy::upstream::{ConnectError, Sender, Upstream};
 use crate::route::canary::Side;
 use crate::route::conditions::RequestView;
-use crate::route::{Backend, Route, RouteTable};
+use crate::route::{Backend, EndpointState, Route, RouteTable};
 
 pub use crate::proxy::send::Timeouts;
 
@@ -39,18 +41,22 @@ pub struct ProxyState {
     pub trusted_proxies: TrustedProxies,
     /// Largest request body where a route sets none (`--max-body-size`; 0 = unlimited).
     pub max_body: u64,
+    /// Metrics and the access log.
+    pub telemetry: &'static Telemetry,
 }
 
 /// Endpoints tried at most per request (the first choice plus failovers).
 const MAX_ATTEMPTS: usize = 3;
 
-/// Serves one request. Never fails: errors become short plain-text responses.
+/// Serves one request. Never fails: errors become short plain-text responses. What it did is
+/// recorded (metrics, access log) when the response body ends.
 pub async fn handle(
     state: Arc<ProxyState>,
     client: Arc<ClientInfo>,
     upgrades: OpenTracker,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
     let behind_proxy;
     let client: &ClientInfo = if client.trusted {
         behind_proxy = client.behind_proxy(req.headers(), &state.trusted_proxies);
@@ -58,21 +64,40 @@ pub async fn handle(
     } else {
         &client
     };
-    let route: Arc<Route> = {
+    let telemetry = state.telemetry;
+    let log = telemetry.access_log.as_ref().map(|_| LogRequest::take(&mut req, &client.ip));
+    let method = req.method().clone();
+    let (mut route, mut notes) = (None, Notes::default());
+    let response = route_and_forward(&state, client, upgrades, req, (&mut route, &mut notes), log.is_some()).await;
+    notes.route = route;
+    let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
+    Ok(response.map(|body| body.observed(completion)))
+}
+
+async fn route_and_forward(
+    state: &ProxyState,
+    client: &ClientInfo,
+    upgrades: OpenTracker,
+    mut req: Request<Incoming>,
+    (route_slot, notes): (&mut Option<Arc<Route>>, &mut Notes),
+    detailed: bool,
+) -> Response<ProxyBody> {
+    let route: &Arc<Route> = {
         let mut hosts = req.headers().get_all(HOST).iter();
         let host_header = hosts.next();
         if hosts.next().is_some() {
             // Routing on one Host while the pod reads another would bypass host rules.
-            return Ok(local(StatusCode::BAD_REQUEST, "400 Bad Request: more than one Host header\n"));
+            return local(StatusCode::BAD_REQUEST, "400 Bad Request: more than one Host header\n");
         }
         let table = state.table.load();
         let host = host_header.and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         let view = RequestView { method: req.method(), headers: req.headers(), query: req.uri().query() };
         match table.find_request(host, req.uri().path(), Some(&view)) {
-            Some(route) => route.clone(),
-            None => return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n")),
+            Some(route) => route_slot.insert(route.clone()),
+            None => return local(StatusCode::NOT_FOUND, "default backend - 404\n"),
         }
     };
+    let stats = route.stats.get();
     if let Some(filters) = &route.filters {
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         if let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) {
@@ -87,12 +112,12 @@ pub async fn handle(
             if let Some(location) = location {
                 response.headers_mut().insert(http::header::LOCATION, location);
             }
-            return Ok(response);
+            return response;
         }
     }
     let body_limit = route.policy.as_ref().and_then(|p| p.body_limit).unwrap_or(state.max_body);
     if body_limit > 0 && content_length(&req).is_some_and(|n| n > body_limit) {
-        return Ok(too_large());
+        return too_large();
     }
     // A canary route decides its side first; everything after works on that side.
     let (backend, sticky) = match &route.canary {
@@ -112,10 +137,20 @@ pub async fn handle(
         uri: Some(req.uri()),
     };
     let Some(mut selection) = affinity::select(backend, sticky, req.headers(), &cx) else {
+        if let Some(stats) = stats {
+            stats.decision(NO_ENDPOINT);
+        }
+        notes.decision = Some(DECISIONS[NO_ENDPOINT]);
         // The reason (missing Service, no ready pods) is in /diagnostics and /routes; clients
         // only learn that the service is unavailable, as with ingress-nginx.
-        return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n"));
+        return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
     };
+    let draining = backend.endpoints[selection.endpoint].state == EndpointState::Draining;
+    let decision = decision_index(selection.decision, draining);
+    if let Some(stats) = stats {
+        stats.decision(decision);
+    }
+    notes.decision = Some(DECISIONS[decision]);
     let user_agent =
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(sticky));
     let upgrade_to = upgrade::requested(&req);
@@ -164,8 +199,16 @@ pub async fn handle(
     for attempt in 0..max_tries {
         let endpoint = &backend.endpoints[selection.endpoint];
         let in_flight = backend.tracks_load().then(|| InFlight::start(&endpoint.upstream));
+        let sent = Instant::now();
         let (answer, again) = match send(&endpoint.upstream, req, upload.as_deref(), &timeouts).await {
             Ok((response, sender)) => {
+                notes.upstream = Some(endpoint.addr);
+                notes.upstream_time = Some(sent.elapsed());
+                endpoint.upstream.window.record(now, selection.session);
+                if detailed {
+                    notes.pod = Some(endpoint.identity.clone());
+                    notes.service = Some(backend.name.clone());
+                }
                 let status = response.status().as_u16();
                 let retry_status = (status == 502 && retry.on_502)
                     || (status == 503 && retry.on_503)
@@ -180,18 +223,21 @@ pub async fn handle(
                             f.responded();
                         }
                         let pieces = Pieces { backend, sticky, selection: &selection, client };
-                        return Ok(finish_response(
+                        return finish_response(
                             response,
                             (sender, in_flight),
                             &endpoint.upstream,
                             pieces,
                             user_agent.as_deref(),
                             client_upgrade.map(|c| (c, &upgrades)),
-                        ));
+                        );
                     }
                 }
             }
             Err(Failure::NotSent(returned, error)) => {
+                if let Some(stats) = stats {
+                    stats.connect_error();
+                }
                 tracing::warn!(endpoint = %endpoint.identity, %error, "upstream unavailable");
                 (error_response(&error), retry.on_error.then_some(*returned))
             }
@@ -205,7 +251,7 @@ pub async fn handle(
                 let again = resend.as_ref().filter(|_| retry.on_error).map(ResendCopy::request);
                 (local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"), again)
             }
-            Err(Failure::TooLarge) => return Ok(too_large()),
+            Err(Failure::TooLarge) => return too_large(),
         };
         failed[attempt] = selection.endpoint;
         let next = if may_move(backend, &selection) {
@@ -215,13 +261,16 @@ pub async fn handle(
         };
         match (next, again) {
             (Some(next), Some(again)) if attempt + 1 < max_tries => {
+                if let Some(stats) = stats {
+                    stats.retry();
+                }
                 selection = next;
                 req = again;
             }
-            _ => return Ok(answer),
+            _ => return answer,
         }
     }
-    Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
+    local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
 }
 
 /// A sticky session moves only when the route allows it (`session-cookie-change-on-failure`);
@@ -375,10 +424,10 @@ fn finish_response(
             upgrade::restore(&mut parts.headers, protocol);
         }
         drop((sender, in_flight, body));
-        return Response::from_parts(parts, ProxyBody::Local(None));
+        return Response::from_parts(parts, ProxyBody::empty());
     }
     let body = PooledBody::new(body, sender, upstream.clone(), in_flight);
-    Response::from_parts(parts, ProxyBody::Upstream(body))
+    Response::from_parts(parts, ProxyBody::upstream(body))
 }
 
 fn error_response(error: &ConnectError) -> Response<ProxyBody> {

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod forward;
 pub mod headers;
 pub mod load;
+pub mod observe;
 pub mod passthrough;
 pub mod pod_conn;
 pub mod proxy_protocol;

@@ -95,7 +95,7 @@ pub fn start(
         per_listener.push(sockets);
     }
     let (stop, _) = watch::channel(None);
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = state.telemetry.metrics.open_connections.clone();
     let mut handles = Vec::new();
     for index in 0..workers.max(1) {
         let sockets: Vec<(Socket, ListenerConfig, u16)> = per_listener

@@ -25,6 +25,11 @@ pub fn set_worker_index(index: usize) {
     WORKER_INDEX.with(|w| w.set(index));
 }
 
+/// The current proxy worker's index (0 outside the workers).
+pub fn worker_index() -> usize {
+    WORKER_INDEX.with(Cell::get)
+}
+
 /// Why no connection to a pod could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -47,6 +52,8 @@ pub struct Upstream {
     idle_timeout: Duration,
     /// Requests in flight and latency, for least-connections and EWMA balancing.
     pub load: crate::proxy::load::Load,
+    /// Requests and distinct sessions of the last minute (`/status`).
+    pub window: crate::metrics::window::EndpointWindow,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -58,7 +65,14 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     fn new(addr: SocketAddr, protocol: PodProtocol, workers: usize, idle_timeout: Duration) -> Self {
         let idle = (0..workers.max(1)).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect();
-        Upstream { addr, protocol, idle, idle_timeout, load: Default::default() }
+        Upstream {
+            addr,
+            protocol,
+            idle,
+            idle_timeout,
+            load: Default::default(),
+            window: crate::metrics::window::EndpointWindow::new(workers),
+        }
     }
 
     fn my_queue(&self) -> &ArrayQueue<(Sender, Instant)> {

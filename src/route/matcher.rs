@@ -54,6 +54,8 @@ pub struct Route {
     pub regex: Option<regex::Regex>,
     /// Per-route timeouts, body limit and retries; `None` uses the global settings.
     pub policy: Option<Arc<crate::route::policy::RoutePolicy>>,
+    /// Its metric series, attached after compiling (series outlive reloads).
+    pub stats: std::sync::OnceLock<Arc<crate::metrics::RouteStats>>,
 }
 
 /// The paths of one host.
@@ -248,6 +250,7 @@ mod tests {
             filters: None,
             regex: None,
             policy: None,
+            stats: Default::default(),
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
     }
@@ -359,6 +362,7 @@ mod tests {
             filters: None,
             regex: None,
             policy: None,
+            stats: Default::default(),
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");

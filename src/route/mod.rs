@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod canary;
 pub mod conditions;
+pub mod describe;
 pub mod filters;
 pub mod matcher;
 pub mod path;

@@ -32,6 +32,13 @@ impl Certificate {
     }
 }
 
+/// The leaf certificate's notAfter, unix seconds.
+fn not_after(cert: &Certificate) -> Option<i64> {
+    let leaf = cert.key.cert.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// Certificates by host: exact names, and `*.example.com` wildcards (one label, as TLS
 /// wildcards go).
 #[derive(Clone, Debug, Default)]
@@ -73,6 +80,17 @@ impl CertStore {
 
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()
+    }
+
+    /// Each host (wildcards as `*.example.com`) with its leaf certificate's notAfter (unix
+    /// seconds), sorted by host.
+    pub fn expiry(&self) -> Vec<(String, i64)> {
+        let exact = self.exact.iter().map(|(h, c)| (h.to_string(), c));
+        let wildcard = self.wildcard.iter().map(|(h, c)| (format!("*{h}"), c));
+        let mut out: Vec<(String, i64)> =
+            exact.chain(wildcard).filter_map(|(host, cert)| Some((host, not_after(cert)?))).collect();
+        out.sort();
+        out
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,0 +1,231 @@
+//! `/status` (HTML, no scripts or external assets) and `/status.json`: every backend with its
+//! endpoints (ready, draining, or gone in the last minute) and each endpoint's share of the
+//! sessions and requests of the last minute; the last reload and its diagnostics.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::app::ControlState;
+use crate::route::{Backend, EndpointState};
+
+#[derive(Serialize)]
+pub struct Status {
+    /// Unix seconds.
+    pub generated_at: u64,
+    pub reload: Option<crate::app::ReloadReport>,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Serialize)]
+pub struct BackendStatus {
+    /// `namespace/service:port`.
+    pub service: String,
+    pub affinity: String,
+    /// `host kind path (object)` of each route to it.
+    pub routes: Vec<String>,
+    pub endpoints: Vec<EndpointStatus>,
+    pub problem: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EndpointStatus {
+    /// `namespace/pod:port`, or `address:port`.
+    pub pod: String,
+    pub address: String,
+    /// `ready`, `draining` (terminating: keeps its sessions, takes no new ones) or `gone`.
+    pub state: &'static str,
+    pub weight: u32,
+    pub requests_last_minute: u64,
+    /// Share of the backend's requests in the last minute, 0..1.
+    pub request_share: f64,
+    /// Distinct sessions seen in the last minute (a HyperLogLog estimate).
+    pub sessions_last_minute: f64,
+    /// Share of the backend's sessions in the last minute, 0..1.
+    pub session_share: f64,
+}
+
+pub fn status(control: &ControlState) -> Status {
+    let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = now_secs as u32;
+    let table = control.proxy.table.load();
+    let mut backends: Vec<(Arc<Backend>, Vec<String>, String)> = Vec::new();
+    let mut routes: Vec<_> = table.routes().chain(table.default_route.iter()).collect();
+    routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+    for route in routes {
+        let described = format!("{} {} {} ({})", route.host, route.kind.as_str(), route.path, route.source);
+        match backends.iter_mut().find(|(b, ..)| b.name == route.backend.name) {
+            Some((_, routes, _)) => routes.push(described),
+            None => {
+                backends.push((route.backend.clone(), vec![described], crate::route::describe::affinity_short(route)))
+            }
+        }
+    }
+    backends.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let gone = control.gone.lock().unwrap_or_else(|e| e.into_inner());
+    let backends = backends
+        .into_iter()
+        .map(|(backend, routes, affinity)| {
+            let mut endpoints: Vec<EndpointStatus> = backend
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let state = match e.state {
+                        EndpointState::Ready => "ready",
+                        EndpointState::Draining => "draining",
+                    };
+                    endpoint(&e.identity, e.addr, state, e.weight, e.upstream.window.last_minute(now))
+                })
+                .collect();
+            for g in gone.iter().filter(|g| g.service == backend.name) {
+                endpoints.push(endpoint(&g.identity, g.upstream.addr, "gone", 0, g.upstream.window.last_minute(now)));
+            }
+            shares(&mut endpoints);
+            BackendStatus {
+                service: backend.name.to_string(),
+                affinity,
+                routes,
+                endpoints,
+                problem: backend.problem.as_deref().map(Into::into),
+            }
+        })
+        .collect();
+    Status { generated_at: now_secs, reload: control.report.load().as_ref().clone(), backends }
+}
+
+fn endpoint(
+    identity: &str,
+    addr: std::net::SocketAddr,
+    state: &'static str,
+    weight: u32,
+    minute: crate::metrics::window::Minute,
+) -> EndpointStatus {
+    EndpointStatus {
+        pod: identity.into(),
+        address: addr.to_string(),
+        state,
+        weight,
+        requests_last_minute: minute.requests,
+        request_share: 0.0,
+        sessions_last_minute: (minute.sessions * 10.0).round() / 10.0,
+        session_share: 0.0,
+    }
+}
+
+fn shares(endpoints: &mut [EndpointStatus]) {
+    let requests: u64 = endpoints.iter().map(|e| e.requests_last_minute).sum();
+    let sessions: f64 = endpoints.iter().map(|e| e.sessions_last_minute).sum();
+    for e in endpoints {
+        if requests > 0 {
+            e.request_share = e.requests_last_minute as f64 / requests as f64;
+        }
+        if sessions > 0.0 {
+            e.session_share = e.sessions_last_minute / sessions;
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn bar(share: f64, class: &str) -> String {
+    let percent = (share * 100.0).clamp(0.0, 100.0);
+    format!(
+        "<div class=\"bar\"><div class=\"fill {class}\" style=\"width:{percent:.1}%\"></div></div>\
+         <span class=\"pct\">{percent:.0}%</span>"
+    )
+}
+
+/// The HTML page; `refresh` seconds adds a meta refresh (`/status?refresh=5`).
+pub fn html(status: &Status, refresh: Option<u32>) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tether status</title>");
+    if let Some(seconds) = refresh {
+        let _ = write!(out, "<meta http-equiv=\"refresh\" content=\"{seconds}\">");
+    }
+    out.push_str(STYLE);
+    out.push_str("</head><body><h1>tether</h1>");
+    match &status.reload {
+        Some(r) => {
+            let _ = write!(
+                out,
+                "<p class=\"reload {}\">Reload #{} {} at {} (unix): {} routes, {} endpoints, compiled in {:.1} ms, \
+                 {} diagnostics.</p>",
+                if r.applied { "ok" } else { "failed" },
+                r.generation,
+                if r.applied { "applied" } else { "rejected; the previous route table keeps serving" },
+                r.at,
+                r.routes,
+                r.endpoints,
+                r.compile_ms,
+                r.diagnostics.len()
+            );
+            if !r.diagnostics.is_empty() {
+                out.push_str("<details><summary>Diagnostics</summary><ul class=\"diag\">");
+                for d in &r.diagnostics {
+                    let _ = write!(out, "<li>{}</li>", escape(&d.to_string()));
+                }
+                out.push_str("</ul></details>");
+            }
+        }
+        None => out.push_str("<p class=\"reload failed\">No route table yet.</p>"),
+    }
+    out.push_str("<p class=\"note\">Shares are of the last minute: distinct sessions (estimated) and requests.</p>");
+    for b in &status.backends {
+        let _ = write!(
+            out,
+            "<section class=\"backend\"><h2>{}</h2><p class=\"affinity\">{}</p><ul class=\"routes\">",
+            escape(&b.service),
+            escape(&b.affinity)
+        );
+        for r in &b.routes {
+            let _ = write!(out, "<li>{}</li>", escape(r));
+        }
+        out.push_str("</ul>");
+        if let Some(problem) = &b.problem {
+            let _ = write!(out, "<p class=\"problem\">{}</p>", escape(problem));
+        }
+        out.push_str(
+            "<table><thead><tr><th>Endpoint</th><th>Address</th><th>State</th><th>Sessions</th>\
+             <th>Session share</th><th>Requests</th><th>Request share</th></tr></thead><tbody>",
+        );
+        for e in &b.endpoints {
+            let _ = write!(
+                out,
+                "<tr class=\"endpoint {state}\" data-pod=\"{pod}\"><td class=\"pod\">{pod}</td><td>{addr}</td>\
+                 <td class=\"state\">{state}</td><td class=\"num sessions\">{sessions:.0}</td><td>{sbar}</td>\
+                 <td class=\"num requests\">{requests}</td><td>{rbar}</td></tr>",
+                pod = escape(&e.pod),
+                addr = escape(&e.address),
+                state = e.state,
+                sessions = e.sessions_last_minute,
+                sbar = bar(e.session_share, "sessions"),
+                requests = e.requests_last_minute,
+                rbar = bar(e.request_share, "requests"),
+            );
+        }
+        out.push_str("</tbody></table></section>");
+    }
+    out.push_str(
+        "<p class=\"note\">Also: <a href=\"/status.json\">/status.json</a>, <a href=\"/metrics\">/metrics</a>, \
+                  <a href=\"/routes\">/routes</a>, <a href=\"/diagnostics\">/diagnostics</a>.</p></body></html>\n",
+    );
+    out
+}
+
+const STYLE: &str = "<style>\
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
+h1{font-size:1.4em;margin:0 0 .5em}h2{font-size:1.1em;margin:0}\
+.backend{border:1px solid #ccc;border-radius:6px;padding:.8em 1em;margin:1em 0}\
+.affinity{color:#555;margin:.2em 0}.routes{margin:.3em 0 .6em;padding-left:1.2em;color:#444}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25em .5em;border-bottom:1px solid #eee}\
+.num{text-align:right;font-variant-numeric:tabular-nums}\
+.bar{display:inline-block;width:12em;height:.8em;background:#eee;vertical-align:middle}\
+.fill{height:100%}.fill.sessions{background:#3a7bd5}.fill.requests{background:#6cbf6c}\
+.pct{display:inline-block;width:3em;text-align:right}\
+tr.draining td.state{color:#b8860b}tr.gone{color:#999}tr.gone td.state{color:#b22}\
+.reload.ok{color:#1a6e1a}.reload.failed,.problem{color:#b22}.note{color:#666}\
+</style>";

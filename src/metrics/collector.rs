@@ -1,0 +1,223 @@
+//! The Prometheus exposition, through prometheus-client's `Collector`: on each scrape the
+//! per-worker counters are summed and the current route table is walked (live endpoints).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::stats::{HistogramSnapshot, RouteStats, DECISIONS, METHODS, STATUS_CLASSES};
+use super::Metrics;
+use crate::proxy::forward::ProxyState;
+use crate::route::EndpointState;
+
+/// `/metrics` in the Prometheus text format (OpenMetrics flavour, as the crate writes it).
+pub fn render(metrics: &'static Metrics, proxy: Arc<ProxyState>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(TetherCollector { metrics, proxy }));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+struct TetherCollector {
+    metrics: &'static Metrics,
+    proxy: Arc<ProxyState>,
+}
+
+impl std::fmt::Debug for TetherCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TetherCollector")
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn route_labels(stats: &RouteStats) -> Labels<'_> {
+    let l = &stats.labels;
+    vec![
+        ("kind", &l.kind),
+        ("namespace", &l.namespace),
+        ("ingress", &l.name),
+        ("host", &l.host),
+        ("service", &l.service),
+    ]
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels<'_>, u64)]) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    if let [(labels, value)] = series {
+        if labels.is_empty() {
+            return ConstCounter::new(*value).encode(family);
+        }
+    }
+    for (labels, value) in series {
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels<'_>, i64)]) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    if let [(labels, value)] = series {
+        if labels.is_empty() {
+            return ConstGauge::new(*value).encode(family);
+        }
+    }
+    for (labels, value) in series {
+        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, HistogramSnapshot)],
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in series {
+        // The encoder accumulates the per-bucket counts itself.
+        family.encode_family(labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+    }
+    Ok(())
+}
+
+impl prometheus_client::collector::Collector for TetherCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = self.metrics;
+        let routes = m.route_series();
+        let all: Vec<&RouteStats> = routes.iter().map(|r| &**r).chain(std::iter::once(&m.unmatched)).collect();
+
+        let mut requests = Vec::new();
+        let mut decisions = Vec::new();
+        for stats in &all {
+            for (mi, method) in METHODS.iter().enumerate() {
+                for (ci, class) in STATUS_CLASSES.iter().enumerate() {
+                    let n = stats.requests(mi, ci);
+                    if n > 0 {
+                        let mut labels = route_labels(stats);
+                        labels.extend([("method", *method), ("status", *class)]);
+                        requests.push((labels, n));
+                    }
+                }
+            }
+            for (di, decision) in DECISIONS.iter().enumerate() {
+                let n = stats.decisions(di);
+                if n > 0 {
+                    let mut labels = route_labels(stats);
+                    labels.push(("decision", decision));
+                    decisions.push((labels, n));
+                }
+            }
+        }
+        counter(&mut encoder, "tether_requests", "Requests answered, by route, method and status class", &requests)?;
+        let durations: Vec<_> =
+            all.iter().map(|s| (route_labels(s), s.duration())).filter(|(_, h)| h.count > 0).collect();
+        histogram(
+            &mut encoder,
+            "tether_request_duration_seconds",
+            "Time from the request head to the end of the response",
+            &durations,
+        )?;
+        let upstream: Vec<_> =
+            routes.iter().map(|s| (route_labels(s), s.upstream())).filter(|(_, h)| h.count > 0).collect();
+        histogram(
+            &mut encoder,
+            "tether_upstream_response_seconds",
+            "Time from sending to a pod to its response head",
+            &upstream,
+        )?;
+        let per_route = |read: fn(&RouteStats) -> u64| -> Vec<(Labels<'_>, u64)> {
+            routes.iter().map(|s| (route_labels(s), read(s))).filter(|(_, n)| *n > 0).collect()
+        };
+        counter(
+            &mut encoder,
+            "tether_upstream_connect_errors",
+            "Connections to pods that could not be made",
+            &per_route(RouteStats::connect_errors),
+        )?;
+        counter(
+            &mut encoder,
+            "tether_upstream_retries",
+            "Requests sent again to another pod",
+            &per_route(RouteStats::retries),
+        )?;
+        counter(
+            &mut encoder,
+            "tether_affinity_decisions",
+            "How each request's pod was chosen (new session, hit, failover, drain, rejected cookie, ...)",
+            &decisions,
+        )?;
+
+        let table = self.proxy.table.load();
+        let mut backends: Vec<_> =
+            table.routes().chain(table.default_route.iter()).map(|r| r.backend.clone()).collect();
+        backends.sort_by(|a, b| a.name.cmp(&b.name));
+        backends.dedup_by(|a, b| a.name == b.name);
+        let mut live = Vec::new();
+        for backend in &backends {
+            for (state, label) in [(EndpointState::Ready, "ready"), (EndpointState::Draining, "draining")] {
+                let n = backend.endpoints.iter().filter(|e| e.state == state).count() as i64;
+                live.push((vec![("service", &*backend.name), ("state", label)], n));
+            }
+        }
+        gauge(&mut encoder, "tether_backend_endpoints", "Endpoints of each backend by state", &live)?;
+
+        let reloads = [
+            (vec![("result", "ok")], m.reloads_ok.load(Relaxed)),
+            (vec![("result", "failed")], m.reloads_failed.load(Relaxed)),
+        ];
+        counter(
+            &mut encoder,
+            "tether_config_reloads",
+            "Route-table reloads (failed: nothing could be read)",
+            &reloads,
+        )?;
+        gauge(
+            &mut encoder,
+            "tether_config_last_reload_successful",
+            "1 if the last reload was applied",
+            &[(vec![], i64::from(m.last_reload_ok.load(Relaxed)))],
+        )?;
+        gauge(
+            &mut encoder,
+            "tether_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last applied reload",
+            &[(vec![], m.last_reload_success.load(Relaxed) as i64)],
+        )?;
+        gauge(
+            &mut encoder,
+            "tether_open_connections",
+            "Open client connections",
+            &[(vec![], m.open_connections.load(Relaxed) as i64)],
+        )?;
+        let handshakes = [
+            (vec![("result", "ok")], m.tls_handshakes_ok.load(Relaxed)),
+            (vec![("result", "failed")], m.tls_handshakes_failed.load(Relaxed)),
+        ];
+        counter(&mut encoder, "tether_tls_handshakes", "TLS handshakes with clients", &handshakes)?;
+        let expiry = m.cert_expiry.load();
+        let expiry: Vec<_> = expiry.iter().map(|(host, at)| (vec![("host", host.as_str())], *at)).collect();
+        gauge(
+            &mut encoder,
+            "tether_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate served for each host",
+            &expiry,
+        )?;
+        counter(
+            &mut encoder,
+            "tether_access_log_dropped",
+            "Access-log lines dropped because the writer fell behind",
+            &[(vec![], m.access_log_dropped.load(Relaxed))],
+        )?;
+        Ok(())
+    }
+}

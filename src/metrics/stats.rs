@@ -1,0 +1,273 @@
+//! Per-route request counters, sharded by proxy worker: a worker only ever touches its own
+//! cache lines, so counting costs a few uncontended atomic adds per request and no lock.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::affinity::Decision;
+
+/// Methods with their own label value; everything else counts as `OTHER`, so a client cannot
+/// grow the label set.
+pub const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "OTHER"];
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Affinity outcomes counted per route (`Decision::as_str`, plus `drain`: a session kept on a
+/// terminating pod).
+pub const DECISIONS: [&str; 10] = [
+    "round-robin",
+    "new",
+    "rejected-cookie",
+    "hit",
+    "failover",
+    "migrated",
+    "client-ip",
+    "hash-by",
+    "drain",
+    "none-available",
+];
+/// Histogram bucket bounds in seconds (ingress-nginx's request-duration buckets).
+pub const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+pub fn method_index(method: &http::Method) -> usize {
+    let known = [
+        http::Method::GET,
+        http::Method::HEAD,
+        http::Method::POST,
+        http::Method::PUT,
+        http::Method::DELETE,
+        http::Method::PATCH,
+        http::Method::OPTIONS,
+        http::Method::CONNECT,
+    ];
+    known.iter().position(|m| m == method).unwrap_or(METHODS.len() - 1)
+}
+
+pub fn decision_index(decision: Decision, draining: bool) -> usize {
+    if draining && decision == Decision::Hit {
+        return 8;
+    }
+    match decision {
+        Decision::RoundRobin => 0,
+        Decision::New => 1,
+        Decision::Rejected => 2,
+        Decision::Hit => 3,
+        Decision::Failover => 4,
+        Decision::Migrated => 5,
+        Decision::ClientIp => 6,
+        Decision::HashBy => 7,
+    }
+}
+
+/// Index of `DECISIONS` for a backend without a usable endpoint.
+pub const NO_ENDPOINT: usize = 9;
+
+/// A fixed-bucket histogram of durations (counts per bucket, not cumulative, plus an overflow
+/// bucket; the sum in microseconds).
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+}
+
+/// A histogram summed over shards: sum in seconds, count, and the count of each bucket (not
+/// cumulative; the last bound is infinity).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl HistogramSnapshot {
+    /// `(le, requests at or below it)`, as Prometheus' `_bucket` series count.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut running = 0;
+        self.buckets
+            .iter()
+            .map(|&(bound, n)| {
+                running += n;
+                (bound, running)
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    requests: [[AtomicU64; STATUS_CLASSES.len()]; METHODS.len()],
+    decisions: [AtomicU64; DECISIONS.len()],
+    connect_errors: AtomicU64,
+    retries: AtomicU64,
+    duration: Histogram,
+    upstream: Histogram,
+}
+
+/// The label values of one route's series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteLabels {
+    /// `Ingress`, `Route`, `HTTPRoute` (empty for requests no route matched).
+    pub kind: Box<str>,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub host: Box<str>,
+    /// `namespace/service:port`.
+    pub service: Box<str>,
+}
+
+/// The counters of one route (kind, object, host, service).
+pub struct RouteStats {
+    pub labels: RouteLabels,
+    shards: Box<[CachePadded<Shard>]>,
+}
+
+impl std::fmt::Debug for RouteStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RouteStats({:?})", self.labels)
+    }
+}
+
+/// Everything one response contributes, recorded when its body ends.
+pub struct Outcome {
+    pub method: usize,
+    pub status: u16,
+    pub duration: Duration,
+    /// Time to the pod's response head (absent for local answers).
+    pub upstream: Option<Duration>,
+}
+
+impl RouteStats {
+    pub fn new(labels: RouteLabels, workers: usize) -> Self {
+        RouteStats { labels, shards: (0..workers.max(1)).map(|_| CachePadded::new(Shard::default())).collect() }
+    }
+
+    fn shard(&self) -> &Shard {
+        &self.shards[crate::proxy::upstream::worker_index() % self.shards.len()]
+    }
+
+    pub fn record(&self, outcome: &Outcome) {
+        let shard = self.shard();
+        let class = (usize::from(outcome.status / 100)).clamp(1, 5) - 1;
+        shard.requests[outcome.method][class].fetch_add(1, Relaxed);
+        shard.duration.observe(outcome.duration);
+        if let Some(upstream) = outcome.upstream {
+            shard.upstream.observe(upstream);
+        }
+    }
+
+    pub fn decision(&self, index: usize) {
+        self.shard().decisions[index].fetch_add(1, Relaxed);
+    }
+
+    pub fn connect_error(&self) {
+        self.shard().connect_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn retry(&self) {
+        self.shard().retries.fetch_add(1, Relaxed);
+    }
+
+    fn sum(&self, read: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| read(s).load(Relaxed)).sum()
+    }
+
+    /// Requests by (method, status class), over all workers.
+    pub fn requests(&self, method: usize, class: usize) -> u64 {
+        self.sum(|s| &s.requests[method][class])
+    }
+
+    pub fn decisions(&self, index: usize) -> u64 {
+        self.sum(|s| &s.decisions[index])
+    }
+
+    pub fn connect_errors(&self) -> u64 {
+        self.sum(|s| &s.connect_errors)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.sum(|s| &s.retries)
+    }
+
+    pub fn duration(&self) -> HistogramSnapshot {
+        self.histogram(|s| &s.duration)
+    }
+
+    pub fn upstream(&self) -> HistogramSnapshot {
+        self.histogram(|s| &s.upstream)
+    }
+
+    fn histogram(&self, which: impl Fn(&Shard) -> &Histogram) -> HistogramSnapshot {
+        let mut counts = [0u64; BUCKETS.len() + 1];
+        let mut sum_micros = 0;
+        for shard in self.shards.iter() {
+            let h = which(shard);
+            for (total, bucket) in counts.iter_mut().zip(&h.buckets) {
+                *total += bucket.load(Relaxed);
+            }
+            sum_micros += h.sum_micros.load(Relaxed);
+        }
+        let buckets = BUCKETS.iter().copied().chain([f64::INFINITY]).zip(counts).collect();
+        let count = counts.iter().sum();
+        HistogramSnapshot { sum: sum_micros as f64 / 1e6, count, buckets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> RouteStats {
+        let labels = RouteLabels {
+            kind: "Ingress".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            host: "a.example".into(),
+            service: "default/web:80".into(),
+        };
+        RouteStats::new(labels, 2)
+    }
+
+    #[test]
+    fn outcomes_count_by_method_and_status_class_and_fill_cumulative_buckets() {
+        let s = stats();
+        let outcome = |method: &http::Method, status, ms| Outcome {
+            method: method_index(method),
+            status,
+            duration: Duration::from_millis(ms),
+            upstream: Some(Duration::from_millis(ms / 2)),
+        };
+        s.record(&outcome(&http::Method::GET, 200, 3));
+        s.record(&outcome(&http::Method::GET, 204, 30));
+        s.record(&outcome(&http::Method::from_bytes(b"PROPFIND").unwrap(), 404, 20_000));
+        assert_eq!(s.requests(0, 1), 2);
+        assert_eq!(s.requests(METHODS.len() - 1, 3), 1, "an unknown method is OTHER");
+        let h = s.duration();
+        assert_eq!(h.count, 3);
+        let cumulative = h.cumulative();
+        assert_eq!(cumulative[0], (0.005, 1));
+        assert_eq!(cumulative[3], (0.05, 2));
+        assert_eq!(cumulative[BUCKETS.len() - 1].1, 2, "20 s is above every finite bound");
+        assert_eq!(cumulative[BUCKETS.len()], (f64::INFINITY, 3));
+        assert!((h.sum - 20.033).abs() < 1e-9);
+        assert_eq!(s.upstream().count, 3);
+    }
+
+    #[test]
+    fn a_hit_on_a_draining_pod_counts_as_drain() {
+        assert_eq!(DECISIONS[decision_index(Decision::Hit, true)], "drain");
+        assert_eq!(DECISIONS[decision_index(Decision::Hit, false)], "hit");
+        assert_eq!(DECISIONS[decision_index(Decision::Failover, true)], "failover");
+        for d in [Decision::New, Decision::Rejected, Decision::Migrated, Decision::ClientIp, Decision::HashBy] {
+            assert_eq!(DECISIONS[decision_index(d, false)], d.as_str());
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What each request leaves behind: its metric counts and, when the access log is on, its log
+//! line. Routing fills a `Notes` as it goes; the response body carries a `Completion` and
+//! records both when it ends, so durations and byte counts cover the whole response.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{HeaderValue, HOST, REFERER, USER_AGENT};
+use http::Request;
+
+use crate::access_log::{AccessLog, Entry};
+use crate::metrics::{stats::method_index, Metrics, Outcome};
+use crate::route::Route;
+
+/// Metrics and the access log; one per process.
+pub struct Telemetry {
+    pub metrics: Metrics,
+    pub access_log: Option<AccessLog>,
+}
+
+impl Telemetry {
+    pub fn leak(metrics: Metrics, access_log: Option<AccessLog>) -> &'static Telemetry {
+        Box::leak(Box::new(Telemetry { metrics, access_log }))
+    }
+}
+
+/// Filled in while a request is routed and forwarded.
+#[derive(Default)]
+pub struct Notes {
+    pub route: Option<Arc<Route>>,
+    pub upstream: Option<SocketAddr>,
+    /// Time to the pod's response head.
+    pub upstream_time: Option<Duration>,
+    pub decision: Option<&'static str>,
+    /// The answering pod (only kept when the access log is on).
+    pub pod: Option<Box<str>>,
+    /// The backend actually used (a canary's may differ from the route's).
+    pub service: Option<Box<str>>,
+}
+
+/// Request details only the access log needs, taken before the request moves on.
+pub struct LogRequest {
+    time: SystemTime,
+    request_id: Box<str>,
+    client: Box<str>,
+    method: http::Method,
+    host: Box<str>,
+    target: Box<str>,
+    protocol: &'static str,
+    user_agent: Option<Box<str>>,
+    referer: Option<Box<str>>,
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+impl LogRequest {
+    /// Takes what the log line needs, and makes sure the request carries an `X-Request-ID`
+    /// (the client's, if it sent a sane one) so the pod's logs can be joined with ours.
+    pub fn take<B>(req: &mut Request<B>, client: &HeaderValue) -> Box<LogRequest> {
+        let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| is_sane_id(v));
+        let request_id: Box<str> = match given {
+            Some(id) => id.into(),
+            None => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    req.headers_mut().insert(REQUEST_ID, value);
+                }
+                id.into()
+            }
+        };
+        let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(Into::into);
+        let host = header(HOST).or_else(|| req.uri().authority().map(|a| a.as_str().into())).unwrap_or_default();
+        Box::new(LogRequest {
+            time: SystemTime::now(),
+            request_id,
+            client: client.to_str().unwrap_or("-").into(),
+            method: req.method().clone(),
+            host,
+            target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()).into(),
+            protocol: protocol_name(req.version()),
+            user_agent: header(USER_AGENT),
+            referer: header(REFERER),
+        })
+    }
+}
+
+fn is_sane_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Travels with the response body; `finish` runs once when it ends.
+pub struct Completion {
+    telemetry: &'static Telemetry,
+    started: Instant,
+    method: u8,
+    status: u16,
+    notes: Notes,
+    log: Option<Box<LogRequest>>,
+}
+
+impl Completion {
+    pub fn new(
+        telemetry: &'static Telemetry,
+        started: Instant,
+        method: &http::Method,
+        status: u16,
+        notes: Notes,
+        log: Option<Box<LogRequest>>,
+    ) -> Self {
+        Completion { telemetry, started, method: method_index(method) as u8, status, notes, log }
+    }
+
+    pub fn finish(self, bytes: u64) {
+        let duration = self.started.elapsed();
+        let metrics = &self.telemetry.metrics;
+        let stats = self.notes.route.as_ref().and_then(|r| r.stats.get()).map_or(&metrics.unmatched, |s| &**s);
+        stats.record(&Outcome {
+            method: usize::from(self.method),
+            status: self.status,
+            duration,
+            upstream: self.notes.upstream_time,
+        });
+        let (Some(log), Some(access_log)) = (self.log, &self.telemetry.access_log) else { return };
+        let route = self.notes.route.as_deref();
+        let entry = Entry {
+            time: log.time,
+            request_id: &log.request_id,
+            client: &log.client,
+            method: log.method.as_str(),
+            host: &log.host,
+            path: &log.target,
+            protocol: log.protocol,
+            status: self.status,
+            bytes,
+            duration: duration.as_secs_f64(),
+            upstream: self.notes.upstream,
+            pod: self.notes.pod.as_deref(),
+            upstream_duration: self.notes.upstream_time.map(|d| d.as_secs_f64()),
+            route: route.map(|r| &*r.source),
+            service: self.notes.service.as_deref().or(route.map(|r| &*r.backend.name)),
+            affinity: self.notes.decision,
+            user_agent: log.user_agent.as_deref(),
+            referer: log.referer.as_deref(),
+        };
+        if !access_log.write(&entry) {
+            metrics.access_log_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
