@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod admin;
 pub mod affinity;
 pub mod app;
+pub mod check;
 pub mod compile;
 pub mod demo;
 pub mod diag;

@@ -40,6 +40,31 @@ enum Command {
     Demo(Box<DemoArgs>),
     /// A demo pod: answers with its name, hostname, a per-process id and the request headers.
     Whoami(WhoamiArgs),
+    /// Read a manifest directory as `run` would and explain it: the route table, each route's
+    /// affinity in words, and for every annotation whether it is honoured, ignored (and why)
+    /// or unknown. Exits 1 when there are errors.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The manifest directory.
+    dir: PathBuf,
+    /// Output: text for people, json for tools.
+    #[arg(long, value_enum, default_value = "text")]
+    format: CheckFormat,
+    /// Ingress classes tether would serve (as `run --ingress-class`).
+    #[arg(long = "ingress-class", default_value = DEFAULT_CLASS)]
+    ingress_classes: Vec<String>,
+    /// Check as if tether ran with --listen-tls.
+    #[arg(long)]
+    tls: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Clone)]
@@ -275,6 +300,16 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Check(args) = &cli.command {
+        let options = tether::check::CheckOptions { ingress_classes: args.ingress_classes.clone(), tls: args.tls };
+        let report = tether::check::check(&args.dir, &options);
+        let out = match args.format {
+            CheckFormat::Text => tether::check::render::text(&report),
+            CheckFormat::Json => tether::check::render::json(&report),
+        };
+        print!("{out}");
+        std::process::exit(i32::from(report.summary.errors > 0));
+    }
     // The control plane (reloads, admin, demo pods) is light: one thread. The proxy workers
     // run their own runtimes.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -333,6 +368,7 @@ fn main() -> anyhow::Result<()> {
                 demo::whoami::serve(args.listen, &args.name, args.tls).await?;
                 Ok(())
             }
+            Command::Check(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

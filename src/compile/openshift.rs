@@ -20,10 +20,10 @@ use crate::model::{self, openshift, Snapshot, Sourced};
 use crate::proxy::upstream::PodProtocol;
 use crate::route::{Balance, PathKind, Route, RouteTable};
 
-const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
-const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";
-const DISABLE_COOKIES: &str = "haproxy.router.openshift.io/disable_cookies";
-const BALANCE: &str = "haproxy.router.openshift.io/balance";
+pub const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
+pub const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";
+pub const DISABLE_COOKIES: &str = "haproxy.router.openshift.io/disable_cookies";
+pub const BALANCE: &str = "haproxy.router.openshift.io/balance";
 
 /// One Route, checked and translated, before its backend is built.
 struct Planned<'a> {

@@ -39,15 +39,15 @@ pub fn affinity_words(route: &Route) -> String {
         match p.mode {
             AffinityMode::Balanced => format!(
                 "{carrier}, balanced: each new session is placed by consistent hashing; when pods are added \
-                 about 1/n of sessions move, when a pod goes only its sessions move"
+                 about 1/n of sessions move, when a pod goes only its sessions move."
             ),
             AffinityMode::Persistent => format!(
                 "{carrier}, persistent: a session stays on its pod for as long as the pod lives; new pods take \
-                 only new sessions"
+                 only new sessions."
             ),
         }
     } else {
-        format!("honours {carrier} set by another route of this backend, never sets it")
+        format!("honours {carrier} set by another route of this backend, never sets it.")
     };
     let lifetime = match (p.max_age.or(p.expires), p.absolute_timeout, p.idle_timeout) {
         (None, None, None) => " It lasts for the browser session.".to_owned(),

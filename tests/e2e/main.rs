@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod chart;
+mod check;
 mod harness;
 
 mod demo;

@@ -34,7 +34,7 @@ pub struct NginxSettings {
 }
 
 /// Annotations tether implements in this dialect.
-const HONOURED: &[&str] = &[
+pub const HONOURED: &[&str] = &[
     "affinity",
     "affinity-mode",
     "session-cookie-name",

@@ -21,7 +21,7 @@ pub struct TraefikSettings {
     pub notes: Vec<AnnotationNote>,
 }
 
-const HONOURED: &[&str] = &[
+pub const HONOURED: &[&str] = &[
     COOKIE,
     "service.sticky.cookie.name",
     "service.sticky.cookie.secure",

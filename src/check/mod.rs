@@ -1,0 +1,149 @@
+//! `tether check DIR`: reads a manifest directory exactly as `run` does, compiles it, and says
+//! what will happen: the route table (with each route's affinity in words) and, for every
+//! annotation on every object, whether tether honours it, ignores it (and why) or does not
+//! know it. The migration tool for ingress-nginx and Traefik users.
+
+mod annotations;
+pub mod render;
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+use crate::compile::{compile, CompileOptions};
+use crate::diag::{Diagnostic, Severity};
+use crate::proxy::upstream::UpstreamRegistry;
+use crate::source::files::ManifestDir;
+
+pub use annotations::{AnnotationReport, Verdict};
+
+#[derive(Serialize)]
+pub struct Report {
+    pub routes: Vec<RouteReport>,
+    pub annotations: Vec<AnnotationReport>,
+    /// Diagnostics not about one annotation (those are in `annotations`).
+    pub diagnostics: Vec<Diagnostic>,
+    pub summary: Summary,
+}
+
+#[derive(Serialize)]
+pub struct RouteReport {
+    pub host: String,
+    pub path: String,
+    #[serde(rename = "match")]
+    pub kind: &'static str,
+    pub service: String,
+    pub endpoints: Vec<EndpointReport>,
+    /// Short form (`cookie INGRESSCOOKIE (balanced)`).
+    pub affinity: String,
+    /// What happens to a session, in words.
+    pub affinity_words: String,
+    /// `Kind namespace/name`.
+    pub source: String,
+}
+
+#[derive(Serialize)]
+pub struct EndpointReport {
+    pub pod: String,
+    pub address: String,
+    pub state: &'static str,
+}
+
+#[derive(Default, Serialize)]
+pub struct Summary {
+    pub routes: usize,
+    pub endpoints: usize,
+    pub honoured: usize,
+    pub ignored: usize,
+    pub unknown: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// What `check` needs besides the directory.
+pub struct CheckOptions {
+    pub ingress_classes: Vec<String>,
+    /// Check as if tether ran with `--listen-tls`.
+    pub tls: bool,
+}
+
+/// Reads and compiles `dir`; paths in the report are relative to it.
+pub fn check(dir: &Path, options: &CheckOptions) -> Report {
+    let mut source = ManifestDir::new(dir);
+    let (snapshot, mut diagnostics) = source.load();
+    let secret: [u8; 32] = rand::random();
+    let key = crate::affinity::token::CookieKey::new(&secret).expect("32 bytes make a key");
+    let upstreams = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
+    let compile_options = CompileOptions {
+        ingress_classes: options.ingress_classes.clone(),
+        keys: crate::affinity::token::CookieKeys::single(key),
+        upstreams: &upstreams,
+        serves_tls: options.tls,
+    };
+    let compiled = compile(&snapshot, &compile_options);
+    diagnostics.extend(compiled.diagnostics);
+    for d in &mut diagnostics {
+        d.file = d.file.as_deref().map(|f| relative(f, dir));
+    }
+    // A backend compiled for several routes says the same thing once per route.
+    let mut seen = std::collections::HashSet::new();
+    diagnostics.retain(|d| seen.insert(d.to_string()));
+    let table = compiled.table;
+    let mut routes: Vec<RouteReport> = table
+        .routes()
+        .chain(table.default_route.iter())
+        .map(|r| RouteReport {
+            host: r.host.to_string(),
+            path: r.path.to_string(),
+            kind: r.kind.as_str(),
+            service: r.backend.name.to_string(),
+            endpoints: r
+                .backend
+                .endpoints
+                .iter()
+                .map(|e| EndpointReport {
+                    pod: e.identity.to_string(),
+                    address: e.addr.to_string(),
+                    state: match e.state {
+                        crate::route::EndpointState::Ready => "ready",
+                        crate::route::EndpointState::Draining => "draining",
+                    },
+                })
+                .collect(),
+            affinity: crate::route::describe::affinity_short(r),
+            affinity_words: crate::route::describe::affinity_words(r),
+            source: r.source.to_string(),
+        })
+        .collect();
+    routes.sort_by(|a, b| (&a.host, &a.path, a.kind).cmp(&(&b.host, &b.path, b.kind)));
+    let (annotations, diagnostics) = annotations::classify(&snapshot, &table, diagnostics, dir);
+    let mut summary = Summary {
+        routes: routes.len(),
+        endpoints: routes
+            .iter()
+            .map(|r| (&r.service, r.endpoints.len()))
+            .collect::<std::collections::HashMap<_, _>>()
+            .values()
+            .sum(),
+        ..Summary::default()
+    };
+    for a in &annotations {
+        match a.verdict {
+            Verdict::Honoured => summary.honoured += 1,
+            Verdict::Ignored => summary.ignored += 1,
+            Verdict::Unknown => summary.unknown += 1,
+        }
+    }
+    let all_diagnostics = annotations.iter().filter_map(|a| a.severity).chain(diagnostics.iter().map(|d| d.severity));
+    for severity in all_diagnostics {
+        match severity {
+            Severity::Error => summary.errors += 1,
+            Severity::Warning => summary.warnings += 1,
+            Severity::Notice => {}
+        }
+    }
+    Report { routes, annotations, diagnostics, summary }
+}
+
+fn relative(file: &Path, dir: &Path) -> PathBuf {
+    file.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| file.to_path_buf())
+}

@@ -1,0 +1,108 @@
+//! `tether check`: golden outputs over the shipped examples and a fixture with every kind of
+//! annotation verdict, and exit status 1 on errors. `TETHER_UPDATE_GOLDEN=1` rewrites the
+//! golden files (review the diff).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::TETHER;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(args: &[&str]) -> (String, i32) {
+    let out = Command::new(TETHER).arg("check").args(args).current_dir(root()).output().unwrap();
+    assert!(out.stderr.is_empty() || out.status.code().is_some(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8(out.stdout).unwrap(), out.status.code().unwrap_or(-1))
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden/check").join(name);
+    if std::env::var_os("TETHER_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if expected != actual {
+        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        panic!(
+            "{name} differs from the golden file (first differing line {first:?}); TETHER_UPDATE_GOLDEN=1 rewrites it\n\
+             --- actual ---\n{actual}"
+        );
+    }
+}
+
+#[test]
+fn the_examples_explain_themselves() {
+    for (example, extra) in [
+        ("ingress-nginx", &[][..]),
+        ("traefik-k3s", &["--ingress-class", "traefik"][..]),
+        ("openshift-route", &[][..]),
+        ("gateway-api", &[][..]),
+    ] {
+        let dir = format!("examples/{example}");
+        let (out, code) = check(&[&[dir.as_str()][..], extra].concat());
+        assert_eq!(code, 0, "{example}: {out}");
+        golden(&format!("{example}.txt"), &out);
+    }
+}
+
+#[test]
+fn every_kind_of_annotation_verdict() {
+    let (text, code) = check(&["tests/fixtures/check-annotations"]);
+    assert_eq!(code, 0, "{text}");
+    golden("check-annotations.txt", &text);
+    let (json, _) = check(&["tests/fixtures/check-annotations", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let verdict = |object: &str, key: &str| {
+        let found = report["annotations"].as_array().unwrap().iter().find(|a| a["object"] == object && a["key"] == key);
+        found.map(|a| (a["verdict"].as_str().unwrap().to_owned(), a["reason"].as_str().unwrap_or("").to_owned()))
+    };
+    let shop = "Ingress default/shop";
+    assert_eq!(verdict(shop, "nginx.ingress.kubernetes.io/affinity").unwrap().0, "honoured");
+    assert_eq!(verdict(shop, "nginx.ingress.kubernetes.io/proxy-body-size").unwrap().0, "honoured");
+    for (object, key, why) in [
+        (shop, "nginx.ingress.kubernetes.io/enable-cors", "not supported"),
+        (shop, "nginx.ingress.kubernetes.io/session-cookie-hash", "deprecated"),
+        (shop, "nginx.ingress.kubernetes.io/session-cookie-change-on-failure", "not a boolean"),
+        (shop, "traefik.ingress.kubernetes.io/router.entrypoints", "Traefik router settings"),
+        (shop, "kubectl.kubernetes.io/last-applied-configuration", "not a routing setting"),
+        ("Ingress default/legacy", "nginx.ingress.kubernetes.io/affinity", "no routes"),
+        ("Service default/shop", "nginx.ingress.kubernetes.io/affinity", "from Ingresses only"),
+        ("Service default/unused", "traefik.ingress.kubernetes.io/service.sticky.cookie", "no route sends traffic"),
+        ("Route default/legacy-app", "haproxy.router.openshift.io/timeout", "not supported"),
+        ("Route default/legacy-app", "haproxy.router.openshift.io/balance", "is not roundrobin"),
+    ] {
+        let (v, reason) = verdict(object, key).unwrap_or_else(|| panic!("{object} {key} missing"));
+        assert_eq!(v, "ignored", "{object} {key}");
+        assert!(reason.contains(why), "{object} {key}: {reason}");
+    }
+    assert_eq!(verdict(shop, "example.com/owner").unwrap().0, "unknown");
+    assert_eq!(report["summary"]["unknown"], 1);
+    let route = report["routes"].as_array().unwrap().iter().find(|r| r["host"] == "shop.example").unwrap();
+    assert_eq!(route["match"], "Prefix");
+    assert_eq!(route["service"], "default/shop:80");
+    assert_eq!(route["endpoints"][1]["state"], "draining");
+    assert!(route["affinity_words"].as_str().unwrap().contains("balanced"));
+}
+
+#[test]
+fn errors_exit_one_and_name_file_object_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: typo, namespace: default}\n\
+         spec:\n  rules:\n  - http:\n      paths:\n      - path: /\n        pathType: prefix\n        \
+         backend: {service: {name: web, port: {number: 80}}}\n",
+    )
+    .unwrap();
+    let (out, code) = check(&[dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let error = out.lines().find(|l| l.trim_start().starts_with("error:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        error.contains("bad.yaml") && error.contains("Ingress default/typo") && error.contains("pathType"),
+        "{error}"
+    );
+}
