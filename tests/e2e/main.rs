@@ -2,6 +2,7 @@
 //! with a cookie jar, all on loopback.
 
 mod apiserver;
+mod browser;
 mod chart;
 mod check;
 mod harness;
@@ -15,6 +16,7 @@ mod gateway;
 mod kube;
 mod limits;
 mod migration;
+mod observe;
 mod proxying;
 mod reload;
 mod routing;
