@@ -132,7 +132,7 @@ impl prometheus_client::collector::Collector for TetherCollector {
         histogram(
             &mut encoder,
             "tether_upstream_response_seconds",
-            "Time from sending to a pod to its response head",
+            "Time from the request head to the pod's response head",
             &upstream,
         )?;
         let per_route = |read: fn(&RouteStats) -> u64| -> Vec<(Labels<'_>, u64)> {

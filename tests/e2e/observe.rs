@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::harness::*;
 
 /// A scrape as `(name, sorted labels) -> value`; histograms as their `_count`.
-async fn scrape(t: &Tether) -> HashMap<(String, Vec<(String, String)>), f64> {
+pub async fn scrape(t: &Tether) -> HashMap<(String, Vec<(String, String)>), f64> {
     let text = reqwest::get(format!("http://{}/metrics", t.admin)).await.unwrap().text().await.unwrap();
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
@@ -32,9 +32,9 @@ async fn scrape(t: &Tether) -> HashMap<(String, Vec<(String, String)>), f64> {
     out
 }
 
-type Scraped = HashMap<(String, Vec<(String, String)>), f64>;
+pub type Scraped = HashMap<(String, Vec<(String, String)>), f64>;
 
-fn value(s: &Scraped, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(s: &Scraped, name: &str, labels: &[(&str, &str)]) -> f64 {
     s.iter()
         .filter(|((n, l), _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
         .map(|(_, v)| *v)

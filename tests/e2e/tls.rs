@@ -123,6 +123,16 @@ async fn sni_picks_the_certificate_and_unknown_names_get_the_default() {
     assert_eq!(served_der(&r), wild.der);
     assert_eq!(cert_served_for(addr, "plain.test").await, default.der, "a host without its own certificate");
     assert_eq!(cert_served_for(addr, "nobody.example").await, default.der, "an unknown name");
+
+    // /metrics: each host's certificate expiry and the handshakes.
+    let metrics = crate::observe::scrape(&t).await;
+    let (_, shop_cert) = x509_parser::parse_x509_certificate(&shop.der).unwrap();
+    let expiry = |host: &str| {
+        crate::observe::value(&metrics, "tether_tls_certificate_expiry_timestamp_seconds", &[("host", host)])
+    };
+    assert_eq!(expiry("shop.test"), shop_cert.validity().not_after.timestamp() as f64);
+    assert!(expiry("*.apps.test") > 0.0);
+    assert_eq!(crate::observe::value(&metrics, "tether_tls_handshakes_total", &[("result", "ok")]), 4.0);
 }
 
 #[tokio::test]
