@@ -115,6 +115,11 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     // The session's pod goes away: its next request fails over, once.
     let pinned = pods.iter().position(|p| p.name == first.pod).unwrap();
     pods[pinned].stop();
+    // Before the EndpointSlice says so, its session still goes there: one connect error, a 502
+    // (persistent sessions move only when their pod is gone or change-on-failure is set).
+    assert_eq!(get_with(shop(&b, "/cart")).await.status, 502);
+    let errors = value(&scrape(&t).await, "tether_upstream_connect_errors_total", SHOP);
+    assert_eq!(errors, 1.0);
     let rest: Vec<&Pod> = pods.iter().enumerate().filter(|(i, _)| *i != pinned).map(|(_, p)| p).collect();
     m.write("shop-slice.yaml", &slice_yaml("shop", &rest));
     wait_for("the reload without the pod", || async {
@@ -129,7 +134,7 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     assert_eq!(value(&now, "tether_config_reloads_total", &[("result", "ok")]), 2.0);
 
     // The access log: a hit, the failover, a 404, each with its fields.
-    wait_for("the access log to have every request", || async { access_log(&log_path).len() >= 30 }).await;
+    wait_for("the access log to have every request", || async { access_log(&log_path).len() >= 31 }).await;
     let lines = access_log(&log_path);
     let hit = lines.iter().find(|l| l["affinity"] == "hit").unwrap();
     assert_eq!(hit["status"], 200);
