@@ -1,16 +1,24 @@
 //! The access log: one line per request, JSON (default) or nginx's `combined` format, written
-//! by a thread of its own. Requests only format their line and hand it over a bounded channel;
-//! when the writer falls behind, lines are dropped and counted rather than slowing requests.
+//! by a thread of its own. Each proxy worker formats its lines into a batch of its own and hands
+//! the batch over a bounded channel when it is full (or every 250 ms, from a timer on the
+//! worker), so a request costs a formatted line and no system call. When the writer falls
+//! behind, batches are dropped and counted rather than slowing requests.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-/// Lines buffered between requests and the writer.
-const QUEUE: usize = 16 * 1024;
+/// A worker's batch is handed over at this size.
+const BATCH_BYTES: usize = 32 * 1024;
+/// Batches queued for the writer (about 2 MB).
+const QUEUE: usize = 64;
+/// How often workers hand over a partial batch.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -18,13 +26,28 @@ pub enum Format {
     Json,
     /// nginx's `combined` format, plus the request time and upstream.
     Combined,
-    /// A short line per request for a terminal (`tether demo --watch`).
+    /// A short line per request for a terminal (`tether demo --watch`), written at once.
     Watch,
 }
 
 pub struct AccessLog {
     format: Format,
-    lines: SyncSender<String>,
+    batches: SyncSender<Batch>,
+    dropped: AtomicU64,
+    /// Batches handed over and not yet written.
+    queued: std::sync::Arc<AtomicU64>,
+}
+
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+thread_local! {
+    /// This worker's lines not yet handed to the writer.
+    static PENDING: RefCell<Batch> = RefCell::new(Batch { bytes: Vec::new(), lines: 0 });
+    /// The formatted second of the last timestamp (`2026-11-22T06:31:10`, `22/Nov/2026:06:31:10`).
+    static SECOND: RefCell<(u64, bool, String)> = const { RefCell::new((u64::MAX, false, String::new())) };
 }
 
 /// One finished request.
@@ -56,8 +79,27 @@ pub struct Entry<'a> {
 }
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    let ts = jiff::Timestamp::try_from(*time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    s.collect_str(&ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    s.serialize_str(&timestamp(*time, false))
+}
+
+/// `2026-11-22T06:31:10.998Z`, or nginx's `22/Nov/2026:06:31:10 +0000`. The seconds part is
+/// formatted once per second and thread.
+fn timestamp(time: SystemTime, combined: bool) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs();
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs || cache.1 != combined {
+            let ts = jiff::Timestamp::from_second(secs as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let pattern = if combined { "%d/%b/%Y:%H:%M:%S" } else { "%Y-%m-%dT%H:%M:%S" };
+            *cache = (secs, combined, ts.strftime(pattern).to_string());
+        }
+        if combined {
+            format!("{} +0000", cache.2)
+        } else {
+            format!("{}.{:03}Z", cache.2, since.subsec_millis())
+        }
+    })
 }
 
 impl AccessLog {
@@ -73,34 +115,74 @@ impl AccessLog {
                 Box::new(file.map_err(|e| anyhow::anyhow!("access log {path}: {e}"))?)
             }
         };
-        let (lines, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new().name("tether-access-log".into()).spawn(move || write_lines(rx, out))?;
-        Ok(Some(AccessLog { format, lines }))
+        let (batches, rx) = sync_channel(QUEUE);
+        let queued = std::sync::Arc::new(AtomicU64::new(0));
+        let written = queued.clone();
+        std::thread::Builder::new().name("tether-access-log".into()).spawn(move || write_batches(rx, out, &written))?;
+        Ok(Some(AccessLog { format, batches, dropped: AtomicU64::new(0), queued }))
     }
 
-    /// Queues the line of `entry`; false when it had to be dropped.
-    pub fn write(&self, entry: &Entry<'_>) -> bool {
-        let line = match self.format {
-            Format::Json => serde_json::to_string(entry).unwrap_or_default(),
-            Format::Combined => combined(entry),
-            Format::Watch => watch(entry),
-        };
-        match self.lines.try_send(line) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+    /// Adds the line of `entry` to this worker's batch.
+    pub fn write(&self, entry: &Entry<'_>) {
+        PENDING.with(|pending| {
+            let mut pending = pending.borrow_mut();
+            let out = &mut pending.bytes;
+            match self.format {
+                Format::Json => {
+                    let _ = serde_json::to_writer(&mut *out, entry);
+                }
+                Format::Combined => out.extend_from_slice(combined(entry).as_bytes()),
+                Format::Watch => out.extend_from_slice(watch(entry).as_bytes()),
+            }
+            out.push(b'\n');
+            pending.lines += 1;
+            if self.format == Format::Watch || pending.bytes.len() >= BATCH_BYTES {
+                self.hand_over(&mut pending);
+            }
+        });
+    }
+
+    /// Hands this worker's partial batch to the writer (the workers' timer calls it).
+    pub fn flush_local(&self) {
+        PENDING.with(|pending| {
+            let mut pending = pending.borrow_mut();
+            if pending.lines > 0 {
+                self.hand_over(&mut pending);
+            }
+        });
+    }
+
+    fn hand_over(&self, pending: &mut Batch) {
+        let batch = std::mem::replace(pending, Batch { bytes: Vec::with_capacity(BATCH_BYTES), lines: 0 });
+        let lines = batch.lines;
+        self.queued.fetch_add(1, Relaxed);
+        if self.batches.try_send(batch).is_err() {
+            self.queued.fetch_sub(1, Relaxed);
+            self.dropped.fetch_add(lines, Relaxed);
         }
+    }
+
+    /// Waits (blocking, up to `limit`) until every handed-over batch is written: at shutdown,
+    /// after the workers flushed theirs.
+    pub fn wait_written(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.queued.load(Relaxed) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lines dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let _ = writeln!(out, "{line}");
-        // Batch what is already queued, then flush: a quiet log is never held back.
-        while let Ok(line) = rx.try_recv() {
-            let _ = writeln!(out, "{line}");
-        }
+fn write_batches(rx: Receiver<Batch>, out: Box<dyn Write + Send>, queued: &AtomicU64) {
+    let mut out = out;
+    while let Ok(batch) = rx.recv() {
+        let _ = out.write_all(&batch.bytes);
         let _ = out.flush();
+        queued.fetch_sub(1, Relaxed);
     }
 }
 
@@ -112,12 +194,11 @@ fn or_dash(v: Option<&str>) -> &str {
 /// "$http_user_agent"`, then `$request_time $upstream_addr $request_id` (as ingress-nginx's
 /// default log adds them).
 fn combined(e: &Entry<'_>) -> String {
-    let ts = jiff::Timestamp::try_from(e.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let quote = |v: Option<&str>| or_dash(v).replace('"', "\\x22");
     format!(
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {:.3} {} {}",
         e.client,
-        ts.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        timestamp(e.time, true),
         e.method,
         e.path.replace('"', "\\x22"),
         e.protocol,

@@ -105,7 +105,15 @@ impl Running {
     /// Stops accepting, lets open requests and WebSockets finish within `grace`, then returns.
     pub async fn shutdown(self, grace: std::time::Duration) {
         let server = self.server;
-        let _ = tokio::task::spawn_blocking(move || server.shutdown(grace)).await;
+        let telemetry = self.control.proxy.telemetry;
+        let _ = tokio::task::spawn_blocking(move || {
+            server.shutdown(grace);
+            // The workers handed over their last lines; let the writer finish them.
+            if let Some(log) = &telemetry.access_log {
+                log.wait_written(std::time::Duration::from_secs(2));
+            }
+        })
+        .await;
     }
 }
 

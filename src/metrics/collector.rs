@@ -216,7 +216,7 @@ impl prometheus_client::collector::Collector for TetherCollector {
             &mut encoder,
             "tether_access_log_dropped",
             "Access-log lines dropped because the writer fell behind",
-            &[(vec![], m.access_log_dropped.load(Relaxed))],
+            &[(vec![], self.proxy.telemetry.access_log.as_ref().map_or(0, |log| log.dropped()))],
         )?;
         Ok(())
     }

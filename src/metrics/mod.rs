@@ -35,8 +35,6 @@ pub struct Metrics {
     pub last_reload_success: AtomicU64,
     /// Certificate expiry (unix seconds) by host, set on every reload.
     pub cert_expiry: ArcSwap<Vec<(String, i64)>>,
-    /// Access-log lines dropped because the writer could not keep up.
-    pub access_log_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -55,7 +53,6 @@ impl Metrics {
             last_reload_ok: AtomicBool::new(false),
             last_reload_success: AtomicU64::new(0),
             cert_expiry: ArcSwap::from_pointee(Vec::new()),
-            access_log_dropped: AtomicU64::new(0),
         }
     }
 

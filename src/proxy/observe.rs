@@ -62,7 +62,7 @@ impl LogRequest {
         let request_id: Box<str> = match given {
             Some(id) => id.into(),
             None => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
+                let id = format!("{:032x}", rand::random::<u128>());
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     req.headers_mut().insert(REQUEST_ID, value);
                 }
@@ -152,8 +152,6 @@ impl Completion {
             user_agent: log.user_agent.as_deref(),
             referer: log.referer.as_deref(),
         };
-        if !access_log.write(&entry) {
-            metrics.access_log_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        access_log.write(&entry);
     }
 }

@@ -136,6 +136,17 @@ impl Worker {
         }
         let builders = Arc::new(Builders::new(&self.limits));
         let open = conn::OpenTracker::default();
+        let access_log = self.state.telemetry.access_log.as_ref();
+        if let Some(log) = access_log {
+            // This worker's log lines reach the writer within FLUSH_EVERY even when quiet.
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(crate::access_log::FLUSH_EVERY);
+                loop {
+                    every.tick().await;
+                    log.flush_local();
+                }
+            });
+        }
         let grace = loop {
             let accepted = tokio::select! {
                 changed = self.stop.changed() => {
@@ -182,6 +193,9 @@ impl Worker {
         drop(listeners);
         // Connections saw the stop too: each finishes its request in flight and closes.
         open.wait_until(tokio::time::Instant::now() + grace).await;
+        if let Some(log) = access_log {
+            log.flush_local();
+        }
     }
 }
 
