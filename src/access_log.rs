@@ -45,7 +45,7 @@ struct Batch {
 
 thread_local! {
     /// This worker's lines not yet handed to the writer.
-    static PENDING: RefCell<Batch> = RefCell::new(Batch { bytes: Vec::new(), lines: 0 });
+    static PENDING: RefCell<Batch> = const { RefCell::new(Batch { bytes: Vec::new(), lines: 0 }) };
     /// The formatted second of the last timestamp (`2026-11-22T06:31:10`, `22/Nov/2026:06:31:10`).
     static SECOND: RefCell<(u64, bool, String)> = const { RefCell::new((u64::MAX, false, String::new())) };
 }
