@@ -264,6 +264,9 @@ fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> 
 fn attach_stats(table: &RouteTable, metrics: &crate::metrics::Metrics) {
     for route in table.routes().chain(table.default_route.iter()) {
         let _ = route.stats.set(metrics.route(&route.source, &route.host, &route.backend.name));
+        if let Some(canary) = &route.canary {
+            let _ = canary.stats.set(metrics.route(&route.source, &route.host, &canary.backend.name));
+        }
     }
 }
 

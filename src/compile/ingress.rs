@@ -238,7 +238,8 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let canary = canary_of.remove(&key).map(|c| {
             let backend = builder.get(&c.backend, diags);
             let sticky = sticky_of(&backend, &c, &builder);
-            Canary { backend, sticky, rules: c.canary.as_deref().cloned().unwrap_or_default() }
+            let rules = c.canary.as_deref().cloned().unwrap_or_default();
+            Canary { backend, sticky, rules, stats: Default::default() }
         });
         let has_tls = options.serves_tls && tls.hosts.contains(&p.host.to_ascii_lowercase());
         let filters = location::filters(&p.location, has_tls);

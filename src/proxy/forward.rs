@@ -98,7 +98,6 @@ async fn route_and_forward(
             None => return local(StatusCode::NOT_FOUND, "default backend - 404\n"),
         }
     };
-    let stats = route.stats.get();
     if let Some(filters) = &route.filters {
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         if let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) {
@@ -121,11 +120,14 @@ async fn route_and_forward(
         return too_large();
     }
     // A canary route decides its side first; everything after works on that side.
-    let (backend, sticky) = match &route.canary {
-        None => (&route.backend, route.sticky.as_ref()),
+    let (backend, sticky, stats) = match &route.canary {
+        None => (&route.backend, route.sticky.as_ref(), route.stats.get()),
         Some(canary) => match canary.side(&route.backend, route.sticky.as_ref(), req.headers(), &route.backend.keys) {
-            Side::Canary => (&canary.backend, canary.sticky.as_ref()),
-            Side::Main => (&route.backend, route.sticky.as_ref()),
+            Side::Canary => {
+                notes.canary = true;
+                (&canary.backend, canary.sticky.as_ref(), canary.stats.get())
+            }
+            Side::Main => (&route.backend, route.sticky.as_ref(), route.stats.get()),
         },
     };
     let now = unix_now();

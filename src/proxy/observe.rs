@@ -37,6 +37,8 @@ pub struct Notes {
     pub pod: Option<Box<str>>,
     /// The backend actually used (a canary's may differ from the route's).
     pub service: Option<Box<str>>,
+    /// The request went to the route's canary (its own metric series).
+    pub canary: bool,
 }
 
 /// Request details only the access log needs, taken before the request moves on.
@@ -98,6 +100,14 @@ fn protocol_name(version: http::Version) -> &'static str {
     }
 }
 
+/// The route's series, or its canary's when the request went there.
+fn series(route: &Route, canary: bool) -> Option<&Arc<crate::metrics::RouteStats>> {
+    match (&route.canary, canary) {
+        (Some(c), true) => c.stats.get(),
+        _ => route.stats.get(),
+    }
+}
+
 /// Travels with the response body; `finish` runs once when it ends.
 pub struct Completion {
     telemetry: &'static Telemetry,
@@ -123,7 +133,8 @@ impl Completion {
     pub fn finish(self, bytes: u64) {
         let duration = self.started.elapsed();
         let metrics = &self.telemetry.metrics;
-        let stats = self.notes.route.as_ref().and_then(|r| r.stats.get()).map_or(&metrics.unmatched, |s| &**s);
+        let stats = self.notes.route.as_deref().and_then(|r| series(r, self.notes.canary));
+        let stats = stats.map_or(&metrics.unmatched, |s| &**s);
         stats.record(&Outcome {
             method: usize::from(self.method),
             status: self.status,

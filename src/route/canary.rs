@@ -18,6 +18,8 @@ pub struct Canary {
     pub backend: Arc<Backend>,
     pub sticky: Option<RouteSticky>,
     pub rules: CanaryRules,
+    /// The canary's metric series (its own `service`), attached after compiling.
+    pub stats: std::sync::OnceLock<Arc<crate::metrics::RouteStats>>,
 }
 
 /// How requests are sent to the canary.
@@ -105,7 +107,8 @@ mod tests {
     use http::HeaderValue;
 
     fn canary(rules: CanaryRules) -> Canary {
-        Canary { backend: Arc::new(Backend::new("canary".into(), vec![], 1, None, None)), sticky: None, rules }
+        let backend = Arc::new(Backend::new("canary".into(), vec![], 1, None, None));
+        Canary { backend, sticky: None, rules, stats: Default::default() }
     }
 
     #[test]

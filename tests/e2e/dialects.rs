@@ -355,6 +355,13 @@ async fn nginx_canary_by_header_cookie_and_weight_with_sticky_sides() {
         }
     }
     assert!((50..=150).contains(&on_canary), "canary-weight 20: {on_canary}/500");
+    // Each side's requests count under its own service.
+    let metrics = crate::observe::scrape(&t).await;
+    let requests = |service: &str| {
+        crate::observe::value(&metrics, "tether_requests_total", &[("ingress", "web"), ("service", service)])
+    };
+    assert_eq!(requests("default/canary:80"), f64::from(20 + on_canary));
+    assert_eq!(requests("default/main:80"), f64::from(20 + 500 - on_canary));
     // Sticky sides: a session started on either side stays there without any header.
     for header in [Some(("x-canary", "always")), Some(("x-canary", "never"))] {
         let first = req(header).await;
