@@ -1,7 +1,8 @@
 //! The last minute of one endpoint: requests, and distinct sessions estimated by a
 //! HyperLogLog sketch. Fixed size whatever the traffic (six 10-second slots of 256 one-byte
-//! registers per worker), so counting sessions never grows a table; each worker writes only its
-//! own slots.
+//! registers), so counting sessions never grows a table. Request counts are per worker (each
+//! writes only its own cache line); the sketch is shared, since a register is only written when
+//! it grows, which soon becomes rare, so workers mostly just read it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
@@ -12,31 +13,29 @@ const SLOT_SECONDS: u32 = 10;
 const REGISTERS: usize = 256;
 const INDEX_BITS: u32 = 8;
 
-struct Slot {
+/// One slot of the shared sketch.
+struct SketchSlot {
     /// `unix seconds / SLOT_SECONDS` this slot counts; older contents are stale.
     epoch: AtomicU32,
-    requests: AtomicU64,
     registers: [AtomicU8; REGISTERS],
 }
 
-impl Default for Slot {
+impl Default for SketchSlot {
     fn default() -> Self {
-        Slot {
-            epoch: AtomicU32::new(0),
-            requests: AtomicU64::new(0),
-            registers: std::array::from_fn(|_| AtomicU8::new(0)),
-        }
+        SketchSlot { epoch: AtomicU32::new(0), registers: std::array::from_fn(|_| AtomicU8::new(0)) }
     }
 }
 
+/// One worker's request counts, per slot: `(epoch, requests)`.
 #[derive(Default)]
-struct WorkerWindow {
-    slots: [Slot; SLOTS],
+struct WorkerCounts {
+    slots: [(AtomicU32, AtomicU64); SLOTS],
 }
 
 /// Requests and sessions of the last minute.
 pub struct EndpointWindow {
-    workers: Box<[CachePadded<WorkerWindow>]>,
+    sketch: Box<[SketchSlot; SLOTS]>,
+    workers: Box<[CachePadded<WorkerCounts>]>,
 }
 
 /// What the last minute saw.
@@ -49,47 +48,57 @@ pub struct Minute {
 
 impl EndpointWindow {
     pub fn new(workers: usize) -> Self {
-        EndpointWindow { workers: (0..workers.max(1)).map(|_| CachePadded::new(WorkerWindow::default())).collect() }
+        EndpointWindow {
+            sketch: Box::default(),
+            workers: (0..workers.max(1)).map(|_| CachePadded::new(WorkerCounts::default())).collect(),
+        }
     }
 
     /// Counts one request at `now` (unix seconds), of session `session` if it has one.
     pub fn record(&self, now: u32, session: Option<u64>) {
-        let worker = &self.workers[crate::proxy::upstream::worker_index() % self.workers.len()];
         let epoch = now / SLOT_SECONDS;
-        let slot = &worker.slots[epoch as usize % SLOTS];
-        if slot.epoch.load(Relaxed) != epoch {
-            // Only this worker writes this slot: resetting it cannot lose another's counts.
-            slot.requests.store(0, Relaxed);
+        let index = epoch as usize % SLOTS;
+        let worker = &self.workers[crate::proxy::upstream::worker_index() % self.workers.len()];
+        let (slot_epoch, requests) = &worker.slots[index];
+        if slot_epoch.load(Relaxed) != epoch {
+            // Only this worker writes its counts: resetting cannot lose another's.
+            requests.store(0, Relaxed);
+            slot_epoch.store(epoch, Relaxed);
+        }
+        requests.fetch_add(1, Relaxed);
+        let Some(id) = session else { return };
+        let slot = &self.sketch[index];
+        if slot.epoch.load(Relaxed) != epoch && slot.epoch.swap(epoch, Relaxed) != epoch {
+            // The first to see a new slot period clears it (a register another worker sets in
+            // the same instant may be lost: the sketch is an estimate anyway).
             for r in &slot.registers {
                 r.store(0, Relaxed);
             }
-            slot.epoch.store(epoch, Relaxed);
         }
-        slot.requests.fetch_add(1, Relaxed);
-        if let Some(id) = session {
-            // Session ids are random or keyed hashes already; mix anyway for client-ip keys.
-            let h = xxhash_rust::xxh3::xxh3_64(&id.to_le_bytes());
-            let index = (h & (REGISTERS as u64 - 1)) as usize;
-            let rank = ((h >> INDEX_BITS).trailing_zeros() + 1).min(64 - INDEX_BITS + 1) as u8;
-            slot.registers[index].fetch_max(rank, Relaxed);
+        // Session ids are random or keyed hashes already; mix anyway for client-ip keys.
+        let h = xxhash_rust::xxh3::xxh3_64(&id.to_le_bytes());
+        let register = &slot.registers[(h & (REGISTERS as u64 - 1)) as usize];
+        let rank = ((h >> INDEX_BITS).trailing_zeros() + 1).min(64 - INDEX_BITS + 1) as u8;
+        if register.load(Relaxed) < rank {
+            register.fetch_max(rank, Relaxed);
         }
     }
 
     /// The minute before `now`: the slots of the last 60 seconds, merged.
     pub fn last_minute(&self, now: u32) -> Minute {
         let current = now / SLOT_SECONDS;
+        let fresh = |epoch: u32| epoch != 0 && current.saturating_sub(epoch) < SLOTS as u32;
+        let requests = self
+            .workers
+            .iter()
+            .flat_map(|w| w.slots.iter())
+            .filter(|(epoch, _)| fresh(epoch.load(Relaxed)))
+            .map(|(_, n)| n.load(Relaxed))
+            .sum();
         let mut merged = [0u8; REGISTERS];
-        let mut requests = 0;
-        for worker in self.workers.iter() {
-            for slot in &worker.slots {
-                let epoch = slot.epoch.load(Relaxed);
-                if epoch == 0 || current.saturating_sub(epoch) >= SLOTS as u32 {
-                    continue;
-                }
-                requests += slot.requests.load(Relaxed);
-                for (m, r) in merged.iter_mut().zip(&slot.registers) {
-                    *m = (*m).max(r.load(Relaxed));
-                }
+        for slot in self.sketch.iter().filter(|s| fresh(s.epoch.load(Relaxed))) {
+            for (m, r) in merged.iter_mut().zip(&slot.registers) {
+                *m = (*m).max(r.load(Relaxed));
             }
         }
         Minute { requests, sessions: estimate(&merged) }
