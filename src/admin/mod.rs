@@ -1,6 +1,8 @@
-//! The admin listener: `/status` (HTML and JSON), `/metrics`, `/healthz`, `/readyz`,
+//! The admin listener: `/status` (HTML and JSON), `/session` (which pod holds a cookie's
+//! session), `/metrics`, `/healthz`, `/readyz`,
 //! `/diagnostics` (text and JSON), `/routes`.
 
+mod session;
 mod status;
 
 use std::convert::Infallible;
@@ -55,6 +57,10 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
             let body = crate::metrics::collector::render(&telemetry.metrics, control.proxy.clone());
             typed(body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
         }
+        "/session" => match session::answer(&control, req.uri().query().unwrap_or("")) {
+            Ok(answer) => typed(serde_json::to_string_pretty(&answer).unwrap_or_default(), "application/json"),
+            Err((code, message)) => text(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), message + "\n"),
+        },
         "/status.json" => {
             let body = serde_json::to_string_pretty(&status::status(&control)).unwrap_or_else(|_| "null".into());
             typed(body, "application/json")
@@ -67,7 +73,7 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /status /status.json /metrics /healthz /readyz /routes /diagnostics /diagnostics.json\n"
+            "not found: try /status /status.json /session /metrics /healthz /readyz /routes /diagnostics /diagnostics.json\n"
                 .into(),
         ),
     };

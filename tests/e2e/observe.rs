@@ -76,6 +76,31 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     for _ in 0..9 {
         assert_eq!(get_with(shop(&b, "/cart")).await.pod, first.pod);
     }
+    // /session: which pod holds this cookie's session (as a support ticket would ask).
+    let session = |cookie: String| {
+        let url = format!("http://{}/session", t.admin);
+        let query = [("host", "shop.example".to_owned()), ("path", "/cart".to_owned()), ("cookie", cookie)];
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .query(&query)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let cookie = cookie_pair(&first);
+    let held = session(cookie.clone()).await;
+    assert_eq!(held["decision"], "hit", "{held}");
+    assert!(held["pod"].as_str().unwrap().contains(&first.pod), "{held}");
+    assert_eq!(held["route"], "Ingress default/shop");
+    assert_eq!(held["session"]["mode"], "persistent");
+    let forged = session("SHOP=forged-value".into()).await;
+    assert_eq!(forged["decision"], "rejected-cookie", "{forged}");
+    assert_eq!(forged["session"], serde_json::Value::Null);
     for _ in 0..3 {
         let forged = shop(&no_jar(), "/").header("cookie", "SHOP=forged-value");
         assert_eq!(get_with(forged).await.status, 200);
@@ -128,6 +153,9 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     .await;
     let moved = get_with(shop(&b, "/cart")).await;
     assert_ne!(moved.pod, first.pod);
+    let held = session(cookie).await;
+    assert_eq!(held["decision"], "failover", "the old cookie now fails over: {held}");
+    assert!(held["pod"].as_str().unwrap().contains(&moved.pod), "to where the browser went: {held}");
     assert_eq!(get_with(shop(&b, "/cart")).await.pod, moved.pod);
     let now = scrape(&t).await;
     assert_eq!(value(&now, "tether_affinity_decisions_total", &with(SHOP, &[("decision", "failover")])), 1.0);
