@@ -211,7 +211,9 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
     }
     out.push_str(
         "<p class=\"note\">Also: <a href=\"/status.json\">/status.json</a>, <a href=\"/metrics\">/metrics</a>, \
-                  <a href=\"/routes\">/routes</a>, <a href=\"/diagnostics\">/diagnostics</a>.</p></body></html>\n",
+                  <a href=\"/routes\">/routes</a>, <a href=\"/diagnostics\">/diagnostics</a>; which pod holds \
+                  one browser's session: <code>/session?host=HOST&amp;path=/PATH&amp;cookie=NAME%3DVALUE</code>.\
+                  </p></body></html>\n",
     );
     out
 }
