@@ -71,6 +71,7 @@ service:
 proxyProtocol: true
 trustedProxies: [10.0.0.0/8]
 shutdownGraceSeconds: 20
+accessLog: {enabled: true, format: combined}
 extraArgs: [--max-body-size=10m, --h2c]
 podDisruptionBudget: {minAvailable: 50%}
 podAntiAffinity: hard
@@ -103,7 +104,9 @@ fn the_chart_lints_strictly() {
 
 #[test]
 fn values_are_checked_against_the_schema() {
-    for bad in ["replicas=3", "podAntiAffinity=sometimes", "service.type=External", "ports.http=0"] {
+    for bad in
+        ["replicas=3", "podAntiAffinity=sometimes", "service.type=External", "ports.http=0", "accessLog.format=xml"]
+    {
         let out = run(template(&["--set", bad]));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains("values don't meet the specifications"), "{bad}: {stderr}");
@@ -225,6 +228,7 @@ async fn the_rendered_arguments_start_tether() {
         "--proxy-protocol",
         "--trusted-proxies=10.0.0.0/8",
         "--shutdown-grace=20",
+        "--access-log-format=combined",
         "--h2c",
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} not in {args:?}");
