@@ -36,6 +36,9 @@ pub struct AccessLog {
     dropped: AtomicU64,
     /// Batches handed over and not yet written.
     queued: std::sync::Arc<AtomicU64>,
+    /// Set by SIGUSR1: the writer reopens its file before the next batch (after logrotate moved
+    /// it), as nginx does.
+    reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Batch {
@@ -110,16 +113,20 @@ impl AccessLog {
             "off" | "" => return Ok(None),
             "stdout" | "-" => Box::new(std::io::stdout()),
             "stderr" => Box::new(std::io::stderr()),
-            path => {
-                let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
-                Box::new(file.map_err(|e| anyhow::anyhow!("access log {path}: {e}"))?)
-            }
+            path => Box::new(append_to(std::path::Path::new(path))?),
         };
+        let file = (!matches!(target, "stdout" | "-" | "stderr")).then(|| std::path::PathBuf::from(target));
         let (batches, rx) = sync_channel(QUEUE);
         let queued = std::sync::Arc::new(AtomicU64::new(0));
-        let written = queued.clone();
-        std::thread::Builder::new().name("tether-access-log".into()).spawn(move || write_batches(rx, out, &written))?;
-        Ok(Some(AccessLog { format, batches, dropped: AtomicU64::new(0), queued }))
+        let reopen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = Writer { out, file, queued: queued.clone(), reopen: reopen.clone() };
+        std::thread::Builder::new().name("tether-access-log".into()).spawn(move || writer.run(rx))?;
+        Ok(Some(AccessLog { format, batches, dropped: AtomicU64::new(0), queued, reopen }))
+    }
+
+    /// Reopens the log file before the next write (SIGUSR1, after logrotate).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Relaxed);
     }
 
     /// Adds the line of `entry` to this worker's batch.
@@ -177,12 +184,35 @@ impl AccessLog {
     }
 }
 
-fn write_batches(rx: Receiver<Batch>, out: Box<dyn Write + Send>, queued: &AtomicU64) {
-    let mut out = out;
-    while let Ok(batch) = rx.recv() {
-        let _ = out.write_all(&batch.bytes);
-        let _ = out.flush();
-        queued.fetch_sub(1, Relaxed);
+fn append_to(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+    file.map_err(|e| anyhow::anyhow!("access log {}: {e}", path.display()))
+}
+
+/// The writer thread's end.
+struct Writer {
+    out: Box<dyn Write + Send>,
+    /// The file written to, when it is one (it can be reopened).
+    file: Option<std::path::PathBuf>,
+    queued: std::sync::Arc<AtomicU64>,
+    reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Batch>) {
+        while let Ok(batch) = rx.recv() {
+            if self.reopen.swap(false, Relaxed) {
+                if let Some(path) = &self.file {
+                    match append_to(path) {
+                        Ok(file) => self.out = Box::new(file),
+                        Err(e) => tracing::warn!(error = %e, "cannot reopen the access log; writing to the old file"),
+                    }
+                }
+            }
+            let _ = self.out.write_all(&batch.bytes);
+            let _ = self.out.flush();
+            self.queued.fetch_sub(1, Relaxed);
+        }
     }
 }
 

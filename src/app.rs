@@ -178,6 +178,19 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
 
+    // SIGUSR1 reopens the access-log file, after logrotate moved it (as with nginx). Handled
+    // even without a log file, so a stray USR1 never kills the proxy.
+    #[cfg(unix)]
+    if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                if let Some(log) = &telemetry.access_log {
+                    log.reopen();
+                }
+            }
+        });
+    }
+
     let watch = match kube_changes {
         Some((changes, unsynced)) => {
             tokio::spawn(kube_reloads(reloader, changes, unsynced, key_updates));

@@ -221,4 +221,35 @@ async fn each_reload_logs_what_changed() {
     let first = t.proc.stderr_text().lines().find(|l| l.contains("reload applied")).unwrap().to_owned();
     assert!(first.contains("1 routes, 1 endpoints (routes +1 -0, endpoints +1 -0)"), "{first}");
     assert!(!first.contains('\x1b'), "no terminal colours in a log file: {first}");
+    // Without an access-log file, a SIGUSR1 (logrotate's) is harmless.
+    t.proc.signal("USR1");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(get(&no_jar(), &t.url("/")).await.status, 200);
+}
+
+/// logrotate moves the access log and sends SIGUSR1: tether writes to a new file at the path.
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_after_rotation() {
+    let pods = start_pods("lr", 1);
+    let m = Manifests::new();
+    m.service("web", &[&pods[0]]);
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let logs = tempfile::tempdir().unwrap();
+    let (path, rotated) = (logs.path().join("access.log"), logs.path().join("access.log.1"));
+    let t = Tether::start(m.path(), &["--access-log", path.to_str().unwrap(), "--access-log-format", "combined"]);
+    assert_eq!(get(&no_jar(), &t.url("/before")).await.status, 200);
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap_or_default().lines().count();
+    wait_for("the first line", || async { lines(&path) == 1 }).await;
+    std::fs::rename(&path, &rotated).unwrap();
+    t.proc.signal("USR1");
+    // The signal is handled asynchronously: send until a line lands in the new file.
+    wait_for("a line in the reopened file", || async {
+        get(&no_jar(), &t.url("/after")).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        lines(&path) > 0
+    })
+    .await;
+    let rotated_text = std::fs::read_to_string(&rotated).unwrap();
+    assert!(rotated_text.contains("GET /before HTTP/1.1\" 200"), "{rotated_text}");
+    assert!(std::fs::read_to_string(&path).unwrap().contains("GET /after HTTP/1.1\" 200"));
 }
