@@ -88,7 +88,7 @@ pub fn classify(
             };
             out.push(AnnotationReport {
                 object: object.clone(),
-                file: file.map(|f| f.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| f.clone())),
+                file: file.map(|f| super::relative(f, dir)),
                 key: key.clone(),
                 value: shortened(value),
                 verdict,

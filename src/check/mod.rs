@@ -144,6 +144,10 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
     Report { routes, annotations, diagnostics, summary }
 }
 
-fn relative(file: &Path, dir: &Path) -> PathBuf {
-    file.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| file.to_path_buf())
+/// `file` relative to `dir` (the directory itself stays as given).
+pub fn relative(file: &Path, dir: &Path) -> PathBuf {
+    match file.strip_prefix(dir) {
+        Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
+        _ => file.to_path_buf(),
+    }
 }

@@ -106,3 +106,10 @@ fn errors_exit_one_and_name_file_object_and_field() {
         "{error}"
     );
 }
+
+#[test]
+fn a_missing_directory_is_an_error_naming_it() {
+    let (out, code) = check(&["/nonexistent/manifests"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: /nonexistent/manifests: cannot read directory"), "{out}");
+}
