@@ -174,6 +174,12 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
         None => out.push_str("<p class=\"reload failed\">No route table yet.</p>"),
     }
     out.push_str("<p class=\"note\">Shares are of the last minute: distinct sessions (estimated) and requests.</p>");
+    if status.backends.is_empty() {
+        out.push_str(
+            "<p class=\"problem\">No routes: no Ingress, Route or HTTPRoute of tether's classes \
+                      (see the diagnostics, or run <code>tether check</code> on the manifests).</p>",
+        );
+    }
     for b in &status.backends {
         let _ = write!(
             out,
