@@ -212,6 +212,29 @@ impl prometheus_client::collector::Collector for TetherCollector {
             "notAfter of the certificate served for each host",
             &expiry,
         )?;
+        gauge(
+            &mut encoder,
+            "tether_build_info",
+            "The running version (value 1)",
+            &[(vec![("version", env!("CARGO_PKG_VERSION"))], 1)],
+        )?;
+        if let Some(p) = process() {
+            let family = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(p.cpu_seconds).encode(family)?;
+            gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory", &[(vec![], p.resident_bytes)])?;
+            gauge(&mut encoder, "process_open_fds", "Open file descriptors", &[(vec![], p.open_fds)])?;
+        }
+        gauge(
+            &mut encoder,
+            "process_start_time_seconds",
+            "Start time, unix seconds",
+            &[(vec![], m.started_at as i64)],
+        )?;
         counter(
             &mut encoder,
             "tether_access_log_dropped",
@@ -220,4 +243,25 @@ impl prometheus_client::collector::Collector for TetherCollector {
         )?;
         Ok(())
     }
+}
+
+/// The process's own numbers, from `/proc` (Linux).
+struct Process {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    open_fds: i64,
+}
+
+fn process() -> Option<Process> {
+    // utime and stime are fields 14 and 15, after the parenthesised command name; /proc counts
+    // them in USER_HZ, 100 on Linux.
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kb: i64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
+    Some(Process { cpu_seconds: ticks as f64 / 100.0, resident_bytes: rss_kb * 1024, open_fds })
 }

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub last_reload_ok: AtomicBool,
     /// Unix seconds of the last applied reload.
     pub last_reload_success: AtomicU64,
+    /// Unix seconds when the process started.
+    pub started_at: u64,
     /// Certificate expiry (unix seconds) by host, set on every reload.
     pub cert_expiry: ArcSwap<Vec<(String, i64)>>,
 }
@@ -52,6 +54,7 @@ impl Metrics {
             reloads_failed: AtomicU64::new(0),
             last_reload_ok: AtomicBool::new(false),
             last_reload_success: AtomicU64::new(0),
+            started_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             cert_expiry: ArcSwap::from_pointee(Vec::new()),
         }
     }

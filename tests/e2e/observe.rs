@@ -130,6 +130,11 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     assert_eq!(value(&after, "tether_backend_endpoints", &[("state", "ready")]), 3.0);
     assert_eq!(value(&after, "tether_config_reloads_total", &[("result", "ok")]), 1.0);
     assert_eq!(value(&after, "tether_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(value(&after, "tether_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert!(value(&after, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(value(&after, "process_open_fds", &[]) >= 5.0, "listeners, connections");
+    assert!(value(&after, "process_cpu_seconds_total", &[]) > 0.0);
+    assert!(value(&after, "process_start_time_seconds", &[]) > 1.7e9);
     for (name, labels) in after.keys() {
         assert!(
             labels.iter().all(|(k, _)| !["path", "client", "ip"].contains(&k.as_str())),
