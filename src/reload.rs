@@ -256,13 +256,13 @@ impl Reloader {
 
 /// The backends of a table's routes.
 fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> {
-    table.routes().chain(table.default_route.iter()).map(|r| &*r.backend)
+    table.routes_and_default().map(|r| &*r.backend)
 }
 
 /// Gives every route of a new table its metric series (the same series as the route's earlier
 /// versions, so counters continue across reloads).
 fn attach_stats(table: &RouteTable, metrics: &crate::metrics::Metrics) {
-    for route in table.routes().chain(table.default_route.iter()) {
+    for route in table.routes_and_default() {
         let _ = route.stats.set(metrics.route(&route.source, &route.host, &route.backend.name));
         if let Some(canary) = &route.canary {
             let _ = canary.stats.set(metrics.route(&route.source, &route.host, &canary.backend.name));
@@ -281,14 +281,12 @@ struct TableChanges {
 impl TableChanges {
     fn between(before: &RouteTable, after: &RouteTable) -> Self {
         fn routes(t: &RouteTable) -> HashSet<String> {
-            t.routes()
-                .chain(t.default_route.iter())
+            t.routes_and_default()
                 .map(|r| format!("{} {} {} {}", r.host, r.kind.as_str(), r.path, r.backend.name))
                 .collect()
         }
         fn endpoints(t: &RouteTable) -> HashSet<String> {
-            t.routes()
-                .chain(t.default_route.iter())
+            t.routes_and_default()
                 .flat_map(|r| {
                     r.backend.endpoints.iter().map(|e| format!("{} {} {:?}", r.backend.name, e.addr, e.state))
                 })

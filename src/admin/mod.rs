@@ -100,7 +100,7 @@ fn diagnostics_text(report: Option<&crate::app::ReloadReport>) -> String {
 
 fn routes_text(control: &ControlState) -> String {
     let table = control.proxy.table.load();
-    let mut routes: Vec<_> = table.routes().chain(table.default_route.iter()).collect();
+    let mut routes: Vec<_> = table.routes_and_default().collect();
     routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
     let mut out = String::new();
     for r in routes {

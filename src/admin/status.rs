@@ -52,7 +52,7 @@ pub fn status(control: &ControlState) -> Status {
     let now = now_secs as u32;
     let table = control.proxy.table.load();
     let mut backends: Vec<(Arc<Backend>, Vec<String>, String)> = Vec::new();
-    let mut routes: Vec<_> = table.routes().chain(table.default_route.iter()).collect();
+    let mut routes: Vec<_> = table.routes_and_default().collect();
     routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
     for route in routes {
         let described = format!("{} {} {} ({})", route.host, route.kind.as_str(), route.path, route.source);

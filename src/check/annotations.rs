@@ -64,8 +64,8 @@ pub fn classify(
     mut diagnostics: Vec<Diagnostic>,
     dir: &Path,
 ) -> (Vec<AnnotationReport>, Vec<Diagnostic>) {
-    let sources: Vec<&str> = table.routes().chain(table.default_route.iter()).map(|r| &*r.source).collect();
-    let backends: Vec<&str> = table.routes().chain(table.default_route.iter()).map(|r| &*r.backend.name).collect();
+    let sources: Vec<&str> = table.routes_and_default().map(|r| &*r.source).collect();
+    let backends: Vec<&str> = table.routes_and_default().map(|r| &*r.backend.name).collect();
     let mut out = Vec::new();
     let mut judge = |kind: &str, meta: &ObjectMeta, file: Option<&PathBuf>, served: Result<(), String>| {
         let Some(annotations) = &meta.annotations else { return };

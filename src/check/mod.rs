@@ -89,8 +89,7 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
     diagnostics.retain(|d| seen.insert(d.to_string()));
     let table = compiled.table;
     let mut routes: Vec<RouteReport> = table
-        .routes()
-        .chain(table.default_route.iter())
+        .routes_and_default()
         .map(|r| RouteReport {
             host: r.host.to_string(),
             path: r.path.to_string(),

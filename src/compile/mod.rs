@@ -53,7 +53,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
     gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics);
     table.route_status = gateway_status::route_statuses(snapshot, &diagnostics);
     table.gateway_status = gateway_status::gateway_statuses(snapshot, &table.route_status);
-    let routes = table.routes().count() + usize::from(table.default_route.is_some());
+    let routes = table.routes_and_default().count();
     let endpoints = table
         .routes()
         .map(|r| (Arc::as_ptr(&r.backend), r.backend.endpoints.len()))

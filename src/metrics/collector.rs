@@ -158,8 +158,7 @@ impl prometheus_client::collector::Collector for TetherCollector {
         )?;
 
         let table = self.proxy.table.load();
-        let mut backends: Vec<_> =
-            table.routes().chain(table.default_route.iter()).map(|r| r.backend.clone()).collect();
+        let mut backends: Vec<_> = table.routes_and_default().map(|r| r.backend.clone()).collect();
         backends.sort_by(|a, b| a.name.cmp(&b.name));
         backends.dedup_by(|a, b| a.name == b.name);
         let mut live = Vec::new();

@@ -216,6 +216,12 @@ impl RouteTable {
             .chain(std::iter::once(&self.any_host))
             .flat_map(HostRoutes::routes)
     }
+
+    /// Every route and the default backend's: what the admin pages, metrics, reloads and
+    /// `check` walk.
+    pub fn routes_and_default(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes().chain(self.default_route.iter())
+    }
 }
 
 fn strip_port(host: &str) -> &str {
