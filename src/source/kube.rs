@@ -186,7 +186,7 @@ pub fn start(client: Client, options: &KubeOptions) -> Started {
 
 /// The kinds tether reads that Kubernetes does not define (CRDs), with their own serde types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CustomKind {
+pub(crate) enum CustomKind {
     GatewayClass,
     Gateway,
     HttpRoute,
@@ -203,7 +203,7 @@ impl CustomKind {
         CustomKind::OpenShiftRoute,
     ];
 
-    fn api_resource(self) -> ApiResource {
+    pub(crate) fn api_resource(self) -> ApiResource {
         let (group, version, kind, plural) = match self {
             CustomKind::GatewayClass => ("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses"),
             CustomKind::Gateway => ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),

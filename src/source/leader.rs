@@ -15,11 +15,12 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
 use crate::app::ControlState;
+use crate::source::kube::CustomKind;
 
 #[derive(Clone, Debug)]
 pub struct LeaderOptions {
@@ -116,9 +117,8 @@ async fn write_route_status(
     statuses: &[crate::compile::gateway_status::RouteStatus],
     written: &mut HashMap<(String, String), Value>,
 ) -> Result<(), kube::Error> {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
     const GROUP: &str = "gateway.networking.k8s.io";
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", "HTTPRoute"), "httproutes");
+    let ar = CustomKind::HttpRoute.api_resource();
     let condition = |kind: &str, c: &crate::compile::gateway_status::Condition, generation: Option<i64>| {
         json!({"type": kind, "status": if c.ok { "True" } else { "False" }, "reason": c.reason,
                "message": c.message, "observedGeneration": generation.unwrap_or(0),
@@ -144,25 +144,22 @@ async fn write_route_status(
         if written.get(&key) == Some(&desired) {
             continue;
         }
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &s.namespace, &ar);
-        let Some(mut route) = api.get_opt(&s.name).await? else { continue };
         let entry = json!({"parentRef": parent_ref, "controllerName": crate::compile::gateway::GATEWAY_CONTROLLER,
                            "conditions": [condition("Accepted", &s.accepted, s.generation),
                                           condition("ResolvedRefs", &s.resolved_refs, s.generation)]});
-        let mut parents: Vec<Value> = route.data["status"]["parents"].as_array().cloned().unwrap_or_default();
-        parents.retain(|p| {
-            !(p["controllerName"] == crate::compile::gateway::GATEWAY_CONTROLLER
-                && p["parentRef"] == entry["parentRef"])
-        });
-        parents.push(entry);
-        route.data["status"] = json!({"parents": parents});
-        match api.replace_status(&s.name, &PostParams::default(), &route).await {
-            Ok(_) => {
-                written.insert(key, desired);
-            }
-            // Changed meanwhile (409) or gone (404): the next round sees the new version.
-            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
-            Err(e) => return Err(e),
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &s.namespace, &ar);
+        let replaced = replace_status(&api, &s.name, |data| {
+            let mut parents: Vec<Value> = data["status"]["parents"].as_array().cloned().unwrap_or_default();
+            parents.retain(|p| {
+                !(p["controllerName"] == crate::compile::gateway::GATEWAY_CONTROLLER
+                    && p["parentRef"] == entry["parentRef"])
+            });
+            parents.push(entry);
+            data["status"] = json!({"parents": parents});
+        })
+        .await?;
+        if replaced {
+            written.insert(key, desired);
         }
     }
     Ok(())
@@ -176,9 +173,7 @@ async fn write_gateway_status(
     statuses: &[crate::compile::gateway_status::GatewayStatus],
     written: &mut HashMap<(String, String), Value>,
 ) -> Result<(), kube::Error> {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "gateways");
+    let ar = CustomKind::Gateway.api_resource();
     for s in statuses {
         let desired = json!([s.listeners, s.generation]);
         let key = (format!("Gateway {}/{}", s.namespace, s.name), String::new());
@@ -202,19 +197,31 @@ async fn write_gateway_status(
                                       condition("ResolvedRefs", "ResolvedRefs")]})
             })
             .collect();
+        let status = json!({"conditions": [condition("Accepted", "Accepted"), condition("Programmed", "Programmed")],
+                            "listeners": listeners});
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &s.namespace, &ar);
-        let Some(mut gateway) = api.get_opt(&s.name).await? else { continue };
-        gateway.data["status"] = json!({"conditions": [condition("Accepted", "Accepted"), condition("Programmed", "Programmed")],
-                                        "listeners": listeners});
-        match api.replace_status(&s.name, &PostParams::default(), &gateway).await {
-            Ok(_) => {
-                written.insert(key, desired);
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
-            Err(e) => return Err(e),
+        if replace_status(&api, &s.name, |data| data["status"] = status).await? {
+            written.insert(key, desired);
         }
     }
     Ok(())
+}
+
+/// Reads the object, lets `edit` set its status, and replaces the status (the read version
+/// makes it a compare-and-swap). False when the object is gone (404) or changed meanwhile
+/// (409): the next round sees the new version.
+async fn replace_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    edit: impl FnOnce(&mut Value),
+) -> Result<bool, kube::Error> {
+    let Some(mut object) = api.get_opt(name).await? else { return Ok(false) };
+    edit(&mut object.data);
+    match api.replace_status(name, &PostParams::default(), &object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The addresses to publish, as `loadBalancer.ingress` entries.
