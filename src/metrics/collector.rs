@@ -50,30 +50,30 @@ fn route_labels(stats: &RouteStats) -> Labels<'_> {
     ]
 }
 
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels<'_>, u64)]) -> std::fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    if let [(labels, value)] = series {
+/// One family of constant values: a series without labels is written as the bare metric.
+fn family<'a, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    series: impl IntoIterator<Item = (Labels<'a>, M)>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in series {
         if labels.is_empty() {
-            return ConstCounter::new(*value).encode(family);
+            return metric.encode(family);
         }
-    }
-    for (labels, value) in series {
-        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+        metric.encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels<'_>, u64)]) -> std::fmt::Result {
+    let series = series.iter().map(|(labels, v)| (labels.clone(), ConstCounter::new(*v)));
+    family(encoder, (name, help, MetricType::Counter), series)
+}
+
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels<'_>, i64)]) -> std::fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    if let [(labels, value)] = series {
-        if labels.is_empty() {
-            return ConstGauge::new(*value).encode(family);
-        }
-    }
-    for (labels, value) in series {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+    let series = series.iter().map(|(labels, v)| (labels.clone(), ConstGauge::new(*v)));
+    family(encoder, (name, help, MetricType::Gauge), series)
 }
 
 fn histogram(
@@ -218,13 +218,8 @@ impl prometheus_client::collector::Collector for TetherCollector {
             &[(vec![("version", env!("CARGO_PKG_VERSION"))], 1)],
         )?;
         if let Some(p) = process() {
-            let family = encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "User and system CPU time",
-                None,
-                MetricType::Counter,
-            )?;
-            ConstCounter::new(p.cpu_seconds).encode(family)?;
+            let cpu = [(vec![], ConstCounter::new(p.cpu_seconds))];
+            family(&mut encoder, ("process_cpu_seconds", "User and system CPU time", MetricType::Counter), cpu)?;
             gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory", &[(vec![], p.resident_bytes)])?;
             gauge(&mut encoder, "process_open_fds", "Open file descriptors", &[(vec![], p.open_fds)])?;
         }
