@@ -15,8 +15,8 @@ use arc_swap::ArcSwap;
 
 pub use stats::{Outcome, RouteLabels, RouteStats};
 
-/// Process-wide metrics. Lives as long as the process (`leak`), so requests refer to it without
-/// reference counting.
+/// Process-wide metrics. Lives as long as the process (inside the leaked `Telemetry`), so
+/// requests refer to it without reference counting.
 pub struct Metrics {
     workers: usize,
     /// Route series by labels, kept across reloads so counters do not restart; looked up only
@@ -59,11 +59,6 @@ impl Metrics {
         }
     }
 
-    /// A process-lifetime instance.
-    pub fn leak(workers: usize) -> &'static Metrics {
-        Box::leak(Box::new(Metrics::new(workers)))
-    }
-
     /// The series of a route (`source` is `Kind namespace/name`), shared with every earlier
     /// compile of the same route.
     pub fn route(&self, source: &str, host: &str, service: &str) -> Arc<RouteStats> {
@@ -103,9 +98,5 @@ impl Metrics {
         let mut all: Vec<_> = routes.values().cloned().collect();
         all.sort_by(|a, b| a.labels.cmp(&b.labels));
         all
-    }
-
-    pub fn workers(&self) -> usize {
-        self.workers
     }
 }
