@@ -252,7 +252,7 @@ fn watch(e: &Entry<'_>) -> String {
         e.path,
         e.affinity.unwrap_or("-"),
         e.status,
-        Duration::from_secs_f64(e.duration).as_secs_f64() * 1000.0
+        e.duration * 1000.0
     )
 }
 
