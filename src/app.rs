@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub limits: ConnLimits,
     /// Largest request body (0 = unlimited) where a route sets none.
     pub max_body: u64,
+    /// The status for requests over a rate limit (503 or 429).
+    pub limit_status: http::StatusCode,
     /// `off`, `stdout`, `stderr` or a file.
     pub access_log: String,
     pub access_log_format: crate::access_log::Format,
@@ -142,6 +144,8 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         trusted_proxies: config.trusted_proxies.clone(),
         max_body: config.max_body,
         telemetry,
+        limit_status: config.limit_status,
+        auth_pools: UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle),
     });
     let control = Arc::new(ControlState::new(proxy.clone()));
     // The manifest directory is read at once; the API source after its first full sync.

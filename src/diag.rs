@@ -20,11 +20,15 @@ pub struct Diagnostic {
     pub object: Option<String>,
     pub field: Option<String>,
     pub reason: String,
+    /// The object's routes answer 503 because of this (an access restriction that cannot be
+    /// honoured): its last good version must not serve instead.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fails_closed: bool,
 }
 
 impl Diagnostic {
     pub fn new(severity: Severity, reason: impl Into<String>) -> Self {
-        Diagnostic { severity, file: None, object: None, field: None, reason: reason.into() }
+        Diagnostic { severity, file: None, object: None, field: None, reason: reason.into(), fails_closed: false }
     }
     pub fn error(reason: impl Into<String>) -> Self {
         Self::new(Severity::Error, reason)
@@ -49,6 +53,10 @@ impl Diagnostic {
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+    pub fn fails_closed(mut self) -> Self {
+        self.fails_closed = true;
         self
     }
 }

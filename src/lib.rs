@@ -1,5 +1,6 @@
 //! tether: a Kubernetes ingress controller and reverse proxy built around sticky sessions.
 
+pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod affinity;

@@ -128,6 +128,10 @@ struct ProxyArgs {
     /// is 1m; 0 = unlimited); larger ones get 413.
     #[arg(long, default_value = "1m")]
     max_body_size: String,
+    /// The status for requests over a rate limit (limit-rps, limit-rpm, limit-connections):
+    /// 503 as ingress-nginx's limit-req-status-code default, or 429, or another 4xx/5xx.
+    #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
+    limit_req_status_code: u16,
     /// Open client connections at most; more get 503 and are closed.
     #[arg(long, default_value_t = 16_384)]
     max_connections: usize,
@@ -285,6 +289,8 @@ impl ProxyArgs {
                 h2c: self.h2c,
             },
             max_body: size(&self.max_body_size, "max-body-size")?,
+            limit_status: http::StatusCode::from_u16(self.limit_req_status_code)
+                .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             access_log: self.access_log,
             access_log_format: self.access_log_format,
         })

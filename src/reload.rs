@@ -34,6 +34,8 @@ pub struct Reloader {
     last_good: LastGood,
     /// A TLS listener runs (hosts with TLS redirect plain HTTP).
     pub serves_tls: bool,
+    /// Rate-limit tables by object, kept across reloads.
+    limiters: crate::access::limits::LimiterRegistry,
 }
 
 /// Last good versions of the objects that define routes, by `Kind ns/name`.
@@ -56,25 +58,52 @@ impl LastGood {
 }
 
 /// Replaces each broken object with its last good version.
+///
+/// The last good version is never a way around access control: it serves with the access
+/// annotations of the *new* version (which close its routes if they do not compile).
 fn substitute<T: Clone>(
     objects: &mut [Sourced<T>],
     kind: &str,
-    meta: fn(&T) -> &ObjectMeta,
+    meta: fn(&mut T) -> &mut ObjectMeta,
     broken: &HashSet<String>,
     good: &HashMap<String, Sourced<T>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for object in objects {
-        let name = describe(kind, meta(&object.obj));
+        let name = describe(kind, meta(&mut object.obj));
         if let Some(last) = broken.contains(&name).then(|| good.get(&name)).flatten() {
-            diagnostics.push(
-                Diagnostic::warning("has errors; its last good version keeps serving")
-                    .maybe_file(object.file.as_ref())
-                    .object(&name),
-            );
-            *object = last.clone();
+            let mut last = last.clone();
+            let carried = carry_access(meta(&mut object.obj), meta(&mut last.obj));
+            let what = if carried {
+                "has errors; its last good version keeps serving, with the access annotations of this version"
+            } else {
+                "has errors; its last good version keeps serving"
+            };
+            diagnostics.push(Diagnostic::warning(what).maybe_file(object.file.as_ref()).object(&name));
+            *object = last;
         }
     }
+}
+
+/// Puts the access-restricting annotations of `new` on `old` (replacing old's); true when
+/// they differed.
+fn carry_access(new: &ObjectMeta, old: &mut ObjectMeta) -> bool {
+    let restricting = |key: &String| {
+        crate::compile::dialect::nginx_access::restricts(key)
+            || crate::compile::openshift::restricts(key)
+            || key.starts_with(crate::compile::dialect::traefik::PREFIX) && key.contains("router.")
+    };
+    let pick = |meta: &ObjectMeta| -> Vec<(String, String)> {
+        meta.annotations.iter().flatten().filter(|(k, _)| restricting(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let (wanted, had) = (pick(new), pick(old));
+    if wanted == had {
+        return false;
+    }
+    let annotations = old.annotations.get_or_insert_with(Default::default);
+    annotations.retain(|k, _| !restricting(k));
+    annotations.extend(wanted);
+    true
 }
 
 /// The objects that compiled cleanly (or were just replaced by their last good version).
@@ -109,6 +138,7 @@ impl Reloader {
             printed: HashSet::new(),
             last_good: LastGood::default(),
             serves_tls: false,
+            limiters: Default::default(),
         }
     }
 
@@ -135,23 +165,30 @@ impl Reloader {
         let broken: HashSet<String> = compiled
             .diagnostics
             .iter()
-            .filter(|d| d.severity == Severity::Error)
+            .filter(|d| d.severity == Severity::Error && !d.fails_closed)
             .filter_map(|d| d.object.clone())
             .filter(|o| self.last_good.contains(o))
             .collect();
         if !broken.is_empty() {
             let lg = &self.last_good;
-            substitute(&mut snapshot.ingresses, "Ingress", |o| &o.metadata, &broken, &lg.ingresses, &mut diagnostics);
-            substitute(&mut snapshot.routes, "Route", |o| &o.metadata, &broken, &lg.routes, &mut diagnostics);
+            substitute(
+                &mut snapshot.ingresses,
+                "Ingress",
+                |o| &mut o.metadata,
+                &broken,
+                &lg.ingresses,
+                &mut diagnostics,
+            );
+            substitute(&mut snapshot.routes, "Route", |o| &mut o.metadata, &broken, &lg.routes, &mut diagnostics);
             substitute(
                 &mut snapshot.http_routes,
                 "HTTPRoute",
-                |o| &o.metadata,
+                |o| &mut o.metadata,
                 &broken,
                 &lg.http_routes,
                 &mut diagnostics,
             );
-            substitute(&mut snapshot.secrets, "Secret", |o| &o.metadata, &broken, &lg.secrets, &mut diagnostics);
+            substitute(&mut snapshot.secrets, "Secret", |o| &mut o.metadata, &broken, &lg.secrets, &mut diagnostics);
             let mut retried = compile(&snapshot, &options);
             // Keep the errors of the broken versions visible.
             let broken_errors =
@@ -178,6 +215,7 @@ impl Reloader {
         let metrics = &self.control.proxy.telemetry.metrics;
         let changes = if applied {
             attach_stats(&compiled.table, metrics);
+            attach_limiters(&compiled.table, &self.limiters);
             metrics.cert_expiry.store(Arc::new(compiled.table.certs.expiry()));
             let previous = self.control.proxy.table.swap(compiled.table.clone());
             let changes = TableChanges::between(&previous, &compiled.table);
@@ -261,6 +299,15 @@ fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> 
 
 /// Gives every route of a new table its metric series (the same series as the route's earlier
 /// versions, so counters continue across reloads).
+/// Rate-limit tables: the same object with the same limits keeps its tables across reloads.
+fn attach_limiters(table: &RouteTable, registry: &crate::access::limits::LimiterRegistry) {
+    for route in table.routes_and_default() {
+        if let Some(rate) = route.access.as_ref().and_then(|a| a.rate.as_ref()) {
+            let _ = rate.limiters.set(registry.get(&route.source, &rate.config));
+        }
+    }
+}
+
 fn attach_stats(table: &RouteTable, metrics: &crate::metrics::Metrics) {
     for route in table.routes_and_default() {
         let _ = route.stats.set(metrics.route(&route.source, &route.host, &route.backend.name));

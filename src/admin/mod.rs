@@ -114,6 +114,9 @@ fn routes_text(control: &ControlState) -> String {
             r.backend.name,
             r.source
         );
+        for line in r.access.as_deref().map(crate::access::AccessPolicy::describe).unwrap_or_default() {
+            let _ = writeln!(out, "    access: {line}");
+        }
         for e in r.backend.endpoints.iter() {
             let _ = writeln!(out, "    {} {} {:?}", e.identity, e.addr, e.state);
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::compile::dialect::{nginx, nginx_location, tether, traefik};
+use crate::compile::dialect::{nginx, nginx_access, nginx_location, tether, traefik};
 use crate::compile::openshift;
 use crate::diag::{Diagnostic, Severity};
 use crate::model::{describe, Snapshot, Sourced};
@@ -17,6 +17,8 @@ pub enum Verdict {
     Honoured,
     Ignored,
     Unknown,
+    /// A restriction tether cannot honour: the object's routes fail closed (503).
+    Error,
 }
 
 impl Verdict {
@@ -25,6 +27,7 @@ impl Verdict {
             Verdict::Honoured => "honoured",
             Verdict::Ignored => "ignored",
             Verdict::Unknown => "unknown",
+            Verdict::Error => "error",
         }
     }
 }
@@ -66,6 +69,9 @@ pub fn classify(
 ) -> (Vec<AnnotationReport>, Vec<Diagnostic>) {
     let sources: Vec<&str> = table.routes_and_default().map(|r| &*r.source).collect();
     let backends: Vec<&str> = table.routes_and_default().map(|r| &*r.backend.name).collect();
+    // What each object's access annotations do, in words.
+    let access: std::collections::HashMap<&str, &crate::access::AccessPolicy> =
+        table.routes_and_default().filter_map(|r| r.access.as_deref().map(|a| (&*r.source, a))).collect();
     let mut out = Vec::new();
     let mut judge = |kind: &str, meta: &ObjectMeta, file: Option<&PathBuf>, served: Result<(), String>| {
         let Some(annotations) = &meta.annotations else { return };
@@ -76,8 +82,20 @@ pub fn classify(
             let reported = diagnostics.iter().find(|d| about(d)).cloned();
             // A Service compiled for several routes reports the same annotation more than once.
             diagnostics.retain(|d| !about(d));
+            let explained = access
+                .get(object.as_str())
+                .and_then(|a| a.explained.iter().find(|(k, _)| **k == **key))
+                .map(|(_, words)| words.clone());
             let (verdict, reason, severity) = match (reported, &served) {
+                (Some(d), _) if d.fails_closed => (Verdict::Error, Some(d.reason), Some(d.severity)),
+                // Honoured, with a problem worth knowing (a user whose hash cannot be verified).
+                (Some(d), Ok(())) if explained.is_some() && d.severity != Severity::Error => (
+                    Verdict::Honoured,
+                    Some(format!("{}; {}", explained.unwrap_or_default(), d.reason)),
+                    Some(d.severity),
+                ),
                 (Some(d), _) => (Verdict::Ignored, Some(d.reason), Some(d.severity)),
+                (None, Ok(())) if explained.is_some() => (Verdict::Honoured, explained, None),
                 (None, Err(why)) if judged_by_prefix(kind, key).0 != Verdict::Unknown => {
                     (Verdict::Ignored, Some(why.clone()), None)
                 }
@@ -150,7 +168,10 @@ fn judged_by_prefix(kind: &str, key: &str) -> (Verdict, Option<String>) {
         ("IngressClass", "ingressclass.kubernetes.io/is-default-class") => honoured,
         ("Ingress", k) if k.starts_with(nginx::PREFIX) => {
             let name = &k[nginx::PREFIX.len()..];
-            if nginx::HONOURED.contains(&name) || nginx_location::HONOURED.contains(&name) {
+            if nginx::HONOURED.contains(&name)
+                || nginx_location::HONOURED.contains(&name)
+                || nginx_access::is_read(name)
+            {
                 honoured
             } else {
                 ignored("not supported by tether yet")
@@ -172,7 +193,7 @@ fn judged_by_prefix(kind: &str, key: &str) -> (Verdict, Option<String>) {
         ("Route", k) if k.starts_with("haproxy.router.openshift.io/") || k.starts_with("router.openshift.io/") => {
             let known =
                 [openshift::COOKIE_NAME, openshift::COOKIE_SAME_SITE, openshift::DISABLE_COOKIES, openshift::BALANCE];
-            if known.contains(&k) {
+            if known.contains(&k) || openshift::restricts(k) {
                 honoured
             } else {
                 ignored("not supported by tether")

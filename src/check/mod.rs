@@ -39,6 +39,9 @@ pub struct RouteReport {
     pub affinity_words: String,
     /// `Kind namespace/name`.
     pub source: String,
+    /// Who may reach it, in words (empty for open routes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +58,8 @@ pub struct Summary {
     pub honoured: usize,
     pub ignored: usize,
     pub unknown: usize,
+    /// Annotations that close their routes (503).
+    pub closed: usize,
     pub errors: usize,
     pub warnings: usize,
 }
@@ -111,6 +116,7 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
             affinity: crate::route::describe::affinity_short(r),
             affinity_words: crate::route::describe::affinity_words(r),
             source: r.source.to_string(),
+            access: r.access.as_deref().map(crate::access::AccessPolicy::describe).unwrap_or_default(),
         })
         .collect();
     routes.sort_by(|a, b| (&a.host, &a.path, a.kind).cmp(&(&b.host, &b.path, b.kind)));
@@ -130,6 +136,7 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
             Verdict::Honoured => summary.honoured += 1,
             Verdict::Ignored => summary.ignored += 1,
             Verdict::Unknown => summary.unknown += 1,
+            Verdict::Error => summary.closed += 1,
         }
     }
     let all_diagnostics = annotations.iter().filter_map(|a| a.severity).chain(diagnostics.iter().map(|d| d.severity));

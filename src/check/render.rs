@@ -24,6 +24,9 @@ pub fn text(report: &Report) -> String {
             let _ = writeln!(out, "        {} {} {}", e.pod, e.address, e.state);
         }
         let _ = writeln!(out, "      affinity: {}", r.affinity_words);
+        for line in &r.access {
+            let _ = writeln!(out, "      access: {line}");
+        }
     }
     let _ = writeln!(out, "\nAnnotations ({}):", report.annotations.len());
     if report.annotations.is_empty() {
@@ -41,6 +44,9 @@ pub fn text(report: &Report) -> String {
             Some(reason) if a.verdict != Verdict::Honoured => {
                 let _ = writeln!(out, " -- {reason}");
             }
+            Some(words) => {
+                let _ = writeln!(out, " -- {words}");
+            }
             _ => out.push('\n'),
         }
     }
@@ -54,8 +60,15 @@ pub fn text(report: &Report) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\n{} routes, {} endpoints; annotations: {} honoured, {} ignored, {} unknown; {} errors, {} warnings",
-        s.routes, s.endpoints, s.honoured, s.ignored, s.unknown, s.errors, s.warnings
+        "\n{} routes, {} endpoints; annotations: {} honoured, {} ignored, {} unknown{}; {} errors, {} warnings",
+        s.routes,
+        s.endpoints,
+        s.honoured,
+        s.ignored,
+        s.unknown,
+        if s.closed > 0 { format!(", {} fail closed", s.closed) } else { String::new() },
+        s.errors,
+        s.warnings
     );
     out
 }

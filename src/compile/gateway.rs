@@ -33,6 +33,8 @@ struct Planned {
     sticky: Option<Arc<StickyPolicy>>,
     conditions: Option<Conditions>,
     filters: Option<Box<Filters>>,
+    /// Set when the rule fails closed.
+    access: Option<Arc<crate::access::AccessPolicy>>,
 }
 
 /// The Gateways of a GatewayClass whose controller is tether.
@@ -133,6 +135,7 @@ pub fn compile_http_routes(
                 canary: None,
                 conditions: p.conditions.clone(),
                 filters: p.filters.clone(),
+                access: p.access.clone(),
                 regex: regex.clone(),
                 policy: None,
                 stats: Default::default(),
@@ -195,11 +198,15 @@ fn plan_route(
     }
     for (ri, rule) in spec.rules.iter().enumerate() {
         let field = |f: &str| format!("spec.rules[{ri}]{f}");
-        let filters = match parse_filters(&rule.filters) {
-            Ok(f) => f.map(Box::new),
+        // An unsupported filter (an ExtensionRef is often auth) must not leave the rule served
+        // as if it had none, here or through a last good version: the rule answers 503.
+        let (filters, access) = match parse_filters(&rule.filters) {
+            Ok(f) => (f.map(Box::new), None),
             Err((fi, reason)) => {
-                diags.push(at(field(&format!(".filters[{fi}]")), Diagnostic::error(format!("{reason}; rule skipped"))));
-                continue;
+                let error =
+                    Diagnostic::error(format!("{reason}: the rule cannot be served as written, so it answers 503"));
+                diags.push(at(field(&format!(".filters[{fi}]")), error.fails_closed()));
+                (None, Some(crate::access::AccessPolicy::closed(format!("spec.rules[{ri}].filters[{fi}]: {reason}"))))
             }
         };
         // A redirect rule needs no backend.
@@ -274,6 +281,7 @@ fn plan_route(
                 sticky: sticky.clone(),
                 conditions,
                 filters: filters.clone(),
+                access: access.clone(),
             });
         }
     }

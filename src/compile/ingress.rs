@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
+use crate::access::AccessPolicy;
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
-use crate::compile::dialect::nginx;
 use crate::compile::dialect::nginx_location::{self, LocationSettings};
+use crate::compile::dialect::{nginx, nginx_access};
 use crate::compile::location;
 use crate::compile::service::ServiceIndex;
 use crate::compile::tls::compile_tls;
@@ -36,6 +37,8 @@ struct PendingRoute {
     canary: Option<Arc<CanaryRules>>,
     /// Redirects, rewrites, timeouts, body size and retries of this Ingress.
     location: Arc<LocationSettings>,
+    /// Who may reach this Ingress's routes.
+    access: Option<Arc<AccessPolicy>>,
 }
 
 pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> RouteTable {
@@ -49,7 +52,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
     // `upstream-hash-by` and `load-balance` per backend; the oldest Ingress's choice wins.
     let mut backend_settings: HashMap<BackendRef, BackendSettings> = HashMap::new();
-    let mut default_backend: Option<(String, BackendRef)> = None;
+    let mut default_backend: Option<(String, BackendRef, Option<Arc<AccessPolicy>>)> = None;
     // Hosts on which an Ingress sets `use-regex`, and the oldest such Ingress.
     let mut regex_hosts: HashMap<String, String> = HashMap::new();
     for ing in &ingresses {
@@ -93,12 +96,13 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             );
         }
         let ctx = Ctx { file: ing.file.as_ref(), object: &object, namespace: &ns };
+        let access = access_policy(ing, &ns, &object, snapshot, diags);
 
         if let Some(b) = &spec.default_backend {
             if let Some(r) = ctx.backend_ref(b, "spec.defaultBackend", diags).map(|r| r.canonical(&services)) {
                 match &default_backend {
-                    None => default_backend = Some((source.clone(), r)),
-                    Some((owner, _)) => diags.push(ctx.warn(
+                    None => default_backend = Some((source.clone(), r, access.clone())),
+                    Some((owner, _, _)) => diags.push(ctx.warn(
                         "spec.defaultBackend",
                         format!("ignored: the default backend of the older {owner} wins"),
                     )),
@@ -178,6 +182,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
                     sticky: sticky.clone(),
                     canary: canary.clone(),
                     location: location.clone(),
+                    access: access.clone(),
                 });
             }
         }
@@ -235,7 +240,24 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         let backend = builder.get(&p.backend, diags);
         let sticky = sticky_of(&backend, &p, &builder);
         let key = (p.host.to_ascii_lowercase(), p.kind, p.path.trim_end_matches('/').to_owned());
-        let canary = canary_of.remove(&key).map(|c| {
+        // ingress-nginx serves a canary with its main Ingress's access rules and ignores the
+        // canary's own; a canary that restricts access itself is not used (nobody reaches it)
+        // rather than served without its restriction.
+        let canary = canary_of.remove(&key).filter(|c| {
+            if c.access.is_none() {
+                return true;
+            }
+            diags.push(
+                Diagnostic::error(
+                    "a canary Ingress with access-control annotations of its own (ingress-nginx ignores them) is not \
+                     used: its traffic stays on the main Ingress",
+                )
+                .object(c.source.clone())
+                .field("metadata.annotations"),
+            );
+            false
+        });
+        let canary = canary.map(|c| {
             let backend = builder.get(&c.backend, diags);
             let sticky = sticky_of(&backend, &c, &builder);
             let rules = c.canary.as_deref().cloned().unwrap_or_default();
@@ -248,6 +270,11 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             let wants = filters.as_ref().is_some_and(|f| f.rewrite.is_some());
             wants.then(|| regex::Regex::new(&format!("(?i)^{}", regex::escape(&p.path))).ok()).flatten()
         });
+        if let Some(rule) = p.access.as_ref().and_then(|a| a.client_cert.as_ref()) {
+            // ingress-nginx asks for certificates per server (host); the oldest Ingress's CA wins.
+            // Another CA's routes on the host still check theirs per request (and refuse).
+            table.client_auth.entry(p.host.to_ascii_lowercase().into()).or_insert_with(|| rule.clone());
+        }
         let route = Route {
             source: p.source.clone().into(),
             host: if p.host.is_empty() { "*".into() } else { p.host.clone().into() },
@@ -260,6 +287,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             filters,
             regex,
             policy: location::policy(&p.location),
+            access: p.access.clone(),
             stats: Default::default(),
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(route)) {
@@ -284,7 +312,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             .object(c.source),
         );
     }
-    if let Some((source, r)) = default_backend {
+    if let Some((source, r, default_access)) = default_backend {
         let backend = builder.get(&r, diags);
         table.default_route = Some(Arc::new(Route {
             source: source.into(),
@@ -298,6 +326,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
             filters: None,
             regex: None,
             policy: None,
+            access: default_access,
             stats: Default::default(),
         }));
     }
@@ -307,6 +336,22 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diag
         .map(|i| (model::namespace(&i.obj.metadata).to_owned(), model::name(&i.obj.metadata).to_owned()))
         .collect();
     table
+}
+
+/// The access policy of an Ingress: ingress-nginx's annotations, and Traefik's router
+/// middlewares (which tether does not read, and which are often auth or allow lists).
+fn access_policy(
+    ing: &Sourced<Ingress>,
+    namespace: &str,
+    object: &str,
+    snapshot: &Snapshot,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Arc<AccessPolicy>> {
+    let annotations = ing.obj.metadata.annotations.as_ref();
+    let mut spec = nginx_access::parse(annotations, namespace);
+    crate::compile::dialect::traefik::router_access(annotations, &mut spec);
+    let origin = crate::compile::access::Origin { file: ing.file.as_ref(), object };
+    crate::compile::access::build(spec, &snapshot.secrets, &origin, diags)
 }
 
 /// Where diagnostics about one Ingress point.

@@ -1,6 +1,7 @@
 //! `compile()`: a pure function from an object snapshot to a [`RouteTable`] plus diagnostics.
 //! Every annotation dialect is translated here; the data plane never sees a string.
 
+pub mod access;
 pub mod backend;
 pub mod dialect;
 pub mod gateway;

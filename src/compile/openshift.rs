@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::access::AccessPolicy;
 use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
+use crate::compile::access::AccessSpec;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
 use crate::compile::dialect::parse_bool;
 use crate::compile::openshift_tls::{self, RouteTlsPlan, Termination};
@@ -24,6 +26,45 @@ pub const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
 pub const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";
 pub const DISABLE_COOKIES: &str = "haproxy.router.openshift.io/disable_cookies";
 pub const BALANCE: &str = "haproxy.router.openshift.io/balance";
+pub const IP_WHITELIST: &str = "haproxy.router.openshift.io/ip_whitelist";
+pub const IP_ALLOWLIST: &str = "haproxy.router.openshift.io/ip_allowlist";
+/// Per-client limits of the OpenShift router; not honoured yet, so they close the Route.
+const RATE_LIMITS: &str = "haproxy.router.openshift.io/rate-limit-connections";
+
+/// Whether a Route annotation restricts access (never left to a last good version).
+pub fn restricts(key: &str) -> bool {
+    key == IP_WHITELIST || key == IP_ALLOWLIST || key.starts_with(RATE_LIMITS)
+}
+
+/// The access policy of a Route: `ip_whitelist` (space-separated addresses and CIDRs).
+fn route_access(
+    route: &Sourced<openshift::Route>,
+    object: &str,
+    snapshot: &Snapshot,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Arc<AccessPolicy>> {
+    let mut spec = AccessSpec::default();
+    let annotations = route.obj.metadata.annotations.iter().flatten();
+    for (key, value) in annotations {
+        if key == IP_WHITELIST || key == IP_ALLOWLIST {
+            match crate::access::ranges::parse_list(value) {
+                Ok(nets) => {
+                    spec.ranges.allow.extend(nets);
+                    let words = format!(
+                        "only clients in {} may reach this Route; others get 403",
+                        spec.ranges.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    );
+                    spec.explain(key.clone(), words);
+                }
+                Err(e) => spec.close(key.clone(), e),
+            }
+        } else if key.starts_with(RATE_LIMITS) {
+            spec.close(key.clone(), "the OpenShift router's per-client rate limits are not supported yet".into());
+        }
+    }
+    let origin = crate::compile::access::Origin { file: route.file.as_ref(), object };
+    crate::compile::access::build(spec, &snapshot.secrets, &origin, diags)
+}
 
 /// One Route, checked and translated, before its backend is built.
 struct Planned<'a> {
@@ -36,6 +77,7 @@ struct Planned<'a> {
     members: Vec<(BackendRef, u32)>,
     sticky: Option<Arc<StickyPolicy>>,
     tls: RouteTlsPlan,
+    access: Option<Arc<AccessPolicy>>,
 }
 
 /// Adds the snapshot's Routes to `table` (after the Ingresses: on a conflict the Ingress wins).
@@ -56,7 +98,8 @@ pub fn compile_routes(
     let mut backend_settings: HashMap<BackendRef, BackendSettings> = HashMap::new();
     let mut planned = Vec::new();
     for route in routes {
-        let Some(p) = plan(route, &services, diags) else { continue };
+        let Some(mut p) = plan(route, &services, diags) else { continue };
+        p.access = route_access(route, &p.object, snapshot, diags);
         if let Some(policy) = &p.sticky {
             affinity
                 .entry(p.backend.clone())
@@ -98,7 +141,20 @@ pub fn compile_routes(
                 );
             }
         }
-        if p.tls.termination == Termination::Passthrough {
+        if p.tls.termination == Termination::Passthrough && p.access.is_some() {
+            // The TLS is the pod's: there is no request to refuse, so the host is not passed
+            // through; its requests reach the closed route below and get 503.
+            diags.push(
+                Diagnostic::error(
+                    "an IP allow list or rate limit on a passthrough Route is not supported: access cannot be \
+                     enforced as written, so its host is not passed through and answers 503",
+                )
+                .maybe_file(p.route.file.as_ref())
+                .object(&p.object)
+                .field("spec.tls.termination")
+                .fails_closed(),
+            );
+        } else if p.tls.termination == Termination::Passthrough {
             table.passthrough.entry(p.host.clone().into()).or_insert_with(|| backend.clone());
         }
         let sticky = route_sticky(&backend, "/", p.sticky.is_some());
@@ -114,6 +170,7 @@ pub fn compile_routes(
             filters: p.tls.plain.clone().filter(|f| !f.is_empty()).map(Box::new),
             regex: None,
             policy: None,
+            access: p.access.clone(),
             stats: Default::default(),
         };
         if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
@@ -207,7 +264,7 @@ fn plan<'a>(
     } else {
         cookie_policy(route, &object, &ns, tls.is_tls(), diags).map(Arc::new)
     };
-    Some(Planned { route, object, host, path, backend, members, sticky, tls })
+    Some(Planned { route, object, host, path, backend, members, sticky, tls, access: None })
 }
 
 /// The OpenShift router's cookie: on unless disabled, named by annotation or after the Route.

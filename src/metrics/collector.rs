@@ -85,6 +85,9 @@ fn histogram(
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
     for (labels, h) in series {
         // The encoder accumulates the per-bucket counts itself.
+        if labels.is_empty() {
+            return family.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None);
+        }
         family.encode_family(labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
     }
     Ok(())
@@ -155,6 +158,36 @@ impl prometheus_client::collector::Collector for TetherCollector {
             "tether_affinity_decisions",
             "How each request's pod was chosen (new session, hit, failover, drain, rejected cookie, ...)",
             &decisions,
+        )?;
+
+        let mut denials = Vec::new();
+        for stats in &routes {
+            for denial in crate::access::Denial::ALL {
+                let n = stats.denials(denial);
+                if n > 0 {
+                    let mut labels = route_labels(stats);
+                    labels.push(("reason", denial.as_str()));
+                    denials.push((labels, n));
+                }
+            }
+        }
+        counter(
+            &mut encoder,
+            "tether_access_denied",
+            "Requests refused by access control (closed: the route fails closed; ip, rate, auth)",
+            &denials,
+        )?;
+        histogram(
+            &mut encoder,
+            "tether_auth_request_duration_seconds",
+            "External auth (auth-url) subrequests, request head to the auth service's answer",
+            &[(vec![], m.auth_requests.duration.snapshot())],
+        )?;
+        counter(
+            &mut encoder,
+            "tether_auth_request_failures",
+            "External auth subrequests that got no usable answer (refused with 500)",
+            &[(vec![], m.auth_requests.failures.load(Relaxed))],
         )?;
 
         let table = self.proxy.table.load();

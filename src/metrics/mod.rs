@@ -37,6 +37,8 @@ pub struct Metrics {
     pub started_at: u64,
     /// Certificate expiry (unix seconds) by host, set on every reload.
     pub cert_expiry: ArcSwap<Vec<(String, i64)>>,
+    /// External-auth subrequests (`auth-url`).
+    pub auth_requests: stats::AuthRequestStats,
 }
 
 impl Metrics {
@@ -56,6 +58,7 @@ impl Metrics {
             last_reload_success: AtomicU64::new(0),
             started_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             cert_expiry: ArcSwap::from_pointee(Vec::new()),
+            auth_requests: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use crate::access::Denial;
 use crate::affinity::Decision;
 
 /// Methods with their own label value; everything else counts as `OTHER`, so a client cannot
@@ -62,6 +63,22 @@ pub fn decision_index(decision: Decision, draining: bool) -> usize {
 /// Index of `DECISIONS` for a backend without a usable endpoint.
 pub const NO_ENDPOINT: usize = 9;
 
+/// External-auth subrequests: their latency and how many could not be answered.
+#[derive(Default)]
+pub struct AuthRequestStats {
+    pub duration: Histogram,
+    pub failures: AtomicU64,
+}
+
+impl AuthRequestStats {
+    pub fn observe(&self, d: Duration) {
+        self.duration.observe(d);
+    }
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Relaxed);
+    }
+}
+
 /// A fixed-bucket histogram of durations (counts per bucket, not cumulative, plus an overflow
 /// bucket; the sum in microseconds).
 #[derive(Default)]
@@ -71,6 +88,13 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The counts as a snapshot (one shard).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let buckets = BUCKETS.iter().copied().chain([f64::INFINITY]).zip(counts.iter().copied()).collect();
+        HistogramSnapshot { sum: self.sum_micros.load(Relaxed) as f64 / 1e6, count: counts.iter().sum(), buckets }
+    }
+
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
@@ -108,6 +132,8 @@ struct Shard {
     decisions: [AtomicU64; DECISIONS.len()],
     connect_errors: AtomicU64,
     retries: AtomicU64,
+    /// Requests refused by access control, by `Denial::index`.
+    denials: [AtomicU64; Denial::ALL.len()],
     duration: Histogram,
     upstream: Histogram,
 }
@@ -174,6 +200,14 @@ impl RouteStats {
 
     pub fn retry(&self) {
         self.shard().retries.fetch_add(1, Relaxed);
+    }
+
+    pub fn denied(&self, denial: Denial) {
+        self.shard().denials[denial.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn denials(&self, denial: Denial) -> u64 {
+        self.sum(|s| &s.denials[denial.index()])
     }
 
     fn sum(&self, read: impl Fn(&Shard) -> &AtomicU64) -> u64 {

@@ -164,8 +164,12 @@ pub async fn serve(accepted: Accepted) {
         return;
     }
     start.io.stop();
+    // Hosts with `auth-tls-*` ask for a client certificate in their handshake.
+    let client_auth =
+        start.client_hello().server_name().and_then(|name| state.table.load().client_auth_for(name).cloned());
+    let config = client_auth.as_ref().map_or_else(|| tls.clone(), |rule| rule.server_config(tls));
     let metrics = &state.telemetry.metrics;
-    let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(tls.clone())).await {
+    let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             metrics.tls_handshakes_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -180,7 +184,13 @@ pub async fn serve(accepted: Accepted) {
     };
     metrics.tls_handshakes_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let client = Arc::new(ClientInfo::new(peer, local_port, true).trusted(trusted));
+    let mut client = ClientInfo::new(peer, local_port, true).trusted(trusted);
+    if let (Some(rule), Some(chain)) = (&client_auth, tls_stream.get_ref().1.peer_certificates()) {
+        // rustls verified it against the rule's CA, unless the rule takes any certificate.
+        let verified = (rule.mode != crate::access::client_cert::VerifyMode::OptionalNoCa).then_some(rule.ca_id);
+        client.peer_cert = crate::access::client_cert::PeerCertificate::new(chain, verified).map(Arc::new);
+    }
+    let client = Arc::new(client);
     let service = service(state, client, open);
     let io = TokioIo::new(tls_stream);
     if h2 {

@@ -43,6 +43,10 @@ pub struct ProxyState {
     pub max_body: u64,
     /// Metrics and the access log.
     pub telemetry: &'static Telemetry,
+    /// Over a rate limit: 503 (ingress-nginx's `limit-req-status-code` default) or 429.
+    pub limit_status: StatusCode,
+    /// Connections to external auth services (`auth-url`), pooled like pods'.
+    pub auth_pools: crate::proxy::upstream::UpstreamRegistry,
 }
 
 /// Endpoints tried at most per request (the first choice plus failovers).
@@ -67,9 +71,18 @@ pub async fn handle(
     let telemetry = state.telemetry;
     let log = telemetry.access_log.as_ref().map(|_| LogRequest::take(&mut req, &client.ip));
     let method = req.method().clone();
+    // Only a CORS route reads it; a clone of a parsed value shares the read buffer.
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
     let (mut route, mut notes) = (None, Notes::default());
-    let response =
+    let mut response =
         route_and_forward(&state, client, upgrades, req, (&mut route, &mut notes), (started, log.is_some())).await;
+    if let Some(cors) = route.as_ref().and_then(|r| r.access.as_ref()).and_then(|a| a.cors.as_ref()) {
+        // Every response, errors and refusals included, as ingress-nginx's more_set_headers.
+        cors.decorate(origin.as_ref(), response.headers_mut());
+    }
+    for cookie in std::mem::take(&mut notes.auth_cookies) {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
     notes.route = route;
     let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
     Ok(response.map(|body| body.observed(completion)))
@@ -115,6 +128,32 @@ async fn route_and_forward(
             return response;
         }
     }
+    // Access before anything else that could reach a pod or start a session.
+    let granted = match &route.access {
+        None => None,
+        Some(policy) => {
+            let timeouts = state.timeouts.for_route(route.policy.as_deref());
+            match crate::proxy::access::check(state, policy, &req, client, &timeouts).await {
+                Ok(granted) => Some(granted),
+                Err(refusal) => {
+                    let refusal = *refusal;
+                    if let (Some(denial), Some(stats)) = (refusal.denial, route.stats.get()) {
+                        stats.denied(denial);
+                    }
+                    notes.denied = refusal.denial.map(|d| d.as_str());
+                    return refusal.response;
+                }
+            }
+        }
+    };
+    let upstream_headers = match granted {
+        Some(granted) => {
+            notes.access_hold = granted.hold;
+            notes.auth_cookies = granted.set_cookies;
+            granted.upstream_headers
+        }
+        None => Vec::new(),
+    };
     let body_limit = route.policy.as_ref().and_then(|p| p.body_limit).unwrap_or(state.max_body);
     if body_limit > 0 && content_length(&req).is_some_and(|n| n > body_limit) {
         return too_large();
@@ -161,6 +200,13 @@ async fn route_and_forward(
     // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
     let te_trailers = backend.protocol.h2() && req.headers().get(TE).is_some_and(|v| v == "trailers");
     prepare_request(&mut req, client);
+    for (name, value) in upstream_headers {
+        match value {
+            Some(value) => req.headers_mut().insert(name, value),
+            // An auth header the service did not send must not come from the client either.
+            None => req.headers_mut().remove(name),
+        };
+    }
     if backend.protocol.h2() {
         for_http2_pod(&mut req, te_trailers, backend.protocol.tls());
     }

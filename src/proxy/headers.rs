@@ -16,7 +16,9 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Per-connection values, formatted once per connection rather than per request.
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
-    /// The client address (`X-Real-IP`, `$remote_addr`).
+    /// The client address (PROXY protocol, trusted `X-Forwarded-For`, else the peer).
+    pub addr: std::net::IpAddr,
+    /// The same as a header value (`X-Real-IP`, `$remote_addr`).
     pub ip: HeaderValue,
     pub port: HeaderValue,
     pub proto: HeaderValue,
@@ -28,12 +30,15 @@ pub struct ClientInfo {
     pub trusted: bool,
     /// The `X-Forwarded-For` to send when it is not just `ip` (behind a trusted proxy).
     pub forwarded_for: Option<HeaderValue>,
+    /// The client certificate of a TLS connection to a host that asks for one.
+    pub peer_cert: Option<std::sync::Arc<crate::access::client_cert::PeerCertificate>>,
 }
 
 impl ClientInfo {
     pub fn new(peer: std::net::SocketAddr, local_port: u16, tls: bool) -> Self {
         let ip = HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         ClientInfo {
+            addr: canonical_ip(peer.ip()),
             ip,
             port: HeaderValue::from(local_port),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -41,6 +46,7 @@ impl ClientInfo {
             ip_hash: ip_hash(peer.ip()),
             trusted: false,
             forwarded_for: None,
+            peer_cert: None,
         }
     }
 
@@ -57,6 +63,7 @@ impl ClientInfo {
         if let Some(real) = trusted.real_client(headers) {
             client.ip = HeaderValue::try_from(real.to_string()).unwrap_or_else(|_| self.ip.clone());
             client.ip_hash = ip_hash(real);
+            client.addr = canonical_ip(real);
         }
         if let Some(https) = forwarded_https(headers) {
             client.tls = https;
@@ -73,13 +80,17 @@ impl ClientInfo {
     }
 }
 
-/// The same on every replica for the same address (IPv4-mapped IPv6 counts as IPv4).
-pub fn ip_hash(ip: std::net::IpAddr) -> u64 {
-    let ip = match ip {
+/// IPv4-mapped IPv6 (as a dual-stack socket reports IPv4 peers) as the IPv4 address it is.
+fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
         v4 => v4,
-    };
-    match ip {
+    }
+}
+
+/// The same on every replica for the same address (IPv4-mapped IPv6 counts as IPv4).
+pub fn ip_hash(ip: std::net::IpAddr) -> u64 {
+    match canonical_ip(ip) {
         std::net::IpAddr::V4(v4) => xxhash_rust::xxh3::xxh3_64(&v4.octets()),
         std::net::IpAddr::V6(v6) => xxhash_rust::xxh3::xxh3_64(&v6.octets()),
     }

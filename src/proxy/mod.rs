@@ -1,5 +1,7 @@
 //! The data plane: listener, request forwarding, upstream pools.
 
+pub mod access;
+pub mod auth_request;
 pub mod body;
 pub mod client_addr;
 pub mod conn;

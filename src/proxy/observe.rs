@@ -39,6 +39,12 @@ pub struct Notes {
     pub service: Option<Box<str>>,
     /// The request went to the route's canary (its own metric series).
     pub canary: bool,
+    /// Access control refused it (`ip`, `rate`, `auth`, `closed`).
+    pub denied: Option<&'static str>,
+    /// A `limit-connections` slot, held until the response ends.
+    pub access_hold: Option<crate::access::rate::ConcurrencyGuard>,
+    /// Cookies the external auth service set, for the client.
+    pub auth_cookies: Vec<http::HeaderValue>,
 }
 
 /// Request details only the access log needs, taken before the request moves on.

@@ -54,6 +54,8 @@ pub struct Route {
     pub regex: Option<regex::Regex>,
     /// Per-route timeouts, body limit and retries; `None` uses the global settings.
     pub policy: Option<Arc<crate::route::policy::RoutePolicy>>,
+    /// Who may reach it (allow lists, auth, rate limits, CORS); `None` for open routes.
+    pub access: Option<Arc<crate::access::AccessPolicy>>,
     /// Its metric series, attached after compiling (series outlive reloads).
     pub stats: std::sync::OnceLock<Arc<crate::metrics::RouteStats>>,
 }
@@ -164,6 +166,9 @@ pub struct RouteTable {
     pub certs: crate::tls::CertStore,
     /// OpenShift passthrough Routes: TLS connections for these names go to a pod unopened.
     pub passthrough: HashMap<Box<str>, Arc<Backend>>,
+    /// Hosts whose handshakes ask for a client certificate (`auth-tls-*`), lowercase;
+    /// `*.example.com` stored as written.
+    pub client_auth: HashMap<Box<str>, Arc<crate::access::client_cert::ClientCertRule>>,
     /// The Ingresses of tether's classes (namespace, name): the leader writes their status.
     pub ingresses: Vec<(String, String)>,
     /// HTTPRoute conditions for tether's Gateways, also written by the leader.
@@ -173,6 +178,15 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// The client-certificate rule for a TLS server name: its own, else its wildcard's.
+    pub fn client_auth_for(&self, server_name: &str) -> Option<&Arc<crate::access::client_cert::ClientCertRule>> {
+        let name = server_name.to_ascii_lowercase();
+        self.client_auth.get(name.as_str()).or_else(|| {
+            let (_, parent) = name.split_once('.')?;
+            self.client_auth.get(format!("*.{parent}").as_str())
+        })
+    }
+
     /// The routes of a host as written in an Ingress rule (`""` for any host).
     pub fn host_mut(&mut self, host: &str) -> &mut HostRoutes {
         if host.is_empty() || host == "*" {
@@ -256,6 +270,7 @@ mod tests {
             filters: None,
             regex: None,
             policy: None,
+            access: None,
             stats: Default::default(),
         };
         table.host_mut(host).insert(Arc::new(route)).unwrap();
@@ -368,6 +383,7 @@ mod tests {
             filters: None,
             regex: None,
             policy: None,
+            access: None,
             stats: Default::default(),
         };
         let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();

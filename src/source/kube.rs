@@ -155,10 +155,16 @@ pub fn start(client: Client, options: &KubeOptions) -> Started {
         ingress_classes: vec![w.watch(Api::all(client.clone()), all())],
         services: namespaces.iter().map(|ns| w.watch(scoped(&client, ns), all())).collect(),
         endpoint_slices: namespaces.iter().map(|ns| w.watch(scoped(&client, ns), all())).collect(),
-        // Only TLS Secrets: the others are none of tether's business.
+        // TLS Secrets (certificates) and Opaque ones (auth users, CA bundles); service-account
+        // tokens and registry credentials are none of tether's business.
         secrets: namespaces
             .iter()
-            .map(|ns| w.watch(scoped(&client, ns), all().fields("type=kubernetes.io/tls")))
+            .flat_map(|ns| {
+                [
+                    w.watch(scoped(&client, ns), all().fields("type=kubernetes.io/tls")),
+                    w.watch(scoped(&client, ns), all().fields("type=Opaque")),
+                ]
+            })
             .collect(),
         custom: CustomKind::ALL
             .iter()

@@ -128,11 +128,13 @@ impl ParsedFile {
             }
             ("v1", "Secret") => {
                 if let Some(obj) = self.typed::<k8s_openapi::api::core::v1::Secret>(path, &object, doc) {
-                    if obj.type_.as_deref() == Some("kubernetes.io/tls") {
+                    // TLS Secrets for certificates; Opaque ones (the default type) for auth
+                    // users and CA bundles.
+                    if matches!(obj.type_.as_deref(), None | Some("kubernetes.io/tls" | "Opaque")) {
                         self.objects.secrets.push(Sourced { file, obj });
                     } else {
                         self.diagnostics.push(
-                            Diagnostic::notice("not of type kubernetes.io/tls; tether only reads TLS Secrets")
+                            Diagnostic::notice("not of type kubernetes.io/tls or Opaque; tether does not read it")
                                 .file(path)
                                 .object(object)
                                 .field("type"),

@@ -64,7 +64,7 @@ fn every_kind_of_annotation_verdict() {
     assert_eq!(verdict(shop, "nginx.ingress.kubernetes.io/affinity").unwrap().0, "honoured");
     assert_eq!(verdict(shop, "nginx.ingress.kubernetes.io/proxy-body-size").unwrap().0, "honoured");
     for (object, key, why) in [
-        (shop, "nginx.ingress.kubernetes.io/enable-cors", "not supported"),
+        (shop, "nginx.ingress.kubernetes.io/proxy-buffering", "not supported"),
         (shop, "nginx.ingress.kubernetes.io/session-cookie-hash", "deprecated"),
         (shop, "nginx.ingress.kubernetes.io/session-cookie-change-on-failure", "not a boolean"),
         (shop, "traefik.ingress.kubernetes.io/router.entrypoints", "Traefik router settings"),
@@ -86,6 +86,45 @@ fn every_kind_of_annotation_verdict() {
     assert_eq!(route["service"], "default/shop:80");
     assert_eq!(route["endpoints"][1]["state"], "draining");
     assert!(route["affinity_words"].as_str().unwrap().contains("balanced"));
+}
+
+#[test]
+fn access_annotations_are_honoured_in_words_or_fail_closed() {
+    let (text, code) = check(&["tests/fixtures/check-access"]);
+    assert_eq!(code, 1, "a route that fails closed is an error: {text}");
+    golden("check-access.txt", &text);
+    let (json, _) = check(&["tests/fixtures/check-access", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let verdict = |object: &str, key: &str| {
+        let a = report["annotations"].as_array().unwrap().iter().find(|a| a["object"] == object && a["key"] == key);
+        let a = a.unwrap_or_else(|| panic!("{object} {key}"));
+        (a["verdict"].as_str().unwrap().to_owned(), a["reason"].as_str().unwrap_or("").to_owned())
+    };
+    let n = "nginx.ingress.kubernetes.io/";
+    for (object, key, words) in [
+        (
+            "Ingress default/internal",
+            format!("{n}whitelist-source-range"),
+            "only clients in 10.0.0.0/8, 192.168.0.0/16",
+        ),
+        ("Ingress default/internal", format!("{n}limit-rps"), "10 requests/s (bursts of 50)"),
+        ("Ingress default/staff", format!("{n}auth-type"), "Secret default/users (1 users"),
+        ("Ingress default/sso", format!("{n}auth-url"), "401/403 are returned"),
+        ("Route default/office", "haproxy.router.openshift.io/ip_whitelist".to_owned(), "203.0.113.0/24"),
+    ] {
+        let (v, reason) = verdict(object, &key);
+        assert_eq!(v, "honoured", "{object} {key}");
+        assert!(reason.contains(words), "{object} {key}: {reason}");
+    }
+    for key in [format!("{n}whitelist-source-range"), format!("{n}configuration-snippet")] {
+        let (v, reason) = verdict("Ingress default/broken", &key);
+        assert_eq!(v, "error", "{key}");
+        assert!(reason.contains("503"), "{key}: {reason}");
+    }
+    let (v, _) = verdict("Ingress default/broken", "traefik.ingress.kubernetes.io/router.middlewares");
+    assert_eq!(v, "error");
+    let broken = report["routes"].as_array().unwrap().iter().find(|r| r["host"] == "broken.example").unwrap();
+    assert!(broken["access"][0].as_str().unwrap().starts_with("FAILS CLOSED"), "{broken}");
 }
 
 #[test]

@@ -21,14 +21,19 @@ pub struct Proc {
 impl Proc {
     /// Spawns and waits for the first stdout line (the "listening" line).
     fn spawn(args: &[&str]) -> Result<(Proc, String), String> {
-        let mut child = Command::new(TETHER)
+        Self::spawn_program(TETHER, args)
+    }
+
+    /// Any program that prints a "listening" line first (a test service).
+    pub fn spawn_program(program: &str, args: &[&str]) -> Result<(Proc, String), String> {
+        let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("spawn tether: {e}"))?;
+            .map_err(|e| format!("spawn {program}: {e}"))?;
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().expect("stderr");
         let sink = stderr.clone();
@@ -95,7 +100,7 @@ impl Drop for Proc {
     }
 }
 
-fn addr_after(line: &str, marker: &str) -> SocketAddr {
+pub fn addr_after(line: &str, marker: &str) -> SocketAddr {
     let rest = line.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker} in {line:?}"));
     let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ')' && *c != '/' && *c != ',').collect();
     addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"))

@@ -1,10 +1,13 @@
 //! End-to-end tests: the real `tether` binary, real `tether whoami` pods, a real HTTP client
 //! with a cookie jar, all on loopback.
 
+mod access;
 mod apiserver;
+mod auth;
 mod browser;
 mod chart;
 mod check;
+mod client_cert;
 mod harness;
 
 mod demo;
@@ -14,6 +17,7 @@ mod edge;
 mod examples;
 mod gateway;
 mod kube;
+mod kube_access;
 mod limits;
 mod migration;
 mod observe;

@@ -2,6 +2,7 @@
 //! reads an annotation string.
 
 pub mod nginx;
+pub mod nginx_access;
 pub mod nginx_location;
 pub mod tether;
 pub mod traefik;

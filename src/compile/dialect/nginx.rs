@@ -68,7 +68,10 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
         let Some(name) = key.strip_prefix(PREFIX) else { continue };
         if name == "session-cookie-hash" {
             out.note(key, "deprecated in ingress-nginx and has no effect; ignored", false);
-        } else if !HONOURED.contains(&name) && !super::nginx_location::HONOURED.contains(&name) {
+        } else if !HONOURED.contains(&name)
+            && !super::nginx_location::HONOURED.contains(&name)
+            && !super::nginx_access::is_read(name)
+        {
             out.note(key, "not supported by tether yet; ignored", true);
         }
     }
@@ -315,7 +318,7 @@ mod tests {
 
     #[test]
     fn unsupported_annotations_are_named() {
-        let s = parse(Some(&annotations(&[("affinity", "ip_hash"), ("configuration-snippet", "more_set_headers x")])));
+        let s = parse(Some(&annotations(&[("affinity", "ip_hash"), ("proxy-buffering", "on")])));
         assert!(s.sticky.is_none());
         assert_eq!(s.notes.len(), 2);
     }

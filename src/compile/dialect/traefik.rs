@@ -34,6 +34,24 @@ pub const HONOURED: &[&str] = &[
     "session-cookie-name",
 ];
 
+/// Traefik router annotations on an Ingress that may restrict access: the middlewares it
+/// names (Middleware CRDs: basic auth, forward auth, IP allow lists...) and TLS options
+/// (which may require client certificates) are not read, so such an Ingress fails closed.
+pub fn router_access(annotations: Option<&BTreeMap<String, String>>, spec: &mut crate::compile::access::AccessSpec) {
+    let Some(annotations) = annotations else { return };
+    for (name, what) in [
+        (
+            "router.middlewares",
+            "Traefik Middlewares (often basic or forward auth, or IP allow lists) are not read by tether",
+        ),
+        ("router.tls.options", "Traefik TLSOptions (which may require client certificates) are not read by tether"),
+    ] {
+        if annotations.get(&key(name)).is_some_and(|v| !v.trim().is_empty()) {
+            spec.close(key(name), what.to_owned());
+        }
+    }
+}
+
 /// Parses a Service's Traefik annotations; `service_name` (`ns/name:port`) seeds the default
 /// cookie name.
 pub fn parse(annotations: Option<&BTreeMap<String, String>>, service_name: &str) -> TraefikSettings {

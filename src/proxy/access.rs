@@ -1,0 +1,176 @@
+//! The access phase of a request: the route's [`AccessPolicy`] applied in order (allow/deny
+//! list → rate limit → CORS preflight → basic / external auth). It runs before affinity, so a
+//! refused request gets no cookie and counts no affinity decision.
+
+use std::time::Instant;
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION, ORIGIN, WWW_AUTHENTICATE};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::access::client_cert::{ClientCertRule, VerifyMode};
+use crate::access::rate::ConcurrencyGuard;
+use crate::access::{basic, AccessPolicy, BasicAuth, Denial};
+use crate::proxy::auth_request::{self, AuthVerdict};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::forward::{local, ProxyState};
+use crate::proxy::headers::ClientInfo;
+
+/// What a granted request carries on: a concurrency slot held until its response ends, and
+/// headers the external auth service gave for the pod and for the client.
+#[derive(Default)]
+pub struct Granted {
+    pub hold: Option<ConcurrencyGuard>,
+    /// `auth-response-headers`: set on the request to the pod (absent ones removed, so a
+    /// client cannot supply them itself).
+    pub upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// `auth-always-set-cookie`: the auth service's cookies, for the client.
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+/// The answer instead of forwarding; `denial` is `None` for an answered CORS preflight.
+/// Boxed: refusals are rare, and a response is large to move around.
+pub struct Refusal {
+    pub denial: Option<Denial>,
+    pub response: Response<ProxyBody>,
+}
+
+fn refuse(denial: Denial, response: Response<ProxyBody>) -> Box<Refusal> {
+    Box::new(Refusal { denial: Some(denial), response })
+}
+
+fn unavailable() -> Response<ProxyBody> {
+    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n")
+}
+
+/// Applies `policy` to `req`; `Err` is the answer to send instead of forwarding.
+pub async fn check(
+    state: &ProxyState,
+    policy: &AccessPolicy,
+    req: &Request<Incoming>,
+    client: &ClientInfo,
+    timeouts: &crate::proxy::send::Timeouts,
+) -> Result<Granted, Box<Refusal>> {
+    if policy.closed.is_some() {
+        // The reason is an error in /diagnostics, /routes and `tether check`; not for clients.
+        return Err(refuse(Denial::Closed, unavailable()));
+    }
+    let source_ok = policy.permits_source(client.addr);
+    let has_auth = policy.basic.is_some() || policy.external.is_some();
+    if !(source_ok || policy.satisfy_any && has_auth) {
+        return Err(refuse(Denial::Ip, local(StatusCode::FORBIDDEN, "403 Forbidden\n")));
+    }
+    let mut granted = Granted::default();
+    if let Some(rate) = policy.rate.as_ref().filter(|r| !r.exempts(client.addr)) {
+        let Some(limiters) = rate.limiters.get() else {
+            return Err(refuse(Denial::Closed, unavailable()));
+        };
+        match limiters.admit(client.addr, Instant::now()) {
+            Ok(hold) => granted.hold = hold,
+            Err(_) => return Err(refuse(Denial::Rate, over_limit(state.limit_status))),
+        }
+    }
+    if let Some(cors) = &policy.cors {
+        // A preflight carries no credentials (Fetch standard), reveals nothing but the CORS
+        // settings and is never forwarded: it is answered before auth, as ingress-nginx does.
+        if let Some(headers) = cors.preflight(req.method(), req.headers()) {
+            let mut response = Response::new(ProxyBody::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            *response.headers_mut() = headers;
+            return Err(Box::new(Refusal { denial: None, response }));
+        }
+    }
+    if policy.satisfy_any && source_ok {
+        return Ok(granted);
+    }
+    if let Some(rule) = &policy.client_cert {
+        client_certificate(rule, client, &mut granted)?;
+    }
+    if let Some(auth) = &policy.basic {
+        if !basic_ok(auth, req).await {
+            let mut response = local(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
+            response.headers_mut().insert(WWW_AUTHENTICATE, auth.challenge.clone());
+            return Err(refuse(Denial::Auth, response));
+        }
+    }
+    if let Some(external) = &policy.external {
+        match auth_request::ask(&state.auth_pools, external, req, client, timeouts, &state.telemetry.metrics).await {
+            AuthVerdict::Allowed { upstream_headers, set_cookies } => {
+                granted.upstream_headers.extend(upstream_headers);
+                granted.set_cookies = set_cookies;
+            }
+            AuthVerdict::Refused(response) => return Err(refuse(Denial::Auth, *response)),
+        }
+    }
+    Ok(granted)
+}
+
+/// The connection's client certificate against the route's rule (the handshake verified it
+/// against the CA of the host it named; this checks it is this route's CA). Sets the
+/// `ssl-client-*` headers for the pod, replacing any the client sent.
+fn client_certificate(rule: &ClientCertRule, client: &ClientInfo, granted: &mut Granted) -> Result<(), Box<Refusal>> {
+    if !client.tls {
+        // No handshake, no certificate: such a route is only served over TLS.
+        return Err(refuse(Denial::Closed, unavailable()));
+    }
+    let cert = client.peer_cert.as_deref();
+    let verified = cert.is_some_and(|c| c.verified_by == Some(rule.ca_id) || rule.mode == VerifyMode::OptionalNoCa);
+    let acceptable = match rule.mode {
+        VerifyMode::On => verified,
+        VerifyMode::Optional | VerifyMode::OptionalNoCa => cert.is_none() || verified,
+    } && cert.is_none_or(|c| c.chain_len <= rule.depth);
+    if !acceptable {
+        let response = match &rule.error_page {
+            Some(page) => redirect(page.clone()),
+            None => local(StatusCode::BAD_REQUEST, "400 No required SSL certificate was sent\n"),
+        };
+        return Err(refuse(Denial::Auth, response));
+    }
+    if let Some(pattern) = &rule.match_cn {
+        if !cert.and_then(|c| c.common_name.as_deref()).is_some_and(|cn| pattern.is_match(cn)) {
+            return Err(refuse(Denial::Auth, local(StatusCode::FORBIDDEN, "403 Forbidden\n")));
+        }
+    }
+    let header = |name: &'static str| HeaderName::from_static(name);
+    let status = HeaderValue::from_static(if cert.is_some() { "SUCCESS" } else { "NONE" });
+    granted.upstream_headers.extend([
+        (header("ssl-client-verify"), Some(status)),
+        (header("ssl-client-subject-dn"), cert.map(|c| c.subject.clone())),
+        (header("ssl-client-issuer-dn"), cert.map(|c| c.issuer.clone())),
+        (header("ssl-client-cert"), cert.filter(|_| rule.pass_certificate).and_then(|c| c.escaped_pem.clone())),
+    ]);
+    Ok(())
+}
+
+/// Basic credentials checked against the Secret's users; bcrypt runs on a blocking thread so
+/// a login never stalls the worker's other connections.
+async fn basic_ok(auth: &BasicAuth, req: &Request<Incoming>) -> bool {
+    let Some((user, password)) = req.headers().get(AUTHORIZATION).and_then(|v| basic::credentials(v.as_bytes())) else {
+        return false;
+    };
+    if !auth.users.is_slow(&user, &password) {
+        return auth.users.verify(&user, &password);
+    }
+    let users = auth.users.clone();
+    tokio::task::spawn_blocking(move || users.verify(&user, &password)).await.unwrap_or(false)
+}
+
+fn over_limit(status: StatusCode) -> Response<ProxyBody> {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => local(status, "429 Too Many Requests\n"),
+        StatusCode::SERVICE_UNAVAILABLE => unavailable(),
+        other => local(other, "request refused: over the rate limit\n"),
+    }
+}
+
+/// The request's `Origin`, kept when the route adds CORS headers to its responses.
+pub fn cors_origin(policy: Option<&AccessPolicy>, req: &Request<Incoming>) -> Option<HeaderValue> {
+    policy.and_then(|p| p.cors.as_ref()).and_then(|_| req.headers().get(ORIGIN).cloned())
+}
+
+/// A 302 to `location` (for `auth-signin`).
+pub fn redirect(location: HeaderValue) -> Response<ProxyBody> {
+    let mut response = local(StatusCode::FOUND, "");
+    response.headers_mut().insert(LOCATION, location);
+    response
+}

@@ -1,0 +1,169 @@
+//! The external-auth subrequest (ingress-nginx `auth-url`): the client's request, without its
+//! body, sent to the auth service through tether's own pooled upstream client with the route's
+//! timeouts. 2xx lets the request through; 401 and 403 go back to the client (401 as a 302 to
+//! `auth-signin` when set); anything else, or no answer in time, is 500: it fails closed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, SET_COOKIE, TRANSFER_ENCODING, WWW_AUTHENTICATE};
+use http::{HeaderName, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::access::external::{ExternalAuth, Vars};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::forward::local;
+use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::request_body::UpstreamBody;
+use crate::proxy::send::{send, Timeouts};
+use crate::proxy::upstream::{PodProtocol, UpstreamRegistry};
+
+/// The auth service's answer, as the proxy acts on it.
+pub enum AuthVerdict {
+    Allowed { upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>, set_cookies: Vec<HeaderValue> },
+    Refused(Box<Response<ProxyBody>>),
+}
+
+/// The most of an auth response body read (to keep its connection); more closes it.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub async fn ask(
+    pools: &UpstreamRegistry,
+    auth: &ExternalAuth,
+    req: &Request<Incoming>,
+    client: &ClientInfo,
+    timeouts: &Timeouts,
+    metrics: &crate::metrics::Metrics,
+) -> AuthVerdict {
+    let started = Instant::now();
+    let scheme = if client.tls { "https" } else { "http" };
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+    let request_uri = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let vars = Vars { scheme, host, request_uri };
+    let verdict = match call(pools, auth, req, client, timeouts, &vars).await {
+        Ok(response) => judge(auth, response, &vars),
+        Err(why) => {
+            tracing::warn!(auth_url = %auth.url.0, error = %why, "external auth failed; refusing the request (500)");
+            metrics.auth_requests.failed();
+            AuthVerdict::Refused(Box::new(local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n")))
+        }
+    };
+    metrics.auth_requests.observe(started.elapsed());
+    verdict
+}
+
+/// Sends the subrequest; the answer's head and the cookies it set.
+async fn call(
+    pools: &UpstreamRegistry,
+    auth: &ExternalAuth,
+    req: &Request<Incoming>,
+    client: &ClientInfo,
+    timeouts: &Timeouts,
+    vars: &Vars<'_>,
+) -> Result<http::response::Parts, String> {
+    let url: Uri = auth.url.render(vars).parse().map_err(|e| format!("auth-url does not make a URL: {e}"))?;
+    let tls = url.scheme_str() == Some("https");
+    let authority = url.authority().ok_or("auth-url has no host")?.clone();
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addr = resolve(authority.host(), port).await?;
+    let upstream = pools.get(addr, if tls { PodProtocol::Https } else { PodProtocol::Http1 });
+
+    let mut sub = Request::new(UpstreamBody::empty());
+    *sub.method_mut() = auth.method.clone();
+    *sub.uri_mut() = url.path_and_query().map_or("/", |pq| pq.as_str()).parse().map_err(|_| "bad auth-url path")?;
+    *sub.version_mut() = Version::HTTP_11;
+    let out = sub.headers_mut();
+    for (name, value) in req.headers() {
+        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != HOST {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    headers::strip_hop_by_hop(out);
+    let original_host = req.headers().get(HOST).cloned();
+    headers::set_forwarded(out, client, original_host);
+    let value = |s: String| HeaderValue::try_from(s).map_err(|_| "a header for the auth service is not valid");
+    out.insert(HOST, value(authority.as_str().to_owned())?);
+    out.insert("x-original-url", value(format!("{}://{}{}", vars.scheme, vars.host, vars.request_uri))?);
+    out.insert("x-original-method", value(req.method().as_str().to_owned())?);
+    let redirect = auth.request_redirect.as_ref().map_or_else(|| vars.request_uri.to_owned(), |t| t.render(vars));
+    out.insert("x-auth-request-redirect", value(redirect)?);
+
+    let (response, sender) = match send(&upstream, sub, None, timeouts).await {
+        Ok(answer) => answer,
+        Err(crate::proxy::send::Failure::NotSent(_, e)) => return Err(e.to_string()),
+        Err(crate::proxy::send::Failure::Timeout) => return Err("no answer within the read timeout".into()),
+        Err(crate::proxy::send::Failure::Sent(e)) => return Err(e.to_string()),
+        Err(crate::proxy::send::Failure::TooLarge) => return Err("request too large".into()),
+    };
+    let (parts, body) = response.into_parts();
+    // Reading the (small) body to its end keeps the connection for the next subrequest.
+    let limited = http_body_util::Limited::new(body, BODY_LIMIT).collect();
+    if let Ok(Ok(_)) = tokio::time::timeout(timeouts.response, limited).await {
+        upstream.put_idle(sender);
+    }
+    Ok(parts)
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = tokio::net::lookup_host((bare, port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{host} resolves to no address"))
+}
+
+fn judge(auth: &ExternalAuth, answer: http::response::Parts, vars: &Vars<'_>) -> AuthVerdict {
+    let cookies = || answer.headers.get_all(SET_COOKIE).iter().cloned().collect::<Vec<_>>();
+    let with_cookies = |mut response: Response<ProxyBody>| {
+        if auth.always_set_cookie {
+            for c in cookies() {
+                response.headers_mut().append(SET_COOKIE, c);
+            }
+        }
+        AuthVerdict::Refused(Box::new(response))
+    };
+    match answer.status {
+        s if s.is_success() => AuthVerdict::Allowed {
+            upstream_headers: auth
+                .response_headers
+                .iter()
+                .map(|h| (h.clone(), answer.headers.get(h).cloned()))
+                .collect(),
+            set_cookies: cookies(),
+        },
+        StatusCode::UNAUTHORIZED => match &auth.signin {
+            Some(signin) => {
+                let mut url = signin.render(vars);
+                let param = format!("{}=", auth.signin_param);
+                if !url.contains(&format!("?{param}")) && !url.contains(&format!("&{param}")) {
+                    let mut rd = format!("{}://{}", vars.scheme, vars.host);
+                    crate::access::external::escape_into(&mut rd, vars.request_uri);
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str(&param);
+                    url.push_str(&rd);
+                }
+                match HeaderValue::try_from(url) {
+                    Ok(location) => with_cookies(crate::proxy::access::redirect(location)),
+                    Err(_) => AuthVerdict::Refused(Box::new(local(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 Internal Server Error\n",
+                    ))),
+                }
+            }
+            None => {
+                let mut response = local(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
+                for v in answer.headers.get_all(WWW_AUTHENTICATE) {
+                    response.headers_mut().append(WWW_AUTHENTICATE, v.clone());
+                }
+                with_cookies(response)
+            }
+        },
+        StatusCode::FORBIDDEN => with_cookies(local(StatusCode::FORBIDDEN, "403 Forbidden\n")),
+        other => {
+            tracing::warn!(auth_url = %auth.url.0, status = other.as_u16(), "external auth answered neither 2xx nor 401/403; refusing (500)");
+            AuthVerdict::Refused(Box::new(local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n")))
+        }
+    }
+}
