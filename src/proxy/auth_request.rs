@@ -67,7 +67,7 @@ async fn call(
     let authority = url.authority().ok_or("auth-url has no host")?.clone();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addr = resolve(authority.host(), port).await?;
-    let upstream = pools.get(addr, if tls { PodProtocol::Https } else { PodProtocol::Http1 });
+    let upstream = pools.get_kept(addr, if tls { PodProtocol::Https } else { PodProtocol::Http1 });
 
     let mut sub = Request::new(UpstreamBody::empty());
     *sub.method_mut() = auth.method.clone();

@@ -143,11 +143,31 @@ pub struct UpstreamRegistry {
     workers: usize,
     idle_timeout: Duration,
     by_addr: Mutex<HashMap<(SocketAddr, PodProtocol), Weak<Upstream>>>,
+    /// Pools held here rather than by a route (external auth services, looked up per request).
+    kept: Mutex<HashMap<(SocketAddr, PodProtocol), Arc<Upstream>>>,
 }
+
+/// Auth services held at most; past it the oldest are let go (their idle connections close).
+const KEPT_MAX: usize = 256;
 
 impl UpstreamRegistry {
     pub fn new(workers: usize, idle_timeout: Duration) -> Self {
-        UpstreamRegistry { workers, idle_timeout, by_addr: Mutex::new(HashMap::new()) }
+        UpstreamRegistry { workers, idle_timeout, by_addr: Mutex::new(HashMap::new()), kept: Default::default() }
+    }
+
+    /// The pool for an address no route holds (an external auth service): kept here so its
+    /// idle connections serve the next subrequest. One short lock per subrequest.
+    pub fn get_kept(&self, addr: SocketAddr, protocol: PodProtocol) -> Arc<Upstream> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = kept.get(&(addr, protocol)) {
+            return existing.clone();
+        }
+        if kept.len() >= KEPT_MAX {
+            kept.clear();
+        }
+        let fresh = Arc::new(Upstream::new(addr, protocol, self.workers, self.idle_timeout));
+        kept.insert((addr, protocol), fresh.clone());
+        fresh
     }
 
     /// The pool for `addr` spoken to in `protocol` (only called while compiling, never per
