@@ -112,6 +112,7 @@ async fn what_cannot_be_honoured_fails_closed_and_says_why() {
             ("harmless.test", &[("configuration-snippet", "more_set_headers \\\"X-Frame: DENY\\\";")]),
             ("tls.test", &[("auth-tls-secret", "default/ca")]),
             ("waf.test", &[("enable-modsecurity", "true")]),
+            ("rate.test", &[("limit-rps", "ten")]),
             ("open.test", &[]),
         ],
     );
@@ -124,7 +125,7 @@ async fn what_cannot_be_honoured_fails_closed_and_says_why() {
     );
     let t = Tether::start(m.path(), &[]);
     let a = client_from("127.0.0.1");
-    for host in ["cidr", "digest", "nosecret", "snippet", "server", "tls", "waf", "traefik"] {
+    for host in ["cidr", "digest", "nosecret", "snippet", "server", "tls", "waf", "rate", "traefik"] {
         let hit = at(&a, &t, &format!("{host}.test"), "/").await;
         assert_eq!(hit.status, 503, "{host}: fails closed");
         assert_eq!(hit.body, "503 Service Temporarily Unavailable\n", "{host}: no detail, and the pod never saw it");
@@ -140,7 +141,7 @@ async fn what_cannot_be_honoured_fails_closed_and_says_why() {
     }
     assert!(error_about(&diags, "router.middlewares").is_some(), "{diags:#}");
     let closed = metric(&t, "tether_access_denied_total", &[("reason", "closed")]).await;
-    assert_eq!(closed, 8.0);
+    assert_eq!(closed, 9.0);
 
     let routes = reqwest::get(format!("http://{}/routes", t.admin)).await.unwrap().text().await.unwrap();
     assert!(routes.contains("access: FAILS CLOSED"), "{routes}");

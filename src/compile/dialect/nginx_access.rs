@@ -59,8 +59,10 @@ pub const HONOURED: &[&str] = &[
 /// closed. (`auth-tls-*` until client certificates are verified per host.)
 const CANNOT_HONOUR: &[(&str, &str)] = &[
     ("auth-snippet", "auth-snippet is nginx configuration tether does not run, and it may restrict access"),
-    ("auth-proxy-set-headers", "auth-proxy-set-headers names a ConfigMap of headers for the auth service, which tether does not read"),
-    ("auth-cache-key", "auth-cache-key is not supported (every request is checked, which is stricter, but the cache key may scope what is allowed)"),
+    (
+        "auth-proxy-set-headers",
+        "auth-proxy-set-headers names a ConfigMap of headers for the auth service, which tether does not read",
+    ),
     ("enable-modsecurity", "ModSecurity is not available in tether"),
     ("enable-owasp-core-rules", "ModSecurity's OWASP rules are not available in tether"),
     ("modsecurity-snippet", "ModSecurity is not available in tether"),
@@ -74,7 +76,9 @@ const CANNOT_HONOUR: &[(&str, &str)] = &[
 const IGNORED: &[(&str, &str)] = &[
     ("limit-rate", "bandwidth limits are not supported; ignored (they shape, not restrict, access)"),
     ("limit-rate-after", "bandwidth limits are not supported; ignored (they shape, not restrict, access)"),
-    ("auth-cache-duration", "read only with auth-cache-key"),
+    // Not caching asks the auth service on every request: never more than it would allow.
+    ("auth-cache-key", "not supported: every request is checked with the auth service (stricter, one subrequest each)"),
+    ("auth-cache-duration", "not supported: every request is checked with the auth service"),
     ("auth-keepalive", "keep-alive to the auth service is tether's own; ignored"),
     ("auth-keepalive-requests", "keep-alive to the auth service is tether's own; ignored"),
     ("auth-keepalive-timeout", "keep-alive to the auth service is tether's own; ignored"),
