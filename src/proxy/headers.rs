@@ -113,8 +113,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     if connection {
-        // A clone of a parsed value shares the read buffer: no allocation.
-        if let Some(listed) = headers.get(CONNECTION).cloned() {
+        // Every token of every `Connection` line is hop-by-hop. A clone of a parsed value shares
+        // the read buffer, and a second line (rare) is the only case that allocates.
+        let mut lines = headers.get_all(CONNECTION).iter();
+        let first = lines.next().cloned();
+        let more: Vec<HeaderValue> = lines.cloned().collect();
+        for listed in first.iter().chain(&more) {
             for token in listed.to_str().unwrap_or("").split(',').map(str::trim) {
                 // `close` and `keep-alive` are options, not (other) header names.
                 if !token.is_empty()
@@ -173,7 +177,9 @@ mod tests {
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
         let mut h = HeaderMap::new();
         h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.append(CONNECTION, HeaderValue::from_static("x-second-line"));
         h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-second-line", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));

@@ -37,7 +37,9 @@ async fn forwarding_headers_reach_the_pod_and_hop_by_hop_do_not() {
         .header("accept", "application/json")
         .header("x-forwarded-for", "6.6.6.6")
         .header("connection", "close, x-private")
+        .header("connection", "x-second-line")
         .header("x-private", "secret")
+        .header("x-second-line", "secret")
         .send()
         .await
         .unwrap();
@@ -55,6 +57,7 @@ async fn forwarding_headers_reach_the_pod_and_hop_by_hop_do_not() {
     assert_eq!(headers["host"], "shop.example");
     assert_eq!(headers["x-request-id"].len(), 32);
     assert!(!headers.contains_key("x-private"), "Connection-listed headers are removed");
+    assert!(!headers.contains_key("x-second-line"), "also those listed on a second Connection line");
     assert_eq!(json["uri"], "/path?x=1");
 }
 
