@@ -82,7 +82,11 @@ pub fn compile_http_routes(
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
     // (namespace, Service) → the XBackendTrafficPolicy's persistence for it.
     let mut policies: HashMap<(String, String), (&SessionPersistence, String)> = HashMap::new();
-    for p in &snapshot.backend_traffic_policies {
+    // Every kind is ordered the same way before any conflict is resolved (oldest, then
+    // namespace/name), so replicas fed in different orders (a reflector's) agree.
+    let mut traffic_policies: Vec<_> = snapshot.backend_traffic_policies.iter().collect();
+    traffic_policies.sort_by_key(|p| model::age_key(&p.obj.metadata));
+    for p in traffic_policies {
         let ns = model::namespace(&p.obj.metadata).to_owned();
         let Some(sp) = &p.obj.spec.session_persistence else { continue };
         for t in &p.obj.spec.target_refs {
@@ -94,12 +98,17 @@ pub fn compile_http_routes(
         }
     }
     let mut planned = Vec::new();
-    for route in &snapshot.http_routes {
+    let mut routes: Vec<_> = snapshot.http_routes.iter().collect();
+    routes.sort_by_key(|r| model::age_key(&r.obj.metadata));
+    for route in routes {
         plan_route(route, &gateways, &policies, &mut planned, diags);
     }
     for p in &planned {
         if let Some(policy) = &p.sticky {
-            affinity.insert(p.backend.clone(), BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
+            // The oldest route's persistence for a backend wins, as for Ingresses.
+            affinity
+                .entry(p.backend.clone())
+                .or_insert_with(|| BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
     }
     let backend_settings = HashMap::new();

@@ -239,3 +239,22 @@ fn use_regex_on_one_ingress_turns_the_hosts_other_prefix_paths_into_expressions(
     assert!(alone.table.find("h", "/static/app.js").is_none());
     assert_eq!(alone.table.find("h", "/Static/app.js").unwrap().kind, crate::route::PathKind::Prefix);
 }
+
+#[test]
+fn conflicting_http_routes_go_to_the_oldest_whatever_the_order() {
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: tether}\n\
+        spec: {controllerName: tether.dev/gateway-controller}\n---\napiVersion: gateway.networking.k8s.io/v1\n\
+        kind: Gateway\nmetadata: {name: gw}\nspec:\n  gatewayClassName: tether\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
+    let route = |name: &str, created: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, creationTimestamp: \"{created}\"}}\n\
+             spec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [shop.test]\n  rules:\n  - backendRefs: [{{name: web, port: 80}}]\n"
+        )
+    };
+    let (old, new) = (route("zz-old", "2024-01-01T00:00:00Z"), route("aa-new", "2025-01-01T00:00:00Z"));
+    for (first, second) in [(&old, &new), (&new, &old)] {
+        let c = compiled(&format!("{gateway}---\n{first}---\n{second}"), &["tether"]);
+        let r = c.table.find("shop.test", "/").expect("a route");
+        assert_eq!(&*r.source, "HTTPRoute default/zz-old", "the oldest wins, whatever the order it came in");
+    }
+}
