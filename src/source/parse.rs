@@ -32,11 +32,13 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
             }
         }
     } else {
-        match serde_saphyr::from_multiple::<Value>(text) {
+        let (options, limits) = yaml_options(text.len());
+        match serde_saphyr::from_multiple_with_options::<Value>(text, options) {
             Ok(docs) => docs,
             Err(e) => {
                 let msg = e.to_string().replace('\n', " ");
-                out.fail(Diagnostic::error(format!("invalid YAML: {msg}")).file(path));
+                let budget = if msg.contains("budget") { format!(" ({limits})") } else { String::new() };
+                out.fail(Diagnostic::error(format!("invalid YAML: {msg}{budget}")).file(path));
                 return out;
             }
         }
@@ -45,6 +47,28 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
         out.add_document(path, doc);
     }
     out
+}
+
+/// The YAML parser's budget for a file of `len` bytes, and the limits in words for an error.
+///
+/// What makes a YAML bomb is aliases, whose limits (and the nesting depth) stay the parser's
+/// defaults. Nodes, events, scalar bytes and documents grow with the file instead: without
+/// aliases each needs bytes of its own, so a `kubectl get -o yaml` dump of 50,000 objects loads
+/// while a bomb still trips the alias limits.
+fn yaml_options(len: usize) -> (serde_saphyr::Options, String) {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(len);
+    budget.max_events = budget.max_events.max(len.saturating_mul(2));
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
+    budget.max_documents = budget.max_documents.max(len / 16);
+    let limits = format!(
+        "limits for this {len}-byte file: {} nodes, {} aliases, {} anchors, depth {}; a file that breaks them \
+         is refused as a possible YAML bomb",
+        budget.max_nodes, budget.max_aliases, budget.max_anchors, budget.max_depth
+    );
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    (options, limits)
 }
 
 impl ParsedFile {
@@ -191,6 +215,32 @@ fn describe_value(kind: &str, doc: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_big_dump_loads_and_a_yaml_bomb_does_not() {
+        // 6,000 Services in one file: over the parser's default 250,000 nodes.
+        let service = |i: usize| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\n  namespace: default\n  labels: {{app: a{i}, tier: web, \
+                 team: shop, env: prod}}\n  annotations: {{a: \"1\", b: \"2\", c: \"3\", d: \"4\"}}\nspec:\n  selector: {{app: a{i}}}\n  \
+                 ports:\n  - {{name: http, port: 80, targetPort: 8080, protocol: TCP}}\n  - {{name: https, port: 443, targetPort: 8443, \
+                 protocol: TCP}}\n  - {{name: metrics, port: 9090, targetPort: 9090, protocol: TCP}}\n"
+            )
+        };
+        let dump: String = (0..6000).map(|i| service(i) + "---\n").collect();
+        let parsed = parse_file(Path::new("dump.yaml"), &dump);
+        assert!(!parsed.failed, "{:?}", parsed.diagnostics.first());
+        assert_eq!(parsed.objects.services.len(), 6000);
+        // Billion laughs: a few hundred bytes that expand without bound.
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
+            bomb.push_str(&format!("{i}: &{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let parsed = parse_file(Path::new("bomb.yaml"), &bomb);
+        assert!(parsed.failed);
+        let reason = &parsed.diagnostics[0].reason;
+        assert!(reason.contains("budget") && reason.contains("limits for this"), "the limit is in the error: {reason}");
+    }
 
     #[test]
     fn multi_document_yaml_and_lists_are_read() {
