@@ -117,6 +117,23 @@ impl HeaderEdits {
     }
 }
 
+/// Percent-encodes what may not appear raw in a URI path (RFC 3986 `pchar` and `/`).
+fn encode_path(path: &str) -> String {
+    let raw_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+    if path.bytes().all(raw_ok) {
+        return path.to_owned();
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for b in path.bytes() {
+        if raw_ok(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn change_path(path: &str, matched_prefix: &str, change: &PathChange, regex: Option<&regex::Regex>) -> String {
     match change {
         PathChange::Full(p) => p.clone(),
@@ -176,7 +193,10 @@ impl Rewrite {
             headers.insert(HOST, host.clone());
         }
         if let Some(change) = &self.path {
-            let path = change_path(uri.path(), matched_prefix, change, regex);
+            // The path the route matched on (percent-decoded, dot segments resolved), as nginx's
+            // `rewrite` works on `$uri`; the result is encoded again for the pod.
+            let matched = crate::route::path::normalize(uri.path());
+            let path = encode_path(&change_path(&matched, matched_prefix, change, regex));
             let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             if let Ok(new) = format!("{path}{query}").parse::<Uri>() {
                 *uri = new;
@@ -188,6 +208,19 @@ impl Rewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_work_on_the_path_the_route_matched() {
+        let rewrite = Rewrite { hostname: None, path: Some(PathChange::Prefix("/".into())) };
+        let mut uri: Uri = "/x/../api/foo%20bar?q=1".parse().unwrap();
+        rewrite.apply(&mut uri, &mut HeaderMap::new(), "/api", None);
+        assert_eq!(uri, "/foo%20bar?q=1", "dot segments resolved before the prefix is replaced, then encoded");
+        let re = regex::Regex::new("(?i)^/api(/|$)(.*)").unwrap();
+        let captures = Rewrite { hostname: None, path: Some(PathChange::Captures("/${2}".into())) };
+        let mut uri: Uri = "/public/%2E%2E/api//v1".parse().unwrap();
+        captures.apply(&mut uri, &mut HeaderMap::new(), "/api", Some(&re));
+        assert_eq!(uri, "/v1");
+    }
 
     #[test]
     fn prefix_replacement_keeps_the_rest_of_the_path() {

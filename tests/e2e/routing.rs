@@ -206,6 +206,20 @@ async fn rewrites_and_redirects_from_annotations() {
     assert_eq!(uri_at_pod("/something/new/page?q=1").await, "/new/page?q=1");
     assert_eq!(uri_at_pod("/something").await, "/");
     assert_eq!(uri_at_pod("/SOMETHING/x").await, "/x", "case-insensitive, as nginx's ~*");
+    // The rewrite works on the path the route matched (dot segments resolved, percent-decoded),
+    // not on the raw one; clients that resolve `..` themselves hide this, so the bytes go raw.
+    for (raw, expected) in [("/x/../something/new", "/new"), ("/something/%2E%2E/something/a%20b", "/a%20b")] {
+        let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+        let head = format!(
+            "GET {raw} HTTP/1.1\r\nHost: rewrite.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut s, head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_to_end(&mut s, &mut got)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{raw}: {text}");
+        assert!(text.contains(&format!("\"uri\":\"{expected}\"")), "{raw} reaches the pod as {expected}: {text}");
+    }
     let r = client.get(t.url("/")).header("host", "root.test").send().await.unwrap();
     assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "http://root.test/app1"));
     let r = client.get(t.url("/app1")).header("host", "root.test").send().await.unwrap();
