@@ -185,6 +185,12 @@ impl prometheus_client::collector::Collector for TetherCollector {
         )?;
         counter(
             &mut encoder,
+            "tether_upstream_body_timeouts",
+            "Responses cut because the pod sent nothing mid-body for proxy-read-timeout",
+            &[(vec![], m.upstream_body_timeouts.load(Relaxed))],
+        )?;
+        counter(
+            &mut encoder,
             "tether_auth_request_failures",
             "External auth subrequests that got no usable answer (refused with 500)",
             &[(vec![], m.auth_requests.failures.load(Relaxed))],

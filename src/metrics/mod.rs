@@ -39,6 +39,8 @@ pub struct Metrics {
     pub cert_expiry: ArcSwap<Vec<(String, i64)>>,
     /// External-auth subrequests (`auth-url`).
     pub auth_requests: stats::AuthRequestStats,
+    /// Responses cut because the pod sent nothing mid-body for `proxy-read-timeout`.
+    pub upstream_body_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -59,6 +61,7 @@ impl Metrics {
             started_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             cert_expiry: ArcSwap::from_pointee(Vec::new()),
             auth_requests: Default::default(),
+            upstream_body_timeouts: AtomicU64::new(0),
         }
     }
 

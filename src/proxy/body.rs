@@ -1,9 +1,12 @@
 //! Response bodies: streamed from a pod (returning the connection to its pool when the body
 //! ends) or a short local message.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -66,6 +69,16 @@ impl Drop for ProxyBody {
     }
 }
 
+/// Why a response body ended before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Pod(#[from] hyper::Error),
+    /// The pod sent nothing for `proxy-read-timeout` in the middle of the body.
+    #[error("the pod sent nothing for {0:?} mid-body")]
+    Stalled(Duration),
+}
+
 /// A pod's response body. When it has been read to the end the connection is reusable.
 pub struct PooledBody {
     body: Incoming,
@@ -73,11 +86,24 @@ pub struct PooledBody {
     upstream: Arc<Upstream>,
     /// Counts the request as in flight until its response ends (load-aware balancers only).
     in_flight: Option<InFlight>,
+    /// `proxy-read-timeout` between two reads of the body, as nginx's: armed only when a read
+    /// has to wait (one timer per slow body, none for a body that is already there).
+    read_timeout: Duration,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Counted when the pod stalls (`tether_upstream_body_timeouts_total`).
+    stalls: &'static std::sync::atomic::AtomicU64,
 }
 
 impl PooledBody {
-    pub fn new(body: Incoming, sender: Sender, upstream: Arc<Upstream>, in_flight: Option<InFlight>) -> Self {
-        let mut pooled = PooledBody { body, sender: Some(sender), upstream, in_flight };
+    pub fn new(
+        body: Incoming,
+        sender: Sender,
+        upstream: Arc<Upstream>,
+        in_flight: Option<InFlight>,
+        (read_timeout, stalls): (Duration, &'static std::sync::atomic::AtomicU64),
+    ) -> Self {
+        let mut pooled =
+            PooledBody { body, sender: Some(sender), upstream, in_flight, read_timeout, stall: None, stalls };
         if pooled.body.is_end_stream() {
             pooled.release();
         }
@@ -94,9 +120,9 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
@@ -104,9 +130,26 @@ impl Body for PooledBody {
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
             // An error mid-body: the connection is unusable; dropping the sender closes it.
             Poll::Ready(Some(Err(_))) => this.sender = None,
-            _ => {}
+            Poll::Pending => {
+                let timeout = this.read_timeout;
+                let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    // The client gets a truncated response (hyper closes it mid-body), never a
+                    // well-framed wrong one; the pod connection is closed, not pooled.
+                    this.sender = None;
+                    this.in_flight = None;
+                    this.stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(endpoint = %this.upstream.addr, timeout = ?this.read_timeout, "pod stalled mid-body; response cut");
+                    return Poll::Ready(Some(Err(BodyError::Stalled(this.read_timeout))));
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => {}
         }
-        polled
+        if let (Poll::Ready(_), Some(stall)) = (&polled, this.stall.as_mut()) {
+            // Data came: the next wait gets a full timeout again.
+            stall.as_mut().reset(tokio::time::Instant::now() + this.read_timeout);
+        }
+        polled.map(|p| p.map(|r| r.map_err(BodyError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -120,9 +163,9 @@ impl Body for PooledBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),

@@ -272,7 +272,14 @@ async fn route_and_forward(
                         if let Some(f) = &in_flight {
                             f.responded();
                         }
-                        let pieces = Pieces { backend, sticky, selection: &selection, client };
+                        let stalls = &state.telemetry.metrics.upstream_body_timeouts;
+                        let pieces = Pieces {
+                            backend,
+                            sticky,
+                            selection: &selection,
+                            client,
+                            body_timeout: (timeouts.response, stalls),
+                        };
                         return finish_response(
                             response,
                             (sender, in_flight),
@@ -430,6 +437,8 @@ struct Pieces<'a> {
     sticky: Option<&'a RouteSticky>,
     selection: &'a Selection,
     client: &'a ClientInfo,
+    /// `proxy-read-timeout` between two reads of the body, and where a stall is counted.
+    body_timeout: (std::time::Duration, &'static std::sync::atomic::AtomicU64),
 }
 
 fn finish_response(
@@ -447,7 +456,7 @@ fn finish_response(
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let Pieces { backend, sticky, selection, client } = pieces;
+    let Pieces { backend, sticky, selection, client, body_timeout } = pieces;
     if let (Some(token), Some(sticky)) = (&selection.issue, sticky) {
         // Routes that only honour a shared backend's cookie never set one.
         if sticky.issues_cookies {
@@ -476,7 +485,7 @@ fn finish_response(
         drop((sender, in_flight, body));
         return Response::from_parts(parts, ProxyBody::empty());
     }
-    let body = PooledBody::new(body, sender, upstream.clone(), in_flight);
+    let body = PooledBody::new(body, sender, upstream.clone(), in_flight, body_timeout);
     Response::from_parts(parts, ProxyBody::upstream(body))
 }
 

@@ -16,6 +16,7 @@ mod dialects;
 mod edge;
 mod examples;
 mod gateway;
+mod hardening;
 mod kube;
 mod kube_access;
 mod limits;
