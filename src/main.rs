@@ -121,6 +121,11 @@ struct ProxyArgs {
     /// keep-alive connection (ingress-nginx client-header-timeout).
     #[arg(long, default_value_t = 60.0)]
     client_header_timeout: f64,
+    /// Seconds a client connection may stay open without a request in flight, HTTP/1.1
+    /// keep-alive and HTTP/2 alike (HTTP/2 gets a GOAWAY). Over HTTP/1.1 hyper also closes a
+    /// connection idle for --client-header-timeout, whichever is shorter.
+    #[arg(long, default_value_t = 60.0)]
+    client_idle_timeout: f64,
     /// Largest request head (nginx sizes: 32k, 1m); larger ones get 431.
     #[arg(long, default_value = "32k")]
     max_header_size: String,
@@ -284,6 +289,7 @@ impl ProxyArgs {
                 .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
             limits: ConnLimits {
                 header_timeout: seconds(self.client_header_timeout, "client-header-timeout")?,
+                idle_timeout: seconds(self.client_idle_timeout, "client-idle-timeout")?,
                 max_header_bytes: size(&self.max_header_size, "max-header-size")? as usize,
                 max_connections: self.max_connections.max(1),
                 h2c: self.h2c,

@@ -23,6 +23,8 @@ pub struct ProxyBody {
     /// a client that went away).
     done: Option<Completion>,
     bytes: u64,
+    /// Keeps the connection from counting as idle until the body ends.
+    activity: Option<crate::proxy::idle::ActivityGuard>,
 }
 
 enum Kind {
@@ -44,7 +46,7 @@ impl ProxyBody {
         Self::of(Kind::Upstream(body))
     }
     fn of(kind: Kind) -> Self {
-        ProxyBody { kind, done: None, bytes: 0 }
+        ProxyBody { kind, done: None, bytes: 0, activity: None }
     }
 
     /// Records `completion` when this body ends.
@@ -56,10 +58,19 @@ impl ProxyBody {
         self
     }
 
+    /// The connection counts as busy until this body ends.
+    pub fn holding(mut self, activity: crate::proxy::idle::ActivityGuard) -> Self {
+        if !self.is_end_stream() {
+            self.activity = Some(activity);
+        }
+        self
+    }
+
     fn finish(&mut self) {
         if let Some(done) = self.done.take() {
             done.finish(self.bytes);
         }
+        self.activity = None;
     }
 }
 

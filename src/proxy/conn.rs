@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::proxy::forward::{self, ProxyState};
 use crate::proxy::headers::ClientInfo;
+use crate::proxy::idle::ConnActivity;
 use crate::proxy::passthrough::Recording;
 use crate::proxy::server::{ConnLimits, ListenerConfig};
 
@@ -39,9 +40,14 @@ impl Builders {
             .writev(false)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
+        // Rapid reset (CVE-2023-44487) and its cousin: a client that cancels (or makes us
+        // reset) streams faster than they are served gets a GOAWAY, so a burst of them costs
+        // bounded work.
         h2.timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
             .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
             .keep_alive_interval(Duration::from_secs(30));
         let mut sniffing = auto::Builder::new(TokioExecutor::new());
         sniffing
@@ -50,7 +56,14 @@ impl Builders {
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .writev(false);
-        sniffing.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
+        sniffing
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
+            .keep_alive_interval(Duration::from_secs(30));
         Builders { http1: h1, http2: h2, sniffing }
     }
 }
@@ -75,20 +88,36 @@ impl OpenTracker {
 /// Fires (with the grace period) when the worker stops.
 pub type Stop = watch::Receiver<Option<Duration>>;
 
-/// Drives a connection; when the worker stops, asks it to finish its current requests and
-/// close (`begin` is the connection type's `graceful_shutdown`).
-async fn drive<C, T, E>(conn: C, mut stop: Stop, begin: fn(Pin<&mut C>))
+/// Drives a connection; when the worker stops, or the connection has had no open request for
+/// the idle timeout, asks it to finish its current requests and close (`begin` is the
+/// connection type's `graceful_shutdown`: GOAWAY on HTTP/2).
+async fn drive<C, T, E>(conn: C, mut stop: Stop, idle: (&ConnActivity, Duration), begin: fn(Pin<&mut C>))
 where
     C: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
+    let (activity, limit) = idle;
     let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        // (The guard `wait_for` returns must not live across the await below.)
-        _ = async { stop.wait_for(Option::is_some).await.is_ok() } => {
-            begin(conn.as_mut());
-            conn.await
+    // One timer per connection, moved on only when it fires early.
+    let timer = tokio::time::sleep(limit);
+    tokio::pin!(timer);
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            // (The guard `wait_for` returns must not live across the await below.)
+            _ = async { stop.wait_for(Option::is_some).await.is_ok() } => {
+                begin(conn.as_mut());
+                break conn.await;
+            }
+            _ = timer.as_mut() => match activity.idle_deadline(limit) {
+                Some(deadline) if deadline <= std::time::Instant::now() => {
+                    tracing::debug!(?limit, "idle client connection closed");
+                    begin(conn.as_mut());
+                    break conn.await;
+                }
+                Some(deadline) => timer.as_mut().reset(tokio::time::Instant::from_std(deadline)),
+                None => timer.as_mut().reset(tokio::time::Instant::now() + limit),
+            },
         }
     };
     if let Err(e) = result {
@@ -129,14 +158,16 @@ pub async fn serve(accepted: Accepted) {
     let trusted = trusted_peer && !config.proxy_protocol;
     let Some(tls) = &config.tls else {
         let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
-        let service = service(state, client, open);
+        let activity = ConnActivity::new();
+        let service = service(state, client, open, activity.clone());
         let io = TokioIo::new(stream);
+        let idle = (&*activity, limits.idle_timeout);
         if limits.h2c {
             let conn = builders.sniffing.serve_connection_with_upgrades(io, service);
-            drive(conn, stop, |c| c.graceful_shutdown()).await;
+            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
         } else {
             let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            drive(conn, stop, |c| c.graceful_shutdown()).await;
+            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
         }
         return;
     };
@@ -191,13 +222,15 @@ pub async fn serve(accepted: Accepted) {
         client.peer_cert = crate::access::client_cert::PeerCertificate::new(chain, verified).map(Arc::new);
     }
     let client = Arc::new(client);
-    let service = service(state, client, open);
+    let activity = ConnActivity::new();
+    let service = service(state, client, open, activity.clone());
     let io = TokioIo::new(tls_stream);
+    let idle = (&*activity, limits.idle_timeout);
     if h2 {
-        drive(builders.http2.serve_connection(io, service), stop, |c| c.graceful_shutdown()).await;
+        drive(builders.http2.serve_connection(io, service), stop, idle, |c| c.graceful_shutdown()).await;
     } else {
         let conn = builders.http1.serve_connection(io, service).with_upgrades();
-        drive(conn, stop, |c| c.graceful_shutdown()).await;
+        drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
     }
 }
 
@@ -205,13 +238,14 @@ fn service(
     state: Arc<ProxyState>,
     client: Arc<ClientInfo>,
     open: OpenTracker,
+    activity: Arc<ConnActivity>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::proxy::body::ProxyBody>,
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<http::Response<crate::proxy::body::ProxyBody>, std::convert::Infallible>> + Send,
 > + Clone {
-    service_fn(move |req| forward::handle(state.clone(), client.clone(), open.clone(), req))
+    service_fn(move |req| forward::handle(state.clone(), client.clone(), open.clone(), activity.begin(), req))
 }
 
 /// Over `--max-connections`: a short 503 on plain listeners, then close.

@@ -58,6 +58,7 @@ pub async fn handle(
     state: Arc<ProxyState>,
     client: Arc<ClientInfo>,
     upgrades: OpenTracker,
+    activity: crate::proxy::idle::ActivityGuard,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
@@ -85,7 +86,7 @@ pub async fn handle(
     }
     notes.route = route;
     let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
-    Ok(response.map(|body| body.observed(completion)))
+    Ok(response.map(|body| body.observed(completion).holding(activity)))
 }
 
 async fn route_and_forward(

@@ -7,6 +7,7 @@ pub mod client_addr;
 pub mod conn;
 pub mod forward;
 pub mod headers;
+pub mod idle;
 pub mod load;
 pub mod observe;
 pub mod passthrough;

@@ -34,6 +34,9 @@ pub struct ConnLimits {
     /// Reading a request head, and waiting for the next one on an idle keep-alive connection
     /// [`client-header-timeout`]; also bounds the TLS handshake and the PROXY header.
     pub header_timeout: Duration,
+    /// A connection without an open request for this long is closed (HTTP/2: GOAWAY)
+    /// [`--client-idle-timeout`; ingress-nginx's keepalive_timeout].
+    pub idle_timeout: Duration,
     /// Largest request head; beyond it the answer is 431.
     pub max_header_bytes: usize,
     /// Open client connections across all workers; beyond it new ones get 503 and are closed.
@@ -46,6 +49,7 @@ impl Default for ConnLimits {
     fn default() -> Self {
         ConnLimits {
             header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_connections: 16_384,
             h2c: false,

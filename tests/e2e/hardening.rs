@@ -89,3 +89,111 @@ async fn a_pod_that_stalls_mid_body_is_cut_at_the_read_timeout() {
     assert!((0.9..6.0).contains(&secs), "{secs:.2} s");
     assert_eq!(metric(&t, "tether_upstream_body_timeouts_total", &[]).await, 2.0);
 }
+
+#[tokio::test]
+async fn idle_client_connections_are_closed_at_the_idle_timeout() {
+    let pods = start_pods("idle", 1);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("web.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let t = Tether::start(m.path(), &["--client-idle-timeout", "1", "--h2c"]);
+
+    // HTTP/1.1 keep-alive: served, then closed once idle for 1 s (not at the 60 s header timeout).
+    let mut s = TcpStream::connect(t.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let served = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    let idle = served.elapsed().as_secs_f64();
+    assert!(closed.is_ok(), "an idle HTTP/1.1 connection must be closed");
+    assert!((0.8..5.0).contains(&idle), "closed after about 1 s idle: {idle:.2} s");
+
+    // A slow request is not idle: a 2 s response on a 1 s idle limit completes.
+    let slow = get_with(no_jar().get(t.url("/?sleep=2000"))).await;
+    assert_eq!(slow.status, 200, "an open request keeps its connection");
+
+    // HTTP/2 (h2c): the connection gets a GOAWAY and ends once idle.
+    let stream = TcpStream::connect(t.addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let req =
+        http::Request::get(format!("http://{}/", t.addr)).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let served = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    let idle = served.elapsed().as_secs_f64();
+    assert!(ended.is_ok(), "an idle HTTP/2 connection must end (GOAWAY)");
+    assert!((0.8..5.0).contains(&idle), "ended after about 1 s idle: {idle:.2} s");
+}
+
+/// The error code of the first GOAWAY frame among the frames the server sent.
+fn goaway_code(mut bytes: &[u8]) -> Option<u32> {
+    while bytes.len() >= 9 {
+        let len = (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
+        let (kind, payload) = (bytes[3], bytes.get(9..9 + len)?);
+        if kind == 0x7 && payload.len() >= 8 {
+            return Some(u32::from_be_bytes(payload[4..8].try_into().ok()?));
+        }
+        bytes = &bytes[9 + len..];
+    }
+    None
+}
+
+/// One HTTP/2 frame: length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test]
+async fn an_http2_rapid_reset_burst_costs_its_connection_not_other_clients() {
+    let pods = start_pods("reset", 1);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write("web.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let t = Tether::start(m.path(), &["--h2c"]);
+
+    // 10,000 HEADERS + RST_STREAM pairs (CVE-2023-44487), written as fast as the socket takes them.
+    let mut attack = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    attack.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+                                             // HPACK: :method GET, :scheme http, :path /, :authority x.
+    let block = [0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+    for i in 0..10_000u32 {
+        let stream = 2 * i + 1;
+        attack.extend(h2_frame(0x1, 0x4 | 0x1, stream, &block)); // HEADERS, END_HEADERS | END_STREAM
+        attack.extend(h2_frame(0x3, 0, stream, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    let mut s = TcpStream::connect(t.addr).await.unwrap();
+    let started = Instant::now();
+    let writer = async {
+        let _ = s.write_all(&attack).await;
+        let mut sink = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut sink)).await.is_ok();
+        (ended, goaway_code(&sink))
+    };
+    let others = async {
+        let client = no_jar();
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            let one = Instant::now();
+            assert_eq!(get_with(client.get(t.url("/"))).await.status, 200);
+            worst = worst.max(one.elapsed());
+        }
+        worst
+    };
+    let ((closed, goaway), worst) = tokio::join!(writer, others);
+    assert!(closed, "the attacking connection is ended by tether, not served stream by stream");
+    assert_eq!(goaway, Some(0xb), "with a GOAWAY saying ENHANCE_YOUR_CALM");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(worst < Duration::from_secs(2), "other clients stay responsive: worst {worst:?}");
+}

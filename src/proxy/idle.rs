@@ -1,0 +1,70 @@
+//! Idle client connections: one deadline per connection (not a timer per request). Each
+//! request holds an [`ActivityGuard`] until its response body ends; when none is open for
+//! `--client-idle-timeout`, the connection is asked to finish (HTTP/2: GOAWAY; HTTP/1: close
+//! between requests).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Requests open on one connection, and since when it has had none.
+pub struct ConnActivity {
+    started: Instant,
+    open: AtomicUsize,
+    /// Milliseconds after `started` at which the last request ended (or the connection began).
+    idle_since_ms: AtomicU64,
+}
+
+impl ConnActivity {
+    pub fn new() -> Arc<ConnActivity> {
+        Arc::new(ConnActivity { started: Instant::now(), open: AtomicUsize::new(0), idle_since_ms: AtomicU64::new(0) })
+    }
+
+    /// A request begins; the guard ends it (keep it with the response body).
+    pub fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.open.fetch_add(1, Relaxed);
+        ActivityGuard(self.clone())
+    }
+
+    /// When the connection will have been idle for `limit`, if nothing happens before:
+    /// `None` while a request is open.
+    pub fn idle_deadline(&self, limit: Duration) -> Option<Instant> {
+        if self.open.load(Relaxed) > 0 {
+            return None;
+        }
+        Some(self.started + Duration::from_millis(self.idle_since_ms.load(Relaxed)) + limit)
+    }
+}
+
+/// Held while a request (and its response body) is open.
+pub struct ActivityGuard(Arc<ConnActivity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        // Stamped before the count drops, so a deadline read in between is never too early.
+        activity.idle_since_ms.store(activity.started.elapsed().as_millis() as u64, Relaxed);
+        activity.open.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_counts_from_the_last_request_and_waits_for_open_ones() {
+        let a = ConnActivity::new();
+        let limit = Duration::from_secs(5);
+        let first = a.idle_deadline(limit).unwrap();
+        assert!(first <= Instant::now() + limit);
+        let g1 = a.begin();
+        let g2 = a.begin();
+        assert!(a.idle_deadline(limit).is_none(), "a request is open");
+        drop(g1);
+        assert!(a.idle_deadline(limit).is_none(), "another is still open");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(g2);
+        assert!(a.idle_deadline(limit).unwrap() > first, "idle from the end of the last request");
+    }
+}
