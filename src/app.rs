@@ -188,8 +188,12 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
         tokio::spawn(async move {
             while usr1.recv().await.is_some() {
-                if let Some(log) = &telemetry.access_log {
-                    log.reopen();
+                match &telemetry.access_log {
+                    Some(log) => {
+                        tracing::info!("SIGUSR1: reopening the access log");
+                        log.reopen();
+                    }
+                    None => tracing::info!("SIGUSR1: no access log file to reopen"),
                 }
             }
         });

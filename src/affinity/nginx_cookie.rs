@@ -60,6 +60,7 @@ mod tests {
 
     #[test]
     fn the_known_vector_matches_ingress_nginx() {
+        // `printf 'default-echo-8010.0.0.5:8080' | md5sum`, as ingress-nginx's nodemap.lua keys it.
         let key = persistent_key("default-echo-80", "10.0.0.5:8080".parse().unwrap());
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "a0ffbe3d419536fb4bfa0d6bb2f09946");

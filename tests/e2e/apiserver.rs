@@ -65,6 +65,9 @@ struct State {
     crds: bool,
     /// Status writes received (PATCH of `.../status`).
     status_writes: usize,
+    /// LIST requests answered, and watches refused with 410 Gone.
+    lists: usize,
+    gones: usize,
     /// Every access as RBAC sees it: (verb, API group, resource[/subresource]).
     accesses: HashSet<(String, String, String)>,
 }
@@ -165,6 +168,12 @@ impl ApiServer {
     /// Every (verb, group, resource) tether used so far.
     pub fn accesses(&self) -> HashSet<(String, String, String)> {
         self.state.lock().unwrap().accesses.clone()
+    }
+
+    /// (LIST requests answered, watches refused with 410 Gone) so far.
+    pub fn lists_and_gones(&self) -> (usize, usize) {
+        let st = self.state.lock().unwrap();
+        (st.lists, st.gones)
     }
 
     /// How many status writes tether made.
@@ -332,7 +341,7 @@ fn handle(
         _ => return respond(404, status(404, "NotFound", "no such path")),
     };
     let key = format!("/{}/{plural}", parts[..prefix_len].join("/"));
-    let st = state.lock().unwrap();
+    let mut st = state.lock().unwrap();
     let custom = key.starts_with("/apis/gateway.") || key.starts_with("/apis/route.openshift.io");
     if custom && !st.crds {
         return respond(404, status(404, "NotFound", "the server could not find the requested resource"));
@@ -360,6 +369,7 @@ fn handle(
     }
     let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     if !watch {
+        st.lists += 1;
         let items: Vec<Value> =
             st.objects.get(&key).map(|m| m.values().filter(|o| selected(o)).cloned().collect()).unwrap_or_default();
         return respond(
@@ -371,6 +381,7 @@ fn handle(
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let line = |v: Value| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{v}\n"))));
     if from < st.compacted_before {
+        st.gones += 1;
         let _ =
             tx.try_send(line(json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")})));
     } else {

@@ -201,10 +201,26 @@ async fn a_get_is_retried_on_another_pod_and_a_sent_post_is_not() {
 
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    let (_pods, _m, mut t) = sticky_setup(1, &[]);
-    let url = t.url("/?sleep=1500");
+    // A pod that says when the request reached it, then answers 1.5 s later.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = listener.local_addr().unwrap();
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_head(&mut s).await;
+        let _ = arrived_tx.send(());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nslow\n").await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let m = Manifests::new();
+    m.write("service.yaml", &service_yaml("web"));
+    m.write("slice.yaml", &slice_yaml_for("web", &[("slow", pod)]));
+    m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    let mut t = Tether::start(m.path(), &[]);
+    let url = t.url("/");
     let slow = tokio::spawn(async move { no_jar().get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(300)).await; // the request is in flight at the pod
+    tokio::time::timeout(DEADLINE, arrived).await.expect("the request reaches the pod").unwrap();
     t.proc.signal("TERM");
     let status = slow.await.unwrap().expect("the in-flight request completes");
     assert_eq!(status, 200);
@@ -220,15 +236,33 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
 
 #[tokio::test]
 async fn sighup_rereads_the_manifests() {
-    let (_pods, _m, t) = sticky_setup(1, &[]);
-    let generation = || async {
-        let url = format!("http://{}/diagnostics.json", t.admin);
-        let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-        v["generation"].as_u64().unwrap_or(0)
+    let (_pods, m, t) = sticky_setup(1, &[]);
+    let client = no_jar();
+    let status = |host: &'static str| {
+        let r = client.get(t.url("/")).header("host", host).send();
+        async move { r.await.unwrap().status().as_u16() }
     };
-    let before = generation().await;
+    // A change the directory watcher cannot see: the directory itself removed and made again
+    // (as some sync tools do), so the watch on the old one is gone.
+    let service = std::fs::read_to_string(m.file("web-service.yaml")).unwrap();
+    let slice = std::fs::read_to_string(m.file("web-slice.yaml")).unwrap();
+    std::fs::remove_dir_all(m.path()).unwrap();
+    wait_for("the removal to be noticed", || async {
+        t.diagnostics().await.to_string().contains("nothing could be read")
+    })
+    .await;
+    std::fs::create_dir(m.path()).unwrap();
+    std::fs::write(m.file("web-service.yaml"), &service).unwrap();
+    std::fs::write(m.file("web-slice.yaml"), &slice).unwrap();
+    std::fs::write(m.file("ingress.yaml"), ingress_yaml("web", Some("after.test"), &[("/", "Prefix", "web")], &[]))
+        .unwrap();
+    // Well past the debounce: the watcher saw none of the new files, so the old catch-all
+    // Ingress still answers for any host.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status("other.test").await, 200, "the watcher misses this change");
     t.proc.signal("HUP");
-    wait_for("a reload after SIGHUP", || async { generation().await > before }).await;
+    wait_for("SIGHUP to apply the change", || async { status("other.test").await == 404 }).await;
+    assert_eq!(status("after.test").await, 200);
     assert!(t.proc.stderr_text().contains("SIGHUP"), "the log says why");
 }
 
@@ -310,16 +344,36 @@ async fn a_pod_that_stops_reading_an_upload_times_out() {
         &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")]),
     );
     let t = Tether::start(m.path(), &[]);
-    let chunks = (0..1024).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])); // 64 MiB, more than buffers hold
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
+    // A raw client that keeps uploading 64 MiB (more than buffers hold) and reads the answer
+    // meanwhile: what it gets is asserted, whatever happens to the rest of its upload.
     let started = std::time::Instant::now();
-    let outcome = client.post(t.url("/upload")).body(body).send().await;
-    let elapsed = started.elapsed();
-    if let Ok(r) = &outcome {
-        assert_eq!(r.status(), 504);
+    let stream = TcpStream::connect(t.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let upload = tokio::spawn(async move {
+        let total = 64u64 << 20;
+        let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n");
+        if writer.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(30), reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            other => panic!("no answer ({other:?}): {}", String::from_utf8_lossy(&answer)),
+        }
     }
-    // (The client may also see its upload cut off when tether answers early.)
+    let elapsed = started.elapsed();
+    upload.abort();
+    assert!(answer.starts_with(b"HTTP/1.1 504"), "{}", String::from_utf8_lossy(&answer));
+    assert!(elapsed >= Duration::from_millis(900), "not before the 1 s send timeout: {elapsed:?}");
     assert!(elapsed < Duration::from_secs(20), "failed after {elapsed:?}, not at the 60 s response timeout");
 }
 

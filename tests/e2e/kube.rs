@@ -70,7 +70,15 @@ async fn cluster_changes_move_routes_and_sessions_like_the_manifest_source() {
     }
 
     // A watch error (dropped connections, then 410 Gone on resume) re-lists; nothing is lost.
+    let (lists_before, _) = api.lists_and_gones();
     api.drop_watches_and_compact();
+    // Only once tether has seen the error (a resume refused with 410) and listed again does
+    // serving "through" it mean anything.
+    wait_for("a 410 on resume and a re-list", || async {
+        let (lists, gones) = api.lists_and_gones();
+        gones > 0 && lists > lists_before
+    })
+    .await;
     for (cookie, pod) in sessions.iter().take(5) {
         assert_eq!(&at(Some(cookie.clone())).await.pod, pod, "the table keeps serving through a watch error");
     }

@@ -53,9 +53,19 @@ async fn key_rotation_keeps_sessions_and_reissues_under_the_new_key() {
     }
 }
 
-fn md5_hex(data: &str) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(data.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+/// ingress-nginx's persistent cookie key for a pod, computed as its Lua does
+/// (`util/nodemap.lua`: `ngx.md5(salt .. endpoint)`, the salt being the backend name
+/// `<namespace>-<service>-<port>`), with coreutils' `md5sum` rather than tether's code.
+fn nginx_key(backend: &str, endpoint: std::net::SocketAddr) -> String {
+    use std::io::Write;
+    let mut md5sum = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    md5sum.stdin.take().unwrap().write_all(format!("{backend}{endpoint}").as_bytes()).unwrap();
+    let out = md5sum.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -64,8 +74,8 @@ async fn ingress_nginx_persistent_cookies_route_to_their_pod_and_are_upgraded() 
     let t = Tether::start(m.path(), &["--accept-nginx-cookies"]);
     let client = no_jar();
     for pod in &pods {
-        // What ingress-nginx would have set for this pod: md5("<ns>-<svc>-<port>" + "IP:port").
-        let nginx = format!("route={}|4c2e5b1d", md5_hex(&format!("default-web-80{}", pod.addr)));
+        // What ingress-nginx would have set for this pod (`<key>|<backend key>`).
+        let nginx = format!("route={}|4c2e5b1d", nginx_key("default-web-80", pod.addr));
         for _ in 0..3 {
             let hit = get_with(client.get(t.url("/")).header("cookie", nginx.as_str())).await;
             assert_eq!(hit.pod, pod.name, "the nginx cookie keeps its pod");
@@ -76,11 +86,17 @@ async fn ingress_nginx_persistent_cookies_route_to_their_pod_and_are_upgraded() 
             assert!(again.set_cookies.is_empty());
         }
     }
-    // Without the flag an nginx cookie is just an unknown cookie.
+    // Without the flag an nginx cookie is just an unknown cookie: each request is a new session,
+    // placed anywhere, where with the flag every one reached pods[0].
     let strict = Tether::start(m.path(), &[]);
-    let nginx = format!("route={}", md5_hex(&format!("default-web-80{}", pods[0].addr)));
-    let hit = get_with(client.get(strict.url("/")).header("cookie", nginx.as_str())).await;
-    assert_eq!(hit.set_cookies.len(), 1);
+    let nginx = format!("route={}", nginx_key("default-web-80", pods[0].addr));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let hit = get_with(client.get(strict.url("/")).header("cookie", nginx.as_str())).await;
+        assert_eq!(hit.set_cookies.len(), 1, "a new session");
+        seen.insert(hit.pod);
+    }
+    assert!(seen.len() > 1, "not pinned to the nginx cookie's pod without --accept-nginx-cookies: {seen:?}");
 }
 
 #[tokio::test]

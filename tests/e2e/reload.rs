@@ -23,7 +23,8 @@ async fn a_malformed_manifest_keeps_the_previous_table_and_is_reported() {
     assert!(text.contains("ingress.yaml") && text.contains("invalid YAML"), "{text}");
     let hit = get(&client, &t.url("/")).await;
     assert_eq!(hit.status, 200, "the last good table keeps serving");
-    assert_eq!(hit.set_cookies.len(), 1, "with its affinity");
+    assert!(pods.iter().any(|p| p.name == hit.pod), "from its pods: {}", hit.pod);
+    assert!(hit.set_cookies[0].starts_with("INGRESSCOOKIE="), "with its affinity: {:?}", hit.set_cookies);
 
     // 2. A well-formed file with a field of the wrong type: file, object and field named.
     let bad = ingress_yaml("web", None, &[("/", "Prefix", "web")], &[])
@@ -70,6 +71,7 @@ async fn changes_apply_without_restart_and_quickly() {
     );
     m.write("sub/list.yml", &list);
     wait_for("the new Ingress", || async { get(&client, &t.url("/new")).await.status == 200 }).await;
+    assert_eq!(get(&client, &t.url("/new")).await.pod, pods[0].name, "served by the new Ingress's Service");
     let took = written.elapsed();
     eprintln!("reload latency: {took:?}");
     // Unknown kinds are a notice, not an error.
@@ -108,8 +110,8 @@ async fn an_ingress_with_a_compile_error_keeps_its_last_good_version() {
     let report = t.diagnostics().await.to_string();
     assert!(report.contains("last good version keeps serving"), "{report}");
     let hit = get(&client, &t.url("/")).await;
-    assert_eq!(hit.status, 200, "the route is still served");
-    assert_eq!(hit.set_cookies.len(), 1, "with its affinity");
+    assert_eq!((hit.status, hit.pod.as_str()), (200, pods[0].name.as_str()), "the route is still served");
+    assert!(hit.set_cookies[0].starts_with("INGRESSCOOKIE="), "with its affinity: {:?}", hit.set_cookies);
     // An invalid host likewise.
     m.write("ingress.yaml", &good.replace("  - http:", "  - host: \"my_app.example.com\"\n    http:"));
     wait_for("the host error", || async { t.diagnostics().await.to_string().contains("my_app") }).await;

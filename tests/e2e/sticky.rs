@@ -152,19 +152,31 @@ async fn persistent_keeps_sessions_when_a_fourth_pod_is_added() {
 #[tokio::test]
 async fn balanced_sessions_spread_over_the_remaining_pods_without_a_new_cookie() {
     let (pods, m, t) = sticky_setup("balanced", &[]);
-    let sessions = sessions_on_every_pod(&t, &pods).await;
+    let mut sessions = sessions_on_every_pod(&t, &pods).await;
+    // Enough sessions on the pod that goes for their spread to show (16: all on one pod by
+    // chance once in 30,000 runs).
+    while sessions.iter().filter(|(_, p)| p == &pods[0].name).count() < 16 {
+        assert!(sessions.len() < 400, "sessions never reach {}", pods[0].name);
+        let b = browser();
+        let hit = get(&b, &t.url("/")).await;
+        sessions.push((b, hit.pod));
+    }
     m.write("web-slice.yaml", &slice_yaml("web", &pods[1..].iter().collect::<Vec<_>>()));
     wait_for("the pod's removal to be compiled", || async { t.diagnostics().await["endpoints"] == 2 }).await;
+    let mut moved_to = HashMap::new();
     for (browser, pinned) in &sessions {
         let hit = get(browser, &t.url("/")).await;
+        assert!(hit.set_cookies.is_empty(), "balanced: a session moves without a new cookie");
         if pinned == &pods[0].name {
             assert_ne!(hit.pod, pods[0].name);
+            *moved_to.entry(hit.pod.clone()).or_insert(0) += 1;
         } else {
             assert_eq!(&hit.pod, pinned, "only the removed pod's sessions move");
         }
         let again = get(browser, &t.url("/")).await;
         assert_eq!(again.pod, hit.pod, "and they stay where they moved");
     }
+    assert_eq!(moved_to.len(), 2, "the removed pod's sessions spread over both remaining pods: {moved_to:?}");
 }
 
 #[tokio::test]
