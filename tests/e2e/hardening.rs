@@ -197,3 +197,126 @@ async fn an_http2_rapid_reset_burst_costs_its_connection_not_other_clients() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(worst < Duration::from_secs(2), "other clients stay responsive: worst {worst:?}");
 }
+
+#[tokio::test]
+async fn a_hundred_manifest_changes_under_load_fail_no_request() {
+    let pods = start_pods("steady", 2);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    m.write(
+        "steady.yaml",
+        &ingress_yaml("steady", Some("steady.test"), &[("/", "Prefix", "web")], &[("affinity", "cookie")]),
+    );
+    let t = Tether::start(m.path(), &[]);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    assert_eq!(get_with(client.get(t.url("/")).header("host", "steady.test")).await.status, 200);
+    let generation = || async { t.diagnostics().await["generation"].as_u64().unwrap_or(0) };
+    let first = generation().await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (client, url, stop) = (client.clone(), t.url("/"), stop.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.get(&url).header("host", "steady.test").send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    // 100 changes to other objects (an Ingress that comes and goes, a Service's slice that grows
+    // and shrinks), each waited for, while the steady route is hammered.
+    for i in 0..100 {
+        if i % 2 == 0 {
+            let host = format!("churn-{i}.test");
+            m.write("churn.yaml", &ingress_yaml("churn", Some(&host), &[("/", "Prefix", "web")], &[]));
+        } else {
+            m.write("web-slice.yaml", &slice_yaml("web", &pods.iter().take(1 + (i / 2) % 2).collect::<Vec<_>>()));
+        }
+        let want = first + 1 + i as u64;
+        wait_for("the change to be applied", || async { generation().await >= want }).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for task in load {
+        let (o, f) = task.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(ok > 200, "the load really ran: {ok} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during reloads: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+#[tokio::test]
+async fn a_pod_killed_under_load_costs_only_its_own_requests() {
+    let mut pods = start_pods("doomed", 3);
+    let m = Manifests::new();
+    m.service("web", &pods.iter().collect::<Vec<_>>());
+    let sticky = [("affinity", "cookie"), ("affinity-mode", "persistent")];
+    m.write("web.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &sticky));
+    let t = Tether::start(m.path(), &[]);
+    // Sessions on the pods that stay.
+    let client = no_jar();
+    let mut sessions = Vec::new();
+    while sessions.len() < 8 {
+        let hit = get(&client, &t.url("/")).await;
+        if hit.pod != pods[0].name {
+            sessions.push((cookie_pair(&hit), hit.pod));
+        }
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (cookie, pod) in sessions.clone() {
+        let (url, stop) = (t.url("/"), stop.clone());
+        load.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+            let mut failures = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let hit = get_with(client.get(&url).header("cookie", cookie.as_str())).await;
+                n += 1;
+                if hit.status != 200 || hit.pod != pod {
+                    failures.push((hit.status, hit.pod));
+                }
+            }
+            (n, failures)
+        }));
+    }
+    // Sessionless GETs: one that finds the dead pod's connection refused goes to another pod.
+    let anonymous = {
+        let (url, stop) = (t.url("/"), stop.clone());
+        tokio::spawn(async move {
+            let client = no_jar();
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0));
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pods[0].stop(); // SIGKILL, while requests run
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        let (n, failures) = task.await.unwrap();
+        total += n;
+        assert!(failures.is_empty(), "a session on a living pod saw an error: {failures:?}");
+    }
+    assert!(total > 50, "the sessions were busy: {total}");
+    let statuses = anonymous.await.unwrap();
+    assert!(statuses.len() > 10);
+    assert!(statuses.iter().all(|s| *s == 200), "idempotent requests without a session move on: {statuses:?}");
+}
