@@ -4,6 +4,7 @@
 mod access;
 mod apiserver;
 mod auth;
+mod bad_pod;
 mod browser;
 mod chart;
 mod check;
