@@ -126,6 +126,10 @@ struct ProxyArgs {
     /// connection idle for --client-header-timeout, whichever is shorter.
     #[arg(long, default_value_t = 60.0)]
     client_idle_timeout: f64,
+    /// Seconds a write to a client may stay blocked (the client stopped reading a response)
+    /// before the connection is closed (nginx's send_timeout).
+    #[arg(long, default_value_t = 60.0)]
+    client_send_timeout: f64,
     /// Largest request head (nginx sizes: 32k, 1m); larger ones get 431.
     #[arg(long, default_value = "32k")]
     max_header_size: String,
@@ -290,6 +294,7 @@ impl ProxyArgs {
             limits: ConnLimits {
                 header_timeout: seconds(self.client_header_timeout, "client-header-timeout")?,
                 idle_timeout: seconds(self.client_idle_timeout, "client-idle-timeout")?,
+                send_timeout: seconds(self.client_send_timeout, "client-send-timeout")?,
                 max_header_bytes: size(&self.max_header_size, "max-header-size")? as usize,
                 max_connections: self.max_connections.max(1),
                 h2c: self.h2c,

@@ -21,6 +21,7 @@ use crate::proxy::headers::ClientInfo;
 use crate::proxy::idle::ConnActivity;
 use crate::proxy::passthrough::Recording;
 use crate::proxy::server::{ConnLimits, ListenerConfig};
+use crate::proxy::write_timeout::WriteTimeout;
 
 /// The protocol builders of a worker, configured once. HTTP/1.1 and HTTP/2 use hyper's own
 /// builders: hyper-util's `auto` builder measured about 2 µs more CPU per request even when
@@ -160,7 +161,7 @@ pub async fn serve(accepted: Accepted) {
         let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
         let activity = ConnActivity::new();
         let service = service(state, client, open, activity.clone());
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(WriteTimeout::new(stream, limits.send_timeout));
         let idle = (&*activity, limits.idle_timeout);
         if limits.h2c {
             let conn = builders.sniffing.serve_connection_with_upgrades(io, service);
@@ -224,7 +225,7 @@ pub async fn serve(accepted: Accepted) {
     let client = Arc::new(client);
     let activity = ConnActivity::new();
     let service = service(state, client, open, activity.clone());
-    let io = TokioIo::new(tls_stream);
+    let io = TokioIo::new(WriteTimeout::new(tls_stream, limits.send_timeout));
     let idle = (&*activity, limits.idle_timeout);
     if h2 {
         drive(builders.http2.serve_connection(io, service), stop, idle, |c| c.graceful_shutdown()).await;

@@ -18,3 +18,4 @@ pub mod send;
 pub mod server;
 pub mod upgrade;
 pub mod upstream;
+pub mod write_timeout;

@@ -37,6 +37,9 @@ pub struct ConnLimits {
     /// A connection without an open request for this long is closed (HTTP/2: GOAWAY)
     /// [`--client-idle-timeout`; ingress-nginx's keepalive_timeout].
     pub idle_timeout: Duration,
+    /// A write to a client that stays blocked this long fails the connection (the client
+    /// stopped reading) [`--client-send-timeout`; nginx's send_timeout].
+    pub send_timeout: Duration,
     /// Largest request head; beyond it the answer is 431.
     pub max_header_bytes: usize,
     /// Open client connections across all workers; beyond it new ones get 503 and are closed.
@@ -50,6 +53,7 @@ impl Default for ConnLimits {
         ConnLimits {
             header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_connections: 16_384,
             h2c: false,

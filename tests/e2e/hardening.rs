@@ -320,3 +320,52 @@ async fn a_pod_killed_under_load_costs_only_its_own_requests() {
     assert!(statuses.len() > 10);
     assert!(statuses.iter().all(|s| *s == 200), "idempotent requests without a session move on: {statuses:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_at_the_send_timeout_without_pinning_memory() {
+    // A pod that sends a 256 MiB body as fast as it can, and notes when its writes fail.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = listener.local_addr().unwrap();
+    let (failed_tx, pod_failed) = tokio::sync::oneshot::channel::<Instant>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let total: u64 = 256 << 20;
+        let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n").as_bytes()).await;
+        let chunk = vec![b'z'; 64 * 1024];
+        for _ in 0..total / chunk.len() as u64 {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = failed_tx.send(Instant::now());
+    });
+    let m = Manifests::new();
+    m.write("service.yaml", &service_yaml("big"));
+    m.write("slice.yaml", &slice_yaml_for("big", &[("big", pod)]));
+    m.write("ingress.yaml", &ingress_yaml("big", None, &[("/", "Prefix", "big")], &[("proxy-read-timeout", "30")]));
+    let healthy = start_pods("calm", 1);
+    m.service("calm", &healthy.iter().collect::<Vec<_>>());
+    m.write("calm.yaml", &ingress_yaml("calm", Some("calm.test"), &[("/", "Prefix", "calm")], &[]));
+    let t = Tether::start(m.path(), &["--client-send-timeout", "1"]);
+    let rss_before = t.proc.rss_kib();
+    let mut client = TcpStream::connect(t.addr).await.unwrap();
+    client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 1024];
+    let n = client.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    let stopped = Instant::now(); // the client reads nothing more
+    let failed_at = tokio::time::timeout(Duration::from_secs(20), pod_failed).await.expect("tether gave up").unwrap();
+    let held = failed_at - stopped;
+    assert!(held >= Duration::from_millis(900), "not before the 1 s send timeout: {held:?}");
+    assert!(held < Duration::from_secs(10), "the pod connection is closed once the client is cut: {held:?}");
+    let grew = t.proc.rss_kib().saturating_sub(rss_before);
+    assert!(grew < 32 * 1024, "buffering is bounded: RSS grew {grew} KiB for a 256 MiB response");
+    // What the client can still read ends well before the whole body: it was cut.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest)).await.expect("closed");
+    assert!((rest.len() as u64) < (256 << 20), "truncated, not delivered whole");
+    let other = get_with(no_jar().get(t.url("/")).header("host", "calm.test")).await;
+    assert_eq!((other.status, other.pod.as_str()), (200, "calm-0"), "tether keeps serving");
+}
