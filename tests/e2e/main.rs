@@ -10,6 +10,7 @@ mod chart;
 mod check;
 mod client_cert;
 mod harness;
+mod hostile;
 
 mod demo;
 mod deploy;
