@@ -104,6 +104,9 @@ async fn route_and_forward(
             // Routing on one Host while the pod reads another would bypass host rules.
             return local(StatusCode::BAD_REQUEST, "400 Bad Request: more than one Host header\n");
         }
+        if let Some(refused) = crate::proxy::request_checks::refuse(&req, host_header) {
+            return refused;
+        }
         let table = state.table.load();
         let host = host_header.and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         let view = RequestView { method: req.method(), headers: req.headers(), query: req.uri().query() };

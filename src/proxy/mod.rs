@@ -14,6 +14,7 @@ pub mod passthrough;
 pub mod pod_conn;
 pub mod proxy_protocol;
 pub mod request_body;
+pub mod request_checks;
 pub mod send;
 pub mod server;
 pub mod upgrade;
