@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 
 /// Longest header accepted (v1 is at most 107 bytes; v2 with its TLVs is usually < 300).
 const MAX_HEADER: usize = 2048;
+/// The longest v1 line, CRLF included (the spec's and ppp's limit).
+const V1_MAX: usize = 107;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
@@ -33,26 +35,60 @@ pub async fn read_header(stream: &mut TcpStream, timeout: Duration) -> Result<Op
         if n == 0 {
             return Err(ProxyHeaderError::Invalid);
         }
-        let parsed = HeaderResult::parse(&buf[..n]);
-        if parsed.is_incomplete() {
-            if n == MAX_HEADER {
-                return Err(ProxyHeaderError::Invalid);
+        let (len, addr) = match parse(&buf[..n]) {
+            Peeked::Incomplete => {
+                if n == MAX_HEADER {
+                    return Err(ProxyHeaderError::Invalid);
+                }
+                // The rest of the header is still on its way; peeking again at once would spin.
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ProxyHeaderError::Timeout);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
             }
-            // The rest of the header is still on its way; peeking again at once would spin.
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProxyHeaderError::Timeout);
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            continue;
-        }
-        let (len, addr) = match parsed {
-            HeaderResult::V1(Ok(h)) => (h.header.len(), v1_addr(&h.addresses)),
-            HeaderResult::V2(Ok(h)) => (h.len(), v2_addr(&h)),
-            _ => return Err(ProxyHeaderError::Invalid),
+            Peeked::Invalid => return Err(ProxyHeaderError::Invalid),
+            Peeked::Header { len, client } => (len, client),
         };
         let mut consumed = vec![0u8; len];
         stream.read_exact(&mut consumed).await?;
         return Ok(addr);
+    }
+}
+
+/// What the bytes received so far hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// A header may still complete with more bytes.
+    Incomplete,
+    Invalid,
+    /// A complete header of `len` bytes at the start of the buffer, naming `client` (`None`
+    /// for `UNKNOWN`/`LOCAL`).
+    Header {
+        len: usize,
+        client: Option<SocketAddr>,
+    },
+}
+
+/// Parses the start of a connection's bytes; pure, so it can be tested (and fuzzed) on a slice.
+pub fn parse(buf: &[u8]) -> Peeked {
+    // ppp judges a v1 line before its end and gets some cuts wrong (`.. 51000 ` is an empty
+    // port, `.. 51000 +` a bad one, half a UTF-8 character is invalid, a last bare `\n` or `\r`
+    // ends the line), so whether a header was accepted depended on how TCP split it (fuzzing).
+    // ppp reads a v1 line up to its first CR and the byte after it: decide once both are here,
+    // or the line is longer than v1 allows (which ppp rejects).
+    let line_end = buf.iter().position(|&b| b == b'\r').is_some_and(|cr| cr + 1 < buf.len());
+    if buf.starts_with(b"PROXY ") && !line_end && buf.len() < V1_MAX {
+        return Peeked::Incomplete;
+    }
+    let parsed = HeaderResult::parse(buf);
+    if parsed.is_incomplete() {
+        return Peeked::Incomplete;
+    }
+    match parsed {
+        HeaderResult::V1(Ok(h)) => Peeked::Header { len: h.header.len(), client: v1_addr(&h.addresses) },
+        HeaderResult::V2(Ok(h)) => Peeked::Header { len: h.len(), client: v2_addr(&h) },
+        _ => Peeked::Invalid,
     }
 }
 
@@ -116,6 +152,33 @@ mod tests {
 
         let (addr, _) = through(b"PROXY UNKNOWN\r\n", b"").await;
         assert_eq!(addr.unwrap(), None, "a balancer health check: use the peer");
+    }
+
+    #[test]
+    fn a_header_cut_anywhere_waits_for_the_rest() {
+        for (line, client) in [
+            ("PROXY TCP4 203.0.113.7 10.0.0.1 51000 443\r\n", "203.0.113.7:51000"),
+            ("PROXY TCP6 2001:db8::1 2001:db8::2 51000 443\r\n", "[2001:db8::1]:51000"),
+            ("PROXY TCP4 2.0.3.7 10.0.0.1 1 +104\r\n", "2.0.3.7:1"), // ppp takes a `+`
+            ("PROXY UNKNOWN é\r\n", ""),
+        ] {
+            let whole = Peeked::Header { len: line.len(), client: client.parse().ok() };
+            assert_eq!(parse(line.as_bytes()), whole);
+            for cut in 1..line.len() {
+                assert_eq!(parse(&line.as_bytes()[..cut]), Peeked::Incomplete, "{:?}", &line.as_bytes()[..cut]);
+            }
+        }
+        // A bare LF is no line end: a v1 header is decided at its CR.
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \n"), Peeked::Incomplete);
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \nGET / HTTP/1.1\r\n"), Peeked::Invalid);
+        assert_eq!(parse(b"PROXY UNKNOWN x \nHost: y\r\n"), Peeked::Header { len: 26, client: None });
+        assert_eq!(parse(b"PROXY UNKNOWN : \n x\r"), Peeked::Incomplete, "ppp: a 20-byte header");
+        assert_eq!(parse(b"PROXY UNKNOWN : \n x\r\n"), Peeked::Header { len: 21, client: None });
+        // Once the line is there, or longer than any v1 line, it is judged as before.
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 51000 \r\n"), Peeked::Invalid);
+        assert_eq!(parse(b"PROXY UNKNOWN \xff\r\n"), Peeked::Invalid);
+        assert_eq!(parse(&[b"PROXY ".as_slice(), &[b'x'; 101]].concat()), Peeked::Invalid);
+        assert_eq!(parse(b"GET / HTTP/1.1"), Peeked::Invalid, "not PROXY: no waiting");
     }
 
     #[tokio::test]
