@@ -9,6 +9,8 @@ pub mod check;
 pub mod compile;
 pub mod demo;
 pub mod diag;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

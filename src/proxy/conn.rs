@@ -27,7 +27,8 @@ use crate::proxy::write_timeout::WriteTimeout;
 /// builders: hyper-util's `auto` builder measured about 2 µs more CPU per request even when
 /// told to speak HTTP/1.1 only, so it serves only `--h2c` listeners (where it has to sniff).
 pub struct Builders {
-    http1: http1::Builder,
+    /// Crate-visible so the HTTP fuzz target serves with the very same settings.
+    pub(crate) http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     sniffing: auto::Builder<TokioExecutor>,
 }

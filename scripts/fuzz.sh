@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Fuzzes every cargo-fuzz target for SECONDS each (default 60), at low priority, then minimises
+# each corpus (`cargo fuzz cmin`) and prints the executions per target. Needs the nightly
+# toolchain; installs cargo-fuzz from crates.io if missing. Exits 1 if any target crashed: the
+# input is in fuzz/artifacts/<target>/; once fixed, keep it in fuzz/regressions/<target>/ so
+# tests/fuzz_corpus.rs replays it on stable.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds="${1:-60}"
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+
+logs=target/fuzz-logs
+mkdir -p "$logs"
+summary=()
+crashed=()
+for target in $(cargo +nightly fuzz list); do
+  echo "== $target: ${seconds}s"
+  corpus=(corpus/"$target")
+  [ -d regressions/"$target" ] && corpus+=(regressions/"$target")
+  mkdir -p corpus/"$target"
+  # -timeout: one input running this long is a hang worth a report (the HTTP target caps
+  # itself at 5 s); -print_final_stats gives the execution count parsed below.
+  if nice -n 10 cargo +nightly fuzz run "$target" "${corpus[@]}" -- \
+    -max_total_time="$seconds" -timeout=25 -print_final_stats=1 >"$logs/$target.log" 2>&1; then
+    status=ok
+  else
+    status=CRASHED
+    crashed+=("$target")
+    grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written" "$logs/$target.log" | head -5 || true
+  fi
+  execs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$logs/$target.log" | awk '{print $2}' | tail -1)
+  if [ -z "$execs" ]; then
+    # libFuzzer's last status line, `#N DONE ...` (or the last `#N ...` before a crash).
+    execs=$(grep -oE '^#[0-9]+' "$logs/$target.log" | tail -1 | tr -d '#')
+  fi
+  nice -n 10 cargo +nightly fuzz cmin "$target" >"$logs/$target.cmin.log" 2>&1 || echo "   cmin failed: $logs/$target.cmin.log"
+  files=$(find corpus/"$target" -type f | wc -l)
+  summary+=("$(printf '%-16s %-8s %12s executions  %5s corpus files' "$target" "$status" "${execs:-?}" "$files")")
+done
+
+echo
+echo "target           status     executions (${seconds}s each)"
+printf '%s\n' "${summary[@]}"
+if [ ${#crashed[@]} -gt 0 ]; then
+  echo "crashed: ${crashed[*]} (inputs in fuzz/artifacts/, logs in fuzz/$logs/)"
+  exit 1
+fi
