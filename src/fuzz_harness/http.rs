@@ -64,7 +64,9 @@ pub fn http_request(data: &[u8]) {
     let (mut client, server) = tokio::io::duplex(MAX_RESPONSE + data.len());
     let (state, info) = (edge.state.clone(), edge.client.clone());
     let open = OpenTracker::default();
-    let service = service_fn(move |req| forward::handle(state.clone(), info.clone(), open.clone(), req));
+    let activity = crate::proxy::idle::ConnActivity::new();
+    let service =
+        service_fn(move |req| forward::handle(state.clone(), info.clone(), open.clone(), activity.begin(), req));
     let conn = edge.builders.http1.serve_connection(TokioIo::new(server), service).with_upgrades();
     let talk = async move {
         let mut answer = Vec::new();

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Instructions per sticky-hit request, counted by callgrind (repeatable whatever else the
+# machine does): tether (one worker) under valgrind in front of one pod, curl sending N
+# keep-alive requests with a sticky cookie on one connection. Two runs (N and 2N requests)
+# cancel start-up and shutdown: Ir per request = (Ir(2N) - Ir(N)) / N.
+#
+#   bench/callgrind.sh [TETHER_BINARY]      N=500 by default
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+bin=${1:-}
+if [[ -z $bin ]]; then (cd "$ROOT" && cargo build --release --locked -q); bin=$ROOT/target/release/tether; fi
+N=${N:-500} PORT=18600 POD=18601
+work=$(mktemp -d /tmp/tether-cg.XXXXXX)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
+"$bin" whoami --listen 127.0.0.1:$POD --name pod >/dev/null & pids+=($!)
+mkdir -p "$work/m"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/key"
+cat >"$work/m/web.yaml" <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: $POD}]
+endpoints: [{addresses: [127.0.0.1], targetRef: {kind: Pod, name: pod}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/affinity-mode: persistent, nginx.ingress.kubernetes.io/session-cookie-name: route}
+spec:
+  ingressClassName: tether
+  rules:
+  - http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+YAML
+count() { # requests -> total instructions
+  local n=$1 out=$work/cg.$1
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run --manifests "$work/m" \
+    --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers 1 --state-dir "$work/state" --cookie-key-file "$work/key" \
+    >/dev/null 2>"$work/log.$n" & local vpid=$!
+  for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
+  local cookie
+  cookie=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
+  local urls=()
+  for _ in $(seq "$n"); do urls+=("http://127.0.0.1:$PORT/"); done
+  curl -s -H "Cookie: $cookie" "${urls[@]}" >/dev/null
+  kill -TERM $vpid; wait $vpid 2>/dev/null || true
+  awk '/^summary:/{print $2}' "$out"
+}
+a=$(count "$N"); b=$(count $((2 * N)))
+[[ -n ${KEEP:-} ]] && echo "callgrind output kept in $work" >&2
+echo "instructions per sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
