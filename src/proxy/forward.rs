@@ -72,14 +72,12 @@ pub async fn handle(
     let telemetry = state.telemetry;
     let log = telemetry.access_log.as_ref().map(|_| LogRequest::take(&mut req, &client.ip));
     let method = req.method().clone();
-    // Only a CORS route reads it; a clone of a parsed value shares the read buffer.
-    let origin = req.headers().get(http::header::ORIGIN).cloned();
     let (mut route, mut notes) = (None, Notes::default());
     let mut response =
         route_and_forward(&state, client, upgrades, req, (&mut route, &mut notes), (started, log.is_some())).await;
     if let Some(cors) = route.as_ref().and_then(|r| r.access.as_ref()).and_then(|a| a.cors.as_ref()) {
         // Every response, errors and refusals included, as ingress-nginx's more_set_headers.
-        cors.decorate(origin.as_ref(), response.headers_mut());
+        cors.decorate(notes.cors_origin.as_ref(), response.headers_mut());
     }
     for cookie in std::mem::take(&mut notes.auth_cookies) {
         response.headers_mut().append(SET_COOKIE, cookie);
@@ -115,6 +113,10 @@ async fn route_and_forward(
             None => return local(StatusCode::NOT_FOUND, "default backend - 404\n"),
         }
     };
+    if route.access.as_ref().is_some_and(|a| a.cors.is_some()) {
+        // Only a CORS route reads it; a clone of a parsed value shares the read buffer.
+        notes.cors_origin = req.headers().get(http::header::ORIGIN).cloned();
+    }
     if let Some(filters) = &route.filters {
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
         if let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) {

@@ -45,6 +45,8 @@ pub struct Notes {
     pub access_hold: Option<crate::access::rate::ConcurrencyGuard>,
     /// Cookies the external auth service set, for the client.
     pub auth_cookies: Vec<http::HeaderValue>,
+    /// The request's `Origin`, kept on CORS routes for the response's headers.
+    pub cors_origin: Option<http::HeaderValue>,
 }
 
 /// Request details only the access log needs, taken before the request moves on.
