@@ -57,7 +57,7 @@ pub fn parse_list(value: &str) -> Result<Vec<IpNet>, String> {
 }
 
 /// IPv4-mapped IPv6 (`::ffff:10.1.2.3`, as a dual-stack socket reports IPv4 peers) is IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

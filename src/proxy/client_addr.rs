@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use http::header::HeaderMap;
 use ipnet::IpNet;
 
+use crate::access::ranges::canonical;
 use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
 /// `--trusted-proxies`: peers whose forwarding headers are believed.
@@ -66,13 +67,6 @@ pub fn forwarded_https(headers: &HeaderMap) -> Option<bool> {
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip())).map(canonical)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

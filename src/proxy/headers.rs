@@ -38,7 +38,7 @@ impl ClientInfo {
     pub fn new(peer: std::net::SocketAddr, local_port: u16, tls: bool) -> Self {
         let ip = HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         ClientInfo {
-            addr: canonical_ip(peer.ip()),
+            addr: crate::access::ranges::canonical(peer.ip()),
             ip,
             port: HeaderValue::from(local_port),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -63,7 +63,7 @@ impl ClientInfo {
         if let Some(real) = trusted.real_client(headers) {
             client.ip = HeaderValue::try_from(real.to_string()).unwrap_or_else(|_| self.ip.clone());
             client.ip_hash = ip_hash(real);
-            client.addr = canonical_ip(real);
+            client.addr = crate::access::ranges::canonical(real);
         }
         if let Some(https) = forwarded_https(headers) {
             client.tls = https;
@@ -80,17 +80,9 @@ impl ClientInfo {
     }
 }
 
-/// IPv4-mapped IPv6 (as a dual-stack socket reports IPv4 peers) as the IPv4 address it is.
-fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// The same on every replica for the same address (IPv4-mapped IPv6 counts as IPv4).
 pub fn ip_hash(ip: std::net::IpAddr) -> u64 {
-    match canonical_ip(ip) {
+    match crate::access::ranges::canonical(ip) {
         std::net::IpAddr::V4(v4) => xxhash_rust::xxh3::xxh3_64(&v4.octets()),
         std::net::IpAddr::V6(v6) => xxhash_rust::xxh3::xxh3_64(&v6.octets()),
     }
