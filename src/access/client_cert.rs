@@ -161,17 +161,8 @@ impl PeerCertificate {
         let subject = parsed.subject().to_string();
         let issuer = parsed.issuer().to_string();
         let common_name = parsed.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
-        let pem = pem_of(leaf.as_ref());
-        let escaped: String = pem
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let mut escaped = String::new();
+        crate::access::external::escape_into(&mut escaped, &pem_of(leaf.as_ref()));
         Some(PeerCertificate {
             verified_by,
             chain_len: chain.len(),

@@ -13,13 +13,17 @@ pub struct Template(pub Box<str>);
 pub const VARIABLES: &[&str] =
     &["$scheme", "$host", "$http_host", "$request_uri", "$escaped_request_uri", "$uri", "$args", "$best_http_host"];
 
+/// The length of the `$name` that `tail` starts with.
+fn variable_len(tail: &str) -> usize {
+    tail[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(tail.len(), |n| n + 1)
+}
+
 impl Template {
     pub fn parse(value: &str) -> Result<Template, String> {
         let mut rest = value;
         while let Some(i) = rest.find('$') {
             let tail = &rest[i..];
-            let name_len =
-                tail[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(tail.len(), |n| n + 1);
+            let name_len = variable_len(tail);
             let name = &tail[..name_len];
             if !VARIABLES.contains(&name) {
                 return Err(format!("the variable {name} is not supported (only {})", VARIABLES.join(", ")));
@@ -36,8 +40,7 @@ impl Template {
         while let Some(i) = rest.find('$') {
             out.push_str(&rest[..i]);
             let tail = &rest[i..];
-            let name_len =
-                tail[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(tail.len(), |n| n + 1);
+            let name_len = variable_len(tail);
             match &tail[..name_len] {
                 "$scheme" => out.push_str(vars.scheme),
                 "$host" | "$http_host" | "$best_http_host" => out.push_str(vars.host),

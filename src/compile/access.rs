@@ -163,10 +163,7 @@ pub fn build(
 /// The users of an `auth-secret`, or why there are none to be had.
 fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAuth, Vec<String>), String> {
     let (ns, name) = (&spec.secret.0, &spec.secret.1);
-    let secret = secrets
-        .iter()
-        .find(|s| model::namespace(&s.obj.metadata) == ns && model::name(&s.obj.metadata) == name)
-        .ok_or_else(|| format!("Secret {ns}/{name} (auth-secret) not found"))?;
+    let secret = find_secret(secrets, ns, name, "auth-secret")?;
     let entries = secret_entries(&secret.obj);
     let (users, problems) = match spec.format {
         SecretFormat::AuthFile => {
@@ -203,10 +200,7 @@ fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAut
 /// The CA bundle of an `auth-tls-secret` (key `ca.crt`) as a verifying rule.
 fn client_cert_rule(spec: &ClientCertSpec, secrets: &[Sourced<Secret>]) -> Result<ClientCertRule, String> {
     let (ns, name) = (&spec.secret.0, &spec.secret.1);
-    let secret = secrets
-        .iter()
-        .find(|s| model::namespace(&s.obj.metadata) == ns && model::name(&s.obj.metadata) == name)
-        .ok_or_else(|| format!("Secret {ns}/{name} (auth-tls-secret) not found"))?;
+    let secret = find_secret(secrets, ns, name, "auth-tls-secret")?;
     let ca = secret_entries(&secret.obj)
         .into_iter()
         .find(|(k, _)| k == "ca.crt")
@@ -220,6 +214,19 @@ fn client_cert_rule(spec: &ClientCertSpec, secrets: &[Sourced<Secret>]) -> Resul
     rule.error_page = spec.error_page.clone();
     rule.match_cn = spec.match_cn.clone();
     Ok(rule)
+}
+
+/// The Secret `ns/name` an annotation names, or why it is not there.
+fn find_secret<'a>(
+    secrets: &'a [Sourced<Secret>],
+    ns: &str,
+    name: &str,
+    annotation: &str,
+) -> Result<&'a Sourced<Secret>, String> {
+    secrets
+        .iter()
+        .find(|s| model::namespace(&s.obj.metadata) == ns && model::name(&s.obj.metadata) == name)
+        .ok_or_else(|| format!("Secret {ns}/{name} ({annotation}) not found"))
 }
 
 /// A Secret's keys and values: `data` (decoded) and `stringData` (as a file may give it).
