@@ -134,23 +134,21 @@ async fn route_and_forward(
             return response;
         }
     }
+    let timeouts = state.timeouts.for_route(route.policy.as_deref());
     // Access before anything else that could reach a pod or start a session.
     let granted = match &route.access {
         None => None,
-        Some(policy) => {
-            let timeouts = state.timeouts.for_route(route.policy.as_deref());
-            match crate::proxy::access::check(state, policy, &req, client, &timeouts).await {
-                Ok(granted) => Some(granted),
-                Err(refusal) => {
-                    let refusal = *refusal;
-                    if let (Some(denial), Some(stats)) = (refusal.denial, route.stats.get()) {
-                        stats.denied(denial);
-                    }
-                    notes.denied = refusal.denial.map(|d| d.as_str());
-                    return refusal.response;
+        Some(policy) => match crate::proxy::access::check(state, policy, &req, client, &timeouts).await {
+            Ok(granted) => Some(granted),
+            Err(refusal) => {
+                let refusal = *refusal;
+                if let (Some(denial), Some(stats)) = (refusal.denial, route.stats.get()) {
+                    stats.denied(denial);
                 }
+                notes.denied = refusal.denial.map(|d| d.as_str());
+                return refusal.response;
             }
-        }
+        },
     };
     let upstream_headers = match granted {
         Some(granted) => {
@@ -248,7 +246,6 @@ async fn route_and_forward(
         .then(|| ResendCopy::of(&parts));
     let (body, upload) = UpstreamBody::new(body, body_limit);
     let mut req = Request::from_parts(parts, body);
-    let timeouts = state.timeouts.for_route(route.policy.as_deref());
 
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..max_tries {
