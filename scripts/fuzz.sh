@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Fuzzes every cargo-fuzz target for SECONDS each (default 60), at low priority, then minimises
-# each corpus (`cargo fuzz cmin`) and prints the executions per target. Needs the nightly
+# Fuzzes each cargo-fuzz target (all, or the TARGETs named) for SECONDS (default 60) or
+# FUZZ_RUNS executions (default 10 million; issue 12's budget), whichever ends first, at low
+# priority, then minimises each corpus (`cargo fuzz cmin`) and prints the executions per target.
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Two invocations with disjoint targets can run side by side (one per core). Needs the nightly
 # toolchain; installs cargo-fuzz from crates.io if missing. Exits 1 if any target crashed: the
 # input is in fuzz/artifacts/<target>/; once fixed, keep it in fuzz/regressions/<target>/ so
 # tests/fuzz_corpus.rs replays it on stable.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"
+shift || true
+runs="${FUZZ_RUNS:-10000000}"
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
@@ -16,7 +21,9 @@ logs=target/fuzz-logs
 mkdir -p "$logs"
 summary=()
 crashed=()
-for target in $(cargo +nightly fuzz list); do
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+for target in "${targets[@]}"; do
   echo "== $target: ${seconds}s"
   corpus=(corpus/"$target")
   [ -d regressions/"$target" ] && corpus+=(regressions/"$target")
@@ -24,7 +31,7 @@ for target in $(cargo +nightly fuzz list); do
   # -timeout: one input running this long is a hang worth a report (the HTTP target caps
   # itself at 5 s); -print_final_stats gives the execution count parsed below.
   if nice -n 10 cargo +nightly fuzz run "$target" "${corpus[@]}" -- \
-    -max_total_time="$seconds" -timeout=25 -print_final_stats=1 >"$logs/$target.log" 2>&1; then
+    -max_total_time="$seconds" -runs="$runs" -timeout=25 -print_final_stats=1 >"$logs/$target.log" 2>&1; then
     status=ok
   else
     status=CRASHED
@@ -38,11 +45,13 @@ for target in $(cargo +nightly fuzz list); do
   fi
   nice -n 10 cargo +nightly fuzz cmin "$target" >"$logs/$target.cmin.log" 2>&1 || echo "   cmin failed: $logs/$target.cmin.log"
   files=$(find corpus/"$target" -type f | wc -l)
-  summary+=("$(printf '%-16s %-8s %12s executions  %5s corpus files' "$target" "$status" "${execs:-?}" "$files")")
+  # libFuzzer's closing `Done N runs in S second(s)`.
+  secs=$(grep -oE '^Done [0-9]+ runs in [0-9]+ second' "$logs/$target.log" | awk '{print $5}' | tail -1)
+  summary+=("$(printf '%-16s %-8s %12s executions in %5ss  %5s corpus files' "$target" "$status" "${execs:-?}" "${secs:-?}" "$files")")
 done
 
 echo
-echo "target           status     executions (${seconds}s each)"
+echo "target           status     executions (at most ${seconds}s or ${runs} each)"
 printf '%s\n' "${summary[@]}"
 if [ ${#crashed[@]} -gt 0 ]; then
   echo "crashed: ${crashed[*]} (inputs in fuzz/artifacts/, logs in fuzz/$logs/)"

@@ -70,10 +70,11 @@ fn substitute<T: Clone>(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for object in objects {
-        let name = describe(kind, meta(&mut object.obj));
+        let name = describe(kind, meta(std::sync::Arc::make_mut(&mut object.obj)));
         if let Some(last) = broken.contains(&name).then(|| good.get(&name)).flatten() {
             let mut last = last.clone();
-            let carried = carry_access(meta(&mut object.obj), meta(&mut last.obj));
+            let carried =
+                carry_access(meta(std::sync::Arc::make_mut(&mut object.obj)), meta(std::sync::Arc::make_mut(&mut last.obj)));
             let what = if carried {
                 "has errors; its last good version keeps serving, with the access annotations of this version"
             } else {
@@ -156,7 +157,7 @@ impl Reloader {
         let options = CompileOptions {
             ingress_classes: self.classes.clone(),
             keys: self.key.clone(),
-            upstreams: &self.upstreams,
+            reusable: crate::compile::backend::Reusable::from_table(&self.control.proxy.table.load()),
             serves_tls: self.serves_tls,
         };
         let mut compiled = compile(&snapshot, &options);
@@ -214,6 +215,7 @@ impl Reloader {
         let applied = !(unreadable && self.generation > 1);
         let metrics = &self.control.proxy.telemetry.metrics;
         let changes = if applied {
+            attach_pools(&compiled.table, &self.upstreams);
             attach_stats(&compiled.table, metrics);
             attach_limiters(&compiled.table, &self.limiters);
             metrics.cert_expiry.store(Arc::new(compiled.table.certs.expiry()));
@@ -273,7 +275,7 @@ impl Reloader {
                     gone.push(GoneEndpoint {
                         service: backend.name.clone(),
                         identity: e.identity.clone(),
-                        upstream: e.upstream.clone(),
+                        upstream: e.upstream().clone(),
                         at: now,
                     });
                 }
@@ -292,9 +294,15 @@ impl Reloader {
     }
 }
 
-/// The backends of a table's routes.
+/// The backends of a table's routes, each once (routes sharing a Service port share it).
 fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> {
-    table.routes_and_default().map(|r| &*r.backend)
+    let mut seen = HashSet::new();
+    table.routes_and_default().map(|r| &*r.backend).filter(move |b| seen.insert(std::ptr::from_ref(*b)))
+}
+
+/// Gives every endpoint of a new table its connection pool (the one its address had).
+pub fn attach_pools(table: &RouteTable, upstreams: &UpstreamRegistry) {
+    upstreams.attach(table.backends().flat_map(|b| b.endpoints.iter().map(move |e| (e, b.protocol))));
 }
 
 /// Gives every route of a new table its metric series (the same series as the route's earlier
@@ -327,17 +335,11 @@ struct TableChanges {
 
 impl TableChanges {
     fn between(before: &RouteTable, after: &RouteTable) -> Self {
-        fn routes(t: &RouteTable) -> HashSet<String> {
-            t.routes_and_default()
-                .map(|r| format!("{} {} {} {}", r.host, r.kind.as_str(), r.path, r.backend.name))
-                .collect()
+        fn routes(t: &RouteTable) -> HashSet<(&str, &str, &str, &str)> {
+            t.routes_and_default().map(|r| (&*r.host, r.kind.as_str(), &*r.path, &*r.backend.name)).collect()
         }
-        fn endpoints(t: &RouteTable) -> HashSet<String> {
-            t.routes_and_default()
-                .flat_map(|r| {
-                    r.backend.endpoints.iter().map(|e| format!("{} {} {:?}", r.backend.name, e.addr, e.state))
-                })
-                .collect()
+        fn endpoints(t: &RouteTable) -> HashSet<(&str, std::net::SocketAddr, crate::route::EndpointState)> {
+            backends(t).flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, e.addr, e.state))).collect()
         }
         let (r0, r1) = (routes(before), routes(after));
         let (e0, e1) = (endpoints(before), endpoints(after));

@@ -76,7 +76,7 @@ pub fn status(control: &ControlState) -> Status {
                         EndpointState::Ready => "ready",
                         EndpointState::Draining => "draining",
                     };
-                    endpoint(&e.identity, e.addr, state, e.weight, e.upstream.window.last_minute(now))
+                    endpoint(&e.identity, e.addr, state, e.weight, e.upstream().window.last_minute(now))
                 })
                 .collect();
             for g in gone.iter().filter(|g| g.service == backend.name) {

@@ -8,7 +8,7 @@ pub mod cookie;
 pub mod hash_key;
 pub mod key;
 pub mod nginx_cookie;
-pub mod ring;
+pub mod rendezvous;
 pub mod token;
 
 use http::HeaderMap;
@@ -161,11 +161,11 @@ fn due_for_refresh(policy: &crate::affinity::cookie::StickyPolicy, token: &Token
 fn without_cookie(backend: &Backend, headers: &HeaderMap, cx: &SelectContext<'_>) -> Option<Selection> {
     if let (Some(key), Some(uri)) = (&backend.hash_by, cx.uri) {
         let h = key.hash(uri, headers, cx.client_ip);
-        let endpoint = backend.ring_ready.first(h)?;
+        let endpoint = backend.hash_ready.first(h)?;
         return Some(Selection { endpoint, decision: Decision::HashBy, issue: None, session: Some(h) });
     }
     if backend.client_ip_affinity {
-        let endpoint = backend.ring_ready.first(cx.client_hash)?;
+        let endpoint = backend.hash_ready.first(cx.client_hash)?;
         return Some(Selection { endpoint, decision: Decision::ClientIp, issue: None, session: Some(cx.client_hash) });
     }
     round_robin(backend)
@@ -180,7 +180,7 @@ fn round_robin(backend: &Backend) -> Option<Selection> {
 fn follow(backend: &Backend, mode: AffinityMode, token: Token, key_used: KeyUsed) -> Option<Selection> {
     match (mode, token.mode) {
         (AffinityMode::Balanced, TokenMode::Balanced) => {
-            let endpoint = backend.ring_live.first(token.session)?;
+            let endpoint = backend.hash_live.first(token.session)?;
             Some(Selection { endpoint, decision: Decision::Hit, issue: None, session: Some(token.session) })
         }
         (AffinityMode::Persistent, TokenMode::Persistent) => {
@@ -194,7 +194,7 @@ fn follow(backend: &Backend, mode: AffinityMode, token: Token, key_used: KeyUsed
             }
             // The pinned pod is gone: consistent hashing of the session picks the successor,
             // the same on every replica; the new cookie pins it from now on.
-            let endpoint = backend.ring_ready.first(token.session)?;
+            let endpoint = backend.hash_ready.first(token.session)?;
             let issue = Token { endpoint: backend.endpoints[endpoint].digest, ..token };
             // (`refreshed` is set by the caller, which knows the time.)
             Some(Selection { endpoint, decision: Decision::Failover, issue: Some(issue), session: Some(token.session) })
@@ -207,7 +207,7 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
     match mode {
         AffinityMode::Balanced => {
             let session = rand::random::<u64>();
-            let endpoint = backend.ring_live.first(session)?;
+            let endpoint = backend.hash_live.first(session)?;
             if backend.endpoints[endpoint].state == EndpointState::Ready {
                 let issue = Token::new(TokenMode::Balanced, now, session, 0);
                 return Some(Selection {
@@ -219,7 +219,7 @@ fn new_session(backend: &Backend, mode: AffinityMode, now: u32) -> Option<Select
             }
             // Existing sessions may hash onto a draining pod; new ones must not. Pick a ready
             // pod and look for a session id that lands on it.
-            let target = backend.ring_ready.first(session)?;
+            let target = backend.hash_ready.first(session)?;
             Some(pin_balanced(backend, target, now, Decision::New))
         }
         AffinityMode::Persistent => {
@@ -245,7 +245,7 @@ pub(crate) fn pin_persistent(
 /// until one hashes to `target`. Should that fail (a tiny share of ready pods), the request is
 /// still served by `target`, just without a cookie.
 fn pin_balanced(backend: &Backend, target: usize, now: u32, decision: Decision) -> Selection {
-    let found = (0..1024).map(|_| rand::random::<u64>()).find(|&s| backend.ring_live.first(s) == Some(target));
+    let found = (0..1024).map(|_| rand::random::<u64>()).find(|&s| backend.hash_live.first(s) == Some(target));
     let issue = found.map(|session| Token::new(TokenMode::Balanced, now, session, 0));
     Selection { endpoint: target, decision, issue, session: found }
 }
@@ -261,7 +261,7 @@ pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: 
         let endpoint = (1..=n).map(|k| backend.ready[(start + k) % n]).find(candidate)?;
         return Some(Selection { endpoint, decision: previous.decision, issue: None, session: None });
     };
-    let endpoint = backend.ring_ready.iter(session).find(candidate)?;
+    let endpoint = backend.hash_ready.iter(session).find(candidate)?;
     let Some(policy) = backend.sticky.as_deref() else {
         // Client-address affinity: the next pod in the address's failover order.
         return Some(Selection { endpoint, decision: previous.decision, issue: None, session: Some(session) });
@@ -305,7 +305,7 @@ mod tests {
                     previous_digest: None,
                     nginx_key: [0; 16],
                     weight: 1,
-                    upstream: registry.get(addr, Default::default()),
+                    upstream: registry.get(addr, Default::default()).into(),
                 }
             })
             .collect();

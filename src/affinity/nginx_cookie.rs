@@ -35,7 +35,7 @@ pub fn follow(backend: &Backend, mode: AffinityMode, value: &[u8], keys: &Cookie
                 return None;
             }
             let session = keys.current.digest("tether/nginx-session", key);
-            let endpoint = backend.ring_live.first(session)?;
+            let endpoint = backend.hash_live.first(session)?;
             let issue = Token::new(TokenMode::Balanced, now, session, 0);
             Some(Selection { endpoint, decision: Decision::Migrated, issue: Some(issue), session: Some(session) })
         }

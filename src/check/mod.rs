@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use crate::compile::{compile, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
-use crate::proxy::upstream::UpstreamRegistry;
 use crate::source::files::ManifestDir;
 
 pub use annotations::{AnnotationReport, Verdict};
@@ -77,11 +76,10 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
     let (snapshot, mut diagnostics) = source.load();
     let secret: [u8; 32] = rand::random();
     let key = crate::affinity::token::CookieKey::new(&secret).expect("32 bytes make a key");
-    let upstreams = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
     let compile_options = CompileOptions {
         ingress_classes: options.ingress_classes.clone(),
         keys: crate::affinity::token::CookieKeys::single(key),
-        upstreams: &upstreams,
+        reusable: Default::default(),
         serves_tls: options.tls,
     };
     let compiled = compile(&snapshot, &compile_options);

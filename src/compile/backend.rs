@@ -3,6 +3,7 @@
 //! affinity the Service asks for itself (Traefik annotations, `sessionAffinity: ClientIP`).
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
@@ -57,24 +58,31 @@ pub struct BackendAffinity {
 }
 
 /// Builds each backend once, so routes sharing a Service port share its state.
-pub struct BackendBuilder<'a, 'o> {
+pub struct BackendBuilder<'a> {
     services: &'a ServiceIndex<'a>,
-    options: &'a CompileOptions<'o>,
+    options: &'a CompileOptions,
     built: HashMap<BackendRef, Arc<Backend>>,
     affinity: &'a HashMap<BackendRef, BackendAffinity>,
     backend_settings: &'a HashMap<BackendRef, BackendSettings>,
     keys: Arc<crate::affinity::token::CookieKeys>,
+    keys_id: String,
 }
 
-impl<'a, 'o> BackendBuilder<'a, 'o> {
+impl<'a> BackendBuilder<'a> {
     pub fn new(
         services: &'a ServiceIndex<'a>,
-        options: &'a CompileOptions<'o>,
+        options: &'a CompileOptions,
         affinity: &'a HashMap<BackendRef, BackendAffinity>,
         backend_settings: &'a HashMap<BackendRef, BackendSettings>,
     ) -> Self {
         let keys = Arc::new(options.keys.clone());
-        BackendBuilder { services, options, built: HashMap::new(), affinity, backend_settings, keys }
+        // Names the keys without revealing them: digests of nothing under each.
+        let keys_id = format!(
+            "{:x}/{:x}",
+            keys.current.digest("tether/keys-id", b""),
+            keys.previous.as_ref().map_or(0, |k| k.digest("tether/keys-id", b""))
+        );
+        BackendBuilder { services, options, built: HashMap::new(), affinity, backend_settings, keys, keys_id }
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
@@ -93,10 +101,10 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
         if let Some(b) = self.built.get(key) {
             return b.clone();
         }
-        let keys = &self.options.keys;
         let protocol = self.backend_settings.get(key).map(|s| s.protocol).unwrap_or_default();
         let mut name = None;
-        let mut endpoints = Vec::new();
+        // (endpoint, weight, ingress-nginx upstream name), before any digest is computed.
+        let mut specs = Vec::new();
         let mut problems = Vec::new();
         for (r, weight) in members {
             let port = service_port(&r.port);
@@ -122,38 +130,59 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
                 Some(owner) => format!("{}/{}:{} for {owner}", r.namespace, r.service, resolved.port),
             });
             // ingress-nginx names the upstream `<namespace>-<service>-<port>`.
-            let nginx_name = format!("{}-{}-{}", r.namespace, r.service, r.port);
+            let nginx_name: Arc<str> = format!("{}-{}-{}", r.namespace, r.service, r.port).into();
             let per_endpoint =
                 if resolved.endpoints.is_empty() { 0 } else { weight * 1000 / resolved.endpoints.len() as u32 };
-            endpoints.extend(resolved.endpoints.into_iter().map(|e| Endpoint {
-                digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
-                previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
-                nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
-                upstream: self.options.upstreams.get(e.addr, protocol),
-                identity: e.identity.into(),
-                addr: e.addr,
-                state: e.state,
-                weight: if *weight == 0 { 0 } else { per_endpoint.max(1) },
-            }));
+            let weight = if *weight == 0 { 0 } else { per_endpoint.max(1) };
+            specs.extend(resolved.endpoints.into_iter().map(|e| (e, weight, nginx_name.clone())));
         }
         let name = name.unwrap_or_else(|| format!("{}/{}:{}", key.namespace, key.service, key.port));
-        let problem = match (endpoints.is_empty(), problems.first()) {
+        let problem = match (specs.is_empty(), problems.first()) {
             (false, _) => None,
             (true, Some(reason)) => Some(reason.clone()),
             (true, None) => Some(format!("Service {}/{} has no ready endpoints", key.namespace, key.service)),
         };
         let (sticky, client_ip) = self.affinity_of(key, &name, diags);
+        let settings = self.backend_settings.get(key);
+        let (hash_by, balance) = settings.map(|b| (b.hash_by.clone(), b.balance)).unwrap_or_default();
+
+        // Everything the backend is built from: the same fingerprint gives the same backend, so
+        // the previous table's is kept (its counters and pools with it).
+        let mut fp = Fingerprint::default();
+        let _ = write!(fp, "{name}|{problem:?}|{protocol:?}|{sticky:?}|{client_ip}|{hash_by:?}|{balance:?}|{}|", self.keys_id);
+        for (e, weight, nginx_name) in &specs {
+            let _ = write!(fp, "{}|{}|{:?}|{weight}|{nginx_name};", e.identity, e.addr, e.state);
+        }
+        let fingerprint = fp.finish();
+        if let Some(kept) = self.options.reusable.get(fingerprint) {
+            self.built.insert(key.clone(), kept.clone());
+            return kept;
+        }
+
+        let keys = &self.options.keys;
+        let endpoints = specs
+            .into_iter()
+            .map(|(e, weight, nginx_name)| Endpoint {
+                digest: keys.current.digest("tether/endpoint", e.identity.as_bytes()),
+                previous_digest: keys.previous.as_ref().map(|k| k.digest("tether/endpoint", e.identity.as_bytes())),
+                nginx_key: crate::affinity::nginx_cookie::persistent_key(&nginx_name, e.addr),
+                upstream: Default::default(),
+                identity: e.identity.into(),
+                addr: e.addr,
+                state: e.state,
+                weight,
+            })
+            .collect();
         // The scope only separates backends inside the MAC; it need not be secret, and being
         // unkeyed it survives key rotation.
         let scope = xxhash_rust::xxh3::xxh3_64(format!("tether/backend/{name}").as_bytes());
         let mut backend = Backend::new(name, endpoints, scope, sticky, problem);
         backend.keys = self.keys.clone();
         backend.client_ip_affinity = client_ip;
-        if let Some(b) = self.backend_settings.get(key) {
-            backend.hash_by = b.hash_by.clone();
-            backend.balance = b.balance;
-        }
+        backend.hash_by = hash_by;
+        backend.balance = balance;
         backend.protocol = protocol;
+        backend.fingerprint = fingerprint;
         let backend = Arc::new(backend);
         self.built.insert(key.clone(), backend.clone());
         backend
@@ -219,6 +248,45 @@ impl<'a, 'o> BackendBuilder<'a, 'o> {
             (None, Some(policy)) => (Some(Arc::new(policy)), client_ip),
             (None, None) => (None, client_ip),
         }
+    }
+}
+
+/// The backends of the previous route table by fingerprint, offered to the next compile: what
+/// did not change is kept by `Arc` (its endpoints' pools, windows and balancer state too) instead
+/// of being built again. Compiling with or without them gives the same table.
+#[derive(Default)]
+pub struct Reusable {
+    by_fingerprint: HashMap<u128, Arc<Backend>>,
+}
+
+impl Reusable {
+    pub fn from_table(table: &crate::route::RouteTable) -> Self {
+        let by_fingerprint =
+            table.backends().filter(|b| b.fingerprint != 0).map(|b| (b.fingerprint, b.clone())).collect();
+        Reusable { by_fingerprint }
+    }
+
+    fn get(&self, fingerprint: u128) -> Option<Arc<Backend>> {
+        self.by_fingerprint.get(&fingerprint).cloned()
+    }
+}
+
+/// A 128-bit hash of what is written into it (with `write!`, so `Debug` forms of the inputs
+/// can be hashed without building strings).
+#[derive(Default)]
+struct Fingerprint(xxhash_rust::xxh3::Xxh3Default);
+
+impl Fingerprint {
+    fn finish(&self) -> u128 {
+        // 0 marks backends built outside compile(); never produce it.
+        self.0.digest128().max(1)
+    }
+}
+
+impl std::fmt::Write for Fingerprint {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
     }
 }
 

@@ -51,7 +51,7 @@ pub fn our_gateways(snapshot: &Snapshot) -> impl Iterator<Item = &Sourced<crate:
 /// Adds the HTTPRoutes attached to tether's Gateways to `table`.
 pub fn compile_http_routes(
     snapshot: &Snapshot,
-    options: &CompileOptions<'_>,
+    options: &CompileOptions,
     table: &mut RouteTable,
     diags: &mut Vec<Diagnostic>,
 ) {

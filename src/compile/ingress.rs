@@ -41,7 +41,7 @@ struct PendingRoute {
     access: Option<Arc<AccessPolicy>>,
 }
 
-pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions<'_>, diags: &mut Vec<Diagnostic>) -> RouteTable {
+pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions, diags: &mut Vec<Diagnostic>) -> RouteTable {
     let services = ServiceIndex::new(snapshot);
     let mut ingresses: Vec<&Sourced<Ingress>> =
         snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)).collect();
@@ -441,7 +441,7 @@ fn validate_host(host: &str) -> Result<(), String> {
 fn is_ours(
     ing: &Sourced<Ingress>,
     classes: &[Sourced<IngressClass>],
-    options: &CompileOptions<'_>,
+    options: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
     let meta = &ing.obj.metadata;
@@ -479,7 +479,7 @@ fn is_ours(
     ours
 }
 
-fn sticky_of(backend: &Backend, p: &PendingRoute, builder: &BackendBuilder<'_, '_>) -> Option<RouteSticky> {
+fn sticky_of(backend: &Backend, p: &PendingRoute, builder: &BackendBuilder<'_>) -> Option<RouteSticky> {
     let default_path = match p.kind {
         PathKind::Regex => literal_prefix(&p.path),
         _ => &p.path,

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use crate::affinity::token::CookieKeys;
 use crate::diag::Diagnostic;
 use crate::model::Snapshot;
-use crate::proxy::upstream::UpstreamRegistry;
 use crate::route::RouteTable;
 
 /// The controller name tether's IngressClass objects carry.
@@ -27,12 +26,12 @@ pub const CONTROLLER_NAME: &str = "tether.dev/ingress-controller";
 pub const DEFAULT_CLASS: &str = "tether";
 
 /// What compile needs besides the objects.
-pub struct CompileOptions<'a> {
+pub struct CompileOptions {
     /// Ingress classes served (names), e.g. `tether`, `nginx`.
     pub ingress_classes: Vec<String>,
     pub keys: CookieKeys,
-    /// Connection pools, shared across reloads (only looked up, never used, while compiling).
-    pub upstreams: &'a UpstreamRegistry,
+    /// The previous table's backends, kept where nothing they are built from changed.
+    pub reusable: backend::Reusable,
     /// A TLS listener is running (`--listen-tls`): hosts with TLS redirect plain HTTP to it.
     pub serves_tls: bool,
 }
@@ -47,7 +46,7 @@ pub struct Compiled {
 
 /// Compiles a snapshot. Never fails: problems become diagnostics and the affected part is
 /// left out (or served with a 503 explaining why).
-pub fn compile(snapshot: &Snapshot, options: &CompileOptions<'_>) -> Compiled {
+pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
     let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
     openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics);

@@ -83,7 +83,7 @@ struct Planned<'a> {
 /// Adds the snapshot's Routes to `table` (after the Ingresses: on a conflict the Ingress wins).
 pub fn compile_routes(
     snapshot: &Snapshot,
-    options: &CompileOptions<'_>,
+    options: &CompileOptions,
     table: &mut RouteTable,
     diags: &mut Vec<Diagnostic>,
 ) {

@@ -46,12 +46,12 @@ impl<'a> ServiceIndex<'a> {
         for s in &snapshot.endpoint_slices {
             let meta = &s.obj.metadata;
             if let Some(svc) = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                slices.entry((model::namespace(meta), svc.as_str())).or_default().push(&s.obj);
+                slices.entry((model::namespace(meta), svc.as_str())).or_default().push(&*s.obj);
             }
         }
         let mut endpoints = HashMap::new();
         for e in &snapshot.endpoints {
-            endpoints.insert((model::namespace(&e.obj.metadata), model::name(&e.obj.metadata)), &e.obj);
+            endpoints.insert((model::namespace(&e.obj.metadata), model::name(&e.obj.metadata)), &*e.obj);
         }
         ServiceIndex { services, slices, endpoints }
     }

@@ -5,7 +5,6 @@ use std::path::Path;
 use crate::affinity::token::{CookieKey, CookieKeys};
 use crate::compile::{compile, CompileOptions, Compiled};
 use crate::diag::Severity;
-use crate::proxy::upstream::UpstreamRegistry;
 use crate::source::parse::parse_file;
 
 const SERVICES: &str = r#"
@@ -29,11 +28,10 @@ endpoints:
 fn compiled(ingresses: &str, classes: &[&str]) -> Compiled {
     let parsed = parse_file(Path::new("t.yaml"), &format!("{SERVICES}---\n{ingresses}"));
     assert!(!parsed.failed, "{:?}", parsed.diagnostics);
-    let registry = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
     let options = CompileOptions {
         ingress_classes: classes.iter().map(|c| c.to_string()).collect(),
         keys: CookieKeys::single(CookieKey::new(&[1; 32]).unwrap()),
-        upstreams: &registry,
+        reusable: Default::default(),
         serves_tls: true,
     };
     compile(&parsed.objects, &options)

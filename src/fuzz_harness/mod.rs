@@ -106,15 +106,17 @@ pub fn fixture_table() -> &'static Arc<RouteTable> {
 }
 
 fn compile_snapshot(snapshot: &crate::model::Snapshot, serves_tls: bool) -> crate::compile::Compiled {
-    // A registry per compile: it remembers every address it was asked for.
-    let upstreams = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
     let options = CompileOptions {
         ingress_classes: vec!["tether".into(), "nginx".into(), "traefik".into()],
         keys: cookie_keys().clone(),
-        upstreams: &upstreams,
+        reusable: Default::default(),
         serves_tls,
     };
-    compile(snapshot, &options)
+    let compiled = compile(snapshot, &options);
+    // A registry per compile: it remembers every address it was asked for.
+    let upstreams = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
+    crate::reload::attach_pools(&compiled.table, &upstreams);
+    compiled
 }
 
 /// Path normalisation and route lookup. Input: `host\npath[?query]\nMETHOD\nheader: value...`

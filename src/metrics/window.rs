@@ -32,9 +32,15 @@ struct WorkerCounts {
     slots: [(AtomicU32, AtomicU64); SLOTS],
 }
 
-/// Requests and sessions of the last minute.
+/// Requests and sessions of the last minute. Its 2 KiB are taken on the first request: most
+/// endpoints of a big cluster never see one on a given replica.
 pub struct EndpointWindow {
-    sketch: Box<[SketchSlot; SLOTS]>,
+    workers: usize,
+    counts: std::sync::OnceLock<Box<Counts>>,
+}
+
+struct Counts {
+    sketch: [SketchSlot; SLOTS],
     workers: Box<[CachePadded<WorkerCounts>]>,
 }
 
@@ -48,17 +54,20 @@ pub struct Minute {
 
 impl EndpointWindow {
     pub fn new(workers: usize) -> Self {
-        EndpointWindow {
-            sketch: Box::default(),
-            workers: (0..workers.max(1)).map(|_| CachePadded::new(WorkerCounts::default())).collect(),
-        }
+        EndpointWindow { workers: workers.max(1), counts: std::sync::OnceLock::new() }
     }
 
     /// Counts one request at `now` (unix seconds), of session `session` if it has one.
     pub fn record(&self, now: u32, session: Option<u64>) {
+        let counts = self.counts.get_or_init(|| {
+            Box::new(Counts {
+                sketch: Default::default(),
+                workers: (0..self.workers).map(|_| CachePadded::new(WorkerCounts::default())).collect(),
+            })
+        });
         let epoch = now / SLOT_SECONDS;
         let index = epoch as usize % SLOTS;
-        let worker = &self.workers[crate::proxy::upstream::worker_index() % self.workers.len()];
+        let worker = &counts.workers[crate::proxy::upstream::worker_index() % counts.workers.len()];
         let (slot_epoch, requests) = &worker.slots[index];
         if slot_epoch.load(Relaxed) != epoch {
             // Only this worker writes its counts: resetting cannot lose another's.
@@ -67,7 +76,7 @@ impl EndpointWindow {
         }
         requests.fetch_add(1, Relaxed);
         let Some(id) = session else { return };
-        let slot = &self.sketch[index];
+        let slot = &counts.sketch[index];
         if slot.epoch.load(Relaxed) != epoch && slot.epoch.swap(epoch, Relaxed) != epoch {
             // The first to see a new slot period clears it (a register another worker sets in
             // the same instant may be lost: the sketch is an estimate anyway).
@@ -86,9 +95,10 @@ impl EndpointWindow {
 
     /// The minute before `now`: the slots of the last 60 seconds, merged.
     pub fn last_minute(&self, now: u32) -> Minute {
+        let Some(counts) = self.counts.get() else { return Minute::default() };
         let current = now / SLOT_SECONDS;
         let fresh = |epoch: u32| epoch != 0 && current.saturating_sub(epoch) < SLOTS as u32;
-        let requests = self
+        let requests = counts
             .workers
             .iter()
             .flat_map(|w| w.slots.iter())
@@ -96,7 +106,7 @@ impl EndpointWindow {
             .map(|(_, n)| n.load(Relaxed))
             .sum();
         let mut merged = [0u8; REGISTERS];
-        for slot in self.sketch.iter().filter(|s| fresh(s.epoch.load(Relaxed))) {
+        for slot in counts.sketch.iter().filter(|s| fresh(s.epoch.load(Relaxed))) {
             for (m, r) in merged.iter_mut().zip(&slot.registers) {
                 *m = (*m).max(r.load(Relaxed));
             }

@@ -6,17 +6,32 @@ pub mod gateway;
 pub mod openshift;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// One object plus where it came from (for diagnostics).
-#[derive(Clone, Debug)]
+/// One object plus where it came from (for diagnostics). The object is shared: a snapshot is
+/// cheap to assemble from unchanged files and watch caches, and an unchanged object is the same
+/// allocation from one reload to the next.
+#[derive(Debug)]
 pub struct Sourced<T> {
     pub file: Option<PathBuf>,
-    pub obj: T,
+    pub obj: Arc<T>,
+}
+
+impl<T> Clone for Sourced<T> {
+    fn clone(&self) -> Self {
+        Sourced { file: self.file.clone(), obj: self.obj.clone() }
+    }
+}
+
+impl<T> Sourced<T> {
+    pub fn new(file: Option<PathBuf>, obj: T) -> Self {
+        Sourced { file, obj: Arc::new(obj) }
+    }
 }
 
 /// Every object tether understands, as one immutable set.

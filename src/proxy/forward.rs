@@ -250,14 +250,14 @@ async fn route_and_forward(
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..max_tries {
         let endpoint = &backend.endpoints[selection.endpoint];
-        let in_flight = backend.tracks_load().then(|| InFlight::start(&endpoint.upstream));
-        let (answer, again) = match send(&endpoint.upstream, req, upload.as_deref(), &timeouts).await {
+        let in_flight = backend.tracks_load().then(|| InFlight::start(endpoint.upstream()));
+        let (answer, again) = match send(endpoint.upstream(), req, upload.as_deref(), &timeouts).await {
             Ok((response, sender)) => {
                 notes.upstream = Some(endpoint.addr);
                 // From the request head, not the send: one clock read fewer per request, and
                 // routing takes microseconds.
                 notes.upstream_time = Some(started.elapsed());
-                endpoint.upstream.window.record(now, selection.session);
+                endpoint.upstream().window.record(now, selection.session);
                 if detailed {
                     notes.pod = Some(endpoint.identity.clone());
                     notes.service = Some(backend.name.clone());
@@ -286,7 +286,7 @@ async fn route_and_forward(
                         return finish_response(
                             response,
                             (sender, in_flight),
-                            &endpoint.upstream,
+                            endpoint.upstream(),
                             pieces,
                             user_agent.as_deref(),
                             client_upgrade.map(|c| (c, &upgrades)),

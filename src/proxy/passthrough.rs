@@ -60,7 +60,7 @@ impl AsyncWrite for Recording {
 pub async fn hand_over(client: Recording, backend: Arc<Backend>, client_hash: u64, connect_timeout: Duration) {
     let Recording { inner: mut client, seen, .. } = client;
     // The failover order of the client's address: the next pod when one refuses.
-    for endpoint in backend.ring_ready.iter(client_hash).take(3) {
+    for endpoint in backend.hash_ready.iter(client_hash).take(3) {
         let addr = backend.endpoints[endpoint].addr;
         let mut pod = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(pod)) => pod,

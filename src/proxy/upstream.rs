@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -43,11 +43,13 @@ pub enum ConnectError {
     Tls(SocketAddr, std::io::Error),
 }
 
-/// One pod address and its idle connections.
+/// One pod address and its idle connections. Small until used: the queues (and the window) are
+/// made on first use, since most endpoints of a big cluster never see a request here.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub protocol: PodProtocol,
-    idle: Box<[ArrayQueue<(Sender, Instant)>]>,
+    workers: usize,
+    idle: OnceLock<Box<[ArrayQueue<(Sender, Instant)>]>>,
     /// Idle connections older than this are closed rather than reused.
     idle_timeout: Duration,
     /// Requests in flight and latency, for least-connections and EWMA balancing.
@@ -64,11 +66,11 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     fn new(addr: SocketAddr, protocol: PodProtocol, workers: usize, idle_timeout: Duration) -> Self {
-        let idle = (0..workers.max(1)).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect();
         Upstream {
             addr,
             protocol,
-            idle,
+            workers: workers.max(1),
+            idle: OnceLock::new(),
             idle_timeout,
             load: Default::default(),
             window: crate::metrics::window::EndpointWindow::new(workers),
@@ -76,12 +78,15 @@ impl Upstream {
     }
 
     fn my_queue(&self) -> &ArrayQueue<(Sender, Instant)> {
-        let i = WORKER_INDEX.with(Cell::get);
-        &self.idle[i % self.idle.len()]
+        let queues = self.idle.get_or_init(|| (0..self.workers).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect());
+        &queues[WORKER_INDEX.with(Cell::get) % queues.len()]
     }
 
     /// An idle connection that is still open, if any (for HTTP/2: a handle on the shared one).
     pub async fn take_idle(&self) -> Option<Sender> {
+        if self.idle.get().is_none() {
+            return None;
+        }
         let queue = self.my_queue();
         while let Some((mut sender, since)) = queue.pop() {
             // A pod closes idle connections on its own schedule; one idle too long is more
@@ -170,14 +175,34 @@ impl UpstreamRegistry {
         fresh
     }
 
-    /// The pool for `addr` spoken to in `protocol` (only called while compiling, never per
-    /// request).
+    /// The pool for `addr` spoken to in `protocol`: the one the previous tables used, or a new
+    /// one. Called when a compiled table gets its pools, never per request.
     pub fn get(&self, addr: SocketAddr, protocol: PodProtocol) -> Arc<Upstream> {
         let mut map = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        self.get_locked(&mut map, addr, protocol)
+    }
+
+    /// Gives every endpoint of a new table its pool (endpoints of backends kept from the last
+    /// table have theirs already), under one lock, then forgets pools no table holds.
+    pub fn attach<'a>(&self, endpoints: impl Iterator<Item = (&'a crate::route::Endpoint, PodProtocol)>) {
+        let mut map = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        for (endpoint, protocol) in endpoints {
+            if endpoint.upstream.get().is_none() {
+                let _ = endpoint.upstream.set(self.get_locked(&mut map, endpoint.addr, protocol));
+            }
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+    }
+
+    fn get_locked(
+        &self,
+        map: &mut HashMap<(SocketAddr, PodProtocol), Weak<Upstream>>,
+        addr: SocketAddr,
+        protocol: PodProtocol,
+    ) -> Arc<Upstream> {
         if let Some(existing) = map.get(&(addr, protocol)).and_then(Weak::upgrade) {
             return existing;
         }
-        map.retain(|_, w| w.strong_count() > 0);
         let fresh = Arc::new(Upstream::new(addr, protocol, self.workers, self.idle_timeout));
         map.insert((addr, protocol), Arc::downgrade(&fresh));
         fresh

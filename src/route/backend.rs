@@ -2,16 +2,16 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::affinity::cookie::StickyPolicy;
 use crate::affinity::hash_key::HashKey;
-use crate::affinity::ring::{Ring, POINTS_PER_ENDPOINT};
+use crate::affinity::rendezvous::Rendezvous;
 use crate::affinity::token::{CookieKeys, KeyUsed};
 use crate::proxy::upstream::Upstream;
 
 /// Whether an endpoint takes new sessions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndpointState {
     /// Ready: eligible for new sessions.
     Ready,
@@ -61,7 +61,16 @@ pub struct Endpoint {
     /// Share of new sessions and requests (relative to the other endpoints); 0 takes none, but
     /// keeps the sessions already pinned to it.
     pub weight: u32,
-    pub upstream: Arc<Upstream>,
+    /// The pod's connection pool, load and window: attached after compiling (compile touches
+    /// no pool), before the table serves; shared by every backend and table with this address.
+    pub upstream: OnceLock<Arc<Upstream>>,
+}
+
+impl Endpoint {
+    /// The endpoint's pool. Every table is given its pools before it serves a request.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        self.upstream.get().expect("pools are attached before a route table serves")
+    }
 }
 
 /// A Service port and how to spread requests over its endpoints.
@@ -74,10 +83,10 @@ pub struct Backend {
     pub ready: Box<[usize]>,
     /// Round-robin order: `ready`, or a smooth weighted order when weights differ.
     schedule: Box<[usize]>,
-    /// Ring over ready endpoints (new sessions, failover).
-    pub ring_ready: Ring,
-    /// Ring over ready and draining endpoints (existing balanced sessions).
-    pub ring_live: Ring,
+    /// Consistent hash over ready endpoints (new sessions, failover).
+    pub hash_ready: Rendezvous,
+    /// Consistent hash over ready and draining endpoints (existing balanced sessions).
+    pub hash_live: Rendezvous,
     /// Binds cookies to this backend.
     pub scope: u64,
     /// The cookie keys the endpoint digests were computed with: they travel with the backend,
@@ -93,6 +102,9 @@ pub struct Backend {
     pub protocol: crate::proxy::upstream::PodProtocol,
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
+    /// A hash of everything the backend was compiled from (0 outside compile): the next
+    /// compile keeps this backend when it would build the same one.
+    pub fingerprint: u128,
     digests: Box<[(u64, usize)]>,
     previous_digests: Box<[(u64, usize)]>,
     round_robin: AtomicUsize,
@@ -112,15 +124,8 @@ impl Backend {
             .filter(|(_, e)| e.state == EndpointState::Ready && e.weight > 0)
             .map(|(i, _)| i)
             .collect();
-        let max_weight = u64::from(endpoints.iter().map(|e| e.weight).max().unwrap_or(1).max(1));
-        let points = |w: u32| match w {
-            0 => 0,
-            w => ((u64::from(POINTS_PER_ENDPOINT) * u64::from(w) / max_weight) as u32).max(1),
-        };
-        let ring_ready =
-            Ring::build_weighted(ready.iter().map(|&i| (i, &*endpoints[i].identity, points(endpoints[i].weight))));
-        let ring_live =
-            Ring::build_weighted(endpoints.iter().enumerate().map(|(i, e)| (i, &*e.identity, points(e.weight))));
+        let hash_ready = Rendezvous::build(ready.iter().map(|&i| (i, &*endpoints[i].identity, endpoints[i].weight)));
+        let hash_live = Rendezvous::build(endpoints.iter().enumerate().map(|(i, e)| (i, &*e.identity, e.weight)));
         let schedule = weighted_schedule(&ready, &endpoints);
         let mut digests: Vec<(u64, usize)> = endpoints.iter().enumerate().map(|(i, e)| (e.digest, i)).collect();
         digests.sort_unstable();
@@ -132,8 +137,8 @@ impl Backend {
             endpoints: endpoints.into_boxed_slice(),
             ready,
             schedule,
-            ring_ready,
-            ring_live,
+            hash_ready,
+            hash_live,
             scope,
             keys: unset_keys(),
             sticky,
@@ -142,6 +147,7 @@ impl Backend {
             balance: Balance::RoundRobin,
             protocol: Default::default(),
             problem: problem.map(Into::into),
+            fingerprint: 0,
             digests: digests.into_boxed_slice(),
             previous_digests: previous_digests.into_boxed_slice(),
             round_robin: AtomicUsize::new(0),
@@ -179,7 +185,7 @@ impl Backend {
         let start = self.round_robin.fetch_add(1, Ordering::Relaxed);
         let cost = |i: usize| {
             let e = &self.endpoints[i];
-            (u64::from(e.upstream.load.in_flight()) + 1, u64::from(e.weight.max(1)))
+            (u64::from(e.upstream().load.in_flight()) + 1, u64::from(e.weight.max(1)))
         };
         (0..n).map(|k| self.ready[(start + k) % n]).min_by(|&a, &b| {
             let ((la, wa), (lb, wb)) = (cost(a), cost(b));
@@ -196,7 +202,7 @@ impl Backend {
             _ => {
                 let a = rand::random_range(0..n);
                 let b = (a + rand::random_range(1..n)) % n;
-                let score = |k: usize| self.endpoints[self.ready[k]].upstream.load.ewma_score();
+                let score = |k: usize| self.endpoints[self.ready[k]].upstream().load.ewma_score();
                 Some(self.ready[if score(b) < score(a) { b } else { a }])
             }
         }
@@ -276,7 +282,7 @@ mod tests {
                     previous_digest: None,
                     nginx_key: [0; 16],
                     weight,
-                    upstream: registry.get(addr, Default::default()),
+                    upstream: registry.get(addr, Default::default()).into(),
                 }
             })
             .collect()
@@ -299,7 +305,7 @@ mod tests {
         let mut b = Backend::new("b".into(), endpoints(&[1, 1, 1]), 0, None, None);
         b.balance = Balance::LeastConn;
         let busy: Vec<_> =
-            [0, 0, 2].iter().map(|&i| crate::proxy::load::InFlight::start(&b.endpoints[i].upstream)).collect();
+            [0, 0, 2].iter().map(|&i| crate::proxy::load::InFlight::start(b.endpoints[i].upstream())).collect();
         for _ in 0..10 {
             assert_eq!(b.next_balanced(), Some(1), "pod 1 has nothing in flight");
         }
@@ -309,8 +315,8 @@ mod tests {
 
         let mut b = Backend::new("b".into(), endpoints(&[1, 1]), 0, None, None);
         b.balance = Balance::Ewma;
-        b.endpoints[0].upstream.load.record(50_000.0);
-        b.endpoints[1].upstream.load.record(1_000.0);
+        b.endpoints[0].upstream().load.record(50_000.0);
+        b.endpoints[1].upstream().load.record(1_000.0);
         for _ in 0..20 {
             assert_eq!(b.next_balanced(), Some(1), "two pods: the faster always wins");
         }

@@ -236,6 +236,14 @@ impl RouteTable {
     pub fn routes_and_default(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes().chain(self.default_route.iter())
     }
+
+    /// Every backend the table can send to (routes', canaries' and passthrough ones), once per
+    /// route that holds it.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.routes_and_default()
+            .flat_map(|r| std::iter::once(&r.backend).chain(r.canary.as_ref().map(|c| &c.backend)))
+            .chain(self.passthrough.values())
+    }
 }
 
 fn strip_port(host: &str) -> &str {

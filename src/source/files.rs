@@ -8,18 +8,35 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
 use crate::model::Snapshot;
-use crate::source::parse::parse_file;
+use crate::source::parse::{parse_file, ParsedFile};
 
 /// Reads a manifest directory, remembering each file's last good contents.
 #[derive(Debug)]
 pub struct ManifestDir {
     root: PathBuf,
     last_good: HashMap<PathBuf, Snapshot>,
+    /// Each file's last parse, by a hash of its bytes: a reload parses only the files whose
+    /// bytes changed, and unchanged objects stay the same allocations.
+    parsed: HashMap<PathBuf, (u128, ParsedFile)>,
 }
 
 impl ManifestDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ManifestDir { root: root.into(), last_good: HashMap::new() }
+        ManifestDir { root: root.into(), last_good: HashMap::new(), parsed: HashMap::new() }
+    }
+
+    /// The file parsed, or its last parse when its bytes are the same. (The bytes are compared,
+    /// not the modification time, which two quick writes can share.)
+    fn parse_cached(&mut self, path: &Path, text: &str) -> ParsedFile {
+        let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        if let Some((seen, parsed)) = self.parsed.get(path) {
+            if *seen == hash {
+                return parsed.clone();
+            }
+        }
+        let parsed = parse_file(path, text);
+        self.parsed.insert(path.to_path_buf(), (hash, parsed.clone()));
+        parsed
     }
 
     pub fn root(&self) -> &Path {
@@ -39,8 +56,8 @@ impl ManifestDir {
         let mut seen = HashMap::new();
         for path in files {
             let parsed = match std::fs::read_to_string(&path) {
-                Ok(text) => parse_file(&path, &text),
-                Err(e) => crate::source::parse::ParsedFile {
+                Ok(text) => self.parse_cached(&path, &text),
+                Err(e) => ParsedFile {
                     failed: true,
                     diagnostics: vec![Diagnostic::error(format!("cannot read file: {e}")).file(&path)],
                     ..Default::default()
@@ -64,6 +81,7 @@ impl ManifestDir {
         }
         // Deleted files take their objects with them.
         self.last_good.retain(|path, _| seen.contains_key(path));
+        self.parsed.retain(|path, _| seen.contains_key(path));
         (snapshot, diagnostics)
     }
 }

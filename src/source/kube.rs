@@ -230,13 +230,13 @@ impl CustomKind {
             serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
         }
         match self {
-            CustomKind::GatewayClass => snapshot.gateway_classes.push(Sourced { file: None, obj: typed(value)? }),
-            CustomKind::Gateway => snapshot.gateways.push(Sourced { file: None, obj: typed(value)? }),
-            CustomKind::HttpRoute => snapshot.http_routes.push(Sourced { file: None, obj: typed(value)? }),
+            CustomKind::GatewayClass => snapshot.gateway_classes.push(Sourced::new(None, typed(value)?)),
+            CustomKind::Gateway => snapshot.gateways.push(Sourced::new(None, typed(value)?)),
+            CustomKind::HttpRoute => snapshot.http_routes.push(Sourced::new(None, typed(value)?)),
             CustomKind::BackendTrafficPolicy => {
-                snapshot.backend_traffic_policies.push(Sourced { file: None, obj: typed(value)? })
+                snapshot.backend_traffic_policies.push(Sourced::new(None, typed(value)?))
             }
-            CustomKind::OpenShiftRoute => snapshot.routes.push(Sourced { file: None, obj: typed(value)? }),
+            CustomKind::OpenShiftRoute => snapshot.routes.push(Sourced::new(None, typed(value)?)),
         }
         Ok(())
     }
@@ -360,7 +360,7 @@ fn forget(problems: &Mutex<Vec<Diagnostic>>, resource: &str) {
 }
 
 fn objects<K: Resource<DynamicType = ()> + Clone + 'static>(stores: &[Store<K>]) -> Vec<Sourced<K>> {
-    stores.iter().flat_map(|s| s.state()).map(|o| Sourced { file: None, obj: (*o).clone() }).collect()
+    stores.iter().flat_map(|s| s.state()).map(|o| Sourced { file: None, obj: o }).collect()
 }
 
 impl Source for KubeSource {

@@ -10,7 +10,7 @@ use crate::diag::Diagnostic;
 use crate::model::{Snapshot, Sourced};
 
 /// What one file held: its objects, and whether any part of it was unusable.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ParsedFile {
     pub objects: Snapshot,
     pub diagnostics: Vec<Diagnostic>,
@@ -107,47 +107,47 @@ impl ParsedFile {
             },
             ("networking.k8s.io/v1", "Ingress") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.ingresses.push(Sourced { file, obj });
+                    self.objects.ingresses.push(Sourced::new(file, obj));
                 }
             }
             ("networking.k8s.io/v1", "IngressClass") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.ingress_classes.push(Sourced { file, obj });
+                    self.objects.ingress_classes.push(Sourced::new(file, obj));
                 }
             }
             ("v1", "Service") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.services.push(Sourced { file, obj });
+                    self.objects.services.push(Sourced::new(file, obj));
                 }
             }
             ("discovery.k8s.io/v1", "EndpointSlice") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.endpoint_slices.push(Sourced { file, obj });
+                    self.objects.endpoint_slices.push(Sourced::new(file, obj));
                 }
             }
             ("gateway.networking.k8s.io/v1", "GatewayClass") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.gateway_classes.push(Sourced { file, obj });
+                    self.objects.gateway_classes.push(Sourced::new(file, obj));
                 }
             }
             ("gateway.networking.k8s.io/v1", "Gateway") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.gateways.push(Sourced { file, obj });
+                    self.objects.gateways.push(Sourced::new(file, obj));
                 }
             }
             ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.http_routes.push(Sourced { file, obj });
+                    self.objects.http_routes.push(Sourced::new(file, obj));
                 }
             }
             ("gateway.networking.x-k8s.io/v1alpha1", "XBackendTrafficPolicy") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.backend_traffic_policies.push(Sourced { file, obj });
+                    self.objects.backend_traffic_policies.push(Sourced::new(file, obj));
                 }
             }
             ("route.openshift.io/v1", "Route") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.routes.push(Sourced { file, obj });
+                    self.objects.routes.push(Sourced::new(file, obj));
                 }
             }
             ("v1", "Secret") => {
@@ -155,7 +155,7 @@ impl ParsedFile {
                     // TLS Secrets for certificates; Opaque ones (the default type) for auth
                     // users and CA bundles.
                     if matches!(obj.type_.as_deref(), None | Some("kubernetes.io/tls" | "Opaque")) {
-                        self.objects.secrets.push(Sourced { file, obj });
+                        self.objects.secrets.push(Sourced::new(file, obj));
                     } else {
                         self.diagnostics.push(
                             Diagnostic::notice("not of type kubernetes.io/tls or Opaque; tether does not read it")
@@ -168,7 +168,7 @@ impl ParsedFile {
             }
             ("v1", "Endpoints") => {
                 if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.endpoints.push(Sourced { file, obj });
+                    self.objects.endpoints.push(Sourced::new(file, obj));
                 }
             }
             (_, "Ingress" | "IngressClass" | "EndpointSlice") => self.fail(
