@@ -8,8 +8,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 N=${IDLE_CONNS:-5000} PORT=18400 POD=18401
-(cd "$ROOT" && cargo build --release --locked -q)
-bin=$ROOT/target/release/tether
+# TETHER_BIN=path runs a given binary instead of building one.
+bin=${TETHER_BIN:-}
+if [ -z "$bin" ]; then
+  (cd "$ROOT" && cargo build --release --locked -q)
+  bin=$ROOT/target/release/tether
+fi
 work=$(mktemp -d /tmp/tether-idle.XXXXXX)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT

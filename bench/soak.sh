@@ -9,8 +9,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SECS=${SOAK_SECONDS:-600} PORT=18500
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-(cd "$ROOT" && cargo build --release --locked -q)
-bin=$ROOT/target/release/tether
+# TETHER_BIN=path runs a given binary instead of building one.
+bin=${TETHER_BIN:-}
+if [ -z "$bin" ]; then
+  (cd "$ROOT" && cargo build --release --locked -q)
+  bin=$ROOT/target/release/tether
+fi
 work=$(mktemp -d /tmp/tether-soak.XXXXXX)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -73,8 +73,10 @@ fn substitute<T: Clone>(
         let name = describe(kind, meta(std::sync::Arc::make_mut(&mut object.obj)));
         if let Some(last) = broken.contains(&name).then(|| good.get(&name)).flatten() {
             let mut last = last.clone();
-            let carried =
-                carry_access(meta(std::sync::Arc::make_mut(&mut object.obj)), meta(std::sync::Arc::make_mut(&mut last.obj)));
+            let carried = carry_access(
+                meta(std::sync::Arc::make_mut(&mut object.obj)),
+                meta(std::sync::Arc::make_mut(&mut last.obj)),
+            );
             let what = if carried {
                 "has errors; its last good version keeps serving, with the access annotations of this version"
             } else {

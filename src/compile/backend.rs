@@ -149,7 +149,11 @@ impl<'a> BackendBuilder<'a> {
         // Everything the backend is built from: the same fingerprint gives the same backend, so
         // the previous table's is kept (its counters and pools with it).
         let mut fp = Fingerprint::default();
-        let _ = write!(fp, "{name}|{problem:?}|{protocol:?}|{sticky:?}|{client_ip}|{hash_by:?}|{balance:?}|{}|", self.keys_id);
+        let _ = write!(
+            fp,
+            "{name}|{problem:?}|{protocol:?}|{sticky:?}|{client_ip}|{hash_by:?}|{balance:?}|{}|",
+            self.keys_id
+        );
         for (e, weight, nginx_name) in &specs {
             let _ = write!(fp, "{}|{}|{:?}|{weight}|{nginx_name};", e.identity, e.addr, e.state);
         }
