@@ -222,7 +222,7 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     tokio::spawn(async move {
         let _watch = watch;
         while changed_rx.recv().await.is_some() {
-            reloader.reload();
+            reloader = reload_off_thread(reloader).await;
         }
     });
     Ok(Running { proxy_addr, tls_addr, admin_addr, control, server })
@@ -246,7 +246,7 @@ async fn kube_reloads(
             return;
         }
     }
-    reloader.reload();
+    reloader = reload_off_thread(reloader).await;
     let mut key_updates = key_updates;
     loop {
         tokio::select! {
@@ -261,8 +261,18 @@ async fn kube_reloads(
                 reloader.set_keys(keys);
             }
         }
-        reloader.reload();
+        reloader = reload_off_thread(reloader).await;
     }
+}
+
+/// Reloads on a blocking thread: the control runtime also serves the admin listener (health
+/// probes included) and the watches, which must keep answering while a big table compiles.
+async fn reload_off_thread(mut reloader: Reloader) -> Reloader {
+    let reloaded = tokio::task::spawn_blocking(move || {
+        reloader.reload();
+        reloader
+    });
+    reloaded.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn load_key(config: &RunConfig) -> anyhow::Result<CookieKeys> {

@@ -155,6 +155,7 @@ impl Reloader {
     pub fn reload(&mut self) {
         let started = Instant::now();
         let (mut snapshot, mut diagnostics) = self.source.load();
+        let read_ms = started.elapsed().as_secs_f64() * 1000.0;
         let unreadable = snapshot.object_count() == 0 && crate::diag::has_errors(&diagnostics);
         let options = CompileOptions {
             ingress_classes: self.classes.clone(),
@@ -215,6 +216,7 @@ impl Reloader {
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;
         let applied = !(unreadable && self.generation > 1);
+        let mut swapped_ms = 0.0;
         let metrics = &self.control.proxy.telemetry.metrics;
         let changes = if applied {
             attach_pools(&compiled.table, &self.upstreams);
@@ -222,8 +224,11 @@ impl Reloader {
             attach_limiters(&compiled.table, &self.limiters);
             metrics.cert_expiry.store(Arc::new(compiled.table.certs.expiry()));
             let previous = self.control.proxy.table.swap(compiled.table.clone());
-            let changes = TableChanges::between(&previous, &compiled.table);
-            self.remember_gone(&previous, &compiled.table);
+            swapped_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let touched = rebuilt_backend_names(&previous, &compiled.table);
+            let changes = TableChanges::between(&previous, &compiled.table, &touched);
+            self.remember_gone(&previous, &compiled.table, &touched);
+            drop(touched);
             drop(previous);
             metrics.prune();
             Some(changes)
@@ -234,16 +239,20 @@ impl Reloader {
             );
             None
         };
-        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Read, parsed, compiled and swapped in; the rest (the change summary, letting the old
+        // table go) is reported apart, since requests no longer wait on it.
+        let compile_ms = if applied { swapped_ms } else { started.elapsed().as_secs_f64() * 1000.0 };
+        let after_ms = started.elapsed().as_secs_f64() * 1000.0 - compile_ms;
         self.print_new(&diagnostics);
         let changed = changes.map(|c| format!(" ({c})")).unwrap_or_default();
         tracing::info!(
             generation = self.generation,
             routes = compiled.routes,
             endpoints = compiled.endpoints,
+            read_ms = format!("{read_ms:.1}"),
             errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count(),
             warnings = diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
-            "reload {}: {} routes, {} endpoints{changed}, compiled in {compile_ms:.1} ms",
+            "reload {}: {} routes, {} endpoints{changed}, compiled in {compile_ms:.1} ms (+{after_ms:.1} ms after)",
             if applied { "applied" } else { "rejected" },
             compiled.routes,
             compiled.endpoints,
@@ -263,14 +272,16 @@ impl Reloader {
     }
 
     /// Endpoints this reload removed stay on `/status` as `gone` for a minute.
-    fn remember_gone(&self, before: &RouteTable, after: &RouteTable) {
+    fn remember_gone(&self, before: &RouteTable, after: &RouteTable, touched: &HashSet<&str>) {
         const KEEP_SECS: u64 = 60;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-        let live: HashSet<(&str, &str)> =
-            backends(after).flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, &*e.identity))).collect();
+        // Only backends this reload rebuilt can have lost or regained endpoints.
+        let live: HashSet<(&str, &str)> = backends_named(after, touched)
+            .flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, &*e.identity)))
+            .collect();
         let mut gone = self.control.gone.lock().unwrap_or_else(|e| e.into_inner());
         gone.retain(|g| now.saturating_sub(g.at) < KEEP_SECS && !live.contains(&(&*g.service, &*g.identity)));
-        for backend in backends(before) {
+        for backend in backends_named(before, touched) {
             for e in backend.endpoints.iter() {
                 let key = (&*backend.name, &*e.identity);
                 if !live.contains(&key) && !gone.iter().any(|g| (&*g.service, &*g.identity) == key) {
@@ -300,6 +311,27 @@ impl Reloader {
 fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> {
     let mut seen = HashSet::new();
     table.routes_and_default().map(|r| &*r.backend).filter(move |b| seen.insert(std::ptr::from_ref(*b)))
+}
+
+/// The names of the backends one table has and the other does not (kept backends are the same
+/// allocation in both): where endpoints can have come or gone. Small, whatever the table's size.
+fn rebuilt_backend_names<'a>(before: &'a RouteTable, after: &'a RouteTable) -> HashSet<&'a str> {
+    let pointers =
+        |t: &'a RouteTable| -> HashSet<*const crate::route::Backend> { backends(t).map(std::ptr::from_ref).collect() };
+    let (b, a) = (pointers(before), pointers(after));
+    backends(before)
+        .filter(|x| !a.contains(&std::ptr::from_ref(*x)))
+        .chain(backends(after).filter(|x| !b.contains(&std::ptr::from_ref(*x))))
+        .map(|x| &*x.name)
+        .collect()
+}
+
+/// A table's backends with one of `names`.
+fn backends_named<'a>(
+    table: &'a RouteTable,
+    names: &'a HashSet<&str>,
+) -> impl Iterator<Item = &'a crate::route::Backend> {
+    backends(table).filter(|b| names.contains(&*b.name))
 }
 
 /// Gives every endpoint of a new table its connection pool (the one its address had).
@@ -336,13 +368,15 @@ struct TableChanges {
 }
 
 impl TableChanges {
-    fn between(before: &RouteTable, after: &RouteTable) -> Self {
+    fn between(before: &RouteTable, after: &RouteTable, touched: &HashSet<&str>) -> Self {
         fn routes(t: &RouteTable) -> HashSet<(&str, &str, &str, &str)> {
             t.routes_and_default().map(|r| (&*r.host, r.kind.as_str(), &*r.path, &*r.backend.name)).collect()
         }
-        fn endpoints(t: &RouteTable) -> HashSet<(&str, std::net::SocketAddr, crate::route::EndpointState)> {
-            backends(t).flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, e.addr, e.state))).collect()
-        }
+        let endpoints = |t| -> HashSet<(&str, std::net::SocketAddr, crate::route::EndpointState)> {
+            backends_named(t, touched)
+                .flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, e.addr, e.state)))
+                .collect()
+        };
         let (r0, r1) = (routes(before), routes(after));
         let (e0, e1) = (endpoints(before), endpoints(after));
         TableChanges {

@@ -85,7 +85,7 @@ pub fn compile_http_routes(
     // Every kind is ordered the same way before any conflict is resolved (oldest, then
     // namespace/name), so replicas fed in different orders (a reflector's) agree.
     let mut traffic_policies: Vec<_> = snapshot.backend_traffic_policies.iter().collect();
-    traffic_policies.sort_by_key(|p| model::age_key(&p.obj.metadata));
+    traffic_policies.sort_by_cached_key(|p| model::age_key(&p.obj.metadata));
     for p in traffic_policies {
         let ns = model::namespace(&p.obj.metadata).to_owned();
         let Some(sp) = &p.obj.spec.session_persistence else { continue };
@@ -99,7 +99,7 @@ pub fn compile_http_routes(
     }
     let mut planned = Vec::new();
     let mut routes: Vec<_> = snapshot.http_routes.iter().collect();
-    routes.sort_by_key(|r| model::age_key(&r.obj.metadata));
+    routes.sort_by_cached_key(|r| model::age_key(&r.obj.metadata));
     for route in routes {
         plan_route(route, &gateways, &policies, &mut planned, diags);
     }

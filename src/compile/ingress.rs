@@ -45,7 +45,7 @@ pub fn compile_ingresses(snapshot: &Snapshot, options: &CompileOptions, diags: &
     let services = ServiceIndex::new(snapshot);
     let mut ingresses: Vec<&Sourced<Ingress>> =
         snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)).collect();
-    ingresses.sort_by_key(|i| model::age_key(&i.obj.metadata));
+    ingresses.sort_by_cached_key(|i| model::age_key(&i.obj.metadata));
     let tls = compile_tls(&ingresses, &snapshot.secrets, diags);
 
     let mut pending = Vec::new();

@@ -93,7 +93,7 @@ pub fn compile_routes(
     let services = ServiceIndex::new(snapshot);
     let mut routes: Vec<&Sourced<openshift::Route>> = snapshot.routes.iter().collect();
     // Oldest first, as the OpenShift router admits them.
-    routes.sort_by_key(|r| model::age_key(&r.obj.metadata));
+    routes.sort_by_cached_key(|r| model::age_key(&r.obj.metadata));
     let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
     let mut backend_settings: HashMap<BackendRef, BackendSettings> = HashMap::new();
     let mut planned = Vec::new();

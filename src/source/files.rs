@@ -25,25 +25,13 @@ impl ManifestDir {
         ManifestDir { root: root.into(), last_good: HashMap::new(), parsed: HashMap::new() }
     }
 
-    /// The file parsed, or its last parse when its bytes are the same. (The bytes are compared,
-    /// not the modification time, which two quick writes can share.)
-    fn parse_cached(&mut self, path: &Path, text: &str) -> ParsedFile {
-        let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
-        if let Some((seen, parsed)) = self.parsed.get(path) {
-            if *seen == hash {
-                return parsed.clone();
-            }
-        }
-        let parsed = parse_file(path, text);
-        self.parsed.insert(path.to_path_buf(), (hash, parsed.clone()));
-        parsed
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Reads every manifest file now; returns the objects and what was wrong.
+    /// Reads every manifest file now; returns the objects and what was wrong. Only files whose
+    /// bytes changed since the last read are parsed (on several threads when there are many);
+    /// the others give their last parse again, the same objects by `Arc`.
     pub fn load(&mut self) -> (Snapshot, Vec<Diagnostic>) {
         let mut diagnostics = Vec::new();
         let mut files = Vec::new();
@@ -52,17 +40,41 @@ impl ManifestDir {
             diagnostics.push(Diagnostic::error(format!("cannot read directory: {e}")).file(&self.root));
         }
         files.sort();
+        // (The bytes are compared, not modification times, which two quick writes can share.)
+        let mut outcomes: Vec<(PathBuf, Outcome)> = files
+            .into_iter()
+            .map(|path| {
+                let outcome = match std::fs::read_to_string(&path) {
+                    Err(e) => Outcome::Parsed(
+                        None,
+                        ParsedFile {
+                            failed: true,
+                            diagnostics: vec![Diagnostic::error(format!("cannot read file: {e}")).file(&path)],
+                            ..Default::default()
+                        },
+                    ),
+                    Ok(text) => {
+                        let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+                        match self.parsed.get(&path) {
+                            Some((seen, parsed)) if *seen == hash => Outcome::Parsed(None, parsed.clone()),
+                            _ => Outcome::Changed(hash, text),
+                        }
+                    }
+                };
+                (path, outcome)
+            })
+            .collect();
+        parse_changed(&mut outcomes);
+
         let mut snapshot = Snapshot::default();
         let mut seen = HashMap::new();
-        for path in files {
-            let parsed = match std::fs::read_to_string(&path) {
-                Ok(text) => self.parse_cached(&path, &text),
-                Err(e) => ParsedFile {
-                    failed: true,
-                    diagnostics: vec![Diagnostic::error(format!("cannot read file: {e}")).file(&path)],
-                    ..Default::default()
-                },
+        for (path, outcome) in outcomes {
+            let Outcome::Parsed(fresh, parsed) = outcome else {
+                unreachable!("parse_changed parses every changed file")
             };
+            if let Some(hash) = fresh {
+                self.parsed.insert(path.clone(), (hash, parsed.clone()));
+            }
             diagnostics.extend(parsed.diagnostics);
             let objects = if parsed.failed {
                 match self.last_good.get(&path) {
@@ -84,6 +96,42 @@ impl ManifestDir {
         self.parsed.retain(|path, _| seen.contains_key(path));
         (snapshot, diagnostics)
     }
+}
+
+/// One file of a read: parsed (with the hash of its bytes when parsed just now, to be cached),
+/// or changed and not parsed yet.
+enum Outcome {
+    Parsed(Option<u128>, ParsedFile),
+    Changed(u128, String),
+}
+
+/// Parses the changed files, on up to 4 threads when there is more than 1 MB of them (a first
+/// read of a big directory).
+fn parse_changed(outcomes: &mut [(PathBuf, Outcome)]) {
+    let bytes: usize = outcomes.iter().map(|(_, o)| if let Outcome::Changed(_, t) = o { t.len() } else { 0 }).sum();
+    let threads = if bytes > 1 << 20 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) } else { 1 };
+    let parse_one = |(path, outcome): &mut (PathBuf, Outcome)| {
+        if let Outcome::Changed(hash, text) = outcome {
+            *outcome = Outcome::Parsed(Some(*hash), parse_file(path, text));
+        }
+    };
+    if threads == 1 {
+        outcomes.iter_mut().for_each(parse_one);
+        return;
+    }
+    // Files in turn to each thread, so one thread does not get all the big ones.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<&mut (PathBuf, Outcome)>> =
+        outcomes.iter_mut().map(std::sync::Mutex::new).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(slot) = slots.get(i) else { break };
+                parse_one(&mut slot.lock().unwrap_or_else(|e| e.into_inner()));
+            });
+        }
+    });
 }
 
 fn is_manifest(path: &Path) -> bool {

@@ -62,7 +62,8 @@ pub const HONOURED: &[&str] = &[
 pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     let mut out = NginxSettings::default();
     let Some(annotations) = annotations else { return out };
-    let get = |name: &str| annotations.get(&format!("{PREFIX}{name}")).map(|v| v.trim());
+    let ours = super::Prefixed::new(annotations, PREFIX);
+    let get = |name: &str| ours.get(name);
 
     for key in annotations.keys() {
         let Some(name) = key.strip_prefix(PREFIX) else { continue };

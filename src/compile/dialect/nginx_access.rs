@@ -119,7 +119,8 @@ fn key(name: &str) -> String {
 pub fn parse(annotations: Option<&BTreeMap<String, String>>, namespace: &str) -> AccessSpec {
     let mut spec = AccessSpec::default();
     let Some(annotations) = annotations else { return spec };
-    let get = |name: &str| annotations.get(&key(name)).map(|v| v.trim());
+    let ours = super::Prefixed::new(annotations, PREFIX);
+    let get = |name: &str| ours.get(name);
 
     for (name, reason) in CANNOT_HONOUR {
         if get(name).is_some_and(|v| !(name.starts_with("enable-") && parse_bool(v) == Some(false))) {

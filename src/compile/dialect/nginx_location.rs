@@ -86,7 +86,8 @@ fn key(name: &str) -> String {
 pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings {
     let mut out = LocationSettings::default();
     let Some(annotations) = annotations else { return out };
-    let get = |name: &str| annotations.get(&key(name)).map(|v| v.trim());
+    let ours = super::Prefixed::new(annotations, PREFIX);
+    let get = |name: &str| ours.get(name);
     let note = |out: &mut LocationSettings, name: &str, reason: String| {
         out.notes.push(AnnotationNote { key: key(name), reason, warning: true });
     };
