@@ -43,13 +43,16 @@ pub enum ConnectError {
     Tls(SocketAddr, std::io::Error),
 }
 
+/// One worker's idle connections to one pod, with when each went idle.
+type IdleQueue = ArrayQueue<(Sender, Instant)>;
+
 /// One pod address and its idle connections. Small until used: the queues (and the window) are
 /// made on first use, since most endpoints of a big cluster never see a request here.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub protocol: PodProtocol,
     workers: usize,
-    idle: OnceLock<Box<[ArrayQueue<(Sender, Instant)>]>>,
+    idle: OnceLock<Box<[IdleQueue]>>,
     /// Idle connections older than this are closed rather than reused.
     idle_timeout: Duration,
     /// Requests in flight and latency, for least-connections and EWMA balancing.
@@ -77,16 +80,15 @@ impl Upstream {
         }
     }
 
-    fn my_queue(&self) -> &ArrayQueue<(Sender, Instant)> {
+    fn my_queue(&self) -> &IdleQueue {
         let queues = self.idle.get_or_init(|| (0..self.workers).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect());
         &queues[WORKER_INDEX.with(Cell::get) % queues.len()]
     }
 
     /// An idle connection that is still open, if any (for HTTP/2: a handle on the shared one).
     pub async fn take_idle(&self) -> Option<Sender> {
-        if self.idle.get().is_none() {
-            return None;
-        }
+        // Never used: nothing idle, and no queues made just to look.
+        self.idle.get()?;
         let queue = self.my_queue();
         while let Some((mut sender, since)) = queue.pop() {
             // A pod closes idle connections on its own schedule; one idle too long is more

@@ -47,16 +47,16 @@ impl ManifestDir {
                 let outcome = match std::fs::read_to_string(&path) {
                     Err(e) => Outcome::Parsed(
                         None,
-                        ParsedFile {
+                        Box::new(ParsedFile {
                             failed: true,
                             diagnostics: vec![Diagnostic::error(format!("cannot read file: {e}")).file(&path)],
                             ..Default::default()
-                        },
+                        }),
                     ),
                     Ok(text) => {
                         let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
                         match self.parsed.get(&path) {
-                            Some((seen, parsed)) if *seen == hash => Outcome::Parsed(None, parsed.clone()),
+                            Some((seen, parsed)) if *seen == hash => Outcome::Parsed(None, Box::new(parsed.clone())),
                             _ => Outcome::Changed(hash, text),
                         }
                     }
@@ -73,7 +73,7 @@ impl ManifestDir {
                 unreachable!("parse_changed parses every changed file")
             };
             if let Some(hash) = fresh {
-                self.parsed.insert(path.clone(), (hash, parsed.clone()));
+                self.parsed.insert(path.clone(), (hash, (*parsed).clone()));
             }
             diagnostics.extend(parsed.diagnostics);
             let objects = if parsed.failed {
@@ -101,7 +101,7 @@ impl ManifestDir {
 /// One file of a read: parsed (with the hash of its bytes when parsed just now, to be cached),
 /// or changed and not parsed yet.
 enum Outcome {
-    Parsed(Option<u128>, ParsedFile),
+    Parsed(Option<u128>, Box<ParsedFile>),
     Changed(u128, String),
 }
 
@@ -112,7 +112,7 @@ fn parse_changed(outcomes: &mut [(PathBuf, Outcome)]) {
     let threads = if bytes > 1 << 20 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) } else { 1 };
     let parse_one = |(path, outcome): &mut (PathBuf, Outcome)| {
         if let Outcome::Changed(hash, text) = outcome {
-            *outcome = Outcome::Parsed(Some(*hash), parse_file(path, text));
+            *outcome = Outcome::Parsed(Some(*hash), Box::new(parse_file(path, text)));
         }
     };
     if threads == 1 {
