@@ -100,4 +100,6 @@ fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
 }
 
 #[cfg(test)]
+mod reuse_tests;
+#[cfg(test)]
 mod tests;
