@@ -210,8 +210,7 @@ fn compiling_with_the_previous_backends_gives_the_table_a_fresh_compile_gives() 
                 |c: &crate::compile::Compiled| c.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>();
             assert_eq!(diags(&incremental), diags(&fresh), "seed {seed} step {step}: reuse changed the diagnostics");
             // A backend whose Service and settings did not change is the same allocation.
-            let kept: std::collections::HashSet<_> =
-                previous.table.backends().map(|b| std::sync::Arc::as_ptr(b)).collect();
+            let kept: std::collections::HashSet<_> = previous.table.backends().map(std::sync::Arc::as_ptr).collect();
             for b in incremental.table.backends() {
                 if kept.contains(&std::sync::Arc::as_ptr(b)) {
                     reused_total += 1;
@@ -224,7 +223,7 @@ fn compiling_with_the_previous_backends_gives_the_table_a_fresh_compile_gives() 
                 && before.ingress[3] == world.ingress[3]
             {
                 let name = |t: &RouteTable| {
-                    t.backends().find(|b| b.name.starts_with("default/s3:")).map(|b| std::sync::Arc::as_ptr(b))
+                    t.backends().find(|b| b.name.starts_with("default/s3:")).map(std::sync::Arc::as_ptr)
                 };
                 assert_eq!(name(&incremental.table), name(&previous.table), "seed {seed} step {step}: s3 rebuilt");
             }
