@@ -2,7 +2,9 @@
 //! a route away: a file that does not parse keeps its last good objects (the source does
 //! that), and an Ingress whose new version has errors keeps its last good version (here).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,42 +38,82 @@ pub struct Reloader {
     pub serves_tls: bool,
     /// Rate-limit tables by object, kept across reloads.
     limiters: crate::access::limits::LimiterRegistry,
+    /// What the last compile built, for the next (a change recompiles what depends on it).
+    memo: Arc<crate::compile::memo::Memo>,
 }
 
-/// Last good versions of the objects that define routes, by `Kind ns/name`.
+/// The objects that define routes as the last reload used them (broken ones already replaced
+/// by their last good versions), and which of them had errors: the others are each object's
+/// last good version. Kept as the lists they came in (moved, not copied): they are searched only
+/// when an object breaks.
 #[derive(Default)]
 struct LastGood {
-    ingresses: HashMap<String, Sourced<Ingress>>,
-    routes: HashMap<String, Sourced<Route>>,
-    http_routes: HashMap<String, Sourced<HttpRoute>>,
+    ingresses: Vec<Sourced<Ingress>>,
+    routes: Vec<Sourced<Route>>,
+    http_routes: Vec<Sourced<HttpRoute>>,
     /// A TLS Secret with a bad PEM keeps serving its last good certificate.
-    secrets: HashMap<String, Sourced<Secret>>,
+    secrets: Vec<Sourced<Secret>>,
+    /// `Kind ns/name` of the objects above that had errors.
+    failing: HashSet<String>,
 }
 
 impl LastGood {
     fn contains(&self, object: &str) -> bool {
-        self.ingresses.contains_key(object)
-            || self.routes.contains_key(object)
-            || self.http_routes.contains_key(object)
-            || self.secrets.contains_key(object)
+        !self.failing.contains(object)
+            && (find(&self.ingresses, "Ingress", |o| &o.metadata, object).is_some()
+                || find(&self.routes, "Route", |o| &o.metadata, object).is_some()
+                || find(&self.http_routes, "HTTPRoute", |o| &o.metadata, object).is_some()
+                || find(&self.secrets, "Secret", |o| &o.metadata, object).is_some())
+    }
+
+    /// The last good version of `object` (`Kind ns/name`) among `objects`.
+    fn good<'a, T>(
+        &self,
+        objects: &'a [Sourced<T>],
+        kind: &str,
+        meta: fn(&T) -> &ObjectMeta,
+        object: &str,
+    ) -> Option<&'a Sourced<T>> {
+        if self.failing.contains(object) {
+            return None;
+        }
+        find(objects, kind, meta, object)
     }
 }
+
+/// The object named `Kind ns/name` in a list of that kind.
+fn find<'a, T>(
+    objects: &'a [Sourced<T>],
+    kind: &str,
+    meta: fn(&T) -> &ObjectMeta,
+    object: &str,
+) -> Option<&'a Sourced<T>> {
+    let (ns, name) = object.strip_prefix(kind)?.strip_prefix(' ')?.split_once('/')?;
+    objects.iter().find(|o| {
+        let m = meta(&o.obj);
+        crate::model::namespace(m) == ns && crate::model::name(m) == name
+    })
+}
+
+/// How to read and change an object's metadata.
+type MetaAccess<T> = (fn(&T) -> &ObjectMeta, fn(&mut T) -> &mut ObjectMeta);
 
 /// Replaces each broken object with its last good version.
 ///
 /// The last good version is never a way around access control: it serves with the access
 /// annotations of the *new* version (which close its routes if they do not compile).
-fn substitute<T: Clone>(
+fn substitute<'g, T: Clone + 'g>(
     objects: &mut [Sourced<T>],
     kind: &str,
-    meta: fn(&mut T) -> &mut ObjectMeta,
+    (meta_ref, meta): MetaAccess<T>,
     broken: &HashSet<String>,
-    good: &HashMap<String, Sourced<T>>,
+    good: impl Fn(&str) -> Option<&'g Sourced<T>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for object in objects {
-        let name = describe(kind, meta(std::sync::Arc::make_mut(&mut object.obj)));
-        if let Some(last) = broken.contains(&name).then(|| good.get(&name)).flatten() {
+        // (Only a broken object is copied to be changed: the others stay shared, and kept.)
+        let name = describe(kind, meta_ref(&object.obj));
+        if let Some(last) = broken.contains(&name).then(|| good(&name)).flatten() {
             let mut last = last.clone();
             let carried = carry_access(
                 meta(std::sync::Arc::make_mut(&mut object.obj)),
@@ -109,20 +151,6 @@ fn carry_access(new: &ObjectMeta, old: &mut ObjectMeta) -> bool {
     true
 }
 
-/// The objects that compiled cleanly (or were just replaced by their last good version).
-fn remember<T: Clone>(
-    objects: &[Sourced<T>],
-    kind: &str,
-    meta: fn(&T) -> &ObjectMeta,
-    failing: &HashSet<String>,
-) -> HashMap<String, Sourced<T>> {
-    objects
-        .iter()
-        .map(|o| (describe(kind, meta(&o.obj)), o.clone()))
-        .filter(|(name, _)| !failing.contains(name))
-        .collect()
-}
-
 impl Reloader {
     pub fn new(
         source: Box<dyn Source>,
@@ -142,6 +170,7 @@ impl Reloader {
             last_good: LastGood::default(),
             serves_tls: false,
             limiters: Default::default(),
+            memo: Default::default(),
         }
     }
 
@@ -160,7 +189,7 @@ impl Reloader {
         let options = CompileOptions {
             ingress_classes: self.classes.clone(),
             keys: self.key.clone(),
-            reusable: crate::compile::backend::Reusable::from_table(&self.control.proxy.table.load()),
+            previous: self.memo.clone(),
             serves_tls: self.serves_tls,
         };
         let mut compiled = compile(&snapshot, &options);
@@ -178,21 +207,35 @@ impl Reloader {
             substitute(
                 &mut snapshot.ingresses,
                 "Ingress",
-                |o| &mut o.metadata,
+                (|o| &o.metadata, |o| &mut o.metadata),
                 &broken,
-                &lg.ingresses,
+                |o| lg.good(&lg.ingresses, "Ingress", |o| &o.metadata, o),
                 &mut diagnostics,
             );
-            substitute(&mut snapshot.routes, "Route", |o| &mut o.metadata, &broken, &lg.routes, &mut diagnostics);
+            substitute(
+                &mut snapshot.routes,
+                "Route",
+                (|o| &o.metadata, |o| &mut o.metadata),
+                &broken,
+                |o| lg.good(&lg.routes, "Route", |o| &o.metadata, o),
+                &mut diagnostics,
+            );
             substitute(
                 &mut snapshot.http_routes,
                 "HTTPRoute",
-                |o| &mut o.metadata,
+                (|o| &o.metadata, |o| &mut o.metadata),
                 &broken,
-                &lg.http_routes,
+                |o| lg.good(&lg.http_routes, "HTTPRoute", |o| &o.metadata, o),
                 &mut diagnostics,
             );
-            substitute(&mut snapshot.secrets, "Secret", |o| &mut o.metadata, &broken, &lg.secrets, &mut diagnostics);
+            substitute(
+                &mut snapshot.secrets,
+                "Secret",
+                (|o| &o.metadata, |o| &mut o.metadata),
+                &broken,
+                |o| lg.good(&lg.secrets, "Secret", |o| &o.metadata, o),
+                &mut diagnostics,
+            );
             let mut retried = compile(&snapshot, &options);
             // Keep the errors of the broken versions visible.
             let broken_errors =
@@ -200,6 +243,7 @@ impl Reloader {
             retried.diagnostics.extend(broken_errors.filter(|d| d.severity == Severity::Error));
             compiled = retried;
         }
+        self.memo = Arc::new(std::mem::take(&mut compiled.memo));
         let failing: HashSet<String> = compiled
             .diagnostics
             .iter()
@@ -208,10 +252,11 @@ impl Reloader {
             .filter(|o| !broken.contains(o))
             .collect();
         self.last_good = LastGood {
-            ingresses: remember(&snapshot.ingresses, "Ingress", |o| &o.metadata, &failing),
-            routes: remember(&snapshot.routes, "Route", |o| &o.metadata, &failing),
-            http_routes: remember(&snapshot.http_routes, "HTTPRoute", |o| &o.metadata, &failing),
-            secrets: remember(&snapshot.secrets, "Secret", |o| &o.metadata, &failing),
+            ingresses: std::mem::take(&mut snapshot.ingresses),
+            routes: std::mem::take(&mut snapshot.routes),
+            http_routes: std::mem::take(&mut snapshot.http_routes),
+            secrets: std::mem::take(&mut snapshot.secrets),
+            failing,
         };
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;
@@ -307,21 +352,19 @@ impl Reloader {
     }
 }
 
-/// The backends of a table's routes, each once (routes sharing a Service port share it).
-fn backends(table: &RouteTable) -> impl Iterator<Item = &crate::route::Backend> {
-    let mut seen = HashSet::new();
-    table.routes_and_default().map(|r| &*r.backend).filter(move |b| seen.insert(std::ptr::from_ref(*b)))
+/// Addresses of a table's backends (a kept backend is the same allocation in both tables).
+fn backend_addresses(table: &RouteTable) -> FxHashSet<*const crate::route::Backend> {
+    table.backends().map(Arc::as_ptr).collect()
 }
 
-/// The names of the backends one table has and the other does not (kept backends are the same
-/// allocation in both): where endpoints can have come or gone. Small, whatever the table's size.
+/// The names of the backends one table has and the other does not: where endpoints can have
+/// come or gone. Small, whatever the table's size.
 fn rebuilt_backend_names<'a>(before: &'a RouteTable, after: &'a RouteTable) -> HashSet<&'a str> {
-    let pointers =
-        |t: &'a RouteTable| -> HashSet<*const crate::route::Backend> { backends(t).map(std::ptr::from_ref).collect() };
-    let (b, a) = (pointers(before), pointers(after));
-    backends(before)
-        .filter(|x| !a.contains(&std::ptr::from_ref(*x)))
-        .chain(backends(after).filter(|x| !b.contains(&std::ptr::from_ref(*x))))
+    let (b, a) = (backend_addresses(before), backend_addresses(after));
+    before
+        .backends()
+        .filter(|x| !a.contains(&Arc::as_ptr(x)))
+        .chain(after.backends().filter(|x| !b.contains(&Arc::as_ptr(x))))
         .map(|x| &*x.name)
         .collect()
 }
@@ -331,12 +374,15 @@ fn backends_named<'a>(
     table: &'a RouteTable,
     names: &'a HashSet<&str>,
 ) -> impl Iterator<Item = &'a crate::route::Backend> {
-    backends(table).filter(|b| names.contains(&*b.name))
+    let mut seen = FxHashSet::default();
+    table.backends().filter(move |b| names.contains(&*b.name) && seen.insert(Arc::as_ptr(b))).map(|b| &**b)
 }
 
 /// Gives every endpoint of a new table its connection pool (the one its address had).
 pub fn attach_pools(table: &RouteTable, upstreams: &UpstreamRegistry) {
-    upstreams.attach(table.backends().flat_map(|b| b.endpoints.iter().map(move |e| (e, b.protocol))));
+    // A backend's endpoints get their pools together, so a kept backend is skipped whole.
+    let fresh = table.backends().filter(|b| b.endpoints.first().is_some_and(|e| e.upstream.get().is_none()));
+    upstreams.attach(fresh.flat_map(|b| b.endpoints.iter().map(move |e| (e, b.protocol))));
 }
 
 /// Gives every route of a new table its metric series (the same series as the route's earlier
@@ -351,9 +397,12 @@ fn attach_limiters(table: &RouteTable, registry: &crate::access::limits::Limiter
 }
 
 fn attach_stats(table: &RouteTable, metrics: &crate::metrics::Metrics) {
+    // A route kept from the previous table has its series already.
     for route in table.routes_and_default() {
-        let _ = route.stats.set(metrics.route(&route.source, &route.host, &route.backend.name));
-        if let Some(canary) = &route.canary {
+        if route.stats.get().is_none() {
+            let _ = route.stats.set(metrics.route(&route.source, &route.host, &route.backend.name));
+        }
+        if let Some(canary) = route.canary.as_ref().filter(|c| c.stats.get().is_none()) {
             let _ = canary.stats.set(metrics.route(&route.source, &route.host, &canary.backend.name));
         }
     }
@@ -369,15 +418,24 @@ struct TableChanges {
 
 impl TableChanges {
     fn between(before: &RouteTable, after: &RouteTable, touched: &HashSet<&str>) -> Self {
-        fn routes(t: &RouteTable) -> HashSet<(&str, &str, &str, &str)> {
-            t.routes_and_default().map(|r| (&*r.host, r.kind.as_str(), &*r.path, &*r.backend.name)).collect()
+        // A route kept by `Arc` is in both tables unchanged: compare only the others.
+        type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
+        let addresses = |t: &RouteTable| -> FxHashSet<*const crate::route::Route> {
+            t.routes_and_default().map(Arc::as_ptr).collect()
+        };
+        let (in_before, in_after) = (addresses(before), addresses(after));
+        fn only<'t>(t: &'t RouteTable, other: &FxHashSet<*const crate::route::Route>) -> HashSet<Key<'t>> {
+            t.routes_and_default()
+                .filter(|r| !other.contains(&Arc::as_ptr(r)))
+                .map(|r| (&*r.host, r.kind.as_str(), &*r.path, &*r.backend.name))
+                .collect()
         }
+        let (r0, r1) = (only(before, &in_after), only(after, &in_before));
         let endpoints = |t| -> HashSet<(&str, std::net::SocketAddr, crate::route::EndpointState)> {
             backends_named(t, touched)
                 .flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, e.addr, e.state)))
                 .collect()
         };
-        let (r0, r1) = (routes(before), routes(after));
         let (e0, e1) = (endpoints(before), endpoints(after));
         TableChanges {
             routes_added: r1.difference(&r0).count(),

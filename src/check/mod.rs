@@ -79,7 +79,7 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
     let compile_options = CompileOptions {
         ingress_classes: options.ingress_classes.clone(),
         keys: crate::affinity::token::CookieKeys::single(key),
-        reusable: Default::default(),
+        previous: Default::default(),
         serves_tls: options.tls,
     };
     let compiled = compile(&snapshot, &compile_options);

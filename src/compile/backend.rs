@@ -2,15 +2,16 @@
 //! route that reaches it. Cookie affinity from an Ingress (ingress-nginx dialect) wins over
 //! affinity the Service asks for itself (Traefik annotations, `sessionAffinity: ClientIP`).
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
 use crate::compile::dialect::traefik;
+use crate::compile::memo::{BackendInputs, BackendMemo, Front, Memo};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
@@ -59,9 +60,12 @@ pub struct BackendAffinity {
 
 /// Builds each backend once, so routes sharing a Service port share its state.
 pub struct BackendBuilder<'a> {
+    front: Front,
     services: &'a ServiceIndex<'a>,
     options: &'a CompileOptions,
     built: HashMap<BackendRef, Arc<Backend>>,
+    /// What this compile built or kept, for the next one.
+    fresh: Vec<((Front, BackendRef), Arc<BackendMemo>)>,
     affinity: &'a HashMap<BackendRef, BackendAffinity>,
     backend_settings: &'a HashMap<BackendRef, BackendSettings>,
     keys: Arc<crate::affinity::token::CookieKeys>,
@@ -70,6 +74,7 @@ pub struct BackendBuilder<'a> {
 
 impl<'a> BackendBuilder<'a> {
     pub fn new(
+        front: Front,
         services: &'a ServiceIndex<'a>,
         options: &'a CompileOptions,
         affinity: &'a HashMap<BackendRef, BackendAffinity>,
@@ -82,7 +87,49 @@ impl<'a> BackendBuilder<'a> {
             keys.current.digest("tether/keys-id", b""),
             keys.previous.as_ref().map_or(0, |k| k.digest("tether/keys-id", b""))
         );
-        BackendBuilder { services, options, built: HashMap::new(), affinity, backend_settings, keys, keys_id }
+        BackendBuilder {
+            front,
+            services,
+            options,
+            built: HashMap::default(),
+            fresh: Vec::new(),
+            affinity,
+            backend_settings,
+            keys,
+            keys_id,
+        }
+    }
+
+    /// Leaves what was built (or kept) for the next compile.
+    pub fn finish(self, next: &mut Memo) {
+        for (key, memo) in self.fresh {
+            if memo.backend.fingerprint != 0 {
+                next.by_fingerprint.insert(memo.backend.fingerprint, memo.backend.clone());
+            }
+            next.backends.insert(key, memo);
+        }
+    }
+
+    /// The objects and settings a backend is built from.
+    fn inputs(&self, key: &BackendRef, members: &[(BackendRef, u32)]) -> BackendInputs {
+        let mut services = Vec::with_capacity(members.len() + 1);
+        let (mut slices, mut legacy) = (Vec::with_capacity(members.len()), Vec::with_capacity(members.len()));
+        for (r, _) in members {
+            let (service, s, l) = self.services.objects(&r.namespace, &r.service);
+            services.push(service);
+            slices.push(s);
+            legacy.push(l);
+        }
+        services.push(self.services.service(&key.namespace, &key.service).map(|s| s.obj.clone()));
+        BackendInputs {
+            members: members.to_vec(),
+            services,
+            slices,
+            legacy,
+            affinity: self.affinity.get(key).map(|a| a.policy.clone()),
+            settings: self.backend_settings.get(key).cloned(),
+            keys_id: self.keys_id.clone(),
+        }
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
@@ -101,6 +148,23 @@ impl<'a> BackendBuilder<'a> {
         if let Some(b) = self.built.get(key) {
             return b.clone();
         }
+        let inputs = self.inputs(key, members);
+        let memo_key = (self.front, key.clone());
+        if let Some(m) = self.options.previous.backends.get(&memo_key).filter(|m| m.inputs == inputs) {
+            diags.extend(m.diagnostics.iter().cloned());
+            self.built.insert(key.clone(), m.backend.clone());
+            self.fresh.push((memo_key, m.clone()));
+            return m.backend.clone();
+        }
+        let first_diagnostic = diags.len();
+        let backend = self.build(key, members, diags);
+        let memo = BackendMemo { inputs, backend: backend.clone(), diagnostics: diags[first_diagnostic..].to_vec() };
+        self.fresh.push((memo_key, Arc::new(memo)));
+        self.built.insert(key.clone(), backend.clone());
+        backend
+    }
+
+    fn build(&mut self, key: &BackendRef, members: &[(BackendRef, u32)], diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
         let protocol = self.backend_settings.get(key).map(|s| s.protocol).unwrap_or_default();
         let mut name = None;
         // (endpoint, weight, ingress-nginx upstream name), before any digest is computed.
@@ -158,9 +222,8 @@ impl<'a> BackendBuilder<'a> {
             let _ = write!(fp, "{}|{}|{:?}|{weight}|{nginx_name};", e.identity, e.addr, e.state);
         }
         let fingerprint = fp.finish();
-        if let Some(kept) = self.options.reusable.get(fingerprint) {
-            self.built.insert(key.clone(), kept.clone());
-            return kept;
+        if let Some(kept) = self.options.previous.by_fingerprint.get(&fingerprint) {
+            return kept.clone();
         }
 
         let keys = &self.options.keys;
@@ -187,9 +250,7 @@ impl<'a> BackendBuilder<'a> {
         backend.balance = balance;
         backend.protocol = protocol;
         backend.fingerprint = fingerprint;
-        let backend = Arc::new(backend);
-        self.built.insert(key.clone(), backend.clone());
-        backend
+        Arc::new(backend)
     }
 
     /// True when routes to this backend without their own affinity should still issue cookies
@@ -252,26 +313,6 @@ impl<'a> BackendBuilder<'a> {
             (None, Some(policy)) => (Some(Arc::new(policy)), client_ip),
             (None, None) => (None, client_ip),
         }
-    }
-}
-
-/// The backends of the previous route table by fingerprint, offered to the next compile: what
-/// did not change is kept by `Arc` (its endpoints' pools, windows and balancer state too) instead
-/// of being built again. Compiling with or without them gives the same table.
-#[derive(Default)]
-pub struct Reusable {
-    by_fingerprint: HashMap<u128, Arc<Backend>>,
-}
-
-impl Reusable {
-    pub fn from_table(table: &crate::route::RouteTable) -> Self {
-        let by_fingerprint =
-            table.backends().filter(|b| b.fingerprint != 0).map(|b| (b.fingerprint, b.clone())).collect();
-        Reusable { by_fingerprint }
-    }
-
-    fn get(&self, fingerprint: u128) -> Option<Arc<Backend>> {
-        self.by_fingerprint.get(&fingerprint).cloned()
     }
 }
 

@@ -54,6 +54,7 @@ pub fn compile_http_routes(
     options: &CompileOptions,
     table: &mut RouteTable,
     diags: &mut Vec<Diagnostic>,
+    next: &mut crate::compile::memo::Memo,
 ) {
     if snapshot.http_routes.is_empty() {
         return;
@@ -79,7 +80,7 @@ pub fn compile_http_routes(
         }
     }
     let services = ServiceIndex::new(snapshot);
-    let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
+    let mut affinity: rustc_hash::FxHashMap<BackendRef, BackendAffinity> = Default::default();
     // (namespace, Service) → the XBackendTrafficPolicy's persistence for it.
     let mut policies: HashMap<(String, String), (&SessionPersistence, String)> = HashMap::new();
     // Every kind is ordered the same way before any conflict is resolved (oldest, then
@@ -111,8 +112,9 @@ pub fn compile_http_routes(
                 .or_insert_with(|| BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
     }
-    let backend_settings = HashMap::new();
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &backend_settings);
+    let backend_settings = Default::default();
+    let mut builder =
+        BackendBuilder::new(crate::compile::memo::Front::Gateway, &services, options, &affinity, &backend_settings);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         let regex = match p.kind {
@@ -160,6 +162,7 @@ pub fn compile_http_routes(
             }
         }
     }
+    builder.finish(next);
 }
 
 fn plan_route(

@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod gateway_status;
 pub mod ingress;
 pub mod location;
+pub mod memo;
 pub mod openshift;
 pub mod openshift_tls;
 pub mod service;
@@ -30,8 +31,8 @@ pub struct CompileOptions {
     /// Ingress classes served (names), e.g. `tether`, `nginx`.
     pub ingress_classes: Vec<String>,
     pub keys: CookieKeys,
-    /// The previous table's backends, kept where nothing they are built from changed.
-    pub reusable: backend::Reusable,
+    /// What the previous compile built, kept where nothing it was built from changed.
+    pub previous: Arc<memo::Memo>,
     /// A TLS listener is running (`--listen-tls`): hosts with TLS redirect plain HTTP to it.
     pub serves_tls: bool,
 }
@@ -42,25 +43,25 @@ pub struct Compiled {
     pub diagnostics: Vec<Diagnostic>,
     pub routes: usize,
     pub endpoints: usize,
+    /// For the next compile (`CompileOptions::previous`).
+    pub memo: memo::Memo,
 }
 
 /// Compiles a snapshot. Never fails: problems become diagnostics and the affected part is
 /// left out (or served with a 503 explaining why).
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
-    let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics);
-    openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics);
-    gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics);
+    let mut next = memo::Memo::default();
+    let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics, &mut next);
+    openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
+    gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
     table.route_status = gateway_status::route_statuses(snapshot, &diagnostics);
     table.gateway_status = gateway_status::gateway_statuses(snapshot, &table.route_status);
     let routes = table.routes_and_default().count();
-    let endpoints = table
-        .routes()
-        .map(|r| (Arc::as_ptr(&r.backend), r.backend.endpoints.len()))
-        .collect::<std::collections::HashMap<_, _>>()
-        .values()
-        .sum();
-    Compiled { table: Arc::new(table), diagnostics, routes, endpoints }
+    let mut seen = rustc_hash::FxHashSet::default();
+    let endpoints =
+        table.routes().filter(|r| seen.insert(Arc::as_ptr(&r.backend))).map(|r| r.backend.endpoints.len()).sum();
+    Compiled { table: Arc::new(table), diagnostics, routes, endpoints, memo: next }
 }
 
 /// The same object in two places is almost always a stale copy: say which one is used.
@@ -72,20 +73,21 @@ fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
         objects: &[Sourced<T>],
         out: &mut Vec<Diagnostic>,
     ) {
-        let mut seen: std::collections::HashMap<String, Option<&std::path::PathBuf>> = std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<(&str, &str), Option<&std::path::PathBuf>> =
+            std::collections::HashMap::with_capacity(objects.len());
         for o in objects {
-            let name = describe(kind, o.obj.metadata());
-            match seen.get(&name) {
-                Some(first) => out.push(
+            let meta = o.obj.metadata();
+            match seen.entry((crate::model::namespace(meta), crate::model::name(meta))) {
+                std::collections::hash_map::Entry::Occupied(first) => out.push(
                     Diagnostic::warning(format!(
                         "defined more than once (also in {}); remove the stale copy: which one wins is not defined",
-                        first.map_or("another source".to_owned(), |f| f.display().to_string())
+                        first.get().map_or("another source".to_owned(), |f| f.display().to_string())
                     ))
                     .maybe_file(o.file.as_ref())
-                    .object(name),
+                    .object(describe(kind, meta)),
                 ),
-                None => {
-                    seen.insert(name, o.file.as_ref());
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(o.file.as_ref());
                 }
             }
         }

@@ -3,7 +3,6 @@
 //! `router.openshift.io/cookie-same-site`, `haproxy.router.openshift.io/disable_cookies`,
 //! `haproxy.router.openshift.io/balance`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -86,6 +85,7 @@ pub fn compile_routes(
     options: &CompileOptions,
     table: &mut RouteTable,
     diags: &mut Vec<Diagnostic>,
+    next: &mut crate::compile::memo::Memo,
 ) {
     if snapshot.routes.is_empty() {
         return;
@@ -94,8 +94,8 @@ pub fn compile_routes(
     let mut routes: Vec<&Sourced<openshift::Route>> = snapshot.routes.iter().collect();
     // Oldest first, as the OpenShift router admits them.
     routes.sort_by_cached_key(|r| model::age_key(&r.obj.metadata));
-    let mut affinity: HashMap<BackendRef, BackendAffinity> = HashMap::new();
-    let mut backend_settings: HashMap<BackendRef, BackendSettings> = HashMap::new();
+    let mut affinity: rustc_hash::FxHashMap<BackendRef, BackendAffinity> = Default::default();
+    let mut backend_settings: rustc_hash::FxHashMap<BackendRef, BackendSettings> = Default::default();
     let mut planned = Vec::new();
     for route in routes {
         let Some(mut p) = plan(route, &services, diags) else { continue };
@@ -127,7 +127,8 @@ pub fn compile_routes(
         }
         planned.push(p);
     }
-    let mut builder = BackendBuilder::new(&services, options, &affinity, &backend_settings);
+    let mut builder =
+        BackendBuilder::new(crate::compile::memo::Front::OpenShift, &services, options, &affinity, &backend_settings);
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         if let Some(mut cert) = p.tls.certificate.clone() {
@@ -184,6 +185,7 @@ pub fn compile_routes(
             );
         }
     }
+    builder.finish(next);
 }
 
 fn plan<'a>(

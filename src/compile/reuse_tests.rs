@@ -1,13 +1,14 @@
-//! Compiling with the previous table's backends on offer gives exactly the table a compile from
+//! Incremental compile (with the previous compile's memo) gives exactly the table a compile from
 //! nothing gives: random sequences of changes (endpoints come, go, drain and change weight;
 //! affinity and balancer annotations change; Ingresses, Routes and HTTPRoutes come and go; the
-//! cookie keys rotate), each compiled both ways and compared field by field. And what did not
-//! change is really kept (the same allocation), which is the point.
+//! cookie keys rotate), each compiled both ways and compared field by field, diagnostics too.
+//! Unchanged objects keep their allocations between steps (as both sources give them), and what
+//! did not change is really kept (the same backend, the same route), which is the point.
 
 use rand::{Rng, SeedableRng};
 
 use crate::affinity::token::{CookieKey, CookieKeys};
-use crate::compile::backend::Reusable;
+use crate::compile::memo::Memo;
 use crate::compile::{compile, CompileOptions};
 use crate::model::Snapshot;
 use crate::route::{Backend, RouteTable};
@@ -76,7 +77,9 @@ impl World {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    /// The objects of this step; a document seen before gives the objects parsed then (the same
+    /// allocations), as the file source does for a file whose bytes did not change.
+    fn snapshot(&self, parsed: &mut std::collections::HashMap<String, Snapshot>) -> Snapshot {
         let mut yaml = String::new();
         for (s, endpoints) in self.endpoints.iter().enumerate() {
             yaml += &format!(
@@ -119,16 +122,23 @@ impl World {
                  sessionPersistence: {persistence}\n"
             );
         }
-        let parsed = parse_file(std::path::Path::new("world.yaml"), &yaml);
-        assert!(!parsed.failed, "{:?}\n{yaml}", parsed.diagnostics);
-        parsed.objects
+        let mut snapshot = Snapshot::default();
+        for doc in yaml.split("---\n").filter(|d| !d.trim().is_empty()) {
+            let objects = parsed.entry(doc.to_owned()).or_insert_with(|| {
+                let file = parse_file(std::path::Path::new("world.yaml"), doc);
+                assert!(!file.failed, "{:?}\n{doc}", file.diagnostics);
+                file.objects
+            });
+            snapshot.extend(objects.clone());
+        }
+        snapshot
     }
 
-    fn options(&self, reusable: Reusable) -> CompileOptions {
+    fn options(&self, previous: std::sync::Arc<Memo>) -> CompileOptions {
         CompileOptions {
             ingress_classes: vec!["tether".into()],
             keys: CookieKeys::single(CookieKey::new(&[self.key; 32]).unwrap()),
-            reusable,
+            previous,
             serves_tls: false,
         }
     }
@@ -185,12 +195,13 @@ fn describe_table(t: &RouteTable) -> Vec<String> {
 }
 
 #[test]
-fn compiling_with_the_previous_backends_gives_the_table_a_fresh_compile_gives() {
-    let (mut reused_total, mut built_total) = (0, 0);
+fn incremental_compile_gives_the_table_a_full_compile_gives() {
+    let (mut reused_total, mut built_total, mut routes_kept) = (0, 0, 0);
     for seed in 0..12u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut world = World::new();
-        let mut previous = compile(&world.snapshot(), &world.options(Reusable::default()));
+        let mut parsed = std::collections::HashMap::new();
+        let mut previous = compile(&world.snapshot(&mut parsed), &world.options(Default::default()));
         let hosts: Vec<_> = previous.table.routes().map(|r| r.host.to_string()).collect();
         for host in ["h0.test", "h3.test", "r.test", "g.test"] {
             assert!(hosts.iter().any(|h| h == host), "{host} is not routed: {hosts:?} {:?}", previous.diagnostics);
@@ -198,9 +209,9 @@ fn compiling_with_the_previous_backends_gives_the_table_a_fresh_compile_gives() 
         for step in 0..25 {
             let before = world.clone();
             world.change(&mut rng);
-            let snapshot = world.snapshot();
-            let fresh = compile(&snapshot, &world.options(Reusable::default()));
-            let incremental = compile(&snapshot, &world.options(Reusable::from_table(&previous.table)));
+            let snapshot = world.snapshot(&mut parsed);
+            let fresh = compile(&snapshot, &world.options(Default::default()));
+            let incremental = compile(&snapshot, &world.options(std::sync::Arc::new(previous.memo)));
             let (got, want) = (describe_table(&incremental.table), describe_table(&fresh.table));
             if let Some((g, w)) = got.iter().zip(&want).find(|(g, w)| g != w) {
                 panic!("seed {seed} step {step}: reuse changed the table:\n  reused: {g}\n  fresh:  {w}");
@@ -226,9 +237,21 @@ fn compiling_with_the_previous_backends_gives_the_table_a_fresh_compile_gives() 
                     t.backends().find(|b| b.name.starts_with("default/s3:")).map(std::sync::Arc::as_ptr)
                 };
                 assert_eq!(name(&incremental.table), name(&previous.table), "seed {seed} step {step}: s3 rebuilt");
+                // And its Ingress's route is the same route.
+                let route = |t: &RouteTable| t.routes().find(|r| &*r.host == "h3.test").map(std::sync::Arc::as_ptr);
+                if route(&previous.table).is_some() {
+                    assert_eq!(
+                        route(&incremental.table),
+                        route(&previous.table),
+                        "seed {seed} step {step}: route rebuilt"
+                    );
+                    routes_kept += 1;
+                }
             }
+            // Each step goes on from the incremental compile, as reloads do.
             previous = incremental;
         }
     }
     assert!(reused_total > built_total, "reuse is the common case: {reused_total} kept, {built_total} built");
+    assert!(routes_kept > 50, "unchanged routes are kept: {routes_kept}");
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -24,9 +25,12 @@ pub struct EndpointSpec {
 /// Lookups over a snapshot's Services and endpoints, keyed by `(namespace, service)`.
 pub struct ServiceIndex<'a> {
     services: HashMap<(&'a str, &'a str), &'a Sourced<Service>>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    endpoints: HashMap<(&'a str, &'a str), &'a Endpoints>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
+    endpoints: HashMap<(&'a str, &'a str), &'a Arc<Endpoints>>,
 }
+
+/// A Service and its endpoint objects (EndpointSlices, or legacy Endpoints).
+pub type ServiceObjects = (Option<Arc<Service>>, Vec<Arc<EndpointSlice>>, Option<Arc<Endpoints>>);
 
 /// The resolved Service port: a stable number for naming and the endpoints behind it.
 pub struct Resolved {
@@ -46,12 +50,12 @@ impl<'a> ServiceIndex<'a> {
         for s in &snapshot.endpoint_slices {
             let meta = &s.obj.metadata;
             if let Some(svc) = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                slices.entry((model::namespace(meta), svc.as_str())).or_default().push(&*s.obj);
+                slices.entry((model::namespace(meta), svc.as_str())).or_default().push(&s.obj);
             }
         }
         let mut endpoints = HashMap::new();
         for e in &snapshot.endpoints {
-            endpoints.insert((model::namespace(&e.obj.metadata), model::name(&e.obj.metadata)), &*e.obj);
+            endpoints.insert((model::namespace(&e.obj.metadata), model::name(&e.obj.metadata)), &e.obj);
         }
         ServiceIndex { services, slices, endpoints }
     }
@@ -59,6 +63,15 @@ impl<'a> ServiceIndex<'a> {
     /// The Service object, if present.
     pub fn service(&self, ns: &str, name: &str) -> Option<&'a Sourced<Service>> {
         self.services.get(&(ns, name)).copied()
+    }
+
+    /// The objects a Service's backends are built from.
+    pub fn objects(&self, ns: &str, name: &str) -> ServiceObjects {
+        (
+            self.service(ns, name).map(|s| s.obj.clone()),
+            self.slices.get(&(ns, name)).map(|v| v.iter().map(|s| Arc::clone(s)).collect()).unwrap_or_default(),
+            self.endpoints.get(&(ns, name)).map(|e| Arc::clone(e)),
+        )
     }
 
     /// The Service port number a port name refers to (so `port: {name: http}` and

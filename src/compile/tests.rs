@@ -31,7 +31,7 @@ fn compiled(ingresses: &str, classes: &[&str]) -> Compiled {
     let options = CompileOptions {
         ingress_classes: classes.iter().map(|c| c.to_string()).collect(),
         keys: CookieKeys::single(CookieKey::new(&[1; 32]).unwrap()),
-        reusable: Default::default(),
+        previous: Default::default(),
         serves_tls: true,
     };
     compile(&parsed.objects, &options)

@@ -32,7 +32,9 @@ pub fn compile_tls(
     let mut parsed: HashMap<(String, String), Option<Certificate>> = HashMap::new();
     let mut out = TlsHosts::default();
     for ing in ingresses {
-        let Some(spec) = &ing.obj.spec else { continue };
+        let Some(spec) = ing.obj.spec.as_ref().filter(|s| s.tls.as_ref().is_some_and(|t| !t.is_empty())) else {
+            continue;
+        };
         let ns = model::namespace(&ing.obj.metadata);
         let object = model::describe("Ingress", &ing.obj.metadata);
         let rule_hosts: Vec<String> =

@@ -109,7 +109,7 @@ fn compile_snapshot(snapshot: &crate::model::Snapshot, serves_tls: bool) -> crat
     let options = CompileOptions {
         ingress_classes: vec!["tether".into(), "nginx".into(), "traefik".into()],
         keys: cookie_keys().clone(),
-        reusable: Default::default(),
+        previous: Default::default(),
         serves_tls,
     };
     let compiled = compile(snapshot, &options);

@@ -150,6 +150,8 @@ pub struct UpstreamRegistry {
     workers: usize,
     idle_timeout: Duration,
     by_addr: Mutex<HashMap<(SocketAddr, PodProtocol), Weak<Upstream>>>,
+    /// How many pools the last prune kept: the next prune waits until a quarter more have come.
+    pruned_len: std::sync::atomic::AtomicUsize,
     /// Pools held here rather than by a route (external auth services, looked up per request).
     kept: Mutex<HashMap<(SocketAddr, PodProtocol), Arc<Upstream>>>,
 }
@@ -159,7 +161,13 @@ const KEPT_MAX: usize = 256;
 
 impl UpstreamRegistry {
     pub fn new(workers: usize, idle_timeout: Duration) -> Self {
-        UpstreamRegistry { workers, idle_timeout, by_addr: Mutex::new(HashMap::new()), kept: Default::default() }
+        UpstreamRegistry {
+            workers,
+            idle_timeout,
+            by_addr: Mutex::new(HashMap::new()),
+            pruned_len: Default::default(),
+            kept: Default::default(),
+        }
     }
 
     /// The pool for an address no route holds (an external auth service): kept here so its
@@ -193,7 +201,14 @@ impl UpstreamRegistry {
                 let _ = endpoint.upstream.set(self.get_locked(&mut map, endpoint.addr, protocol));
             }
         }
-        map.retain(|_, w| w.strong_count() > 0);
+        // Pools of removed endpoints are forgotten now and then, not on every reload: walking
+        // 50,000 entries per reload is the cost, and a forgotten pool is only a dead pointer.
+        use std::sync::atomic::Ordering::Relaxed;
+        let pruned = self.pruned_len.load(Relaxed);
+        if map.len() > pruned + pruned / 4 + 64 {
+            map.retain(|_, w| w.strong_count() > 0);
+            self.pruned_len.store(map.len(), Relaxed);
+        }
     }
 
     fn get_locked(

@@ -1,0 +1,117 @@
+//! What one compile leaves for the next, so a change to one object recompiles what depends on
+//! it and not the world: Ingress plans, backends and routes, each kept with the inputs it was
+//! built from and reused only when those are the same objects (by `Arc`) or equal values.
+//! Keys are addresses of objects the memo itself holds, so none can be freed and reused while
+//! it is a key. Compiling with an empty memo gives the same table (the reuse property test).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::affinity::cookie::StickyPolicy;
+use crate::compile::backend::{BackendRef, BackendSettings};
+use crate::compile::ingress::plan::IngressPlan;
+use crate::diag::Diagnostic;
+use crate::route::{Backend, PathKind, Route};
+
+/// The previous compile's reusable parts. Empty: everything is built.
+#[derive(Default)]
+pub struct Memo {
+    /// Ingress plans by the address of their Ingress.
+    pub(crate) plans: HashMap<usize, Arc<IngressPlan>>,
+    /// Backends by the front end that built them and their key.
+    pub(crate) backends: HashMap<(Front, BackendRef), Arc<BackendMemo>>,
+    /// Ingress routes by (plan address, path index).
+    pub(crate) routes: HashMap<(usize, usize), RouteMemo>,
+    /// Every backend built, by the fingerprint of its content: an object parsed again with the
+    /// same content (another in its file changed) keeps its backend too.
+    pub(crate) by_fingerprint: HashMap<u128, Arc<Backend>>,
+}
+
+/// Which compiler built a backend (their keys can coincide with different settings).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Front {
+    Ingress,
+    OpenShift,
+    Gateway,
+}
+
+/// The objects one backend was built from, compared by identity (settings by value).
+pub struct BackendInputs {
+    pub members: Vec<(BackendRef, u32)>,
+    /// Per member, then the key's own Service (its annotations and session affinity).
+    pub services: Vec<Option<Arc<Service>>>,
+    pub slices: Vec<Vec<Arc<EndpointSlice>>>,
+    pub legacy: Vec<Option<Arc<Endpoints>>>,
+    pub affinity: Option<Arc<StickyPolicy>>,
+    pub settings: Option<BackendSettings>,
+    pub keys_id: String,
+}
+
+impl PartialEq for BackendInputs {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T>(a: &[Option<Arc<T>>], b: &[Option<Arc<T>>]) -> bool {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                    (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                    (None, None) => true,
+                    _ => false,
+                })
+        }
+        let slices = self.slices.len() == other.slices.len()
+            && self
+                .slices
+                .iter()
+                .zip(&other.slices)
+                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y)));
+        let settings = match (&self.settings, &other.settings) {
+            (Some(a), Some(b)) => {
+                a.balance == b.balance
+                    && a.protocol == b.protocol
+                    && match (&a.hash_by, &b.hash_by) {
+                        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        self.members == other.members
+            && self.keys_id == other.keys_id
+            && same(&self.services, &other.services)
+            && slices
+            && same(&self.legacy, &other.legacy)
+            && self.affinity == other.affinity
+            && settings
+    }
+}
+
+/// A backend, what it was built from, and the diagnostics building it gave.
+pub struct BackendMemo {
+    pub inputs: BackendInputs,
+    pub backend: Arc<Backend>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What an Ingress route was built from besides its plan: the same values give the same route.
+#[derive(Clone, PartialEq)]
+pub struct RouteInputs {
+    pub kind: PathKind,
+    /// Address of the backend (held by the route).
+    pub backend: usize,
+    pub issues_cookies: bool,
+    pub has_tls: bool,
+    /// The canary's plan and path index, backend address and whether it issues cookies.
+    pub canary: Option<(usize, usize, usize, bool)>,
+}
+
+/// A built Ingress route and its inputs; holds the plans it came from (and so their addresses).
+pub struct RouteMemo {
+    pub plan: Arc<IngressPlan>,
+    pub canary_plan: Option<Arc<IngressPlan>>,
+    pub inputs: RouteInputs,
+    pub route: Arc<Route>,
+}
