@@ -1,10 +1,13 @@
 //! Configuration sources. A source only produces a [`crate::model::Snapshot`].
 
 pub mod files;
+pub mod kinds;
 pub mod kube;
 pub mod leader;
 pub mod parse;
+pub mod strict_keys;
 pub mod watch;
+pub mod yaml;
 
 use crate::diag::Diagnostic;
 use crate::model::Snapshot;

@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::diag::Diagnostic;
-use crate::model::{Snapshot, Sourced};
+use crate::model::Snapshot;
+use crate::source::kinds::{Kind, Object};
+use crate::source::yaml::{self, Failure, Read};
 
 /// What one file held: its objects, and whether any part of it was unusable.
 #[derive(Clone, Debug, Default)]
@@ -22,53 +23,49 @@ pub struct ParsedFile {
 /// Parses a YAML (multi-document) or JSON file.
 pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
     let mut out = ParsedFile::default();
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let documents: Vec<Value> = if is_json {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
         match serde_json::from_str::<Value>(text) {
-            Ok(v) => vec![v],
-            Err(e) => {
-                out.fail(Diagnostic::error(format!("invalid JSON: {e}")).file(path));
+            Ok(v) => out.add_document(path, v, None),
+            Err(e) => out.fail(Diagnostic::error(format!("invalid JSON: {e}")).file(path)),
+        }
+        return out;
+    }
+    for doc in yaml::documents(text) {
+        let read = yaml::read(&doc).and_then(|read| match read {
+            Read::Generic => yaml::value(&doc).map(|v| out.add_document(path, v, Some(&doc))),
+            Read::Object(object) => {
+                out.file(path, *object);
+                Ok(())
+            }
+            Read::Empty => Ok(()),
+        });
+        match read {
+            Ok(()) => {}
+            Err(Failure::Yaml(reason)) => {
+                out.fail(Diagnostic::error(format!("invalid YAML: {}", explain_limits(reason))).file(path));
                 return out;
             }
-        }
-    } else {
-        let (options, limits) = yaml_options(text.len());
-        match serde_saphyr::from_multiple_with_options::<Value>(text, options) {
-            Ok(docs) => docs,
-            Err(e) => {
-                let msg = e.to_string().replace('\n', " ");
-                let budget = if msg.contains("budget") { format!(" ({limits})") } else { String::new() };
-                out.fail(Diagnostic::error(format!("invalid YAML: {msg}{budget}")).file(path));
-                return out;
+            Err(Failure::Field { path: field, reason }) => {
+                // The object's name for the error, from the document read as a plain value.
+                let object = yaml::value(&doc).map(|v| describe_value(&v)).unwrap_or_default();
+                out.fail(Diagnostic::error(reason).file(path).object(object).field(field));
             }
         }
-    };
-    for doc in documents {
-        out.add_document(path, doc);
     }
     out
 }
 
-/// The YAML parser's budget for a file of `len` bytes, and the limits in words for an error.
-///
-/// What makes a YAML bomb is aliases, whose limits (and the nesting depth) stay the parser's
-/// defaults. Nodes, events, scalar bytes and documents grow with the file instead: without
-/// aliases each needs bytes of its own, so a `kubectl get -o yaml` dump of 50,000 objects loads
-/// while a bomb still trips the alias limits.
-fn yaml_options(len: usize) -> (serde_saphyr::Options, String) {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = budget.max_nodes.max(len);
-    budget.max_events = budget.max_events.max(len.saturating_mul(2));
-    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
-    budget.max_documents = budget.max_documents.max(len / 16);
-    let limits = format!(
-        "limits for this {len}-byte file: {} nodes, {} aliases, {} anchors, depth {}; a file that breaks them \
-         is refused as a possible YAML bomb",
-        budget.max_nodes, budget.max_aliases, budget.max_anchors, budget.max_depth
-    );
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    (options, limits)
+/// What makes a YAML bomb is aliases: the parser refuses a document whose aliases expand to
+/// more than a hundred times its own size, or that nests too deep. Say so.
+fn explain_limits(reason: String) -> String {
+    if reason.contains("repetition limit") || reason.contains("recursion limit") {
+        format!(
+            "{reason} (a document whose aliases expand to more than 100 times its size, or that nests more than \
+             128 deep, is refused as a possible YAML bomb)"
+        )
+    } else {
+        reason
+    }
 }
 
 impl ParsedFile {
@@ -77,7 +74,17 @@ impl ParsedFile {
         self.diagnostics.push(d);
     }
 
-    fn add_document(&mut self, path: &Path, doc: Value) {
+    /// Files an object tether reads.
+    fn file(&mut self, path: &Path, object: Object) {
+        if let Err((object, reason)) = object.file_into(&mut self.objects, path) {
+            self.diagnostics.push(Diagnostic::notice(reason).file(path).object(object).field("type"));
+        }
+    }
+
+    /// A document read as a plain value (or a `List` item, or a JSON file): its kind decides.
+    /// `text` is the document's own YAML, read again straight into its type when it has one, so
+    /// every document is typed from YAML alike.
+    fn add_document(&mut self, path: &Path, doc: Value, text: Option<&yaml::Document<'_>>) {
         if doc.is_null() {
             return; // an empty document (e.g. a trailing `---`)
         }
@@ -85,93 +92,40 @@ impl ParsedFile {
             self.fail(Diagnostic::error("document is not a mapping").file(path));
             return;
         };
-        let kind = map.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
-        let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
-        let object = describe_value(&kind, &doc);
+        let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let object = describe_value(&doc);
         if kind.is_empty() || api_version.is_empty() {
             let field = if kind.is_empty() { "kind" } else { "apiVersion" };
             self.fail(Diagnostic::error("missing").file(path).object(object).field(field));
             return;
         }
-        let file = Some(path.to_path_buf());
-        match (api_version.as_str(), kind.as_str()) {
-            (_, "List") => match doc.get("items").and_then(Value::as_array) {
+        if let Some(known) = Kind::of(api_version, kind) {
+            let typed = match text {
+                Some(text) => yaml::typed(text, known).map_err(|e| match e {
+                    Failure::Field { path, reason } => (path, reason),
+                    Failure::Yaml(reason) => (String::new(), reason),
+                }),
+                None => typed_value(known, doc),
+            };
+            match typed {
+                Ok(o) => self.file(path, o),
+                Err((field, reason)) => self.fail(Diagnostic::error(reason).file(path).object(object).field(field)),
+            }
+            return;
+        }
+        match kind {
+            "List" => match doc.get("items").and_then(Value::as_array) {
                 Some(items) => {
                     for item in items.clone() {
-                        self.add_document(path, item);
+                        self.add_document(path, item, None);
                     }
                 }
                 None => {
                     self.fail(Diagnostic::error("a List needs an items array").file(path).object(object).field("items"))
                 }
             },
-            ("networking.k8s.io/v1", "Ingress") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.ingresses.push(Sourced::new(file, obj));
-                }
-            }
-            ("networking.k8s.io/v1", "IngressClass") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.ingress_classes.push(Sourced::new(file, obj));
-                }
-            }
-            ("v1", "Service") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.services.push(Sourced::new(file, obj));
-                }
-            }
-            ("discovery.k8s.io/v1", "EndpointSlice") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.endpoint_slices.push(Sourced::new(file, obj));
-                }
-            }
-            ("gateway.networking.k8s.io/v1", "GatewayClass") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.gateway_classes.push(Sourced::new(file, obj));
-                }
-            }
-            ("gateway.networking.k8s.io/v1", "Gateway") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.gateways.push(Sourced::new(file, obj));
-                }
-            }
-            ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.http_routes.push(Sourced::new(file, obj));
-                }
-            }
-            ("gateway.networking.x-k8s.io/v1alpha1", "XBackendTrafficPolicy") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.backend_traffic_policies.push(Sourced::new(file, obj));
-                }
-            }
-            ("route.openshift.io/v1", "Route") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.routes.push(Sourced::new(file, obj));
-                }
-            }
-            ("v1", "Secret") => {
-                if let Some(obj) = self.typed::<k8s_openapi::api::core::v1::Secret>(path, &object, doc) {
-                    // TLS Secrets for certificates; Opaque ones (the default type) for auth
-                    // users and CA bundles.
-                    if matches!(obj.type_.as_deref(), None | Some("kubernetes.io/tls" | "Opaque")) {
-                        self.objects.secrets.push(Sourced::new(file, obj));
-                    } else {
-                        self.diagnostics.push(
-                            Diagnostic::notice("not of type kubernetes.io/tls or Opaque; tether does not read it")
-                                .file(path)
-                                .object(object)
-                                .field("type"),
-                        );
-                    }
-                }
-            }
-            ("v1", "Endpoints") => {
-                if let Some(obj) = self.typed(path, &object, doc) {
-                    self.objects.endpoints.push(Sourced::new(file, obj));
-                }
-            }
-            (_, "Ingress" | "IngressClass" | "EndpointSlice") => self.fail(
+            "Ingress" | "IngressClass" | "EndpointSlice" => self.fail(
                 Diagnostic::error(format!(
                     "apiVersion {api_version} is not served by Kubernetes any more; \
                      convert the object to {} (see `kubectl convert`)",
@@ -188,23 +142,19 @@ impl ParsedFile {
             ),
         }
     }
+}
 
-    /// Deserializes into a k8s-openapi type; on failure reports the exact field path.
-    fn typed<T: DeserializeOwned>(&mut self, path: &Path, object: &str, doc: Value) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(doc) {
-            Ok(obj) => Some(obj),
-            Err(e) => {
-                let field = e.path().to_string();
-                let reason = e.into_inner().to_string();
-                self.fail(Diagnostic::error(reason).file(path).object(object).field(field));
-                None
-            }
-        }
-    }
+/// Deserializes a plain value (a `List` item, a JSON document) into its type; on failure the
+/// exact field path and the reason.
+fn typed_value(kind: Kind, doc: Value) -> Result<Object, (String, String)> {
+    let mut track = serde_path_to_error::Track::new();
+    kind.deserialize(serde_path_to_error::Deserializer::new(doc, &mut track))
+        .map_err(|e| (track.path().to_string(), e.to_string()))
 }
 
 /// `Kind ns/name` read from an untyped document (for errors before typing).
-fn describe_value(kind: &str, doc: &Value) -> String {
+fn describe_value(doc: &Value) -> String {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let meta = doc.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
     let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
@@ -239,7 +189,7 @@ mod tests {
         let parsed = parse_file(Path::new("bomb.yaml"), &bomb);
         assert!(parsed.failed);
         let reason = &parsed.diagnostics[0].reason;
-        assert!(reason.contains("budget") && reason.contains("limits for this"), "the limit is in the error: {reason}");
+        assert!(reason.contains("YAML bomb") && reason.contains("100 times"), "the limit is in the error: {reason}");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl ApiServer {
     /// Creates or replaces an object (from YAML), as `kubectl apply` would.
     pub fn apply(&self, yaml: &str) {
         for doc in yaml.split("\n---\n") {
-            let mut object: Value = serde_saphyr::from_str(doc).unwrap();
+            let mut object: Value = serde_yaml_ng::from_str(doc).unwrap();
             let api_version = object["apiVersion"].as_str().unwrap().to_owned();
             let kind = object["kind"].as_str().unwrap().to_owned();
             let (prefix, plural) = collection(&api_version, &kind);

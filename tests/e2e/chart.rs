@@ -46,7 +46,7 @@ fn template(extra: &[&str]) -> Command {
 }
 
 pub fn objects(yaml: &str) -> Vec<Value> {
-    yaml.split("\n---\n").map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap()).filter(|d| !d.is_null()).collect()
+    yaml.split("\n---\n").map(|doc| serde_yaml_ng::from_str::<Value>(doc).unwrap()).filter(|d| !d.is_null()).collect()
 }
 
 fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
