@@ -51,7 +51,7 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
             typed(serde_json::to_string_pretty(report.as_ref()).unwrap_or_else(|_| "null".into()), "application/json")
         }
         "/diagnostics" => text(StatusCode::OK, diagnostics_text(report.as_ref().as_ref())),
-        "/routes" => text(StatusCode::OK, routes_text(&control)),
+        "/routes" => text(StatusCode::OK, routes_text(&control, req.uri().query().unwrap_or(""))),
         "/metrics" => {
             let telemetry = control.proxy.telemetry;
             let body = crate::metrics::collector::render(&telemetry.metrics, control.proxy.clone());
@@ -62,14 +62,15 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
             Err((code, message)) => text(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), message + "\n"),
         },
         "/status.json" => {
-            let body = serde_json::to_string_pretty(&status::status(&control)).unwrap_or_else(|_| "null".into());
+            let page = status::Page::from_query(req.uri().query().unwrap_or(""), 500);
+            let body = serde_json::to_string_pretty(&status::status(&control, &page)).unwrap_or_else(|_| "null".into());
             typed(body, "application/json")
         }
         "/status" | "/" => {
-            let refresh = req.uri().query().and_then(|q| {
-                q.split('&').find_map(|kv| kv.strip_prefix("refresh=")).and_then(|v| v.parse::<u32>().ok())
-            });
-            typed(status::html(&status::status(&control), refresh.map(|s| s.max(1))), "text/html; charset=utf-8")
+            let query = req.uri().query().unwrap_or("");
+            let refresh = query.split('&').find_map(|kv| kv.strip_prefix("refresh=")).and_then(|v| v.parse::<u32>().ok());
+            let page = status::Page::from_query(query, 50);
+            typed(status::html(&status::status(&control, &page), refresh.map(|s| s.max(1))), "text/html; charset=utf-8")
         }
         _ => text(
             StatusCode::NOT_FOUND,
@@ -98,12 +99,24 @@ fn diagnostics_text(report: Option<&crate::app::ReloadReport>) -> String {
     out
 }
 
-fn routes_text(control: &ControlState) -> String {
+/// Routes per page of `/routes` (`?page=N`, `?host=TEXT` to filter).
+const ROUTES_PER_PAGE: usize = 500;
+
+fn routes_text(control: &ControlState, query: &str) -> String {
     let table = control.proxy.table.load();
-    let mut routes: Vec<_> = table.routes_and_default().collect();
+    let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    let host = param("host").filter(|h| !h.is_empty());
+    let page = param("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let mut routes: Vec<_> = table.routes_and_default().filter(|r| host.is_none_or(|h| r.host.contains(h))).collect();
     routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
-    let mut out = String::new();
-    for r in routes {
+    let pages = routes.len().div_ceil(ROUTES_PER_PAGE).max(1);
+    let first = (page - 1) * ROUTES_PER_PAGE;
+    let mut out = format!(
+        "# {} routes{}; page {page} of {pages} (?page=N, ?host=TEXT)\n",
+        routes.len(),
+        host.map(|h| format!(" with host containing {h:?}")).unwrap_or_default()
+    );
+    for r in routes.into_iter().skip(first).take(ROUTES_PER_PAGE) {
         let affinity = crate::route::describe::affinity_short(r);
         let _ = writeln!(
             out,

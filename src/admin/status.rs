@@ -1,7 +1,9 @@
 //! `/status` (HTML, no scripts or external assets) and `/status.json`: every backend with its
 //! endpoints (ready, draining, or gone in the last minute) and each endpoint's share of the
-//! sessions and requests of the last minute; the last reload and its diagnostics.
+//! sessions and requests of the last minute; the last reload and its diagnostics. Paged (and
+//! filtered by service name), so 1,000 backends of 50 pods stay a page a browser can show.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +18,61 @@ pub struct Status {
     /// Unix seconds.
     pub generated_at: u64,
     pub reload: Option<crate::app::ReloadReport>,
+    /// Backends (matching the filter), of which this page shows `backends`.
+    pub total_backends: usize,
+    /// 1-based.
+    pub page: usize,
+    pub pages: usize,
+    /// Only backends whose `namespace/service:port` contains this.
+    pub filter: Option<String>,
     pub backends: Vec<BackendStatus>,
+}
+
+/// Which backends to show: `?service=TEXT&page=N&per_page=N`.
+pub struct Page {
+    pub filter: Option<String>,
+    /// 1-based.
+    pub page: usize,
+    pub per_page: usize,
+}
+
+impl Page {
+    /// Reads the query; `per_page` defaults to `default` and is at most 1,000.
+    pub fn from_query(query: &str, default: usize) -> Page {
+        let param =
+            |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).map(percent_decode);
+        let number = |name: &str| param(name).and_then(|v| v.parse::<usize>().ok());
+        Page {
+            filter: param("service").filter(|f| !f.is_empty()),
+            page: number("page").unwrap_or(1).max(1),
+            per_page: number("per_page").unwrap_or(default).clamp(1, 1000),
+        }
+    }
+}
+
+/// `%XX` and `+` decoded (a filter typed into the page's form).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Serialize)]
@@ -47,27 +103,33 @@ pub struct EndpointStatus {
     pub session_share: f64,
 }
 
-pub fn status(control: &ControlState) -> Status {
+pub fn status(control: &ControlState, page: &Page) -> Status {
     let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let now = now_secs as u32;
     let table = control.proxy.table.load();
-    let mut backends: Vec<(Arc<Backend>, Vec<String>, String)> = Vec::new();
-    let mut routes: Vec<_> = table.routes_and_default().collect();
-    routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
-    for route in routes {
-        let described = format!("{} {} {} ({})", route.host, route.kind.as_str(), route.path, route.source);
-        match backends.iter_mut().find(|(b, ..)| b.name == route.backend.name) {
-            Some((_, routes, _)) => routes.push(described),
-            None => {
-                backends.push((route.backend.clone(), vec![described], crate::route::describe::affinity_short(route)))
-            }
+    // Routes by backend name (several backends can share one: OpenShift owners, canaries).
+    let mut by_name: HashMap<&str, (Arc<Backend>, Vec<&Arc<crate::route::Route>>)> = HashMap::new();
+    for route in table.routes_and_default() {
+        let name = &*route.backend.name;
+        if page.filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
         }
+        by_name.entry(name).or_insert_with(|| (route.backend.clone(), Vec::new())).1.push(route);
     }
-    backends.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut names: Vec<&str> = by_name.keys().copied().collect();
+    names.sort_unstable();
+    let total_backends = names.len();
+    let pages = total_backends.div_ceil(page.per_page).max(1);
+    let shown = names.iter().skip((page.page - 1) * page.per_page).take(page.per_page);
     let gone = control.gone.lock().unwrap_or_else(|e| e.into_inner());
-    let backends = backends
-        .into_iter()
-        .map(|(backend, routes, affinity)| {
+    let backends = shown
+        .filter_map(|name| by_name.get(name))
+        .map(|(backend, routes)| {
+            let mut routes = routes.clone();
+            routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+            let affinity = routes.first().map(|r| crate::route::describe::affinity_short(r)).unwrap_or_default();
+            let routes =
+                routes.iter().map(|r| format!("{} {} {} ({})", r.host, r.kind.as_str(), r.path, r.source)).collect();
             let mut endpoints: Vec<EndpointStatus> = backend
                 .endpoints
                 .iter()
@@ -92,7 +154,15 @@ pub fn status(control: &ControlState) -> Status {
             }
         })
         .collect();
-    Status { generated_at: now_secs, reload: control.report.load().as_ref().clone(), backends }
+    Status {
+        generated_at: now_secs,
+        reload: control.report.load().as_ref().clone(),
+        total_backends,
+        page: page.page,
+        pages,
+        filter: page.filter.clone(),
+        backends,
+    }
 }
 
 fn endpoint(
@@ -165,8 +235,15 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
             );
             if !r.diagnostics.is_empty() {
                 out.push_str("<details><summary>Diagnostics</summary><ul class=\"diag\">");
-                for d in &r.diagnostics {
+                for d in r.diagnostics.iter().take(MAX_DIAGNOSTICS) {
                     let _ = write!(out, "<li>{}</li>", escape(&d.to_string()));
+                }
+                if r.diagnostics.len() > MAX_DIAGNOSTICS {
+                    let _ = write!(
+                        out,
+                        "<li>… and {} more: <a href=\"/diagnostics\">/diagnostics</a></li>",
+                        r.diagnostics.len() - MAX_DIAGNOSTICS
+                    );
                 }
                 out.push_str("</ul></details>");
             }
@@ -174,7 +251,8 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
         None => out.push_str("<p class=\"reload failed\">No route table yet.</p>"),
     }
     out.push_str("<p class=\"note\">Shares are of the last minute: distinct sessions (estimated) and requests.</p>");
-    if status.backends.is_empty() {
+    pager(&mut out, status, refresh);
+    if status.backends.is_empty() && status.filter.is_none() {
         out.push_str(
             "<p class=\"problem\">No routes: no Ingress, Route or HTTPRoute of tether's classes \
                       (see the diagnostics, or run <code>tether check</code> on the manifests).</p>",
@@ -215,6 +293,9 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
         }
         out.push_str("</tbody></table></section>");
     }
+    if status.pages > 1 {
+        pager(&mut out, status, refresh);
+    }
     out.push_str(
         "<p class=\"note\">Also: <a href=\"/status.json\">/status.json</a>, <a href=\"/metrics\">/metrics</a>, \
                   <a href=\"/routes\">/routes</a>, <a href=\"/diagnostics\">/diagnostics</a>; which pod holds \
@@ -222,6 +303,56 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
                   </p></body></html>\n",
     );
     out
+}
+
+/// Diagnostics listed on the page (all of them are on `/diagnostics`).
+const MAX_DIAGNOSTICS: usize = 200;
+
+/// Which backends the page shows, a filter form and links to the other pages.
+fn pager(out: &mut String, status: &Status, refresh: Option<u32>) {
+    let filter = status.filter.as_deref().unwrap_or("");
+    let link = |page: usize| {
+        let mut query = format!("?page={page}");
+        if !filter.is_empty() {
+            query += &format!("&service={}", percent_encode(filter));
+        }
+        if let Some(seconds) = refresh {
+            query += &format!("&refresh={seconds}");
+        }
+        query
+    };
+    let _ = write!(
+        out,
+        "<form class=\"pager\" method=\"get\">{} backend{}{}, page {} of {} ",
+        status.total_backends,
+        if status.total_backends == 1 { "" } else { "s" },
+        if filter.is_empty() { String::new() } else { format!(" matching <code>{}</code>", escape(filter)) },
+        status.page,
+        status.pages
+    );
+    if status.page > 1 {
+        let _ = write!(out, "<a href=\"{}\">previous</a> ", escape(&link(status.page - 1)));
+    }
+    if status.page < status.pages {
+        let _ = write!(out, "<a href=\"{}\">next</a> ", escape(&link(status.page + 1)));
+    }
+    let _ = write!(
+        out,
+        "<input name=\"service\" value=\"{}\" placeholder=\"namespace/service\"> <button>Filter</button></form>",
+        escape(filter)
+    );
+}
+
+/// A filter as a query value.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 const STYLE: &str = "<style>\
@@ -235,5 +366,22 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25em .5
 .fill{height:100%}.fill.sessions{background:#3a7bd5}.fill.requests{background:#6cbf6c}\
 .pct{display:inline-block;width:3em;text-align:right}\
 tr.draining td.state{color:#b8860b}tr.gone{color:#999}tr.gone td.state{color:#b22}\
-.reload.ok{color:#1a6e1a}.reload.failed,.problem{color:#b22}.note{color:#666}\
+.pager{margin:.5em 0}.reload.ok{color:#1a6e1a}.reload.failed,.problem{color:#b22}.note{color:#666}\
 </style>";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_picks_the_page_and_the_filter() {
+        let page = Page::from_query("refresh=5&service=shop%2Fcart+x&page=3&per_page=20", 50);
+        assert_eq!(page.filter.as_deref(), Some("shop/cart x"));
+        assert_eq!((page.page, page.per_page), (3, 20));
+        let page = Page::from_query("page=0&per_page=100000&service=", 50);
+        assert_eq!((page.page, page.per_page, page.filter), (1, 1000, None));
+        assert_eq!(Page::from_query("", 50).per_page, 50);
+        assert_eq!(percent_decode("%zz%4"), "%zz%4", "malformed escapes are kept as written");
+        assert_eq!(percent_decode(&percent_encode("a b&c/d:80")), "a b&c/d:80");
+    }
+}
