@@ -14,13 +14,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::affinity::token::CookieKeys;
 use crate::app::{ControlState, GoneEndpoint, ReloadReport};
+use crate::compile::memo::Memo;
 use crate::compile::{compile, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
 use crate::model::gateway::HttpRoute;
 use crate::model::openshift::Route;
 use crate::model::{describe, Sourced};
 use crate::proxy::upstream::UpstreamRegistry;
-use crate::route::RouteTable;
+use crate::route::{Backend, RouteTable};
 use crate::source::Source;
 
 pub struct Reloader {
@@ -39,7 +40,7 @@ pub struct Reloader {
     /// Rate-limit tables by object, kept across reloads.
     limiters: crate::access::limits::LimiterRegistry,
     /// What the last compile built, for the next (a change recompiles what depends on it).
-    memo: Arc<crate::compile::memo::Memo>,
+    memo: Arc<Memo>,
 }
 
 /// The objects that define routes as the last reload used them (broken ones already replaced
@@ -243,7 +244,7 @@ impl Reloader {
             retried.diagnostics.extend(broken_errors.filter(|d| d.severity == Severity::Error));
             compiled = retried;
         }
-        self.memo = Arc::new(std::mem::take(&mut compiled.memo));
+        let memo = Arc::new(std::mem::take(&mut compiled.memo));
         let failing: HashSet<String> = compiled
             .diagnostics
             .iter()
@@ -270,11 +271,14 @@ impl Reloader {
             metrics.cert_expiry.store(Arc::new(compiled.table.certs.expiry()));
             let previous = self.control.proxy.table.swap(compiled.table.clone());
             swapped_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let touched = rebuilt_backend_names(&previous, &compiled.table);
-            let changes = TableChanges::between(&previous, &compiled.table, &touched);
-            self.remember_gone(&previous, &compiled.table, &touched);
-            drop(touched);
+            // The memo pairs with the table it built: kept backends are the same in both.
+            let previous_memo = std::mem::replace(&mut self.memo, memo);
+            let rebuilt = RebuiltBackends::between(&previous_memo, &self.memo);
+            let changes = TableChanges::between(&previous, &compiled.table, &rebuilt);
+            self.remember_gone(&rebuilt);
+            drop(rebuilt);
             drop(previous);
+            drop(previous_memo);
             metrics.prune();
             Some(changes)
         } else {
@@ -317,16 +321,15 @@ impl Reloader {
     }
 
     /// Endpoints this reload removed stay on `/status` as `gone` for a minute.
-    fn remember_gone(&self, before: &RouteTable, after: &RouteTable, touched: &HashSet<&str>) {
+    fn remember_gone(&self, rebuilt: &RebuiltBackends<'_>) {
         const KEEP_SECS: u64 = 60;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
         // Only backends this reload rebuilt can have lost or regained endpoints.
-        let live: HashSet<(&str, &str)> = backends_named(after, touched)
-            .flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, &*e.identity)))
-            .collect();
+        let live: FxHashSet<(&str, &str)> =
+            rebuilt.after.iter().flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, &*e.identity))).collect();
         let mut gone = self.control.gone.lock().unwrap_or_else(|e| e.into_inner());
         gone.retain(|g| now.saturating_sub(g.at) < KEEP_SECS && !live.contains(&(&*g.service, &*g.identity)));
-        for backend in backends_named(before, touched) {
+        for backend in &rebuilt.before {
             for e in backend.endpoints.iter() {
                 let key = (&*backend.name, &*e.identity);
                 if !live.contains(&key) && !gone.iter().any(|g| (&*g.service, &*g.identity) == key) {
@@ -352,30 +355,30 @@ impl Reloader {
     }
 }
 
-/// Addresses of a table's backends (a kept backend is the same allocation in both tables).
-fn backend_addresses(table: &RouteTable) -> FxHashSet<*const crate::route::Backend> {
-    table.backends().map(Arc::as_ptr).collect()
+/// The backends one compile has and the other does not (a kept backend is the same
+/// allocation in both memos), with every backend of the same name beside them: where endpoints
+/// can have come or gone. Found from the memos, so the cost follows the backends, not the routes.
+struct RebuiltBackends<'a> {
+    before: Vec<&'a Backend>,
+    after: Vec<&'a Backend>,
 }
 
-/// The names of the backends one table has and the other does not: where endpoints can have
-/// come or gone. Small, whatever the table's size.
-fn rebuilt_backend_names<'a>(before: &'a RouteTable, after: &'a RouteTable) -> HashSet<&'a str> {
-    let (b, a) = (backend_addresses(before), backend_addresses(after));
-    before
-        .backends()
-        .filter(|x| !a.contains(&Arc::as_ptr(x)))
-        .chain(after.backends().filter(|x| !b.contains(&Arc::as_ptr(x))))
-        .map(|x| &*x.name)
-        .collect()
-}
-
-/// A table's backends with one of `names`.
-fn backends_named<'a>(
-    table: &'a RouteTable,
-    names: &'a HashSet<&str>,
-) -> impl Iterator<Item = &'a crate::route::Backend> {
-    let mut seen = FxHashSet::default();
-    table.backends().filter(move |b| names.contains(&*b.name) && seen.insert(Arc::as_ptr(b))).map(|b| &**b)
+impl<'a> RebuiltBackends<'a> {
+    fn between(before: &'a Memo, after: &'a Memo) -> Self {
+        let addresses = |m: &Memo| -> FxHashSet<*const Backend> { m.backends().map(Arc::as_ptr).collect() };
+        let (in_before, in_after) = (addresses(before), addresses(after));
+        let names: FxHashSet<&str> = before
+            .backends()
+            .filter(|b| !in_after.contains(&Arc::as_ptr(b)))
+            .chain(after.backends().filter(|b| !in_before.contains(&Arc::as_ptr(b))))
+            .map(|b| &*b.name)
+            .collect();
+        let named = |m: &'a Memo| -> Vec<&'a Backend> {
+            let mut seen = FxHashSet::default();
+            m.backends().filter(|b| names.contains(&*b.name) && seen.insert(Arc::as_ptr(b))).map(|b| &**b).collect()
+        };
+        RebuiltBackends { before: named(before), after: named(after) }
+    }
 }
 
 /// Gives every endpoint of a new table its connection pool (the one its address had).
@@ -417,26 +420,25 @@ struct TableChanges {
 }
 
 impl TableChanges {
-    fn between(before: &RouteTable, after: &RouteTable, touched: &HashSet<&str>) -> Self {
+    fn between(before: &RouteTable, after: &RouteTable, rebuilt: &RebuiltBackends<'_>) -> Self {
         // A route kept by `Arc` is in both tables unchanged: compare only the others.
         type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
         let addresses = |t: &RouteTable| -> FxHashSet<*const crate::route::Route> {
             t.routes_and_default().map(Arc::as_ptr).collect()
         };
         let (in_before, in_after) = (addresses(before), addresses(after));
-        fn only<'t>(t: &'t RouteTable, other: &FxHashSet<*const crate::route::Route>) -> HashSet<Key<'t>> {
+        fn only<'t>(t: &'t RouteTable, other: &FxHashSet<*const crate::route::Route>) -> FxHashSet<Key<'t>> {
             t.routes_and_default()
                 .filter(|r| !other.contains(&Arc::as_ptr(r)))
                 .map(|r| (&*r.host, r.kind.as_str(), &*r.path, &*r.backend.name))
                 .collect()
         }
         let (r0, r1) = (only(before, &in_after), only(after, &in_before));
-        let endpoints = |t| -> HashSet<(&str, std::net::SocketAddr, crate::route::EndpointState)> {
-            backends_named(t, touched)
-                .flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, e.addr, e.state)))
-                .collect()
-        };
-        let (e0, e1) = (endpoints(before), endpoints(after));
+        type Seen<'b> = FxHashSet<(&'b str, std::net::SocketAddr, crate::route::EndpointState)>;
+        fn endpoints<'b>(backends: &[&'b Backend]) -> Seen<'b> {
+            backends.iter().flat_map(|b| b.endpoints.iter().map(move |e| (&*b.name, e.addr, e.state))).collect()
+        }
+        let (e0, e1) = (endpoints(&rebuilt.before), endpoints(&rebuilt.after));
         TableChanges {
             routes_added: r1.difference(&r0).count(),
             routes_removed: r0.difference(&r1).count(),

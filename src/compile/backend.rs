@@ -2,6 +2,7 @@
 //! route that reaches it. Cookie affinity from an Ingress (ingress-nginx dialect) wins over
 //! affinity the Service asks for itself (Traefik annotations, `sessionAffinity: ClientIP`).
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -32,12 +33,21 @@ pub struct BackendRef {
 impl BackendRef {
     /// The same Service port spelled by name or by number is one backend.
     pub fn canonical(mut self, services: &ServiceIndex<'_>) -> Self {
-        if self.port.parse::<i32>().is_err() {
-            if let Some(number) = services.port_number(&self.namespace, &self.service, &self.port) {
-                self.port = number.to_string();
-            }
+        if let Cow::Owned(named) = self.canonical_ref(services) {
+            self = named;
         }
         self
+    }
+
+    /// As [`canonical`](Self::canonical), copying only when a port name is replaced.
+    pub fn canonical_ref(&self, services: &ServiceIndex<'_>) -> Cow<'_, Self> {
+        if self.port.parse::<i32>().is_ok() {
+            return Cow::Borrowed(self);
+        }
+        match services.port_number(&self.namespace, &self.service, &self.port) {
+            Some(number) => Cow::Owned(BackendRef { port: number.to_string(), ..self.clone() }),
+            None => Cow::Borrowed(self),
+        }
     }
 }
 
@@ -133,6 +143,9 @@ impl<'a> BackendBuilder<'a> {
     }
 
     pub fn get(&mut self, r: &BackendRef, diags: &mut Vec<Diagnostic>) -> Arc<Backend> {
+        if let Some(b) = self.built.get(r) {
+            return b.clone();
+        }
         self.get_weighted(r, &[(r.clone(), 1)], diags)
     }
 

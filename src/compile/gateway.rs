@@ -151,7 +151,7 @@ pub fn compile_http_routes(
                 policy: None,
                 stats: Default::default(),
             };
-            if let Err(holder) = table.host_mut(host).insert(Arc::new(route)) {
+            if let Err(holder) = table.add(host, Arc::new(route)) {
                 diags.push(
                     Diagnostic::warning(format!(
                         "host {host:?} path {} is already served by {}; this rule is ignored there",

@@ -5,6 +5,7 @@
 
 pub mod plan;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ struct PendingRoute<'p> {
     /// The path's kind after every Ingress's `use-regex`.
     kind: PathKind,
     /// Canonical (a named port replaced by its number).
-    backend: BackendRef,
+    backend: Cow<'p, BackendRef>,
 }
 
 impl PendingRoute<'_> {
@@ -106,13 +107,13 @@ pub fn compile_ingresses(
         let wanted =
             BackendSettings { hash_by: plan.hash_by.clone(), balance: plan.balance, protocol: plan.location.protocol };
         for (index, p) in plan.paths.iter().enumerate() {
-            let backend = p.backend.clone().canonical(&services);
+            let backend = p.backend.canonical_ref(&services);
             match backend_settings.get(&backend) {
                 None if wanted.hash_by.is_some()
                     || wanted.balance != Balance::RoundRobin
                     || wanted.protocol != Default::default() =>
                 {
-                    backend_settings.insert(backend.clone(), wanted.clone());
+                    backend_settings.insert(backend.clone().into_owned(), wanted.clone());
                 }
                 Some(older) if older.protocol != wanted.protocol => diags.push(warn(
                     plan,
@@ -130,7 +131,8 @@ pub fn compile_ingresses(
                 match affinity.get(&backend) {
                     None => {
                         let owner = plan.source.clone();
-                        affinity.insert(backend.clone(), BackendAffinity { policy: policy.clone(), owner });
+                        affinity
+                            .insert(backend.clone().into_owned(), BackendAffinity { policy: policy.clone(), owner });
                     }
                     Some(existing) if existing.policy != *policy => diags.push(warn(
                         plan,
@@ -242,7 +244,7 @@ pub fn compile_ingresses(
             // Another CA's routes on the host still check theirs per request (and refuse).
             table.client_auth.entry(path.host_lower.as_str().into()).or_insert_with(|| rule.clone());
         }
-        if let Err(holder) = table.host_mut(&path.host).insert(route) {
+        if let Err(holder) = table.add(&path.host, route) {
             let host = if path.host.is_empty() { "*" } else { &path.host };
             diags.push(
                 Diagnostic::warning(format!(
@@ -286,10 +288,7 @@ pub fn compile_ingresses(
     }
     builder.finish(next);
     table.certs = tls.certs;
-    table.ingresses = ordered
-        .iter()
-        .map(|(_, i)| (model::namespace(&i.obj.metadata).to_owned(), model::name(&i.obj.metadata).to_owned()))
-        .collect();
+    table.ingresses = ordered.iter().map(|(_, i)| i.obj.clone()).collect();
     table
 }
 

@@ -30,6 +30,13 @@ pub struct Memo {
     pub(crate) by_fingerprint: HashMap<u128, Arc<Backend>>,
 }
 
+impl Memo {
+    /// Every backend the compile built or kept (one may appear under several keys).
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.backends.values().map(|m| &m.backend)
+    }
+}
+
 /// Which compiler built a backend (their keys can coincide with different settings).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Front {

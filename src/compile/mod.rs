@@ -73,8 +73,8 @@ fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
         objects: &[Sourced<T>],
         out: &mut Vec<Diagnostic>,
     ) {
-        let mut seen: std::collections::HashMap<(&str, &str), Option<&std::path::PathBuf>> =
-            std::collections::HashMap::with_capacity(objects.len());
+        let mut seen: rustc_hash::FxHashMap<(&str, &str), Option<&std::path::PathBuf>> =
+            rustc_hash::FxHashMap::with_capacity_and_hasher(objects.len(), Default::default());
         for o in objects {
             let meta = o.obj.metadata();
             match seen.entry((crate::model::namespace(meta), crate::model::name(meta))) {

@@ -174,7 +174,7 @@ pub fn compile_routes(
             access: p.access.clone(),
             stats: Default::default(),
         };
-        if let Err(holder) = table.host_mut(&p.host).insert(Arc::new(compiled)) {
+        if let Err(holder) = table.add(&p.host, Arc::new(compiled)) {
             diags.push(
                 Diagnostic::warning(format!(
                     "host {} path {} is already served by {}; this Route is ignored",

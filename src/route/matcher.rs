@@ -6,7 +6,8 @@
 //! whole path; `Prefix` matches element-wise (`/foo` matches `/foo` and `/foo/bar`, not
 //! `/foobar`); the longest match wins and `Exact` beats `Prefix` on a tie.
 
-use std::collections::HashMap;
+// Keys come from manifests, not from clients: a fast hash, no flooding to fear.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::affinity::cookie::RouteSticky;
@@ -161,6 +162,9 @@ pub struct RouteTable {
     any_host: HostRoutes,
     /// Answers when nothing matches (`spec.defaultBackend`); else a built-in 404.
     pub default_route: Option<Arc<Route>>,
+    /// Every route placed by host, in the order placed: walks of the whole table (reload
+    /// summaries, metric series, pools) read one vector instead of every host's maps.
+    all: Vec<Arc<Route>>,
     /// TLS certificates by host, from the Secrets Ingresses name in `spec.tls` (and OpenShift
     /// Routes' own).
     pub certs: crate::tls::CertStore,
@@ -169,8 +173,8 @@ pub struct RouteTable {
     /// Hosts whose handshakes ask for a client certificate (`auth-tls-*`), lowercase;
     /// `*.example.com` stored as written.
     pub client_auth: HashMap<Box<str>, Arc<crate::access::client_cert::ClientCertRule>>,
-    /// The Ingresses of tether's classes (namespace, name): the leader writes their status.
-    pub ingresses: Vec<(String, String)>,
+    /// The Ingresses of tether's classes: the leader writes their status.
+    pub ingresses: Vec<Arc<k8s_openapi::api::networking::v1::Ingress>>,
     /// HTTPRoute conditions for tether's Gateways, also written by the leader.
     pub route_status: Vec<crate::compile::gateway_status::RouteStatus>,
     /// Status of tether's Gateways, also written by the leader.
@@ -188,13 +192,21 @@ impl RouteTable {
     }
 
     /// The routes of a host as written in an Ingress rule (`""` for any host).
-    pub fn host_mut(&mut self, host: &str) -> &mut HostRoutes {
+    /// Places a route under `host` (`""` or `"*"`: any host; `"*.x"`: the subdomains of `x`), or
+    /// returns the route already holding its place.
+    pub fn add(&mut self, host: &str, route: Arc<Route>) -> Result<(), Arc<Route>> {
+        self.host_mut(host).insert(route.clone())?;
+        self.all.push(route);
+        Ok(())
+    }
+
+    fn host_mut(&mut self, host: &str) -> &mut HostRoutes {
         if host.is_empty() || host == "*" {
             &mut self.any_host
         } else if let Some(suffix) = host.strip_prefix('*') {
-            self.wildcard_hosts.entry(suffix.to_ascii_lowercase().into()).or_default()
+            entry(&mut self.wildcard_hosts, suffix)
         } else {
-            self.exact_hosts.entry(host.to_ascii_lowercase().into()).or_default()
+            entry(&mut self.exact_hosts, host)
         }
     }
 
@@ -224,11 +236,7 @@ impl RouteTable {
 
     /// Every route, for `check` and the admin endpoints.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.exact_hosts
-            .values()
-            .chain(self.wildcard_hosts.values())
-            .chain(std::iter::once(&self.any_host))
-            .flat_map(HostRoutes::routes)
+        self.all.iter()
     }
 
     /// Every route and the default backend's: what the admin pages, metrics, reloads and
@@ -244,6 +252,22 @@ impl RouteTable {
             .flat_map(|r| std::iter::once(&r.backend).chain(r.canary.as_ref().map(|c| &c.backend)))
             .chain(self.passthrough.values())
     }
+}
+
+/// A host's routes, looked up before a lowercased key is allocated for a new one.
+fn entry<'m>(hosts: &'m mut HashMap<Box<str>, HostRoutes>, host: &str) -> &'m mut HostRoutes {
+    let lowered;
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = host.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        host
+    };
+    // (Two lookups: the borrow checker cannot yet return the first one's borrow.)
+    if hosts.contains_key(host) {
+        return hosts.get_mut(host).expect("just found");
+    }
+    hosts.entry(host.into()).or_default()
 }
 
 fn strip_port(host: &str) -> &str {
@@ -281,7 +305,7 @@ mod tests {
             access: None,
             stats: Default::default(),
         };
-        table.host_mut(host).insert(Arc::new(route)).unwrap();
+        table.add(host, Arc::new(route)).unwrap();
     }
 
     fn to(table: &RouteTable, host: &str, path: &str) -> Option<String> {
@@ -394,7 +418,7 @@ mod tests {
             access: None,
             stats: Default::default(),
         };
-        let holder = t.host_mut("").insert(Arc::new(second)).unwrap_err();
+        let holder = t.add("", Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");
     }
 }

@@ -4,7 +4,9 @@
 //! never takes routes away.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::diag::Diagnostic;
 use crate::model::Snapshot;
@@ -17,7 +19,56 @@ pub struct ManifestDir {
     last_good: HashMap<PathBuf, Snapshot>,
     /// Each file's last parse, by a hash of its bytes: a reload parses only the files whose
     /// bytes changed, and unchanged objects stay the same allocations.
-    parsed: HashMap<PathBuf, (u128, ParsedFile)>,
+    parsed: HashMap<PathBuf, Cached>,
+}
+
+/// A file's last parse and what identified its bytes then.
+#[derive(Debug)]
+struct Cached {
+    stamp: FileStamp,
+    /// When the bytes were read (before the read began).
+    read_at: SystemTime,
+    hash: u128,
+    parsed: ParsedFile,
+}
+
+/// What the kernel says about a file's bytes without reading them. A write changes the
+/// change time (which no tool can set back), an atomic rename the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn changed_at(&self) -> SystemTime {
+        let (secs, nanos) = self.ctime;
+        SystemTime::UNIX_EPOCH + Duration::new(secs.max(0) as u64, nanos.clamp(0, 999_999_999) as u32)
+    }
+}
+
+/// File times are coarse (a clock tick) and a write can land while a read runs: a stamp
+/// vouches for the bytes only when the change it records is this much older than the read.
+const STAMP_SETTLED: Duration = Duration::from_secs(2);
+
+impl Cached {
+    /// True when the bytes read last time are certainly the file's bytes now.
+    fn still_current(&self, stamp: &FileStamp) -> bool {
+        self.stamp == *stamp && self.read_at.duration_since(stamp.changed_at()).is_ok_and(|age| age > STAMP_SETTLED)
+    }
 }
 
 impl ManifestDir {
@@ -31,7 +82,8 @@ impl ManifestDir {
 
     /// Reads every manifest file now; returns the objects and what was wrong. Only files whose
     /// bytes changed since the last read are parsed (on several threads when there are many);
-    /// the others give their last parse again, the same objects by `Arc`.
+    /// the others give their last parse again, the same objects by `Arc`. A file whose stamp
+    /// (inode, size, times) is unchanged since a settled read is not even read again.
     pub fn load(&mut self) -> (Snapshot, Vec<Diagnostic>) {
         let mut diagnostics = Vec::new();
         let mut files = Vec::new();
@@ -39,11 +91,17 @@ impl ManifestDir {
         if let Err(e) = collect_manifest_files(&self.root, &mut files, &mut visited, 0) {
             diagnostics.push(Diagnostic::error(format!("cannot read directory: {e}")).file(&self.root));
         }
-        files.sort();
-        // (The bytes are compared, not modification times, which two quick writes can share.)
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        // Files changed lately are read and their bytes compared: two quick writes can share
+        // their times.
         let mut outcomes: Vec<(PathBuf, Outcome)> = files
             .into_iter()
-            .map(|path| {
+            .map(|(path, stamp)| {
+                let cached = self.parsed.get_mut(&path);
+                if let Some(c) = cached.as_ref().filter(|c| c.still_current(&stamp)) {
+                    return (path, Outcome::Parsed(None, Box::new(c.parsed.clone())));
+                }
+                let read_at = SystemTime::now();
                 let outcome = match std::fs::read_to_string(&path) {
                     Err(e) => Outcome::Parsed(
                         None,
@@ -55,9 +113,12 @@ impl ManifestDir {
                     ),
                     Ok(text) => {
                         let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
-                        match self.parsed.get(&path) {
-                            Some((seen, parsed)) if *seen == hash => Outcome::Parsed(None, Box::new(parsed.clone())),
-                            _ => Outcome::Changed(hash, text),
+                        match cached {
+                            Some(c) if c.hash == hash => {
+                                (c.stamp, c.read_at) = (stamp, read_at);
+                                Outcome::Parsed(None, Box::new(c.parsed.clone()))
+                            }
+                            _ => Outcome::Changed(Fresh { stamp, read_at, hash }, text),
                         }
                     }
                 };
@@ -72,8 +133,8 @@ impl ManifestDir {
             let Outcome::Parsed(fresh, parsed) = outcome else {
                 unreachable!("parse_changed parses every changed file")
             };
-            if let Some(hash) = fresh {
-                self.parsed.insert(path.clone(), (hash, (*parsed).clone()));
+            if let Some(Fresh { stamp, read_at, hash }) = fresh {
+                self.parsed.insert(path.clone(), Cached { stamp, read_at, hash, parsed: (*parsed).clone() });
             }
             diagnostics.extend(parsed.diagnostics);
             let objects = if parsed.failed {
@@ -98,11 +159,19 @@ impl ManifestDir {
     }
 }
 
-/// One file of a read: parsed (with the hash of its bytes when parsed just now, to be cached),
-/// or changed and not parsed yet.
+/// One file of a read: parsed (with what identifies its bytes when parsed just now, to be
+/// cached), or changed and not parsed yet.
 enum Outcome {
-    Parsed(Option<u128>, Box<ParsedFile>),
-    Changed(u128, String),
+    Parsed(Option<Fresh>, Box<ParsedFile>),
+    Changed(Fresh, String),
+}
+
+/// What identifies bytes read just now.
+#[derive(Clone, Copy)]
+struct Fresh {
+    stamp: FileStamp,
+    read_at: SystemTime,
+    hash: u128,
 }
 
 /// Parses the changed files, on up to 4 threads when there is more than 1 MB of them (a first
@@ -111,8 +180,8 @@ fn parse_changed(outcomes: &mut [(PathBuf, Outcome)]) {
     let bytes: usize = outcomes.iter().map(|(_, o)| if let Outcome::Changed(_, t) = o { t.len() } else { 0 }).sum();
     let threads = if bytes > 1 << 20 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) } else { 1 };
     let parse_one = |(path, outcome): &mut (PathBuf, Outcome)| {
-        if let Outcome::Changed(hash, text) = outcome {
-            *outcome = Outcome::Parsed(Some(*hash), Box::new(parse_file(path, text)));
+        if let Outcome::Changed(fresh, text) = outcome {
+            *outcome = Outcome::Parsed(Some(*fresh), Box::new(parse_file(path, text)));
         }
     };
     if threads == 1 {
@@ -151,7 +220,7 @@ fn is_hidden(path: &Path) -> bool {
 /// loop cannot make a reload walk forever.
 fn collect_manifest_files(
     dir: &Path,
-    out: &mut Vec<PathBuf>,
+    out: &mut Vec<(PathBuf, FileStamp)>,
     visited: &mut std::collections::HashSet<PathBuf>,
     depth: usize,
 ) -> std::io::Result<()> {
@@ -168,7 +237,7 @@ fn collect_manifest_files(
         if meta.is_dir() {
             collect_manifest_files(&path, out, visited, depth + 1)?;
         } else if meta.is_file() && is_manifest(&path) {
-            out.push(path);
+            out.push((path, FileStamp::of(&meta)));
         }
     }
     Ok(())
@@ -200,6 +269,33 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         let (snap, _) = source.load();
         assert_eq!(snap.services.len(), 0, "a deleted file's objects go away");
+    }
+
+    #[test]
+    fn settled_files_are_not_read_again_and_every_write_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("svc.yaml");
+        std::fs::write(&file, SVC).unwrap();
+        let mut source = ManifestDir::new(dir.path());
+        assert_eq!(source.load().0.services[0].obj.metadata.name.as_deref(), Some("web"));
+        // Pretend the read happened long after the write: the stamp now vouches for the bytes.
+        let cached = source.parsed.get_mut(&file).unwrap();
+        let settled = cached.stamp.changed_at() + STAMP_SETTLED + Duration::from_secs(1);
+        cached.read_at = settled;
+        assert_eq!(source.load().0.services.len(), 1);
+        assert_eq!(source.parsed[&file].read_at, settled, "an unchanged settled file is not read");
+
+        // Same size, written at once: the change time differs, so the new bytes are read.
+        std::fs::write(&file, SVC.replace("web", "wab")).unwrap();
+        assert_eq!(source.load().0.services[0].obj.metadata.name.as_deref(), Some("wab"));
+        // Written again within the same moment as the read: still read again (not settled).
+        std::fs::write(&file, SVC.replace("web", "wob")).unwrap();
+        assert_eq!(source.load().0.services[0].obj.metadata.name.as_deref(), Some("wob"));
+        // Replaced by a rename (as kubectl-style tools and ConfigMap volumes do).
+        let staged = dir.path().join(".staged");
+        std::fs::write(&staged, SVC).unwrap();
+        std::fs::rename(&staged, &file).unwrap();
+        assert_eq!(source.load().0.services[0].obj.metadata.name.as_deref(), Some("web"));
     }
 
     #[test]

@@ -252,8 +252,9 @@ async fn write_status(
         return Ok(());
     }
     let addresses = published(client, options).await?;
-    for (ns, name) in &table.ingresses {
-        let key = (ns.clone(), name.clone());
+    for ingress in &table.ingresses {
+        let (ns, name) = (crate::model::namespace(&ingress.metadata), crate::model::name(&ingress.metadata));
+        let key = (ns.to_owned(), name.to_owned());
         if written.get(&key) == Some(&addresses) {
             continue;
         }

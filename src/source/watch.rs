@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 /// How long the directory must be quiet before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 /// A reload never waits longer than this after the first change of a burst, even if the
-/// directory never goes quiet (a log file rewritten every few ms, say).
-pub const MAX_DELAY: Duration = Duration::from_millis(400);
+/// directory never goes quiet (a rollout rewriting EndpointSlices every few ms, say): a write
+/// is served at most this plus one compile after it lands.
+pub const MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// A running watch; dropping it stops watching.
 pub struct DirWatch {
