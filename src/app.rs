@@ -270,6 +270,11 @@ async fn kube_reloads(
 async fn reload_off_thread(mut reloader: Reloader) -> Reloader {
     let reloaded = tokio::task::spawn_blocking(move || {
         reloader.reload();
+        // The old table and memo were just let go: give their pages back now, not when some
+        // later allocation gets round to it (RSS would keep a reload's worth of garbage).
+        // Harmless when mimalloc is not the global allocator (tests): its heaps are empty.
+        // SAFETY: mi_collect has no preconditions.
+        unsafe { libmimalloc_sys::mi_collect(true) };
         reloader
     });
     reloaded.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))

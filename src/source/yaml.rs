@@ -79,7 +79,7 @@ pub enum Failure {
 /// Reads a document in one pass into its type, when its `apiVersion` and `kind` come first.
 pub fn read(doc: &Document<'_>) -> Result<Read, Failure> {
     let generic = Cell::new(false);
-    let result = with_path(doc, Head { generic: &generic });
+    let result = with_path(doc, || Head { generic: &generic });
     if generic.get() {
         return Ok(Read::Generic);
     }
@@ -99,20 +99,27 @@ pub fn read(doc: &Document<'_>) -> Result<Read, Failure> {
 
 /// Reads a document as a generic value (`null` when empty).
 pub fn value(doc: &Document<'_>) -> Result<serde_json::Value, Failure> {
-    with_path(doc, std::marker::PhantomData::<serde_json::Value>).map_err(|(_, reason)| Failure::Yaml(reason))
+    with_path(doc, std::marker::PhantomData::<serde_json::Value>::default).map_err(|(_, reason)| Failure::Yaml(reason))
 }
 
 /// Reads a document of a known kind into its type (a document not read in one pass).
 pub fn typed(doc: &Document<'_>, kind: Kind) -> Result<Object, Failure> {
-    with_path(doc, Whole(kind)).map_err(|(path, reason)| Failure::Field { path, reason })
+    with_path(doc, || Whole(kind)).map_err(|(path, reason)| Failure::Field { path, reason })
 }
 
 /// Deserializes a document with `seed`, strictly; on error, the path and the reason.
-fn with_path<'de, S: DeserializeSeed<'de>>(doc: &Document<'de>, seed: S) -> Result<S::Value, (String, String)> {
+/// Read first without tracking the path, which costs time on every value, and again with it only on error.
+fn with_path<'de, S: DeserializeSeed<'de>>(
+    doc: &Document<'de>,
+    seed: impl Fn() -> S,
+) -> Result<S::Value, (String, String)> {
+    if let Ok(read) = seed().deserialize(strict(serde_yaml_ng::Deserializer::from_str(doc.text))) {
+        return Ok(read);
+    }
     let mut track = serde_path_to_error::Track::new();
     let from =
         serde_path_to_error::Deserializer::new(strict(serde_yaml_ng::Deserializer::from_str(doc.text)), &mut track);
-    seed.deserialize(from).map_err(|e| {
+    seed().deserialize(from).map_err(|e| {
         let path = track.path().to_string();
         let reason = clean(&e.to_string(), &path, doc.line);
         (path, reason)
