@@ -30,7 +30,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in bench/scale
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
 
-RELOAD = re.compile(r"reload (applied|rejected): (\d+) routes, (\d+) endpoints(?: \(([^)]*)\))?, compiled in ([\d.]+) ms")
+RELOAD = re.compile(r"reload (applied|rejected): (\d+) routes?, (\d+) endpoints?(?: \(([^)]*)\))?, compiled in ([\d.]+) ms")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,7 +74,7 @@ def reloads(log, offset=0):
 def diag_endpoints(admin, timeout=5.0):
     """The endpoint count of the last reload, from the first line of /diagnostics."""
     status, body = get(*hostport(admin), "/diagnostics", timeout=timeout)
-    m = re.search(r": \d+ routes, (\d+) endpoints", body or "") if status == 200 else None
+    m = re.search(r": \d+ routes?, (\d+) endpoints?", body or "") if status == 200 else None
     return int(m[1]) if m else None
 
 
