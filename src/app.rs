@@ -122,6 +122,7 @@ impl Running {
 /// Loads the key, compiles the directory once, starts workers and the admin listener, and
 /// spawns the watch-and-reload task on the current runtime.
 pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
+    preflight(&config)?;
     let client = match &config.kube {
         Some(options) => Some(crate::source::kube::client(options).await.context("cannot reach the Kubernetes API")?),
         None => None,
@@ -226,6 +227,32 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         }
     });
     Ok(Running { proxy_addr, tls_addr, admin_addr, control, server })
+}
+
+/// What would make the start fail, checked before anything is read or logged, so a mistake
+/// gives one message naming the flag to change.
+fn preflight(config: &RunConfig) -> anyhow::Result<()> {
+    if config.kube.is_none() {
+        let dir = &config.manifests;
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => anyhow::bail!("--manifests {}: not a directory", dir.display()),
+            Err(e) => anyhow::bail!(
+                "--manifests {}: {e} (give a directory of Kubernetes manifests, or --kube to read the cluster)",
+                dir.display()
+            ),
+        }
+    }
+    let listeners =
+        [(Some(config.listen), "--listen"), (config.listen_tls, "--listen-tls"), (Some(config.admin), "--admin")];
+    for (addr, flag) in listeners {
+        let Some(addr) = addr.filter(|a| a.port() != 0) else { continue };
+        // Bound and let go at once: the real listeners are bound after the first table.
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            anyhow::bail!("cannot listen on {addr}: {e} (change {flag})");
+        }
+    }
+    Ok(())
 }
 
 /// The API source's change notifications and its count of watchers still listing.

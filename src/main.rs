@@ -48,7 +48,7 @@ enum Command {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// The manifest directory.
+    /// The manifest directory (read recursively), or one manifest file.
     dir: PathBuf,
     /// Output: text for people, json for tools.
     #[arg(long, value_enum, default_value = "text")]
@@ -79,7 +79,8 @@ struct ProxyArgs {
     /// Honour sticky cookies issued by ingress-nginx (and upgrade them to tether cookies).
     #[arg(long)]
     accept_nginx_cookies: bool,
-    /// Where a generated cookie key is kept across restarts.
+    /// Where a generated cookie key is kept across restarts [default: $XDG_STATE_HOME/tether,
+    /// else ~/.local/state/tether].
     #[arg(long, env = "TETHER_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Proxy worker threads (default: available CPUs).
@@ -157,9 +158,10 @@ struct ProxyArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Directory of Kubernetes YAML/JSON manifests (Ingress, IngressClass, Service,
-    /// EndpointSlice, Endpoints), read recursively.
-    #[arg(long, required_unless_present = "kube", conflicts_with = "kube")]
+    /// Directory of Kubernetes YAML/JSON manifests, read recursively: Ingress, IngressClass,
+    /// Service, EndpointSlice, Endpoints, Secret, OpenShift Route, Gateway API GatewayClass,
+    /// Gateway and HTTPRoute.
+    #[arg(long, conflicts_with = "kube")]
     manifests: Option<PathBuf>,
     /// Watch the Kubernetes API (in-cluster config, else --kubeconfig / $KUBECONFIG).
     #[arg(long)]
@@ -312,7 +314,9 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // notify warns when a watched directory goes before its watch (the demo's
+                // directory at Ctrl-C): nothing anyone can act on.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,notify=error")),
         )
         .with_writer(std::io::stderr)
         // Colours only for a terminal, not for log collectors.
@@ -335,6 +339,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Run(args) => {
+                if args.manifests.is_none() && !args.kube {
+                    anyhow::bail!(
+                        "tether run needs --manifests DIR (a directory of Kubernetes manifests) or --kube (watch the \
+                         Kubernetes API)"
+                    );
+                }
                 let grace = seconds(args.shutdown_grace, "shutdown-grace")?;
                 let mut config =
                     args.proxy.into_config(args.manifests.clone().unwrap_or_default(), args.listen, args.admin)?;

@@ -301,10 +301,10 @@ impl Reloader {
             read_ms = format!("{read_ms:.1}"),
             errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count(),
             warnings = diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
-            "reload {}: {} routes, {} endpoints{changed}, compiled in {compile_ms:.1} ms (+{after_ms:.1} ms after)",
+            "reload {}: {}, {}{changed}, compiled in {compile_ms:.1} ms (+{after_ms:.1} ms after)",
             if applied { "applied" } else { "rejected" },
-            compiled.routes,
-            compiled.endpoints,
+            crate::diag::plural(compiled.routes, "route"),
+            crate::diag::plural(compiled.endpoints, "endpoint"),
         );
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
         metrics.reloaded(applied, at);

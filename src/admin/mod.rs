@@ -84,12 +84,13 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
 fn diagnostics_text(report: Option<&crate::app::ReloadReport>) -> String {
     let Some(r) = report else { return "no reload yet\n".into() };
     let mut out = format!(
-        "reload #{} {} at {}: {} routes, {} endpoints, compiled in {:.1} ms, {} diagnostics\n",
+        "reload #{} {} at {}: {}, {}, compiled in {:.1} ms, {} diagnostics\n",
         r.generation,
         if r.applied { "applied" } else { "REJECTED (previous table serving)" },
-        r.at,
-        r.routes,
-        r.endpoints,
+        // As /status shows it.
+        jiff::Timestamp::from_second(r.at as i64).map_or_else(|_| r.at.to_string(), |t| t.to_string()),
+        crate::diag::plural(r.routes, "route"),
+        crate::diag::plural(r.endpoints, "endpoint"),
         r.compile_ms,
         r.diagnostics.len()
     );
@@ -111,6 +112,7 @@ fn routes_text(control: &ControlState, query: &str) -> String {
     routes.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
     let pages = routes.len().div_ceil(ROUTES_PER_PAGE).max(1);
     let first = (page - 1) * ROUTES_PER_PAGE;
+    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut out = format!(
         "# {} routes{}; page {page} of {pages} (?page=N, ?host=TEXT)\n",
         routes.len(),
@@ -131,7 +133,9 @@ fn routes_text(control: &ControlState, query: &str) -> String {
             let _ = writeln!(out, "    access: {line}");
         }
         for e in r.backend.endpoints.iter() {
-            let _ = writeln!(out, "    {} {} {:?}", e.identity, e.addr, e.state);
+            let failure = e.upstream.get().and_then(|u| status::connect_failure(u, now_secs));
+            let failure = failure.map(|f| format!(" (last connect: {f})")).unwrap_or_default();
+            let _ = writeln!(out, "    {} {} {:?}{failure}", e.identity, e.addr, e.state);
         }
     }
     out

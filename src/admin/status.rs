@@ -101,6 +101,16 @@ pub struct EndpointStatus {
     pub sessions_last_minute: f64,
     /// Share of the backend's sessions in the last minute, 0..1.
     pub session_share: f64,
+    /// The last failed connection since one last worked (`connection refused or reset, 12 s
+    /// ago`): why a pod Kubernetes calls ready may still answer 502.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_connect_failure: Option<String>,
+}
+
+/// A pod's last connection failure in words, with its age.
+pub fn connect_failure(upstream: &crate::proxy::upstream::Upstream, now_secs: u64) -> Option<String> {
+    let f = upstream.last_connect_failure()?;
+    Some(format!("{}, {} s ago", f.kind, now_secs.saturating_sub(f.at)))
 }
 
 pub fn status(control: &ControlState, page: &Page) -> Status {
@@ -138,7 +148,10 @@ pub fn status(control: &ControlState, page: &Page) -> Status {
                         EndpointState::Ready => "ready",
                         EndpointState::Draining => "draining",
                     };
-                    endpoint(&e.identity, e.addr, state, e.weight, e.upstream().window.last_minute(now))
+                    let mut status =
+                        endpoint(&e.identity, e.addr, state, e.weight, e.upstream().window.last_minute(now));
+                    status.last_connect_failure = connect_failure(e.upstream(), now_secs);
+                    status
                 })
                 .collect();
             for g in gone.iter().filter(|g| g.service == backend.name) {
@@ -181,6 +194,7 @@ fn endpoint(
         request_share: 0.0,
         sessions_last_minute: (minute.sessions * 10.0).round() / 10.0,
         session_share: 0.0,
+        last_connect_failure: None,
     }
 }
 
@@ -280,11 +294,16 @@ pub fn html(status: &Status, refresh: Option<u32>) -> String {
             let _ = write!(
                 out,
                 "<tr class=\"endpoint {state}\" data-pod=\"{pod}\"><td class=\"pod\">{pod}</td><td>{addr}</td>\
-                 <td class=\"state\">{state}</td><td class=\"num sessions\">{sessions:.0}</td><td>{sbar}</td>\
+                 <td class=\"state\">{state}{failure}</td><td class=\"num sessions\">{sessions:.0}</td><td>{sbar}</td>\
                  <td class=\"num requests\">{requests}</td><td>{rbar}</td></tr>",
                 pod = escape(&e.pod),
                 addr = escape(&e.address),
                 state = e.state,
+                failure = e
+                    .last_connect_failure
+                    .as_deref()
+                    .map(|f| format!("<br><small class=\"failure\">last connect: {}</small>", escape(f)))
+                    .unwrap_or_default(),
                 sessions = e.sessions_last_minute,
                 sbar = bar(e.session_share, "sessions"),
                 requests = e.requests_last_minute,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::compile::dialect::{nginx, nginx_access, nginx_location, tether, traefik};
+use crate::compile::dialect::{nginx, nginx_access, nginx_catalog, nginx_location, tether, traefik};
 use crate::compile::openshift;
 use crate::diag::{Diagnostic, Severity};
 use crate::model::{describe, Snapshot, Sourced};
@@ -94,7 +94,14 @@ pub fn classify(
                     Some(format!("{}; {}", explained.unwrap_or_default(), d.reason)),
                     Some(d.severity),
                 ),
-                (Some(d), _) => (Verdict::Ignored, Some(d.reason), Some(d.severity)),
+                (Some(d), _) => {
+                    // A typo is reported by the dialect too; it stays "unknown" here.
+                    let verdict = match judged_by_prefix(kind, key).0 {
+                        Verdict::Unknown => Verdict::Unknown,
+                        _ => Verdict::Ignored,
+                    };
+                    (verdict, Some(d.reason), Some(d.severity))
+                }
                 (None, Ok(())) if explained.is_some() => (Verdict::Honoured, explained, None),
                 (None, Err(why)) if judged_by_prefix(kind, key).0 != Verdict::Unknown => {
                     (Verdict::Ignored, Some(why.clone()), None)
@@ -173,8 +180,10 @@ fn judged_by_prefix(kind: &str, key: &str) -> (Verdict, Option<String>) {
                 || nginx_access::is_read(name)
             {
                 honoured
-            } else {
+            } else if nginx_catalog::is_known(name) {
                 ignored("not supported by tether yet")
+            } else {
+                (Verdict::Unknown, Some(nginx::unknown(name)))
             }
         }
         ("Ingress" | "Service", k) if k.starts_with(tether::PREFIX) => honoured,

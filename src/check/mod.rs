@@ -61,6 +61,8 @@ pub struct Summary {
     pub closed: usize,
     pub errors: usize,
     pub warnings: usize,
+    /// Of the errors and warnings, those shown with their annotation (not under Diagnostics).
+    pub on_annotations: usize,
 }
 
 /// What `check` needs besides the directory.
@@ -121,12 +123,12 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
     let (annotations, diagnostics) = annotations::classify(&snapshot, &table, diagnostics, dir);
     let mut summary = Summary {
         routes: routes.len(),
+        // Pods, not route endpoints (two rules over one Service count its pods once).
         endpoints: routes
             .iter()
-            .map(|r| (&r.service, r.endpoints.len()))
-            .collect::<std::collections::HashMap<_, _>>()
-            .values()
-            .sum(),
+            .flat_map(|r| r.endpoints.iter().map(|e| &e.address))
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         ..Summary::default()
     };
     for a in &annotations {
@@ -137,6 +139,8 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
             Verdict::Error => summary.closed += 1,
         }
     }
+    summary.on_annotations =
+        annotations.iter().filter(|a| matches!(a.severity, Some(Severity::Error | Severity::Warning))).count();
     let all_diagnostics = annotations.iter().filter_map(|a| a.severity).chain(diagnostics.iter().map(|d| d.severity));
     for severity in all_diagnostics {
         match severity {

@@ -60,15 +60,19 @@ pub fn text(report: &Report) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\n{} routes, {} endpoints; annotations: {} honoured, {} ignored, {} unknown{}; {} errors, {} warnings",
-        s.routes,
-        s.endpoints,
+        "\n{}, {}; annotations: {} honoured, {} ignored, {} unknown{}; {}, {}{}",
+        crate::diag::plural(s.routes, "route"),
+        crate::diag::plural(s.endpoints, "endpoint"),
         s.honoured,
         s.ignored,
         s.unknown,
         if s.closed > 0 { format!(", {} fail closed", s.closed) } else { String::new() },
-        s.errors,
-        s.warnings
+        crate::diag::plural(s.errors, "error"),
+        crate::diag::plural(s.warnings, "warning"),
+        match s.on_annotations {
+            0 => String::new(),
+            n => format!(" ({n} of them shown with their annotation above)"),
+        }
     );
     out
 }

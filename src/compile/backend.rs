@@ -188,10 +188,13 @@ impl<'a> BackendBuilder<'a> {
             let resolved = match self.services.resolve(&r.namespace, &r.service, &port) {
                 Ok(resolved) => resolved,
                 Err(reason) => {
-                    diags.push(
-                        Diagnostic::warning(format!("{reason}; its routes answer 503"))
-                            .object(format!("Service {}/{}", r.namespace, r.service)),
-                    );
+                    // Ingress paths report it themselves, with their file and field.
+                    if self.front != Front::Ingress {
+                        diags.push(
+                            Diagnostic::warning(format!("{reason}; its routes answer 503"))
+                                .object(format!("Service {}/{}", r.namespace, r.service)),
+                        );
+                    }
                     name.get_or_insert_with(|| format!("{}/{}:{}", r.namespace, r.service, r.port));
                     problems.push(reason);
                     continue;
@@ -359,7 +362,7 @@ pub fn route_sticky(backend: &Backend, default_path: &str, issues_cookies: bool)
 }
 
 /// A port as written (number or name) in the shape Service resolution takes.
-fn service_port(port: &str) -> ServiceBackendPort {
+pub fn service_port(port: &str) -> ServiceBackendPort {
     match port.parse::<i32>() {
         Ok(n) => ServiceBackendPort { number: Some(n), name: None },
         Err(_) => ServiceBackendPort { number: None, name: Some(port.to_owned()) },

@@ -13,7 +13,9 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::access::AccessPolicy;
 use crate::affinity::cookie::RouteSticky;
-use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
+use crate::compile::backend::{
+    route_sticky, service_port, BackendAffinity, BackendBuilder, BackendRef, BackendSettings,
+};
 use crate::compile::location;
 use crate::compile::memo::{Front, Memo, RouteInputs, RouteMemo};
 use crate::compile::service::ServiceIndex;
@@ -53,11 +55,13 @@ fn warn(plan: &IngressPlan, field: &str, reason: String) -> Diagnostic {
     Diagnostic::warning(reason).maybe_file(plan.file.as_ref()).object(&plan.source).field(field)
 }
 
+/// `skipped` gets the class of each Ingress left to another controller.
 pub fn compile_ingresses(
     snapshot: &Snapshot,
     options: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
     next: &mut Memo,
+    skipped: &mut Vec<String>,
 ) -> RouteTable {
     let services = ServiceIndex::new(snapshot);
     let secrets: SecretIndex<'_> = snapshot
@@ -68,7 +72,7 @@ pub fn compile_ingresses(
     let mut ordered: Vec<(Arc<IngressPlan>, &Sourced<Ingress>)> = Vec::with_capacity(snapshot.ingresses.len());
     next.plans.reserve(snapshot.ingresses.len());
     next.routes.reserve(options.previous.routes.len());
-    for ing in snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags)) {
+    for ing in snapshot.ingresses.iter().filter(|i| is_ours(i, &snapshot.ingress_classes, options, diags, skipped)) {
         let key = address(&ing.obj);
         let kept = options.previous.plans.get(&key).filter(|p| p.still_fits(ing, options.serves_tls, &secrets));
         let plan = match kept {
@@ -192,6 +196,13 @@ pub fn compile_ingresses(
     for p in mains {
         let (plan, path) = (p.plan, &p.plan.paths[p.index]);
         let backend = builder.get(&p.backend, diags);
+        if backend.endpoints.is_empty() {
+            // Said where it is written: the Service named may not exist anywhere.
+            let r = &p.backend;
+            if let Err(reason) = services.resolve(&r.namespace, &r.service, &service_port(&r.port)) {
+                diags.push(warn(plan, &path.backend_field, format!("{reason}; this path answers 503")));
+            }
+        }
         let issues_cookies = plan.sticky.is_some() || builder.service_issues_cookies(&p.backend);
         // ingress-nginx serves a canary with its main Ingress's access rules and ignores the
         // canary's own; a canary that restricts access itself is not used (nobody reaches it)
@@ -270,6 +281,13 @@ pub fn compile_ingresses(
     }
     if let Some((source, r, default_access)) = default_backend {
         let backend = builder.get(&r, diags);
+        if let Err(reason) = services.resolve(&r.namespace, &r.service, &service_port(&r.port)) {
+            diags.push(
+                Diagnostic::warning(format!("{reason}; unmatched requests answer 503"))
+                    .object(source.clone())
+                    .field("spec.defaultBackend.service"),
+            );
+        }
         table.default_route = Some(Arc::new(Route {
             source: source.into(),
             host: "*".into(),
@@ -356,6 +374,7 @@ fn is_ours(
     classes: &[Sourced<IngressClass>],
     options: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
+    skipped: &mut Vec<String>,
 ) -> bool {
     let meta = &ing.obj.metadata;
     let class = ing
@@ -380,6 +399,7 @@ fn is_ours(
         }
     };
     if !ours {
+        skipped.push(class.unwrap_or("<default class of another controller>").to_owned());
         diags.push(
             Diagnostic::notice(format!(
                 "Ingress class {:?} is not served (serve it with --ingress-class); skipped",

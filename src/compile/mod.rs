@@ -52,16 +52,53 @@ pub struct Compiled {
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
     let mut next = memo::Memo::default();
-    let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics, &mut next);
+    let mut skipped = Vec::new();
+    let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics, &mut next, &mut skipped);
     openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
     gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
     table.route_status = gateway_status::route_statuses(snapshot, &diagnostics);
     table.gateway_status = gateway_status::gateway_statuses(snapshot, &table.route_status);
     let routes = table.routes_and_default().count();
+    if routes == 0 {
+        diagnostics.push(no_routes(snapshot, skipped));
+    }
+    // Pods, not route endpoints: two rules over one Service count its pods once.
     let mut seen = rustc_hash::FxHashSet::default();
-    let endpoints =
-        table.routes().filter(|r| seen.insert(Arc::as_ptr(&r.backend))).map(|r| r.backend.endpoints.len()).sum();
+    let mut pods = rustc_hash::FxHashSet::default();
+    for backend in table.routes().map(|r| &r.backend).filter(|b| seen.insert(Arc::as_ptr(b))) {
+        pods.extend(backend.endpoints.iter().map(|e| e.addr));
+    }
+    let endpoints = pods.len();
     Compiled { table: Arc::new(table), diagnostics, routes, endpoints, memo: next }
+}
+
+/// Why a table has no routes, said once: a directory that serves nothing is a mistake more
+/// often than not (the wrong class, the wrong directory).
+fn no_routes(snapshot: &Snapshot, mut skipped: Vec<String>) -> Diagnostic {
+    if skipped.is_empty() {
+        let objects = snapshot.ingresses.len() + snapshot.routes.len() + snapshot.http_routes.len();
+        return Diagnostic::warning(match objects {
+            0 => "0 routes: no Ingress, Route or HTTPRoute was found".to_owned(),
+            _ => format!("0 routes: none of the {objects} routing objects gave a route (see their diagnostics)"),
+        });
+    }
+    skipped.sort();
+    let mut by_class: Vec<(String, usize)> = Vec::new();
+    for class in skipped {
+        match by_class.last_mut() {
+            Some((c, n)) if *c == class => *n += 1,
+            _ => by_class.push((class, 1)),
+        }
+    }
+    let counts: Vec<String> = by_class
+        .iter()
+        .map(|(class, n)| format!("{n} Ingress{} of class {class:?}", if *n == 1 { "" } else { "es" }))
+        .collect();
+    let hint = match by_class.iter().find(|(c, _)| !c.starts_with('<')) {
+        Some((class, _)) => format!(" (serve it with --ingress-class {class})"),
+        None => String::new(),
+    };
+    Diagnostic::warning(format!("0 routes: {} skipped{hint}", counts.join(", ")))
 }
 
 /// The same object in two places is almost always a stale copy: say which one is used.

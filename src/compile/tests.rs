@@ -256,3 +256,43 @@ fn conflicting_http_routes_go_to_the_oldest_whatever_the_order() {
         assert_eq!(&*r.source, "HTTPRoute default/zz-old", "the oldest wins, whatever the order it came in");
     }
 }
+
+#[test]
+fn a_table_without_routes_says_why() {
+    let skipped = compiled(&format!("{}---\n{}", ingress("a", "nginx", "", "/"), ingress("b", "nginx", "", "/b")), &[]);
+    assert_eq!(skipped.routes, 0);
+    let why: Vec<_> = skipped.diagnostics.iter().filter(|d| d.reason.starts_with("0 routes")).collect();
+    assert_eq!(why.len(), 1, "{:?}", skipped.diagnostics);
+    assert_eq!(why[0].severity, Severity::Warning);
+    assert_eq!(why[0].reason, "0 routes: 2 Ingresses of class \"nginx\" skipped (serve it with --ingress-class nginx)");
+    let empty = compiled("", &[]);
+    assert!(empty.diagnostics.iter().any(|d| d.reason == "0 routes: no Ingress, Route or HTTPRoute was found"));
+    let served = compiled(&ingress("a", "nginx", "", "/"), &["nginx"]);
+    assert!(served.routes > 0 && !served.diagnostics.iter().any(|d| d.reason.starts_with("0 routes")));
+}
+
+#[test]
+fn a_missing_service_is_reported_where_the_ingress_names_it() {
+    let yaml = ingress("a", "tether", "", "/").replace("name: web, port", "name: nowhere, port");
+    let c = compiled(&yaml, &["tether"]);
+    let d = c.diagnostics.iter().find(|d| d.reason.contains("nowhere")).expect("a diagnostic");
+    assert_eq!(d.reason, "Service default/nowhere not found; this path answers 503");
+    assert_eq!(d.object.as_deref(), Some("Ingress default/a"));
+    assert_eq!(d.field.as_deref(), Some("spec.rules[0].http.paths[0].backend.service"));
+    assert_eq!(d.file.as_deref(), Some(Path::new("t.yaml")));
+    assert_eq!(c.diagnostics.iter().filter(|d| d.reason.contains("nowhere")).count(), 1, "said once");
+}
+
+#[test]
+fn an_annotation_typo_is_unknown_with_the_name_meant() {
+    let c = compiled(&ingress("a", "tether", "nginx.ingress.kubernetes.io/afinity: cookie", "/"), &["tether"]);
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.reason.contains("afinity") || d.field.as_deref().is_some_and(|f| f.contains("afinity")));
+    let d = d.expect("the typo is reported");
+    assert_eq!(
+        d.reason,
+        "unknown ingress-nginx annotation (did you mean nginx.ingress.kubernetes.io/affinity?); ignored"
+    );
+}

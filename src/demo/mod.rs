@@ -115,7 +115,7 @@ fn print_instructions(running: &app::Running, dir: &Path, pods: &[DemoPod], pers
     }
     println!("  manifests:  {}", dir.display());
     println!("  proxy:      {url}");
-    println!("  admin:      http://{}/routes  /diagnostics", running.admin_addr);
+    println!("  admin:      http://{}/status  /routes  /diagnostics", running.admin_addr);
     println!();
     println!("Without a cookie jar, each request may reach another pod:");
     println!("  for i in $(seq 6); do curl -s {url} | head -1; done");
@@ -126,7 +126,14 @@ fn print_instructions(running: &app::Running, dir: &Path, pods: &[DemoPod], pers
     println!();
     println!("See the cookie:  curl -si {url} | grep -i set-cookie");
     println!("Take a pod away: delete its entry from {}/endpointslice.yaml;", dir.display());
-    println!("  its sessions move to another pod with a new cookie, the others stay put.");
+    if persistent {
+        println!("  its sessions move to another pod with a new cookie (counted as `failover`),");
+        println!("  the others stay put.");
+    } else {
+        println!("  its sessions move to another pod and keep their cookie: in balanced mode the cookie");
+        println!("  holds a session id hashed over the pods there are, not a pod (still counted as `hit`).");
+        println!("  The others stay put. `tether demo --persistent` pins pods and says `failover`.");
+    }
     println!();
     println!("Ctrl-C stops the proxy and the pods.");
 }

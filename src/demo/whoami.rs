@@ -45,7 +45,9 @@ impl Identity {
 /// once bound. HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN with `tls`); with `tls` the
 /// certificate is self-signed, made at start, as many pods behind an ingress have.
 pub async fn serve(addr: SocketAddr, name: &str, tls: bool) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (change --listen)")))?;
     let bound = listener.local_addr()?;
     let acceptor = if tls { Some(tls_acceptor(name)?) } else { None };
     println!("whoami {name} listening on {}://{bound}", if tls { "https" } else { "http" });

@@ -298,6 +298,12 @@ async fn route_and_forward(
                 if let Some(stats) = stats {
                     stats.connect_error();
                 }
+                // The log names the pod that could not be reached (as nginx's upstream_addr).
+                notes.upstream = Some(endpoint.addr);
+                if detailed {
+                    notes.pod = Some(endpoint.identity.clone());
+                    notes.service = Some(backend.name.clone());
+                }
                 tracing::warn!(endpoint = %endpoint.identity, %error, "upstream unavailable");
                 (error_response(&error), retry.on_error.then_some(*returned))
             }

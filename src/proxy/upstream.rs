@@ -59,7 +59,22 @@ pub struct Upstream {
     pub load: crate::proxy::load::Load,
     /// Requests and distinct sessions of the last minute (`/status`).
     pub window: crate::metrics::window::EndpointWindow,
+    /// The last failed connection attempt: unix seconds << 8 | kind (0: none since the last
+    /// success). Kubernetes readiness decides who gets traffic; this says why a pod it calls
+    /// ready still answers 502 (`/routes`, `/status`).
+    last_failure: std::sync::atomic::AtomicU64,
 }
+
+/// What the last failed connection to a pod ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectFailure {
+    /// Unix seconds.
+    pub at: u64,
+    pub kind: &'static str,
+}
+
+const FAILURE_KINDS: [&str; 5] =
+    ["", "connect timed out", "connection refused or reset", "HTTP handshake failed", "TLS handshake failed"];
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,7 +92,29 @@ impl Upstream {
             idle_timeout,
             load: Default::default(),
             window: crate::metrics::window::EndpointWindow::new(workers),
+            last_failure: Default::default(),
         }
+    }
+
+    /// The last failed connection since the last one that worked, if any.
+    pub fn last_connect_failure(&self) -> Option<ConnectFailure> {
+        let packed = self.last_failure.load(std::sync::atomic::Ordering::Relaxed);
+        let kind = FAILURE_KINDS.get((packed & 0xff) as usize).copied().filter(|k| !k.is_empty())?;
+        Some(ConnectFailure { at: packed >> 8, kind })
+    }
+
+    fn note_connect(&self, result: &Result<Sender, ConnectError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let kind = match result {
+            Ok(_) if self.last_failure.load(Relaxed) == 0 => return,
+            Ok(_) => 0,
+            Err(ConnectError::Timeout(_)) => 1,
+            Err(ConnectError::Io(..)) => 2,
+            Err(ConnectError::Handshake(..)) => 3,
+            Err(ConnectError::Tls(..)) => 4,
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.last_failure.store(if kind == 0 { 0 } else { now << 8 | kind }, Relaxed);
     }
 
     fn my_queue(&self) -> &IdleQueue {
@@ -111,6 +148,12 @@ impl Upstream {
 
     /// Opens a new connection (for HTTP/2, also kept in the pool for the next requests).
     pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+        let result = self.open(timeout).await;
+        self.note_connect(&result);
+        result
+    }
+
+    async fn open(&self, timeout: Duration) -> Result<Sender, ConnectError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(ConnectError::Timeout(self.addr)),
             Ok(Err(e)) => return Err(ConnectError::Io(self.addr, e)),

@@ -88,7 +88,11 @@ impl ManifestDir {
         let mut diagnostics = Vec::new();
         let mut files = Vec::new();
         let mut visited = std::collections::HashSet::new();
-        if let Err(e) = collect_manifest_files(&self.root, &mut files, &mut visited, 0) {
+        // A single file (`tether check app.yaml`) is read as a directory holding only it.
+        let single = std::fs::metadata(&self.root).ok().filter(std::fs::Metadata::is_file);
+        if let Some(meta) = single {
+            files.push((self.root.clone(), FileStamp::of(&meta)));
+        } else if let Err(e) = collect_manifest_files(&self.root, &mut files, &mut visited, 0) {
             diagnostics.push(Diagnostic::error(format!("cannot read directory: {e}")).file(&self.root));
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));

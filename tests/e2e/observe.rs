@@ -153,6 +153,23 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     assert_eq!(get_with(shop(&b, "/cart")).await.status, 502);
     let errors = value(&scrape(&t).await, "tether_upstream_connect_errors_total", SHOP);
     assert_eq!(errors, 1.0);
+    // Kubernetes still calls it ready; /routes and /status say why it answers 502.
+    let routes = reqwest::get(format!("http://{}/routes", t.admin)).await.unwrap().text().await.unwrap();
+    let line = routes.lines().find(|l| l.contains(&first.pod)).unwrap_or_else(|| panic!("{routes}"));
+    assert!(line.contains("Ready (last connect: connection refused or reset, "), "{line}");
+    let others = routes.lines().filter(|l| l.contains("Ready") && !l.contains(&first.pod));
+    assert!(others.clone().count() >= 2 && others.clone().all(|l| !l.contains("last connect")), "{routes}");
+    let status: serde_json::Value =
+        reqwest::get(format!("http://{}/status.json", t.admin)).await.unwrap().json().await.unwrap();
+    let failed: Vec<&serde_json::Value> = status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["endpoints"].as_array().unwrap())
+        .filter(|e| e.get("last_connect_failure").is_some())
+        .collect();
+    assert_eq!(failed.len(), 1, "{status}");
+    assert!(failed[0]["pod"].as_str().unwrap().contains(&first.pod), "{status}");
     let rest: Vec<&Pod> = pods.iter().enumerate().filter(|(i, _)| *i != pinned).map(|(_, p)| p).collect();
     m.write("shop-slice.yaml", &slice_yaml("shop", &rest));
     wait_for("the reload without the pod", || async {
@@ -172,6 +189,8 @@ async fn metrics_access_log_and_status_tell_where_sessions_are() {
     // The access log: a hit, the failover, a 404, each with its fields.
     wait_for("the access log to have every request", || async { access_log(&log_path).len() >= 31 }).await;
     let lines = access_log(&log_path);
+    let refused = lines.iter().find(|l| l["status"] == 502).expect("the 502 is logged");
+    assert!(refused["pod"].as_str().is_some_and(|p| p.contains(&first.pod)), "the 502 names its pod: {refused}");
     let hit = lines.iter().find(|l| l["affinity"] == "hit").unwrap();
     assert_eq!(hit["status"], 200);
     assert_eq!(hit["host"], "shop.example");
@@ -224,10 +243,10 @@ async fn each_reload_logs_what_changed() {
     m.write("ingress.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
     let t = Tether::start(m.path(), &[]);
     m.write("web-slice.yaml", &slice_yaml("web", &[&pods[0], &pods[1]]));
-    let expected = "reload applied: 1 routes, 2 endpoints (routes +0 -0, endpoints +1 -0), compiled in";
+    let expected = "reload applied: 1 route, 2 endpoints (routes +0 -0, endpoints +1 -0), compiled in";
     wait_for("the reload line", || async { t.proc.stderr_text().contains(expected) }).await;
     let first = t.proc.stderr_text().lines().find(|l| l.contains("reload applied")).unwrap().to_owned();
-    assert!(first.contains("1 routes, 1 endpoints (routes +1 -0, endpoints +1 -0)"), "{first}");
+    assert!(first.contains("1 route, 1 endpoint (routes +1 -0, endpoints +1 -0)"), "{first}");
     assert!(!first.contains('\x1b'), "no terminal colours in a log file: {first}");
     // Without an access-log file, a SIGUSR1 (logrotate's) is harmless.
     t.proc.signal("USR1");

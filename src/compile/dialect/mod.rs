@@ -3,6 +3,7 @@
 
 pub mod nginx;
 pub mod nginx_access;
+pub mod nginx_catalog;
 pub mod nginx_location;
 pub mod tether;
 pub mod traefik;

@@ -58,6 +58,14 @@ pub const HONOURED: &[&str] = &[
     "affinity-canary-behavior",
 ];
 
+/// Why a name ingress-nginx does not document is ignored, with the name probably meant.
+pub fn unknown(name: &str) -> String {
+    match super::nginx_catalog::nearest(name) {
+        Some(meant) => format!("unknown ingress-nginx annotation (did you mean {PREFIX}{meant}?); ignored"),
+        None => "unknown ingress-nginx annotation; ignored".to_owned(),
+    }
+}
+
 /// Parses the ingress-nginx annotations of one object.
 pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
     let mut out = NginxSettings::default();
@@ -69,6 +77,8 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> NginxSettings {
         let Some(name) = key.strip_prefix(PREFIX) else { continue };
         if name == "session-cookie-hash" {
             out.note(key, "deprecated in ingress-nginx and has no effect; ignored", false);
+        } else if !super::nginx_catalog::is_known(name) {
+            out.note(key, &unknown(name), true);
         } else if !HONOURED.contains(&name)
             && !super::nginx_location::HONOURED.contains(&name)
             && !super::nginx_access::is_read(name)

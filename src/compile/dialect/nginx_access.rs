@@ -111,6 +111,16 @@ pub fn is_read(name: &str) -> bool {
         || SNIPPETS.contains(&name)
 }
 
+/// Every name this module knows (read, refused or ignored with a reason).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    HONOURED
+        .iter()
+        .copied()
+        .chain(CANNOT_HONOUR.iter().map(|(k, _)| *k))
+        .chain(IGNORED.iter().map(|(k, _)| *k))
+        .chain(SNIPPETS.iter().copied())
+}
+
 fn key(name: &str) -> String {
     format!("{PREFIX}{name}")
 }

@@ -64,6 +64,8 @@ pub struct PlannedPath {
     pub kind: PathKind,
     /// As written: a named port is made canonical in assembly (it needs the Service).
     pub backend: BackendRef,
+    /// Where the backend is written (`spec.rules[0].http.paths[1].backend`), for diagnostics.
+    pub backend_field: String,
 }
 
 impl IngressPlan {
@@ -186,7 +188,14 @@ pub fn plan(
             let Some(backend) = ctx.backend_ref(&p.backend, &format!("{field}.backend"), &mut diagnostics) else {
                 continue;
             };
-            plan.paths.push(PlannedPath { host: host.clone(), host_lower: host_lower.clone(), path, kind, backend });
+            plan.paths.push(PlannedPath {
+                host: host.clone(),
+                host_lower: host_lower.clone(),
+                path,
+                kind,
+                backend,
+                backend_field: format!("{field}.backend.service"),
+            });
         }
     }
     plan.diagnostics = diagnostics;
