@@ -11,17 +11,17 @@ use tokio::sync::mpsc;
 
 use crate::affinity::key;
 use crate::affinity::token::CookieKeys;
-use crate::diag::Diagnostic;
+
 use crate::metrics::Metrics;
 use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::forward::{ProxyState, Timeouts};
 use crate::proxy::observe::Telemetry;
 use crate::proxy::server::{ConnLimits, ListenerConfig, Server};
-use crate::proxy::upstream::UpstreamRegistry;
-use crate::reload::Reloader;
+use crate::reload::{ControlState, Reloader};
 use crate::route::RouteTable;
 use crate::source::files::ManifestDir;
 use crate::source::Source;
+use crate::upstream::UpstreamRegistry;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Everything `run` needs.
@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub manifests: PathBuf,
     /// Watch the Kubernetes API instead of a directory (`--kube`).
     pub kube: Option<crate::source::kube::KubeOptions>,
+    /// Leader election and status writing (with `--kube`).
+    pub leader: Option<crate::leader::LeaderOptions>,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub ingress_classes: Vec<String>,
@@ -54,44 +56,6 @@ pub struct RunConfig {
     /// `off`, `stdout`, `stderr` or a file.
     pub access_log: String,
     pub access_log_format: crate::access_log::Format,
-}
-
-/// The outcome of the latest reload, as the admin endpoints show it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ReloadReport {
-    pub generation: u64,
-    /// Unix seconds.
-    pub at: u64,
-    /// False when the new objects could not be used and the previous table kept serving.
-    pub applied: bool,
-    pub routes: usize,
-    pub endpoints: usize,
-    pub compile_ms: f64,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-/// Shared between the reloader and the admin listener.
-pub struct ControlState {
-    pub proxy: Arc<ProxyState>,
-    pub report: ArcSwap<Option<ReloadReport>>,
-    /// Endpoints removed in the last minute, shown as `gone` on `/status`.
-    pub gone: std::sync::Mutex<Vec<GoneEndpoint>>,
-}
-
-/// An endpoint a reload removed.
-pub struct GoneEndpoint {
-    pub service: Box<str>,
-    pub identity: Box<str>,
-    /// Kept for its last minute of counts.
-    pub upstream: Arc<crate::proxy::upstream::Upstream>,
-    /// Unix seconds.
-    pub at: u64,
-}
-
-impl ControlState {
-    pub fn new(proxy: Arc<ProxyState>) -> Self {
-        ControlState { proxy, report: ArcSwap::from_pointee(None), gone: Default::default() }
-    }
 }
 
 /// A started proxy: where it listens.
@@ -139,7 +103,7 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     let access_log = crate::access_log::AccessLog::open(&config.access_log, config.access_log_format)?;
     let telemetry = Telemetry::leak(Metrics::new(config.workers), access_log);
     let proxy = Arc::new(ProxyState {
-        table: ArcSwap::from_pointee(RouteTable::default()),
+        table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
         accept_nginx_cookies: config.accept_nginx_cookies,
         timeouts: config.timeouts,
         trusted_proxies: config.trusted_proxies.clone(),
@@ -149,19 +113,22 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         auth_pools: UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle),
     });
     let control = Arc::new(ControlState::new(proxy.clone()));
+    // What the leader writes to the API, sent by the reloader after each swap.
+    let api_status = tokio::sync::watch::Sender::new(Arc::default());
     // The manifest directory is read at once; the API source after its first full sync.
     let (changed_tx, changed_rx) = mpsc::channel(1);
     let (source, kube_changes): (Box<dyn Source>, Option<KubeChanges>) = match (&config.kube, client) {
         (Some(options), Some(client)) => {
-            if let Some(leader) = options.leader.clone() {
-                tokio::spawn(crate::source::leader::run(client.clone(), leader, control.clone()));
+            if let Some(leader) = config.leader.clone() {
+                tokio::spawn(crate::leader::run(client.clone(), leader, api_status.subscribe()));
             }
             let started = crate::source::kube::start(client, options);
             (Box::new(started.source), Some((started.changed, started.unsynced)))
         }
         _ => (Box::new(ManifestDir::new(&config.manifests)), None),
     };
-    let mut reloader = Reloader::new(source, config.ingress_classes.clone(), key, upstreams, control.clone());
+    let mut reloader =
+        Reloader::new(source, config.ingress_classes.clone(), key, upstreams, control.clone(), api_status);
     reloader.serves_tls = config.listen_tls.is_some();
     if kube_changes.is_none() {
         reloader.reload();
@@ -170,7 +137,8 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     let mut listeners = vec![ListenerConfig { addr: config.listen, tls: None, proxy_protocol: config.proxy_protocol }];
     if let Some(addr) = config.listen_tls {
         let default = crate::tls::default_certificate(config.default_cert.as_deref(), config.default_key.as_deref())?;
-        let tls = crate::tls::server_config(proxy.clone(), default)?;
+        let resolver = crate::proxy::sni::SniResolver::new(proxy.table.clone(), default);
+        let tls = crate::tls::server_config(Arc::new(resolver))?;
         listeners.push(ListenerConfig { addr, tls: Some(Arc::new(tls)), proxy_protocol: config.proxy_protocol });
     }
     let server = crate::proxy::server::start(listeners, config.workers, config.limits, proxy).with_context(|| {

@@ -11,10 +11,17 @@ pub mod demo;
 pub mod diag;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod selection;
 pub mod source;
 pub mod tls;
+pub mod upstream;
+pub mod worker;
+
+#[cfg(test)]
+mod layers;

@@ -274,6 +274,7 @@ impl ProxyArgs {
         Ok(RunConfig {
             manifests,
             kube: None,
+            leader: None,
             listen,
             admin,
             ingress_classes: self.ingress_classes,
@@ -353,23 +354,23 @@ fn main() -> anyhow::Result<()> {
                         kubeconfig: args.kubeconfig.clone(),
                         context: args.context.clone(),
                         namespaces: args.namespaces.clone(),
-                        leader: Some(tether::source::leader::LeaderOptions {
-                            election_id: args.election_id.clone(),
-                            namespace: args.election_namespace.clone(),
-                            identity: replica_identity(),
-                            lease_duration: Duration::from_secs(args.lease_duration.max(1)),
-                            publish_addresses: args.publish_status_addresses.clone(),
-                            publish_service: match &args.publish_service {
-                                Some(s) => Some(ns_name(s, "publish-service")?),
-                                None => None,
-                            },
-                        }),
                         cookie_key_secret: match &args.cookie_key_secret {
                             Some(s) => Some(
                                 s.split_once('/')
                                     .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
                                     .context("--cookie-key-secret is NAMESPACE/NAME")?,
                             ),
+                            None => None,
+                        },
+                    });
+                    config.leader = Some(tether::leader::LeaderOptions {
+                        election_id: args.election_id.clone(),
+                        namespace: args.election_namespace.clone(),
+                        identity: replica_identity(),
+                        lease_duration: Duration::from_secs(args.lease_duration.max(1)),
+                        publish_addresses: args.publish_status_addresses.clone(),
+                        publish_service: match &args.publish_service {
+                            Some(s) => Some(ns_name(s, "publish-service")?),
                             None => None,
                         },
                     });

@@ -2,6 +2,7 @@
 //! session), `/metrics`, `/healthz`, `/readyz`,
 //! `/diagnostics` (text and JSON), `/routes`.
 
+mod prometheus;
 mod session;
 mod status;
 
@@ -20,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::app::ControlState;
+use crate::reload::ControlState;
 
 /// Starts the admin listener on the current runtime; returns the bound address.
 pub async fn start(addr: SocketAddr, control: Arc<ControlState>) -> std::io::Result<SocketAddr> {
@@ -54,7 +55,7 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
         "/routes" => text(StatusCode::OK, routes_text(&control, req.uri().query().unwrap_or(""))),
         "/metrics" => {
             let telemetry = control.proxy.telemetry;
-            let body = crate::metrics::collector::render(&telemetry.metrics, control.proxy.clone());
+            let body = prometheus::render(&telemetry.metrics, control.proxy.clone());
             typed(body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
         }
         "/session" => match session::answer(&control, req.uri().query().unwrap_or("")) {
@@ -81,7 +82,7 @@ async fn serve(control: Arc<ControlState>, req: Request<Incoming>) -> Result<Res
     Ok(response)
 }
 
-fn diagnostics_text(report: Option<&crate::app::ReloadReport>) -> String {
+fn diagnostics_text(report: Option<&crate::reload::ReloadReport>) -> String {
     let Some(r) = report else { return "no reload yet\n".into() };
     let mut out = format!(
         "reload #{} {} at {}: {}, {}, compiled in {:.1} ms, {} diagnostics\n",

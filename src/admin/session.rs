@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 
-use crate::affinity::token::TokenMode;
-use crate::app::ControlState;
+use crate::affinity::cookie::AffinityMode;
+use crate::reload::ControlState;
 
 #[derive(Serialize)]
 pub struct SessionAnswer {
@@ -70,15 +70,15 @@ pub fn answer(control: &ControlState, query: &str) -> Result<SessionAnswer, (u16
             |s: u32| jiff::Timestamp::from_second(i64::from(s)).map_or_else(|_| s.to_string(), |t| t.to_string());
         Some(SessionToken {
             mode: match token.mode {
-                TokenMode::Balanced => "balanced",
-                TokenMode::Persistent => "persistent",
+                AffinityMode::Balanced => "balanced",
+                AffinityMode::Persistent => "persistent",
             },
             started: time(token.issued),
             last_issued: time(token.refreshed),
             previous_key: key == crate::affinity::token::KeyUsed::Previous,
         })
     });
-    let cx = crate::affinity::SelectContext {
+    let cx = crate::selection::SelectContext {
         keys: &backend.keys,
         now,
         accept_nginx_cookies: control.proxy.accept_nginx_cookies,
@@ -86,7 +86,7 @@ pub fn answer(control: &ControlState, query: &str) -> Result<SessionAnswer, (u16
         client_ip: b"",
         uri: None,
     };
-    let selection = crate::affinity::select(backend, route.sticky.as_ref(), &headers, &cx);
+    let selection = crate::selection::select(backend, route.sticky.as_ref(), &headers, &cx);
     let endpoint = selection.map(|s| &backend.endpoints[s.endpoint]);
     Ok(SessionAnswer {
         route: route.source.to_string(),

@@ -10,14 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::app::ControlState;
+use crate::reload::ControlState;
 use crate::route::{Backend, EndpointState};
 
 #[derive(Serialize)]
 pub struct Status {
     /// Unix seconds.
     pub generated_at: u64,
-    pub reload: Option<crate::app::ReloadReport>,
+    pub reload: Option<crate::reload::ReloadReport>,
     /// Backends (matching the filter), of which this page shows `backends`.
     pub total_backends: usize,
     /// 1-based.
@@ -108,7 +108,7 @@ pub struct EndpointStatus {
 }
 
 /// A pod's last connection failure in words, with its age.
-pub fn connect_failure(upstream: &crate::proxy::upstream::Upstream, now_secs: u64) -> Option<String> {
+pub fn connect_failure(upstream: &crate::upstream::Upstream, now_secs: u64) -> Option<String> {
     let f = upstream.last_connect_failure()?;
     Some(format!("{}, {} s ago", f.kind, now_secs.saturating_sub(f.at)))
 }

@@ -5,13 +5,14 @@
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use std::time::{Duration, SystemTime};
 
-/// How a session maps to an endpoint.
+/// How a session maps to an endpoint. A cookie token carries the mode that issued it (the
+/// discriminant is its byte on the wire), and a token of the other mode is not obeyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AffinityMode {
     /// Random session id, consistent hash over ready endpoints (ingress-nginx default).
-    Balanced,
+    Balanced = 1,
     /// The cookie names (by keyed digest) one endpoint; it never moves while that endpoint lives.
-    Persistent,
+    Persistent = 2,
 }
 
 impl AffinityMode {

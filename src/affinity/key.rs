@@ -120,7 +120,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::affinity::token::{Token, TokenMode};
+    use crate::affinity::token::{AffinityMode, Token};
 
     #[test]
     fn a_generated_key_is_kept_and_reused() {
@@ -129,7 +129,7 @@ mod tests {
         assert!(created.is_some());
         let (k2, created_again) = load_or_generate(None, dir.path()).unwrap();
         assert!(created_again.is_none());
-        let t = Token::new(TokenMode::Balanced, 1, 2, 0);
+        let t = Token::new(AffinityMode::Balanced, 1, 2, 0);
         assert_eq!(k2.decode(k1.encode(&t, 5).as_bytes(), 5).map(|(t, _)| t), Some(t));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME)).unwrap().permissions().mode();
@@ -146,7 +146,7 @@ mod tests {
         std::fs::write(&f, format!("{new_hex}\n{old_hex}\n")).unwrap();
         let both = read_key_file(&f).unwrap();
         let old = CookieKey::new(&[0x11; 32]).unwrap();
-        let t = Token::new(TokenMode::Balanced, 1, 2, 0);
+        let t = Token::new(AffinityMode::Balanced, 1, 2, 0);
         assert_eq!(both.decode(old.encode(&t, 3).as_bytes(), 3), Some((t, KeyUsed::Previous)));
         assert_eq!(both.decode(both.encode(&t, 3).as_bytes(), 3), Some((t, KeyUsed::Current)));
         let secret = dir.path().join("secret");
@@ -168,7 +168,7 @@ mod tests {
         std::fs::write(dir.path().join("b"), &b).unwrap();
         let ka = read_key_file(&dir.path().join("a")).unwrap();
         let kb = read_key_file(&dir.path().join("b")).unwrap();
-        let t = Token::new(TokenMode::Balanced, 1, 2, 0);
+        let t = Token::new(AffinityMode::Balanced, 1, 2, 0);
         assert!(kb.decode(ka.encode(&t, 3).as_bytes(), 3).is_none(), "non-UTF-8 keys are not collapsed");
     }
 

@@ -14,6 +14,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use crate::affinity::cookie::AffinityMode;
+
 type HmacSha256 = Hmac<Sha256>;
 
 const VERSION: u8 = 2;
@@ -26,17 +28,10 @@ pub const ENCODED_LEN: usize = 51;
 const V1_BODY_LEN: usize = 22;
 const V1_ENCODED_LEN: usize = 46;
 
-/// Which affinity mode issued a token; a token of the wrong mode is not obeyed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenMode {
-    Balanced = 1,
-    Persistent = 2,
-}
-
 /// The decoded contents of a sticky cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
-    pub mode: TokenMode,
+    pub mode: AffinityMode,
     /// Unix seconds when the session started (wall clock, so replicas agree).
     pub issued: u32,
     /// Unix seconds when the cookie was last (re-)issued to the browser.
@@ -49,7 +44,7 @@ pub struct Token {
 
 impl Token {
     /// A token issued now for a new session.
-    pub fn new(mode: TokenMode, now: u32, session: u64, endpoint: u64) -> Self {
+    pub fn new(mode: AffinityMode, now: u32, session: u64, endpoint: u64) -> Self {
         Token { mode, issued: now, refreshed: now, session, endpoint }
     }
 }
@@ -128,8 +123,8 @@ impl CookieKey {
             return None;
         }
         let mode = match raw[1] {
-            1 => TokenMode::Balanced,
-            2 => TokenMode::Persistent,
+            1 => AffinityMode::Balanced,
+            2 => AffinityMode::Persistent,
             _ => return None,
         };
         let be32 = |r: &[u8]| u32::from_be_bytes(r.try_into().unwrap_or([0; 4]));
@@ -161,7 +156,7 @@ mod tests {
 
     fn token() -> Token {
         Token {
-            mode: TokenMode::Persistent,
+            mode: AffinityMode::Persistent,
             issued: 1_790_000_000,
             refreshed: 1_790_000_300,
             session: 0xdead_beef_0102_0304,

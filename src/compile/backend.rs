@@ -16,8 +16,8 @@ use crate::compile::memo::{BackendInputs, BackendMemo, Front, Memo};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
-use crate::proxy::upstream::PodProtocol;
 use crate::route::{Backend, Balance, Endpoint};
+use crate::upstream::PodProtocol;
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct BackendRef {

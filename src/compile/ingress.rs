@@ -62,7 +62,7 @@ pub fn compile_ingresses(
     diags: &mut Vec<Diagnostic>,
     next: &mut Memo,
     skipped: &mut Vec<String>,
-) -> RouteTable {
+) -> (RouteTable, Vec<Arc<Ingress>>) {
     let services = ServiceIndex::new(snapshot);
     let secrets: SecretIndex<'_> = snapshot
         .secrets
@@ -306,8 +306,8 @@ pub fn compile_ingresses(
     }
     builder.finish(next);
     table.certs = tls.certs;
-    table.ingresses = ordered.iter().map(|(_, i)| i.obj.clone()).collect();
-    table
+    let served = ordered.iter().map(|(_, i)| i.obj.clone()).collect();
+    (table, served)
 }
 
 /// Builds the route of a pending path (`None`, with an error, when its regular expression

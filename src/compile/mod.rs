@@ -37,12 +37,25 @@ pub struct CompileOptions {
     pub serves_tls: bool,
 }
 
+/// What the status writer (the leader) writes back to the API for one compiled table.
+#[derive(Debug, Default)]
+pub struct ApiStatus {
+    /// The Ingresses of tether's classes: their `status.loadBalancer`.
+    pub ingresses: Vec<Arc<k8s_openapi::api::networking::v1::Ingress>>,
+    /// HTTPRoute conditions for tether's Gateways.
+    pub routes: Vec<gateway_status::RouteStatus>,
+    /// Status of tether's Gateways.
+    pub gateways: Vec<gateway_status::GatewayStatus>,
+}
+
 /// A compiled table and the counts operators care about.
 pub struct Compiled {
     pub table: Arc<RouteTable>,
     pub diagnostics: Vec<Diagnostic>,
     pub routes: usize,
     pub endpoints: usize,
+    /// What the leader writes back to the API; sent to it on a channel after the swap.
+    pub status: Arc<ApiStatus>,
     /// For the next compile (`CompileOptions::previous`).
     pub memo: memo::Memo,
 }
@@ -53,11 +66,13 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
     let mut next = memo::Memo::default();
     let mut skipped = Vec::new();
-    let mut table = ingress::compile_ingresses(snapshot, options, &mut diagnostics, &mut next, &mut skipped);
+    let (mut table, ingresses) =
+        ingress::compile_ingresses(snapshot, options, &mut diagnostics, &mut next, &mut skipped);
     openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
     gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
-    table.route_status = gateway_status::route_statuses(snapshot, &diagnostics);
-    table.gateway_status = gateway_status::gateway_statuses(snapshot, &table.route_status);
+    let routes_status = gateway_status::route_statuses(snapshot, &diagnostics);
+    let gateways = gateway_status::gateway_statuses(snapshot, &routes_status);
+    let status = Arc::new(ApiStatus { ingresses, routes: routes_status, gateways });
     let routes = table.routes_and_default().count();
     if routes == 0 {
         diagnostics.push(no_routes(snapshot, skipped));
@@ -69,7 +84,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         pods.extend(backend.endpoints.iter().map(|e| e.addr));
     }
     let endpoints = pods.len();
-    Compiled { table: Arc::new(table), diagnostics, routes, endpoints, memo: next }
+    Compiled { table: Arc::new(table), diagnostics, routes, endpoints, status, memo: next }
 }
 
 /// Why a table has no routes, said once: a directory that serves nothing is a mistake more

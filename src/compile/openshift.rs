@@ -18,8 +18,8 @@ use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::{self, openshift, Snapshot, Sourced};
-use crate::proxy::upstream::PodProtocol;
 use crate::route::{Balance, PathKind, Route, RouteTable};
+use crate::upstream::PodProtocol;
 
 pub const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
 pub const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";

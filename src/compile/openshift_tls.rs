@@ -5,9 +5,9 @@
 
 use crate::diag::Diagnostic;
 use crate::model::openshift::RouteTls;
-use crate::proxy::upstream::PodProtocol;
 use crate::route::filters::Filters;
 use crate::tls::Certificate;
+use crate::upstream::PodProtocol;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Termination {

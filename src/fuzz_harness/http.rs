@@ -19,7 +19,7 @@ use crate::proxy::forward::{self, ProxyState, Timeouts};
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::Telemetry;
 use crate::proxy::server::ConnLimits;
-use crate::proxy::upstream::UpstreamRegistry;
+use crate::upstream::UpstreamRegistry;
 
 /// More than any answer of a local response needs; a client reading forever is not the point.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -40,7 +40,7 @@ fn edge() -> &'static Edge {
     EDGE.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let state = Arc::new(ProxyState {
-            table: ArcSwap::new(super::fixture_table().clone()),
+            table: Arc::new(ArcSwap::new(super::fixture_table().clone())),
             accept_nginx_cookies: true,
             timeouts: Timeouts::default(),
             // The peer below is a trusted proxy, so X-Forwarded-* parsing is fuzzed too.

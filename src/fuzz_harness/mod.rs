@@ -14,12 +14,12 @@ use std::sync::{Arc, OnceLock};
 use ::http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, HOST};
 use ::http::{Method, Uri};
 
-use crate::affinity::token::{CookieKey, CookieKeys, KeyUsed, Token, TokenMode};
+use crate::affinity::token::{AffinityMode, CookieKey, CookieKeys, KeyUsed, Token};
 use crate::compile::dialect::{nginx, nginx_access, nginx_location, tether as tether_dialect, traefik};
 use crate::compile::{compile, CompileOptions};
-use crate::proxy::upstream::UpstreamRegistry;
 use crate::route::conditions::RequestView;
 use crate::route::RouteTable;
+use crate::upstream::UpstreamRegistry;
 
 pub use http::http_request;
 
@@ -77,7 +77,7 @@ pub fn cookie_token(data: &[u8]) {
         if rest.len() >= 32 {
             let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
             let be64 = |b: &[u8]| u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8]));
-            let mode = if mode & 1 == 0 { TokenMode::Balanced } else { TokenMode::Persistent };
+            let mode = if mode & 1 == 0 { AffinityMode::Balanced } else { AffinityMode::Persistent };
             let token = Token {
                 mode,
                 issued: be32(rest),

@@ -3,7 +3,6 @@
 //! are found at compile time, never per request, and their labels are bounded by the
 //! configuration (no paths, no client addresses).
 
-pub mod collector;
 pub mod stats;
 pub mod window;
 

@@ -13,20 +13,6 @@ use crate::affinity::Decision;
 /// grow the label set.
 pub const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "OTHER"];
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-/// Affinity outcomes counted per route (`Decision::as_str`, plus `drain`: a session kept on a
-/// terminating pod).
-pub const DECISIONS: [&str; 10] = [
-    "round-robin",
-    "new",
-    "rejected-cookie",
-    "hit",
-    "failover",
-    "migrated",
-    "client-ip",
-    "hash-by",
-    "drain",
-    "none-available",
-];
 /// Histogram bucket bounds in seconds (ingress-nginx's request-duration buckets).
 pub const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -44,24 +30,50 @@ pub fn method_index(method: &http::Method) -> usize {
     known.iter().position(|m| m == method).unwrap_or(METHODS.len() - 1)
 }
 
-pub fn decision_index(decision: Decision, draining: bool) -> usize {
-    if draining && decision == Decision::Hit {
-        return 8;
-    }
-    match decision {
-        Decision::RoundRobin => 0,
-        Decision::New => 1,
-        Decision::Rejected => 2,
-        Decision::Hit => 3,
-        Decision::Failover => 4,
-        Decision::Migrated => 5,
-        Decision::ClientIp => 6,
-        Decision::HashBy => 7,
-    }
+/// An affinity outcome as counted per route: the engine's decision, a session kept on a
+/// terminating pod, or a backend without a usable endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityOutcome {
+    Decided(Decision),
+    /// A hit on a draining pod.
+    Drain,
+    NoneAvailable,
 }
 
-/// Index of `DECISIONS` for a backend without a usable endpoint.
-pub const NO_ENDPOINT: usize = 9;
+impl AffinityOutcome {
+    pub const COUNT: usize = Decision::ALL.len() + 2;
+
+    pub fn of(decision: Decision, draining: bool) -> Self {
+        match decision {
+            Decision::Hit if draining => AffinityOutcome::Drain,
+            decision => AffinityOutcome::Decided(decision),
+        }
+    }
+
+    /// Every outcome, in the order of `index`.
+    pub fn all() -> impl Iterator<Item = AffinityOutcome> {
+        Decision::ALL
+            .into_iter()
+            .map(AffinityOutcome::Decided)
+            .chain([AffinityOutcome::Drain, AffinityOutcome::NoneAvailable])
+    }
+
+    pub const fn index(self) -> usize {
+        match self {
+            AffinityOutcome::Decided(decision) => decision as usize,
+            AffinityOutcome::Drain => Decision::ALL.len(),
+            AffinityOutcome::NoneAvailable => Decision::ALL.len() + 1,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AffinityOutcome::Decided(decision) => decision.as_str(),
+            AffinityOutcome::Drain => "drain",
+            AffinityOutcome::NoneAvailable => "none-available",
+        }
+    }
+}
 
 /// External-auth subrequests: their latency and how many could not be answered.
 #[derive(Default)]
@@ -129,7 +141,7 @@ impl HistogramSnapshot {
 #[derive(Default)]
 struct Shard {
     requests: [[AtomicU64; STATUS_CLASSES.len()]; METHODS.len()],
-    decisions: [AtomicU64; DECISIONS.len()],
+    decisions: [AtomicU64; AffinityOutcome::COUNT],
     connect_errors: AtomicU64,
     retries: AtomicU64,
     /// Requests refused by access control, by `Denial::index`.
@@ -177,7 +189,7 @@ impl RouteStats {
     }
 
     fn shard(&self) -> &Shard {
-        &self.shards[crate::proxy::upstream::worker_index() % self.shards.len()]
+        &self.shards[crate::worker::index() % self.shards.len()]
     }
 
     pub fn record(&self, outcome: &Outcome) {
@@ -190,8 +202,8 @@ impl RouteStats {
         }
     }
 
-    pub fn decision(&self, index: usize) {
-        self.shard().decisions[index].fetch_add(1, Relaxed);
+    pub fn decision(&self, outcome: AffinityOutcome) {
+        self.shard().decisions[outcome.index()].fetch_add(1, Relaxed);
     }
 
     pub fn connect_error(&self) {
@@ -219,8 +231,8 @@ impl RouteStats {
         self.sum(|s| &s.requests[method][class])
     }
 
-    pub fn decisions(&self, index: usize) -> u64 {
-        self.sum(|s| &s.decisions[index])
+    pub fn decisions(&self, outcome: AffinityOutcome) -> u64 {
+        self.sum(|s| &s.decisions[outcome.index()])
     }
 
     pub fn connect_errors(&self) -> u64 {
@@ -297,11 +309,10 @@ mod tests {
 
     #[test]
     fn a_hit_on_a_draining_pod_counts_as_drain() {
-        assert_eq!(DECISIONS[decision_index(Decision::Hit, true)], "drain");
-        assert_eq!(DECISIONS[decision_index(Decision::Hit, false)], "hit");
-        assert_eq!(DECISIONS[decision_index(Decision::Failover, true)], "failover");
-        for d in [Decision::New, Decision::Rejected, Decision::Migrated, Decision::ClientIp, Decision::HashBy] {
-            assert_eq!(DECISIONS[decision_index(d, false)], d.as_str());
-        }
+        assert_eq!(AffinityOutcome::of(Decision::Hit, true).as_str(), "drain");
+        assert_eq!(AffinityOutcome::of(Decision::Hit, false).as_str(), "hit");
+        assert_eq!(AffinityOutcome::of(Decision::Failover, true).as_str(), "failover");
+        let indices: Vec<usize> = AffinityOutcome::all().map(AffinityOutcome::index).collect();
+        assert_eq!(indices, (0..AffinityOutcome::COUNT).collect::<Vec<_>>(), "one slot each, in order");
     }
 }

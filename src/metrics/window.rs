@@ -67,7 +67,7 @@ impl EndpointWindow {
         });
         let epoch = now / SLOT_SECONDS;
         let index = epoch as usize % SLOTS;
-        let worker = &counts.workers[crate::proxy::upstream::worker_index() % counts.workers.len()];
+        let worker = &counts.workers[crate::worker::index() % counts.workers.len()];
         let (slot_epoch, requests) = &worker.slots[index];
         if slot_epoch.load(Relaxed) != epoch {
             // Only this worker writes its counts: resetting cannot lose another's.

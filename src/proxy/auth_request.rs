@@ -15,9 +15,9 @@ use crate::access::external::{ExternalAuth, Vars};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::local;
 use crate::proxy::headers::{self, ClientInfo};
-use crate::proxy::request_body::UpstreamBody;
 use crate::proxy::send::{send, Timeouts};
-use crate::proxy::upstream::{PodProtocol, UpstreamRegistry};
+use crate::upstream::request_body::UpstreamBody;
+use crate::upstream::{PodProtocol, UpstreamRegistry};
 
 /// The auth service's answer, as the proxy acts on it.
 pub enum AuthVerdict {

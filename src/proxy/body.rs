@@ -12,9 +12,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::proxy::load::InFlight;
 use crate::proxy::observe::Completion;
-use crate::proxy::upstream::{Sender, Upstream};
+use crate::upstream::load::InFlight;
+use crate::upstream::{Sender, Upstream};
 
 /// The body of every response tether sends, and what to record when it ends.
 pub struct ProxyBody {

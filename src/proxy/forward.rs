@@ -12,28 +12,28 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::affinity::cookie::RouteSticky;
-use crate::affinity::{self, Selection};
-use crate::metrics::stats::{decision_index, DECISIONS, NO_ENDPOINT};
+use crate::metrics::stats::AffinityOutcome;
 use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::headers::{self, ClientInfo};
-use crate::proxy::load::InFlight;
 use crate::proxy::observe::{Completion, LogRequest, Notes, Telemetry};
-use crate::proxy::request_body::UpstreamBody;
 use crate::proxy::send::{send, Failure};
 use crate::proxy::upgrade;
-use crate::proxy::upstream::{ConnectError, Sender, Upstream};
 use crate::route::canary::Side;
 use crate::route::conditions::RequestView;
 use crate::route::{Backend, EndpointState, Route, RouteTable};
+use crate::selection::{self, Selection};
+use crate::upstream::load::InFlight;
+use crate::upstream::request_body::UpstreamBody;
+use crate::upstream::{ConnectError, Sender, Upstream};
 
 pub use crate::proxy::send::Timeouts;
 
 /// What every request reads: the current route table (one atomic load; it also carries the
 /// cookie keys, with each backend), and the global settings.
 pub struct ProxyState {
-    pub table: ArcSwap<RouteTable>,
+    pub table: Arc<ArcSwap<RouteTable>>,
     /// Honour cookies issued by ingress-nginx and upgrade them (`--accept-nginx-cookies`).
     pub accept_nginx_cookies: bool,
     pub timeouts: Timeouts,
@@ -46,7 +46,7 @@ pub struct ProxyState {
     /// Over a rate limit: 503 (ingress-nginx's `limit-req-status-code` default) or 429.
     pub limit_status: StatusCode,
     /// Connections to external auth services (`auth-url`), pooled like pods'.
-    pub auth_pools: crate::proxy::upstream::UpstreamRegistry,
+    pub auth_pools: crate::upstream::UpstreamRegistry,
 }
 
 /// Endpoints tried at most per request (the first choice plus failovers).
@@ -174,7 +174,7 @@ async fn route_and_forward(
         },
     };
     let now = unix_now();
-    let cx = affinity::SelectContext {
+    let cx = selection::SelectContext {
         keys: &backend.keys,
         now,
         accept_nginx_cookies: state.accept_nginx_cookies,
@@ -182,21 +182,21 @@ async fn route_and_forward(
         client_ip: client.ip.as_bytes(),
         uri: Some(req.uri()),
     };
-    let Some(mut selection) = affinity::select(backend, sticky, req.headers(), &cx) else {
+    let Some(mut selection) = selection::select(backend, sticky, req.headers(), &cx) else {
         if let Some(stats) = stats {
-            stats.decision(NO_ENDPOINT);
+            stats.decision(AffinityOutcome::NoneAvailable);
         }
-        notes.decision = Some(DECISIONS[NO_ENDPOINT]);
+        notes.decision = Some(AffinityOutcome::NoneAvailable.as_str());
         // The reason (missing Service, no ready pods) is in /diagnostics and /routes; clients
         // only learn that the service is unavailable, as with ingress-nginx.
         return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
     };
     let draining = backend.endpoints[selection.endpoint].state == EndpointState::Draining;
-    let decision = decision_index(selection.decision, draining);
+    let outcome = AffinityOutcome::of(selection.decision, draining);
     if let Some(stats) = stats {
-        stats.decision(decision);
+        stats.decision(outcome);
     }
-    notes.decision = Some(DECISIONS[decision]);
+    notes.decision = Some(outcome.as_str());
     let user_agent =
         req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec()).filter(|_| selection_may_issue(sticky));
     let upgrade_to = upgrade::requested(&req);
@@ -321,7 +321,7 @@ async fn route_and_forward(
         };
         failed[attempt] = selection.endpoint;
         let next = if may_move(backend, &selection) {
-            affinity::reselect(backend, &selection, &failed[..=attempt], now)
+            selection::reselect(backend, &selection, &failed[..=attempt], now)
         } else {
             None
         };
@@ -342,7 +342,7 @@ async fn route_and_forward(
 /// A sticky session moves only when the route allows it (`session-cookie-change-on-failure`);
 /// otherwise the client gets the error rather than silently another pod.
 fn may_move(backend: &Backend, selection: &Selection) -> bool {
-    let pinned = selection.session.is_some() && matches!(selection.decision, affinity::Decision::Hit);
+    let pinned = selection.session.is_some() && matches!(selection.decision, selection::Decision::Hit);
     !pinned || backend.sticky.as_ref().is_some_and(|p| p.change_on_failure)
 }
 

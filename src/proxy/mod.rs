@@ -1,4 +1,4 @@
-//! The data plane: listener, request forwarding, upstream pools.
+//! The data plane: listeners, client connections, request forwarding.
 
 pub mod access;
 pub mod auth_request;
@@ -8,15 +8,12 @@ pub mod conn;
 pub mod forward;
 pub mod headers;
 pub mod idle;
-pub mod load;
 pub mod observe;
 pub mod passthrough;
-pub mod pod_conn;
 pub mod proxy_protocol;
-pub mod request_body;
 pub mod request_checks;
 pub mod send;
 pub mod server;
+pub mod sni;
 pub mod upgrade;
-pub mod upstream;
 pub mod write_timeout;

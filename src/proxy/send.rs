@@ -6,8 +6,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::proxy::request_body::{UploadClock, UpstreamBody};
-use crate::proxy::upstream::{ConnectError, Sender, Upstream};
+use crate::upstream::request_body::{UploadClock, UpstreamBody};
+use crate::upstream::{ConnectError, Sender, Upstream};
 
 /// Timeouts of the forwarding path (ingress-nginx names in brackets).
 #[derive(Clone, Copy, Debug)]

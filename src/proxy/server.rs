@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::proxy::conn::{self, Builders};
 use crate::proxy::forward::ProxyState;
-use crate::proxy::upstream::set_worker_index;
+use crate::worker;
 
 /// One address tether accepts connections on.
 #[derive(Clone)]
@@ -114,7 +114,7 @@ pub fn start(
             .collect();
         let worker = Worker { state: state.clone(), limits, open: open.clone(), stop: stop.subscribe() };
         let handle = std::thread::Builder::new().name(format!("tether-worker-{index}")).spawn(move || {
-            set_worker_index(index);
+            worker::set_index(index);
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime.block_on(worker.run(sockets)),
                 Err(e) => tracing::error!(%e, "cannot start worker runtime"),

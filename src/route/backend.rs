@@ -2,13 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::affinity::cookie::StickyPolicy;
 use crate::affinity::hash_key::HashKey;
 use crate::affinity::rendezvous::Rendezvous;
 use crate::affinity::token::{CookieKeys, KeyUsed};
-use crate::proxy::upstream::Upstream;
+use crate::upstream::Upstream;
 
 /// Whether an endpoint takes new sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,7 +63,7 @@ pub struct Endpoint {
     pub weight: u32,
     /// The pod's connection pool, load and window: attached after compiling (compile touches
     /// no pool), before the table serves; shared by every backend and table with this address.
-    pub upstream: OnceLock<Arc<Upstream>>,
+    pub upstream: crate::upstream::PoolSlot,
 }
 
 impl Endpoint {
@@ -99,7 +99,7 @@ pub struct Backend {
     pub hash_by: Option<Arc<HashKey>>,
     pub balance: Balance,
     /// How tether talks to the pods (ingress-nginx `backend-protocol`).
-    pub protocol: crate::proxy::upstream::PodProtocol,
+    pub protocol: crate::upstream::PodProtocol,
     /// Why there are no endpoints, shown in the 503 body.
     pub problem: Option<Box<str>>,
     /// A hash of everything the backend was compiled from (0 outside compile): the next
@@ -265,7 +265,7 @@ fn weighted_schedule(ready: &[usize], endpoints: &[Endpoint]) -> Box<[usize]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::upstream::UpstreamRegistry;
+    use crate::upstream::UpstreamRegistry;
 
     fn endpoints(weights: &[u32]) -> Vec<Endpoint> {
         let registry = UpstreamRegistry::new(1, std::time::Duration::from_secs(60));
@@ -305,7 +305,7 @@ mod tests {
         let mut b = Backend::new("b".into(), endpoints(&[1, 1, 1]), 0, None, None);
         b.balance = Balance::LeastConn;
         let busy: Vec<_> =
-            [0, 0, 2].iter().map(|&i| crate::proxy::load::InFlight::start(b.endpoints[i].upstream())).collect();
+            [0, 0, 2].iter().map(|&i| crate::upstream::load::InFlight::start(b.endpoints[i].upstream())).collect();
         for _ in 0..10 {
             assert_eq!(b.next_balanced(), Some(1), "pod 1 has nothing in flight");
         }

@@ -173,12 +173,6 @@ pub struct RouteTable {
     /// Hosts whose handshakes ask for a client certificate (`auth-tls-*`), lowercase;
     /// `*.example.com` stored as written.
     pub client_auth: HashMap<Box<str>, Arc<crate::access::client_cert::ClientCertRule>>,
-    /// The Ingresses of tether's classes: the leader writes their status.
-    pub ingresses: Vec<Arc<k8s_openapi::api::networking::v1::Ingress>>,
-    /// HTTPRoute conditions for tether's Gateways, also written by the leader.
-    pub route_status: Vec<crate::compile::gateway_status::RouteStatus>,
-    /// Status of tether's Gateways, also written by the leader.
-    pub gateway_status: Vec<crate::compile::gateway_status::GatewayStatus>,
 }
 
 impl RouteTable {

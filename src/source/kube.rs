@@ -36,8 +36,6 @@ pub struct KubeOptions {
     pub namespaces: Vec<String>,
     /// `--cookie-key-secret`: (namespace, name) of the Secret with the cookie keys.
     pub cookie_key_secret: Option<(String, String)>,
-    /// Leader election and status writing.
-    pub leader: Option<crate::source::leader::LeaderOptions>,
 }
 
 /// The stores of every watched kind (one per namespace watched).

@@ -3,7 +3,6 @@
 pub mod files;
 pub mod kinds;
 pub mod kube;
-pub mod leader;
 pub mod parse;
 pub mod strict_keys;
 pub mod watch;

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
-
-use crate::proxy::forward::ProxyState;
 
 pub use certs::{CertStore, Certificate};
 
@@ -19,34 +17,13 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Picks the certificate for a handshake from the current route table: the host's own, else
-/// a wildcard one, else the default. One atomic load, no lock.
-pub struct SniResolver {
-    state: Arc<ProxyState>,
-    default: Arc<CertifiedKey>,
-}
-
-impl std::fmt::Debug for SniResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SniResolver")
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let table = self.state.table.load();
-        let own = hello.server_name().and_then(|name| table.certs.find(name));
-        Some(own.map_or_else(|| self.default.clone(), |c| c.key.clone()))
-    }
-}
-
-/// The server configuration of the TLS listener.
-pub fn server_config(state: Arc<ProxyState>, default: Arc<CertifiedKey>) -> anyhow::Result<rustls::ServerConfig> {
+/// The server configuration of the TLS listener; `certificates` picks one per handshake.
+pub fn server_config(certificates: Arc<dyn ResolvesServerCert>) -> anyhow::Result<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { state, default }));
+        .with_cert_resolver(certificates);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -9,8 +9,8 @@ use http::HeaderValue;
 
 use crate::compile::dialect::nginx::{AnnotationNote, PREFIX};
 use crate::compile::dialect::{flag, parse_bool};
-use crate::proxy::upstream::PodProtocol;
 use crate::route::policy::NextUpstream;
+use crate::upstream::PodProtocol;
 
 /// The annotations this module reads.
 pub const HONOURED: &[&str] = &[

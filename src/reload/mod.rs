@@ -13,16 +13,19 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::affinity::token::CookieKeys;
-use crate::app::{ControlState, GoneEndpoint, ReloadReport};
+mod control;
+
+pub use control::{ControlState, GoneEndpoint, ReloadReport};
+
 use crate::compile::memo::Memo;
-use crate::compile::{compile, CompileOptions};
+use crate::compile::{compile, ApiStatus, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
 use crate::model::gateway::HttpRoute;
 use crate::model::openshift::Route;
 use crate::model::{describe, Sourced};
-use crate::proxy::upstream::UpstreamRegistry;
 use crate::route::{Backend, RouteTable};
 use crate::source::Source;
+use crate::upstream::UpstreamRegistry;
 
 pub struct Reloader {
     source: Box<dyn Source>,
@@ -30,6 +33,8 @@ pub struct Reloader {
     key: CookieKeys,
     upstreams: Arc<UpstreamRegistry>,
     control: Arc<ControlState>,
+    /// To the leader, which writes it to the API.
+    api_status: tokio::sync::watch::Sender<Arc<ApiStatus>>,
     generation: u64,
     /// Diagnostics already printed, so an unchanged problem is not repeated every reload.
     printed: HashSet<String>,
@@ -159,6 +164,7 @@ impl Reloader {
         key: CookieKeys,
         upstreams: Arc<UpstreamRegistry>,
         control: Arc<ControlState>,
+        api_status: tokio::sync::watch::Sender<Arc<ApiStatus>>,
     ) -> Self {
         Reloader {
             source,
@@ -166,6 +172,7 @@ impl Reloader {
             key,
             upstreams,
             control,
+            api_status,
             generation: 0,
             printed: HashSet::new(),
             last_good: LastGood::default(),
@@ -270,6 +277,7 @@ impl Reloader {
             attach_limiters(&compiled.table, &self.limiters);
             metrics.cert_expiry.store(Arc::new(compiled.table.certs.expiry()));
             let previous = self.control.proxy.table.swap(compiled.table.clone());
+            self.api_status.send_replace(compiled.status.clone());
             swapped_ms = started.elapsed().as_secs_f64() * 1000.0;
             // The memo pairs with the table it built: kept backends are the same in both.
             let previous_memo = std::mem::replace(&mut self.memo, memo);
@@ -385,7 +393,7 @@ impl<'a> RebuiltBackends<'a> {
 pub fn attach_pools(table: &RouteTable, upstreams: &UpstreamRegistry) {
     // A backend's endpoints get their pools together, so a kept backend is skipped whole.
     let fresh = table.backends().filter(|b| b.endpoints.first().is_some_and(|e| e.upstream.get().is_none()));
-    upstreams.attach(fresh.flat_map(|b| b.endpoints.iter().map(move |e| (e, b.protocol))));
+    upstreams.attach(fresh.flat_map(|b| b.endpoints.iter().map(move |e| (&e.upstream, e.addr, b.protocol))));
 }
 
 /// Gives every route of a new table its metric series (the same series as the route's earlier

@@ -10,8 +10,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::stats::{HistogramSnapshot, RouteStats, DECISIONS, METHODS, STATUS_CLASSES};
-use super::Metrics;
+use crate::metrics::stats::{AffinityOutcome, HistogramSnapshot, RouteStats, METHODS, STATUS_CLASSES};
+use crate::metrics::Metrics;
 use crate::proxy::forward::ProxyState;
 use crate::route::EndpointState;
 
@@ -112,11 +112,11 @@ impl prometheus_client::collector::Collector for TetherCollector {
                     }
                 }
             }
-            for (di, decision) in DECISIONS.iter().enumerate() {
-                let n = stats.decisions(di);
+            for outcome in AffinityOutcome::all() {
+                let n = stats.decisions(outcome);
                 if n > 0 {
                     let mut labels = route_labels(stats);
-                    labels.push(("decision", decision));
+                    labels.push(("decision", outcome.as_str()));
                     decisions.push((labels, n));
                 }
             }

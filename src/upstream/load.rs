@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::proxy::upstream::Upstream;
+use crate::upstream::Upstream;
 
 /// How fast the latency average forgets (ingress-nginx's ewma balancer uses 10 s).
 const DECAY_MS: f64 = 10_000.0;

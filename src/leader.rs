@@ -19,7 +19,7 @@ use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::app::ControlState;
+use crate::compile::ApiStatus;
 use crate::source::kube::CustomKind;
 
 #[derive(Clone, Debug)]
@@ -38,7 +38,7 @@ pub struct LeaderOptions {
 }
 
 /// Runs for ever: holds or watches the Lease, and while leader keeps Ingress status current.
-pub async fn run(client: Client, options: LeaderOptions, control: Arc<ControlState>) {
+pub async fn run(client: Client, options: LeaderOptions, api_status: tokio::sync::watch::Receiver<Arc<ApiStatus>>) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
     let renew_every = options.lease_duration / 3;
     let mut written: HashMap<(String, String), Value> = HashMap::new();
@@ -57,7 +57,8 @@ pub async fn run(client: Client, options: LeaderOptions, control: Arc<ControlSta
             leading = now_leading;
         }
         if leading {
-            if let Err(e) = write_status(&client, &options, &control, &mut written).await {
+            let status = api_status.borrow().clone();
+            if let Err(e) = write_status(&client, &options, &status, &mut written).await {
                 tracing::warn!(error = %e, "cannot write Ingress status");
             }
         }
@@ -242,17 +243,16 @@ async fn published(client: &Client, options: &LeaderOptions) -> Result<Value, ku
 async fn write_status(
     client: &Client,
     options: &LeaderOptions,
-    control: &ControlState,
+    status: &ApiStatus,
     written: &mut HashMap<(String, String), Value>,
 ) -> Result<(), kube::Error> {
-    let table = control.proxy.table.load();
-    write_route_status(client, &table.route_status, written).await?;
-    write_gateway_status(client, &table.gateway_status, written).await?;
+    write_route_status(client, &status.routes, written).await?;
+    write_gateway_status(client, &status.gateways, written).await?;
     if options.publish_addresses.is_empty() && options.publish_service.is_none() {
         return Ok(());
     }
     let addresses = published(client, options).await?;
-    for ingress in &table.ingresses {
+    for ingress in &status.ingresses {
         let (ns, name) = (crate::model::namespace(&ingress.metadata), crate::model::name(&ingress.metadata));
         let key = (ns.to_owned(), name.to_owned());
         if written.get(&key) == Some(&addresses) {

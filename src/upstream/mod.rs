@@ -1,8 +1,11 @@
-//! Keep-alive connections to pods: one small pool of ready senders per endpoint and per worker
+//! Connections to pods: keep-alive pools, one small pool of ready senders per endpoint and per worker
 //! thread, so a worker never touches another worker's connections. An HTTP/1.1 sender is taken
 //! out for one request; an HTTP/2 connection stays in the pool and is shared.
 
-use std::cell::Cell;
+pub mod load;
+pub mod pod_conn;
+pub mod request_body;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -11,24 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::net::TcpStream;
 
-pub use crate::proxy::pod_conn::{PodProtocol, Sender};
+pub use pod_conn::{PodProtocol, Sender};
 
 /// Idle connections kept per endpoint and worker.
 const IDLE_PER_WORKER: usize = 256;
-
-thread_local! {
-    static WORKER_INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Marks the current thread as proxy worker `index` (selects its pools).
-pub fn set_worker_index(index: usize) {
-    WORKER_INDEX.with(|w| w.set(index));
-}
-
-/// The current proxy worker's index (0 outside the workers).
-pub fn worker_index() -> usize {
-    WORKER_INDEX.with(Cell::get)
-}
 
 /// Why no connection to a pod could be had.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +45,7 @@ pub struct Upstream {
     /// Idle connections older than this are closed rather than reused.
     idle_timeout: Duration,
     /// Requests in flight and latency, for least-connections and EWMA balancing.
-    pub load: crate::proxy::load::Load,
+    pub load: load::Load,
     /// Requests and distinct sessions of the last minute (`/status`).
     pub window: crate::metrics::window::EndpointWindow,
     /// The last failed connection attempt: unix seconds << 8 | kind (0: none since the last
@@ -119,7 +108,7 @@ impl Upstream {
 
     fn my_queue(&self) -> &IdleQueue {
         let queues = self.idle.get_or_init(|| (0..self.workers).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect());
-        &queues[WORKER_INDEX.with(Cell::get) % queues.len()]
+        &queues[crate::worker::index() % queues.len()]
     }
 
     /// An idle connection that is still open, if any (for HTTP/2: a handle on the shared one).
@@ -162,16 +151,16 @@ impl Upstream {
         let _ = stream.set_nodelay(true);
         let handshake = |e| ConnectError::Handshake(self.addr, e);
         let sender = if self.protocol.tls() {
-            let connector = tokio_rustls::TlsConnector::from(crate::proxy::pod_conn::tls_config(self.protocol));
+            let connector = tokio_rustls::TlsConnector::from(pod_conn::tls_config(self.protocol));
             let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
             let tls = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
                 Err(_) => return Err(ConnectError::Timeout(self.addr)),
                 Ok(Err(e)) => return Err(ConnectError::Tls(self.addr, e)),
                 Ok(Ok(s)) => s,
             };
-            crate::proxy::pod_conn::handshake(tls, self.protocol).await.map_err(handshake)?
+            pod_conn::handshake(tls, self.protocol).await.map_err(handshake)?
         } else {
-            crate::proxy::pod_conn::handshake(stream, self.protocol).await.map_err(handshake)?
+            pod_conn::handshake(stream, self.protocol).await.map_err(handshake)?
         };
         if let Some(shared) = sender.share() {
             let _ = self.my_queue().push((shared, Instant::now()));
@@ -186,6 +175,9 @@ impl Upstream {
         }
     }
 }
+
+/// Where a compiled endpoint keeps its pool: empty after compile, filled by `attach`.
+pub type PoolSlot = OnceLock<Arc<Upstream>>;
 
 /// Shares pools across route-table reloads: the same address keeps its connections.
 #[derive(Debug)]
@@ -237,11 +229,11 @@ impl UpstreamRegistry {
 
     /// Gives every endpoint of a new table its pool (endpoints of backends kept from the last
     /// table have theirs already), under one lock, then forgets pools no table holds.
-    pub fn attach<'a>(&self, endpoints: impl Iterator<Item = (&'a crate::route::Endpoint, PodProtocol)>) {
+    pub fn attach<'a>(&self, endpoints: impl Iterator<Item = (&'a PoolSlot, SocketAddr, PodProtocol)>) {
         let mut map = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
-        for (endpoint, protocol) in endpoints {
-            if endpoint.upstream.get().is_none() {
-                let _ = endpoint.upstream.set(self.get_locked(&mut map, endpoint.addr, protocol));
+        for (slot, addr, protocol) in endpoints {
+            if slot.get().is_none() {
+                let _ = slot.set(self.get_locked(&mut map, addr, protocol));
             }
         }
         // Pools of removed endpoints are forgotten now and then, not on every reload: walking

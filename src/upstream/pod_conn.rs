@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::proxy::request_body::UpstreamBody;
+use crate::upstream::request_body::UpstreamBody;
 
 /// The protocol spoken to the pods of a backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

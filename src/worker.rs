@@ -1,0 +1,18 @@
+//! Which proxy worker thread this is. Per-worker state (connection pools, counters, windows)
+//! is indexed by it, so a worker only ever touches its own shard and never takes a lock.
+
+use std::cell::Cell;
+
+thread_local! {
+    static WORKER_INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as proxy worker `index`.
+pub fn set_index(index: usize) {
+    WORKER_INDEX.with(|w| w.set(index));
+}
+
+/// The current proxy worker's index (0 outside the workers).
+pub fn index() -> usize {
+    WORKER_INDEX.with(Cell::get)
+}
