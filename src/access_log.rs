@@ -72,8 +72,8 @@ pub struct Entry<'a> {
     /// The pod (`namespace/pod:port`) that answered.
     pub pod: Option<&'a str>,
     pub upstream_duration: Option<f64>,
-    /// `Kind namespace/name` of the routing object.
-    pub route: Option<&'a str>,
+    /// The routing object.
+    pub route: Option<&'a crate::model::ObjectRef>,
     pub service: Option<&'a str>,
     /// How the pod was chosen (`new`, `hit`, `failover`, `drain`, `rejected-cookie`, ...).
     pub affinity: Option<&'a str>,
@@ -275,7 +275,11 @@ mod tests {
             upstream: Some("127.0.0.11:8080".parse().unwrap()),
             pod: Some("default/web-1:8080"),
             upstream_duration: Some(0.01),
-            route: Some("Ingress default/web"),
+            route: Some(Box::leak(Box::new(crate::model::ObjectRef::new(
+                crate::model::ObjectKind::Ingress,
+                "default",
+                "web",
+            )))),
             service: Some("default/web:80"),
             affinity: Some("hit"),
             user_agent: Some("curl/8"),

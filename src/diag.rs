@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::model::ObjectRef;
+
 /// How bad a diagnostic is. Errors mean part of the input was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -12,12 +14,12 @@ pub enum Severity {
     Error,
 }
 
-/// One finding about the input: file, object (`Kind ns/name`), field, reason.
+/// One finding about the input: file, object, field, reason.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
     pub severity: Severity,
     pub file: Option<PathBuf>,
-    pub object: Option<String>,
+    pub object: Option<ObjectRef>,
     pub field: Option<String>,
     pub reason: String,
     /// The object's routes answer 503 because of this (an access restriction that cannot be
@@ -47,8 +49,12 @@ impl Diagnostic {
         self.file = file.cloned();
         self
     }
-    pub fn object(mut self, object: impl Into<String>) -> Self {
-        self.object = Some(object.into());
+    pub fn object(mut self, object: impl std::borrow::Borrow<ObjectRef>) -> Self {
+        self.object = Some(object.borrow().clone());
+        self
+    }
+    pub fn maybe_object(mut self, object: Option<ObjectRef>) -> Self {
+        self.object = object;
         self
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -58,6 +64,10 @@ impl Diagnostic {
     pub fn fails_closed(mut self) -> Self {
         self.fails_closed = true;
         self
+    }
+    /// True when this diagnostic is about `object`.
+    pub fn is_about(&self, object: &ObjectRef) -> bool {
+        self.object.as_ref() == Some(object)
     }
 }
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by tier, bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["worker", "diag", "model"],
+    &["worker", "model"],
+    &["diag"],
     &["access", "affinity", "tls", "access_log"],
     &["metrics"],
     &["upstream"],

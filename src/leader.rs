@@ -20,6 +20,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 
 use crate::compile::ApiStatus;
+use crate::model::{ObjectKind, ObjectRef};
 use crate::source::kube::CustomKind;
 
 #[derive(Clone, Debug)]
@@ -41,7 +42,7 @@ pub struct LeaderOptions {
 pub async fn run(client: Client, options: LeaderOptions, api_status: tokio::sync::watch::Receiver<Arc<ApiStatus>>) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
     let renew_every = options.lease_duration / 3;
-    let mut written: HashMap<(String, String), Value> = HashMap::new();
+    let mut written: HashMap<(ObjectRef, String), Value> = HashMap::new();
     let mut leading = false;
     loop {
         let now_leading = match try_acquire(&leases, &options).await {
@@ -116,7 +117,7 @@ async fn try_acquire(leases: &Api<Lease>, options: &LeaderOptions) -> Result<boo
 async fn write_route_status(
     client: &Client,
     statuses: &[crate::compile::gateway_status::RouteStatus],
-    written: &mut HashMap<(String, String), Value>,
+    written: &mut HashMap<(ObjectRef, String), Value>,
 ) -> Result<(), kube::Error> {
     const GROUP: &str = "gateway.networking.k8s.io";
     let ar = CustomKind::HttpRoute.api_resource();
@@ -141,7 +142,8 @@ async fn write_route_status(
             s.resolved_refs.message,
             s.generation
         ]);
-        let key = (format!("HTTPRoute {}/{}", s.namespace, s.name), format!("{}/{}", s.gateway.0, s.gateway.1));
+        let key =
+            (ObjectRef::new(ObjectKind::HTTPRoute, &s.namespace, &s.name), format!("{}/{}", s.gateway.0, s.gateway.1));
         if written.get(&key) == Some(&desired) {
             continue;
         }
@@ -172,12 +174,12 @@ async fn write_route_status(
 async fn write_gateway_status(
     client: &Client,
     statuses: &[crate::compile::gateway_status::GatewayStatus],
-    written: &mut HashMap<(String, String), Value>,
+    written: &mut HashMap<(ObjectRef, String), Value>,
 ) -> Result<(), kube::Error> {
     let ar = CustomKind::Gateway.api_resource();
     for s in statuses {
         let desired = json!([s.listeners, s.generation]);
-        let key = (format!("Gateway {}/{}", s.namespace, s.name), String::new());
+        let key = (ObjectRef::new(ObjectKind::Gateway, &s.namespace, &s.name), String::new());
         if written.get(&key) == Some(&desired) {
             continue;
         }
@@ -244,7 +246,7 @@ async fn write_status(
     client: &Client,
     options: &LeaderOptions,
     status: &ApiStatus,
-    written: &mut HashMap<(String, String), Value>,
+    written: &mut HashMap<(ObjectRef, String), Value>,
 ) -> Result<(), kube::Error> {
     write_route_status(client, &status.routes, written).await?;
     write_gateway_status(client, &status.gateways, written).await?;
@@ -254,7 +256,7 @@ async fn write_status(
     let addresses = published(client, options).await?;
     for ingress in &status.ingresses {
         let (ns, name) = (crate::model::namespace(&ingress.metadata), crate::model::name(&ingress.metadata));
-        let key = (ns.to_owned(), name.to_owned());
+        let key = (ObjectRef::of(ObjectKind::Ingress, &ingress.metadata), String::new());
         if written.get(&key) == Some(&addresses) {
             continue;
         }

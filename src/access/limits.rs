@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use crate::access::rate::{
     Concurrency, ConcurrencyGuard, RequestRate, DEFAULT_CONCURRENCY_COUNTERS, DEFAULT_RATE_SLOTS,
 };
+use crate::model::ObjectRef;
 
 /// The limits of one object, as its annotations give them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -131,15 +132,15 @@ pub struct LimiterRegistry {
     tables: Mutex<HashMap<LimiterKey, Weak<Limiters>>>,
 }
 
-/// The object (`Kind ns/name`) and its limits.
-type LimiterKey = (Box<str>, LimitConfig);
+/// The object and its limits.
+type LimiterKey = (ObjectRef, LimitConfig);
 
 impl LimiterRegistry {
     /// The tables for `source`'s limits: the ones a live route already has, or new ones.
-    pub fn get(&self, source: &str, config: &LimitConfig) -> Arc<Limiters> {
+    pub fn get(&self, source: &ObjectRef, config: &LimitConfig) -> Arc<Limiters> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         tables.retain(|_, weak| weak.strong_count() > 0);
-        let key = (Box::<str>::from(source), config.clone());
+        let key = (source.clone(), config.clone());
         if let Some(live) = tables.get(&key).and_then(Weak::upgrade) {
             return live;
         }

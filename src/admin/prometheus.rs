@@ -41,10 +41,11 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 fn route_labels(stats: &RouteStats) -> Labels<'_> {
     let l = &stats.labels;
+    let object = l.object.as_ref();
     vec![
-        ("kind", &l.kind),
-        ("namespace", &l.namespace),
-        ("ingress", &l.name),
+        ("kind", object.map_or("", |o| o.kind.as_str())),
+        ("namespace", object.map_or("", |o| &o.namespace)),
+        ("ingress", object.map_or("", |o| &o.name)),
         ("host", &l.host),
         ("service", &l.service),
     ]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::compile::dialect::{nginx, nginx_access, nginx_catalog, nginx_location, tether, traefik};
 use crate::compile::openshift;
 use crate::diag::{Diagnostic, Severity};
-use crate::model::{describe, Snapshot, Sourced};
+use crate::model::{ObjectKind, ObjectRef, Snapshot, Sourced};
 use crate::route::RouteTable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -34,8 +34,7 @@ impl Verdict {
 
 #[derive(Serialize)]
 pub struct AnnotationReport {
-    /// `Kind namespace/name`.
-    pub object: String,
+    pub object: ObjectRef,
     pub file: Option<PathBuf>,
     pub key: String,
     /// The value (long ones shortened).
@@ -67,23 +66,23 @@ pub fn classify(
     mut diagnostics: Vec<Diagnostic>,
     dir: &Path,
 ) -> (Vec<AnnotationReport>, Vec<Diagnostic>) {
-    let sources: Vec<&str> = table.routes_and_default().map(|r| &*r.source).collect();
+    let sources: Vec<&ObjectRef> = table.routes_and_default().map(|r| &r.source).collect();
     let backends: Vec<&str> = table.routes_and_default().map(|r| &*r.backend.name).collect();
     // What each object's access annotations do, in words.
-    let access: std::collections::HashMap<&str, &crate::access::AccessPolicy> =
-        table.routes_and_default().filter_map(|r| r.access.as_deref().map(|a| (&*r.source, a))).collect();
+    let access: std::collections::HashMap<&ObjectRef, &crate::access::AccessPolicy> =
+        table.routes_and_default().filter_map(|r| r.access.as_deref().map(|a| (&r.source, a))).collect();
     let mut out = Vec::new();
-    let mut judge = |kind: &str, meta: &ObjectMeta, file: Option<&PathBuf>, served: Result<(), String>| {
+    let mut judge = |kind: ObjectKind, meta: &ObjectMeta, file: Option<&PathBuf>, served: Result<(), String>| {
         let Some(annotations) = &meta.annotations else { return };
-        let object = describe(kind, meta);
+        let object = ObjectRef::of(kind, meta);
         for (key, value) in annotations {
             let field = format!("metadata.annotations[{key}]");
-            let about = |d: &Diagnostic| d.object.as_deref() == Some(&object) && d.field.as_deref() == Some(&field);
+            let about = |d: &Diagnostic| d.is_about(&object) && d.field.as_deref() == Some(&field);
             let reported = diagnostics.iter().find(|d| about(d)).cloned();
             // A Service compiled for several routes reports the same annotation more than once.
             diagnostics.retain(|d| !about(d));
             let explained = access
-                .get(object.as_str())
+                .get(&object)
                 .and_then(|a| a.explained.iter().find(|(k, _)| **k == **key))
                 .map(|(_, words)| words.clone());
             let (verdict, reason, severity) = match (reported, &served) {
@@ -122,38 +121,38 @@ pub fn classify(
             });
         }
     };
-    let served_by = |kind: &str, meta: &ObjectMeta| {
-        let object = describe(kind, meta);
-        if sources.contains(&object.as_str()) {
+    let served_by = |kind: ObjectKind, meta: &ObjectMeta| {
+        let object = ObjectRef::of(kind, meta);
+        if sources.contains(&&object) {
             Ok(())
         } else {
             Err(format!("this {kind} gives tether no routes (see its diagnostics)"))
         }
     };
     for o in &snapshot.ingresses {
-        let served = served_by("Ingress", &o.obj.metadata);
-        judge("Ingress", &o.obj.metadata, o.file.as_ref(), served);
+        let served = served_by(ObjectKind::Ingress, &o.obj.metadata);
+        judge(ObjectKind::Ingress, &o.obj.metadata, o.file.as_ref(), served);
     }
     for o in &snapshot.routes {
-        let served = served_by("Route", &o.obj.metadata);
-        judge("Route", &o.obj.metadata, o.file.as_ref(), served);
+        let served = served_by(ObjectKind::Route, &o.obj.metadata);
+        judge(ObjectKind::Route, &o.obj.metadata, o.file.as_ref(), served);
     }
     for o in &snapshot.services {
         let prefix = format!("{}/{}:", crate::model::namespace(&o.obj.metadata), crate::model::name(&o.obj.metadata));
         let used = backends.iter().any(|b| b.starts_with(&prefix));
         let served = if used { Ok(()) } else { Err("no route sends traffic to this Service".to_owned()) };
-        judge("Service", &o.obj.metadata, o.file.as_ref(), served);
+        judge(ObjectKind::Service, &o.obj.metadata, o.file.as_ref(), served);
     }
-    judge_all(&mut judge, "HTTPRoute", &snapshot.http_routes, |o| &o.metadata);
-    judge_all(&mut judge, "Gateway", &snapshot.gateways, |o| &o.metadata);
-    judge_all(&mut judge, "GatewayClass", &snapshot.gateway_classes, |o| &o.metadata);
-    judge_all(&mut judge, "IngressClass", &snapshot.ingress_classes, |o| &o.metadata);
+    judge_all(&mut judge, ObjectKind::HTTPRoute, &snapshot.http_routes, |o| &o.metadata);
+    judge_all(&mut judge, ObjectKind::Gateway, &snapshot.gateways, |o| &o.metadata);
+    judge_all(&mut judge, ObjectKind::GatewayClass, &snapshot.gateway_classes, |o| &o.metadata);
+    judge_all(&mut judge, ObjectKind::IngressClass, &snapshot.ingress_classes, |o| &o.metadata);
     (out, diagnostics)
 }
 
 fn judge_all<T>(
-    judge: &mut impl FnMut(&str, &ObjectMeta, Option<&PathBuf>, Result<(), String>),
-    kind: &str,
+    judge: &mut impl FnMut(ObjectKind, &ObjectMeta, Option<&PathBuf>, Result<(), String>),
+    kind: ObjectKind,
     objects: &[Sourced<T>],
     meta: fn(&T) -> &ObjectMeta,
 ) {
@@ -164,13 +163,13 @@ fn judge_all<T>(
 
 /// What an annotation means to tether on this kind of object, when compiling said nothing
 /// about it.
-fn judged_by_prefix(kind: &str, key: &str) -> (Verdict, Option<String>) {
+fn judged_by_prefix(kind: ObjectKind, key: &str) -> (Verdict, Option<String>) {
     let honoured = (Verdict::Honoured, None);
     let ignored = |why: &str| (Verdict::Ignored, Some(why.to_owned()));
     if NOT_ROUTING.iter().any(|p| key.starts_with(p)) {
         return ignored("not a routing setting");
     }
-    match (kind, key) {
+    match (kind.as_str(), key) {
         ("Ingress", "kubernetes.io/ingress.class") => honoured,
         ("IngressClass", "ingressclass.kubernetes.io/is-default-class") => honoured,
         ("Ingress", k) if k.starts_with(nginx::PREFIX) => {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::compile::{compile, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
+use crate::model::ObjectRef;
 use crate::source::files::ManifestDir;
 
 pub use annotations::{AnnotationReport, Verdict};
@@ -36,8 +37,7 @@ pub struct RouteReport {
     pub affinity: String,
     /// What happens to a session, in words.
     pub affinity_words: String,
-    /// `Kind namespace/name`.
-    pub source: String,
+    pub source: ObjectRef,
     /// Who may reach it, in words (empty for open routes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<String>,
@@ -115,7 +115,7 @@ pub fn check(dir: &Path, options: &CheckOptions) -> Report {
                 .collect(),
             affinity: crate::route::describe::affinity_short(r),
             affinity_words: crate::route::describe::affinity_words(r),
-            source: r.source.to_string(),
+            source: r.source.clone(),
             access: r.access.as_deref().map(crate::access::AccessPolicy::describe).unwrap_or_default(),
         })
         .collect();

@@ -12,7 +12,7 @@ use crate::access::cors::Cors;
 use crate::access::limits::{LimitConfig, RateLimits};
 use crate::access::{AccessPolicy, BasicAuth, ExternalAuth, SourceRanges};
 use crate::diag::Diagnostic;
-use crate::model::{self, Sourced};
+use crate::model::{self, ObjectRef, Sourced};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretFormat {
@@ -75,7 +75,7 @@ impl AccessSpec {
 /// Where diagnostics about the object point.
 pub struct Origin<'a> {
     pub file: Option<&'a std::path::PathBuf>,
-    pub object: &'a str,
+    pub object: &'a ObjectRef,
 }
 
 /// The policy for an object's routes (`None` when it has no access settings), reporting what

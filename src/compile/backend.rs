@@ -16,6 +16,7 @@ use crate::compile::memo::{BackendInputs, BackendMemo, Front, Memo};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
+use crate::model::{ObjectKind, ObjectRef};
 use crate::route::{Backend, Balance, Endpoint};
 use crate::upstream::PodProtocol;
 
@@ -65,7 +66,7 @@ pub struct BackendSettings {
 /// The winning affinity of a backend and which Ingress set it.
 pub struct BackendAffinity {
     pub policy: Arc<StickyPolicy>,
-    pub owner: String,
+    pub owner: ObjectRef,
 }
 
 /// Builds each backend once, so routes sharing a Service port share its state.
@@ -191,8 +192,11 @@ impl<'a> BackendBuilder<'a> {
                     // Ingress paths report it themselves, with their file and field.
                     if self.front != Front::Ingress {
                         diags.push(
-                            Diagnostic::warning(format!("{reason}; its routes answer 503"))
-                                .object(format!("Service {}/{}", r.namespace, r.service)),
+                            Diagnostic::warning(format!("{reason}; its routes answer 503")).object(ObjectRef::new(
+                                ObjectKind::Service,
+                                &r.namespace,
+                                &r.service,
+                            )),
                         );
                     }
                     name.get_or_insert_with(|| format!("{}/{}:{}", r.namespace, r.service, r.port));
@@ -201,9 +205,11 @@ impl<'a> BackendBuilder<'a> {
                 }
             };
             for problem in &resolved.problems {
-                diags.push(
-                    Diagnostic::warning(problem.clone()).object(format!("Service {}/{}", r.namespace, r.service)),
-                );
+                diags.push(Diagnostic::warning(problem.clone()).object(ObjectRef::new(
+                    ObjectKind::Service,
+                    &r.namespace,
+                    &r.service,
+                )));
             }
             name.get_or_insert_with(|| match &key.owner {
                 None => format!("{}/{}:{}", r.namespace, r.service, resolved.port),
@@ -285,7 +291,7 @@ impl<'a> BackendBuilder<'a> {
     ) -> (Option<Arc<StickyPolicy>>, bool) {
         let from_ingress = self.affinity.get(r).map(|a| a.policy.clone());
         let Some(service) = self.services.service(&r.namespace, &r.service) else { return (from_ingress, false) };
-        let object = crate::model::describe("Service", &service.obj.metadata);
+        let object = ObjectRef::of(ObjectKind::Service, &service.obj.metadata);
         let traefik = traefik::parse(service.obj.metadata.annotations.as_ref(), name);
         for note in &traefik.notes {
             let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };

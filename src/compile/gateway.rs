@@ -16,6 +16,7 @@ use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, Listener, SessionPersistence};
 use crate::model::{self, Snapshot, Sourced};
+use crate::model::{ObjectKind, ObjectRef};
 use crate::route::conditions::{Conditions, ValueMatch};
 use crate::route::filters::{Filters, HeaderEdits, PathChange, Redirect, Rewrite};
 use crate::route::{PathKind, Route, RouteTable};
@@ -24,7 +25,7 @@ use crate::route::{PathKind, Route, RouteTable};
 pub const GATEWAY_CONTROLLER: &str = "tether.dev/gateway-controller";
 
 struct Planned {
-    object: String,
+    object: ObjectRef,
     hosts: Vec<String>,
     path: String,
     kind: PathKind,
@@ -67,7 +68,9 @@ pub fn compile_http_routes(
         for (li, l) in g.obj.spec.listeners.iter().enumerate() {
             let field = format!("spec.listeners[{li}]");
             let at = |d: Diagnostic| {
-                d.maybe_file(g.file.as_ref()).object(model::describe("Gateway", &g.obj.metadata)).field(field.clone())
+                d.maybe_file(g.file.as_ref())
+                    .object(ObjectRef::of(ObjectKind::Gateway, &g.obj.metadata))
+                    .field(field.clone())
             };
             match l.protocol.as_deref().unwrap_or("HTTP") {
                 "HTTP" => listeners.push(l),
@@ -82,7 +85,7 @@ pub fn compile_http_routes(
     let services = ServiceIndex::new(snapshot);
     let mut affinity: rustc_hash::FxHashMap<BackendRef, BackendAffinity> = Default::default();
     // (namespace, Service) → the XBackendTrafficPolicy's persistence for it.
-    let mut policies: HashMap<(String, String), (&SessionPersistence, String)> = HashMap::new();
+    let mut policies: HashMap<(String, String), (&SessionPersistence, ObjectRef)> = HashMap::new();
     // Every kind is ordered the same way before any conflict is resolved (oldest, then
     // namespace/name), so replicas fed in different orders (a reflector's) agree.
     let mut traffic_policies: Vec<_> = snapshot.backend_traffic_policies.iter().collect();
@@ -94,7 +97,7 @@ pub fn compile_http_routes(
             if t.kind == "Service" && t.group.as_deref().unwrap_or("").is_empty() {
                 policies
                     .entry((ns.clone(), t.name.clone()))
-                    .or_insert((sp, model::describe("XBackendTrafficPolicy", &p.obj.metadata)));
+                    .or_insert((sp, ObjectRef::of(ObjectKind::BackendTrafficPolicy, &p.obj.metadata)));
             }
         }
     }
@@ -137,7 +140,7 @@ pub fn compile_http_routes(
         for host in &p.hosts {
             let sticky = route_sticky(&backend, &p.path, p.sticky.is_some());
             let route = Route {
-                source: p.object.clone().into(),
+                source: p.object.clone(),
                 host: if host.is_empty() { "*".into() } else { host.clone().into() },
                 path: p.path.clone().into(),
                 kind: p.kind,
@@ -168,14 +171,14 @@ pub fn compile_http_routes(
 fn plan_route(
     route: &Sourced<HttpRoute>,
     gateways: &HashMap<(&str, &str), Vec<&Listener>>,
-    policies: &HashMap<(String, String), (&SessionPersistence, String)>,
+    policies: &HashMap<(String, String), (&SessionPersistence, ObjectRef)>,
     planned: &mut Vec<Planned>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let meta = &route.obj.metadata;
     let spec = &route.obj.spec;
     let ns = model::namespace(meta);
-    let object = model::describe("HTTPRoute", meta);
+    let object = ObjectRef::of(ObjectKind::HTTPRoute, meta);
     let at = |field: String, d: Diagnostic| d.maybe_file(route.file.as_ref()).object(&object).field(field);
     // The listeners the parentRefs select (by sectionName when given).
     let listeners: Vec<&Listener> = spec
@@ -481,7 +484,7 @@ fn match_conditions(m: &crate::model::gateway::HttpRouteMatch) -> Result<Option<
 fn rule_backends(
     rule: &HttpRouteRule,
     ns: &str,
-    object: &str,
+    object: &ObjectRef,
     ri: usize,
     field: &dyn Fn(&str) -> String,
     at: &dyn Fn(String, Diagnostic) -> Diagnostic,

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use crate::diag::{Diagnostic, Severity};
 use crate::model::{self, Snapshot};
+use crate::model::{ObjectKind, ObjectRef};
 
 /// One condition: status, reason and message as the spec names them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,8 +78,8 @@ pub fn route_statuses(snapshot: &Snapshot, diags: &[Diagnostic]) -> Vec<RouteSta
     for route in &snapshot.http_routes {
         let meta = &route.obj.metadata;
         let ns = model::namespace(meta);
-        let object = model::describe("HTTPRoute", meta);
-        let about: Vec<&Diagnostic> = diags.iter().filter(|d| d.object.as_deref() == Some(object.as_str())).collect();
+        let object = ObjectRef::of(ObjectKind::HTTPRoute, meta);
+        let about: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_about(&object)).collect();
         let error = about.iter().find(|d| d.severity == Severity::Error);
         let accepted = if let Some(e) = error {
             Condition { ok: false, reason: "UnsupportedValue", message: e.reason.clone() }

@@ -23,6 +23,7 @@ use crate::compile::tls::compile_tls;
 use crate::compile::{CompileOptions, CONTROLLER_NAME};
 use crate::diag::Diagnostic;
 use crate::model::{self, Snapshot, Sourced};
+use crate::model::{ObjectKind, ObjectRef};
 use crate::route::canary::Canary;
 use crate::route::{Backend, Balance, PathKind, Route, RouteTable};
 use plan::{IngressPlan, PlannedPath, SecretIndex};
@@ -89,9 +90,9 @@ pub fn compile_ingresses(
     let mut affinity: rustc_hash::FxHashMap<BackendRef, BackendAffinity> = Default::default();
     // `upstream-hash-by` and `load-balance` per backend; the oldest Ingress's choice wins.
     let mut backend_settings: rustc_hash::FxHashMap<BackendRef, BackendSettings> = Default::default();
-    let mut default_backend: Option<(String, BackendRef, Option<Arc<AccessPolicy>>)> = None;
+    let mut default_backend: Option<(ObjectRef, BackendRef, Option<Arc<AccessPolicy>>)> = None;
     // Hosts on which an Ingress sets `use-regex`, and the oldest such Ingress.
-    let mut regex_hosts: HashMap<&str, &str> = HashMap::new();
+    let mut regex_hosts: HashMap<&str, &ObjectRef> = HashMap::new();
     for (plan, _) in &ordered {
         diags.extend(plan.diagnostics.iter().cloned());
         if let Some(r) = &plan.default_backend {
@@ -168,7 +169,7 @@ pub fn compile_ingresses(
                      host {host}, and ingress-nginx applies it to every Ingress of the host",
                     path.path
                 ))
-                .object(p.plan.source.clone()),
+                .object(&p.plan.source),
             );
         }
     }
@@ -187,7 +188,7 @@ pub fn compile_ingresses(
                     "{} already is the canary of this host and path; ignored",
                     first.plan.source
                 ))
-                .object(c.plan.source.clone()),
+                .object(&c.plan.source),
             );
             continue;
         }
@@ -221,7 +222,7 @@ pub fn compile_ingresses(
                     "a canary Ingress with access-control annotations of its own (ingress-nginx ignores them) is not \
                      used: its traffic stays on the main Ingress",
                 )
-                .object(c.plan.source.clone())
+                .object(&c.plan.source)
                 .field("metadata.annotations"),
             );
             false
@@ -264,7 +265,7 @@ pub fn compile_ingresses(
                     holder.path,
                     holder.source
                 ))
-                .object(plan.source.clone()),
+                .object(&plan.source),
             );
         }
     }
@@ -276,7 +277,7 @@ pub fn compile_ingresses(
                 if path.host.is_empty() { "*" } else { &path.host },
                 path.path
             ))
-            .object(c.plan.source.clone()),
+            .object(&c.plan.source),
         );
     }
     if let Some((source, r, default_access)) = default_backend {
@@ -284,12 +285,12 @@ pub fn compile_ingresses(
         if let Err(reason) = services.resolve(&r.namespace, &r.service, &service_port(&r.port)) {
             diags.push(
                 Diagnostic::warning(format!("{reason}; unmatched requests answer 503"))
-                    .object(source.clone())
+                    .object(&source)
                     .field("spec.defaultBackend.service"),
             );
         }
         table.default_route = Some(Arc::new(Route {
-            source: source.into(),
+            source,
             host: "*".into(),
             path: "/".into(),
             kind: PathKind::Prefix,
@@ -330,7 +331,7 @@ fn build_route(
                         "path {:?} is not a valid regular expression: {e}; path skipped",
                         path.path
                     ))
-                    .object(plan.source.clone()),
+                    .object(&plan.source),
                 );
                 return None;
             }
@@ -351,7 +352,7 @@ fn build_route(
         wants.then(|| regex::Regex::new(&format!("(?i)^{}", regex::escape(&path.path))).ok()).flatten()
     });
     Some(Route {
-        source: plan.source.as_str().into(),
+        source: plan.source.clone(),
         host: if path.host.is_empty() { "*".into() } else { path.host.as_str().into() },
         path: path.path.as_str().into(),
         kind: p.kind,
@@ -406,7 +407,7 @@ fn is_ours(
                 class.unwrap_or("<default class of another controller>")
             ))
             .maybe_file(ing.file.as_ref())
-            .object(model::describe("Ingress", meta)),
+            .object(ObjectRef::of(ObjectKind::Ingress, meta)),
         );
     }
     ours

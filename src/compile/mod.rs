@@ -118,10 +118,10 @@ fn no_routes(snapshot: &Snapshot, mut skipped: Vec<String>) -> Diagnostic {
 
 /// The same object in two places is almost always a stale copy: say which one is used.
 fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
-    use crate::model::{describe, Sourced};
+    use crate::model::{ObjectKind, ObjectRef, Sourced};
     use k8s_openapi::Metadata;
     fn check<T: Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
-        kind: &str,
+        kind: ObjectKind,
         objects: &[Sourced<T>],
         out: &mut Vec<Diagnostic>,
     ) {
@@ -136,7 +136,7 @@ fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
                         first.get().map_or("another source".to_owned(), |f| f.display().to_string())
                     ))
                     .maybe_file(o.file.as_ref())
-                    .object(describe(kind, meta)),
+                    .object(ObjectRef::of(kind, meta)),
                 ),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(o.file.as_ref());
@@ -145,11 +145,11 @@ fn duplicates(snapshot: &Snapshot) -> Vec<Diagnostic> {
         }
     }
     let mut out = Vec::new();
-    check("Ingress", &snapshot.ingresses, &mut out);
-    check("IngressClass", &snapshot.ingress_classes, &mut out);
-    check("Service", &snapshot.services, &mut out);
-    check("EndpointSlice", &snapshot.endpoint_slices, &mut out);
-    check("Endpoints", &snapshot.endpoints, &mut out);
+    check(ObjectKind::Ingress, &snapshot.ingresses, &mut out);
+    check(ObjectKind::IngressClass, &snapshot.ingress_classes, &mut out);
+    check(ObjectKind::Service, &snapshot.services, &mut out);
+    check(ObjectKind::EndpointSlice, &snapshot.endpoint_slices, &mut out);
+    check(ObjectKind::Endpoints, &snapshot.endpoints, &mut out);
     out
 }
 

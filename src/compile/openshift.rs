@@ -18,6 +18,7 @@ use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::{self, openshift, Snapshot, Sourced};
+use crate::model::{ObjectKind, ObjectRef};
 use crate::route::{Balance, PathKind, Route, RouteTable};
 use crate::upstream::PodProtocol;
 
@@ -38,7 +39,7 @@ pub fn restricts(key: &str) -> bool {
 /// The access policy of a Route: `ip_whitelist` (space-separated addresses and CIDRs).
 fn route_access(
     route: &Sourced<openshift::Route>,
-    object: &str,
+    object: &ObjectRef,
     snapshot: &Snapshot,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Arc<AccessPolicy>> {
@@ -68,7 +69,7 @@ fn route_access(
 /// One Route, checked and translated, before its backend is built.
 struct Planned<'a> {
     route: &'a Sourced<openshift::Route>,
-    object: String,
+    object: ObjectRef,
     host: String,
     path: String,
     backend: BackendRef,
@@ -132,7 +133,7 @@ pub fn compile_routes(
     for p in planned {
         let backend = builder.get_weighted(&p.backend, &p.members, diags);
         if let Some(mut cert) = p.tls.certificate.clone() {
-            cert.source = p.object.clone().into();
+            cert.source = p.object.to_string().into();
             if let Err(holder) = table.certs.insert(&p.host, cert) {
                 diags.push(
                     Diagnostic::warning(format!("host {} already has the certificate of {}", p.host, holder.source))
@@ -160,7 +161,7 @@ pub fn compile_routes(
         }
         let sticky = route_sticky(&backend, "/", p.sticky.is_some());
         let compiled = Route {
-            source: p.object.clone().into(),
+            source: p.object.clone(),
             host: p.host.clone().into(),
             path: p.path.clone().into(),
             kind: PathKind::Prefix,
@@ -195,7 +196,7 @@ fn plan<'a>(
 ) -> Option<Planned<'a>> {
     let meta = &route.obj.metadata;
     let spec = &route.obj.spec;
-    let object = model::describe("Route", meta);
+    let object = ObjectRef::of(ObjectKind::Route, meta);
     let ns = model::namespace(meta).to_owned();
     let err = |field: &str, reason: String| {
         Diagnostic::error(reason).maybe_file(route.file.as_ref()).object(&object).field(field)
@@ -256,7 +257,7 @@ fn plan<'a>(
         // OpenShift's default weight is 100; 0 takes no new traffic.
         let weight = target.weight.unwrap_or(100).clamp(0, 256) as u32;
         let member =
-            BackendRef { namespace: ns.clone(), service: target.name.clone(), port, owner: Some(object.clone()) };
+            BackendRef { namespace: ns.clone(), service: target.name.clone(), port, owner: Some(object.to_string()) };
         members.push((member, weight));
     }
     let backend = members[0].0.clone();
@@ -272,7 +273,7 @@ fn plan<'a>(
 /// The OpenShift router's cookie: on unless disabled, named by annotation or after the Route.
 fn cookie_policy(
     route: &Sourced<openshift::Route>,
-    object: &str,
+    object: &ObjectRef,
     ns: &str,
     tls: bool,
     diags: &mut Vec<Diagnostic>,
@@ -320,7 +321,7 @@ fn generated_name(ns: &str, name: &str) -> String {
     Md5::digest(format!("{ns}/{name}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn note(route: &Sourced<openshift::Route>, object: &str, field: &str, reason: String) -> Diagnostic {
+fn note(route: &Sourced<openshift::Route>, object: &ObjectRef, field: &str, reason: String) -> Diagnostic {
     let field = if field.contains('/') { format!("metadata.annotations[{field}]") } else { field.to_owned() };
     Diagnostic::warning(reason).maybe_file(route.file.as_ref()).object(object).field(field)
 }

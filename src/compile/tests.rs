@@ -84,7 +84,7 @@ fn conflicting_affinity_on_one_service_keeps_the_oldest_and_says_so() {
     let b = c.table.find("h", "/b").unwrap();
     assert_eq!(&*b.sticky.as_ref().unwrap().policy.cookie_name, "first");
     let warning = c.diagnostics.iter().find(|d| d.reason.contains("differ")).expect("a conflict diagnostic");
-    assert_eq!(warning.object.as_deref(), Some("Ingress default/b-new"));
+    assert_eq!(warning.object.as_ref().map(ToString::to_string).as_deref(), Some("Ingress default/b-new"));
     assert!(warning.reason.contains("default/a-old"));
 }
 
@@ -139,7 +139,7 @@ fn a_duplicated_object_is_reported() {
     let dup = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{name: http, port: 80}]}\n";
     let c = compiled(dup, &["tether"]);
     let d = c.diagnostics.iter().find(|d| d.reason.contains("more than once")).expect("duplicate reported");
-    assert_eq!(d.object.as_deref(), Some("Service default/web"));
+    assert_eq!(d.object.as_ref().map(ToString::to_string).as_deref(), Some("Service default/web"));
 }
 
 #[test]
@@ -170,7 +170,7 @@ spec:
     let sticky = r.sticky.as_ref().unwrap();
     assert_eq!((&*sticky.policy.cookie_name, &*sticky.cookie_path), ("hello-1", "/"));
     assert_eq!(sticky.policy.mode, crate::affinity::cookie::AffinityMode::Persistent);
-    assert_eq!(&*r.source, "Route default/hello");
+    assert_eq!(&*r.source.to_string(), "Route default/hello");
     assert_eq!(r.backend.endpoints.len(), 2);
     let p = c.table.find("plain.apps.example.com", "/").unwrap();
     assert!(p.sticky.is_none());
@@ -228,9 +228,9 @@ fn use_regex_on_one_ingress_turns_the_hosts_other_prefix_paths_into_expressions(
     let plain = ingress("plain", "tether", "", "/Static");
     let c = compiled(&format!("{re}---\n{plain}"), &["tether"]);
     let r = c.table.find("h", "/static/app.js").expect("the other Ingress's path, case-insensitive");
-    assert_eq!((r.kind, &*r.source), (crate::route::PathKind::Regex, "Ingress default/plain"));
+    assert_eq!((r.kind, &*r.source.to_string()), (crate::route::PathKind::Regex, "Ingress default/plain"));
     let notice = c.diagnostics.iter().find(|d| d.reason.contains("sets use-regex on host")).expect("a notice");
-    assert_eq!(notice.object.as_deref(), Some("Ingress default/plain"), "{notice:?}");
+    assert_eq!(notice.object.as_ref().map(ToString::to_string).as_deref(), Some("Ingress default/plain"), "{notice:?}");
     assert_eq!(notice.severity, Severity::Notice);
     // Without the use-regex Ingress the path is a plain, case-sensitive prefix.
     let alone = compiled(&plain, &["tether"]);
@@ -253,7 +253,11 @@ fn conflicting_http_routes_go_to_the_oldest_whatever_the_order() {
     for (first, second) in [(&old, &new), (&new, &old)] {
         let c = compiled(&format!("{gateway}---\n{first}---\n{second}"), &["tether"]);
         let r = c.table.find("shop.test", "/").expect("a route");
-        assert_eq!(&*r.source, "HTTPRoute default/zz-old", "the oldest wins, whatever the order it came in");
+        assert_eq!(
+            &*r.source.to_string(),
+            "HTTPRoute default/zz-old",
+            "the oldest wins, whatever the order it came in"
+        );
     }
 }
 
@@ -277,7 +281,7 @@ fn a_missing_service_is_reported_where_the_ingress_names_it() {
     let c = compiled(&yaml, &["tether"]);
     let d = c.diagnostics.iter().find(|d| d.reason.contains("nowhere")).expect("a diagnostic");
     assert_eq!(d.reason, "Service default/nowhere not found; this path answers 503");
-    assert_eq!(d.object.as_deref(), Some("Ingress default/a"));
+    assert_eq!(d.object.as_ref().map(ToString::to_string).as_deref(), Some("Ingress default/a"));
     assert_eq!(d.field.as_deref(), Some("spec.rules[0].http.paths[0].backend.service"));
     assert_eq!(d.file.as_deref(), Some(Path::new("t.yaml")));
     assert_eq!(c.diagnostics.iter().filter(|d| d.reason.contains("nowhere")).count(), 1, "said once");

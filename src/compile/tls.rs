@@ -10,6 +10,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::diag::Diagnostic;
 use crate::model::{self, Sourced};
+use crate::model::{ObjectKind, ObjectRef};
 use crate::tls::{CertStore, Certificate};
 
 /// What `spec.tls` gives the route table.
@@ -36,7 +37,7 @@ pub fn compile_tls(
             continue;
         };
         let ns = model::namespace(&ing.obj.metadata);
-        let object = model::describe("Ingress", &ing.obj.metadata);
+        let object = ObjectRef::of(ObjectKind::Ingress, &ing.obj.metadata);
         let rule_hosts: Vec<String> =
             spec.rules.iter().flatten().filter_map(|r| r.host.clone()).filter(|h| !h.is_empty()).collect();
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
@@ -88,7 +89,7 @@ pub fn compile_tls(
 /// `tls.crt` and `tls.key` from `data` (base64 in the manifest) or `stringData` (plain, wins
 /// as the API server merges it).
 pub fn parse_secret(secret: &Sourced<Secret>, diags: &mut Vec<Diagnostic>) -> Option<Certificate> {
-    let object = model::describe("Secret", &secret.obj.metadata);
+    let object = ObjectRef::of(ObjectKind::Secret, &secret.obj.metadata);
     let value = |key: &str| -> Option<(Vec<u8>, String)> {
         if let Some(v) = secret.obj.string_data.as_ref().and_then(|d| d.get(key)) {
             return Some((v.clone().into_bytes(), format!("stringData[{key}]")));
@@ -105,7 +106,7 @@ pub fn parse_secret(secret: &Sourced<Secret>, diags: &mut Vec<Diagnostic>) -> Op
     };
     match Certificate::from_pem(&crt, &key) {
         Ok(mut cert) => {
-            cert.source = object.clone().into();
+            cert.source = object.to_string().into();
             Some(cert)
         }
         Err(reason) => {

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::model::ObjectRef;
+
 pub use stats::{Outcome, RouteLabels, RouteStats};
 
 /// Process-wide metrics. Lives as long as the process (inside the leaked `Telemetry`), so
@@ -44,8 +46,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(workers: usize) -> Self {
-        let unmatched =
-            RouteLabels { kind: "".into(), namespace: "".into(), name: "".into(), host: "".into(), service: "".into() };
+        let unmatched = RouteLabels { object: None, host: "".into(), service: "".into() };
         Metrics {
             workers: workers.max(1),
             routes: Mutex::new(HashMap::new()),
@@ -64,18 +65,10 @@ impl Metrics {
         }
     }
 
-    /// The series of a route (`source` is `Kind namespace/name`), shared with every earlier
-    /// compile of the same route.
-    pub fn route(&self, source: &str, host: &str, service: &str) -> Arc<RouteStats> {
-        let (kind, object) = source.split_once(' ').unwrap_or(("", source));
-        let (namespace, name) = object.split_once('/').unwrap_or(("", object));
-        let labels = RouteLabels {
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            host: host.into(),
-            service: service.into(),
-        };
+    /// The series of a route (defined by `source`), shared with every earlier compile of the
+    /// same route.
+    pub fn route(&self, source: &ObjectRef, host: &str, service: &str) -> Arc<RouteStats> {
+        let labels = RouteLabels { object: Some(source.clone()), host: host.into(), service: service.into() };
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         routes.entry(labels.clone()).or_insert_with(|| Arc::new(RouteStats::new(labels, self.workers))).clone()
     }

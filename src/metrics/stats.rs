@@ -8,6 +8,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::access::Denial;
 use crate::affinity::Decision;
+use crate::model::ObjectRef;
 
 /// Methods with their own label value; everything else counts as `OTHER`, so a client cannot
 /// grow the label set.
@@ -153,10 +154,8 @@ struct Shard {
 /// The label values of one route's series.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteLabels {
-    /// `Ingress`, `Route`, `HTTPRoute` (empty for requests no route matched).
-    pub kind: Box<str>,
-    pub namespace: Box<str>,
-    pub name: Box<str>,
+    /// The Ingress, Route or HTTPRoute (none for requests no route matched).
+    pub object: Option<ObjectRef>,
     pub host: Box<str>,
     /// `namespace/service:port`.
     pub service: Box<str>,
@@ -273,9 +272,7 @@ mod tests {
 
     fn stats() -> RouteStats {
         let labels = RouteLabels {
-            kind: "Ingress".into(),
-            namespace: "default".into(),
-            name: "web".into(),
+            object: Some(ObjectRef::new(crate::model::ObjectKind::Ingress, "default", "web")),
             host: "a.example".into(),
             service: "default/web:80".into(),
         };

@@ -3,7 +3,10 @@
 //! Sources only fill a [`Snapshot`]; `compile()` only reads one.
 
 pub mod gateway;
+mod object_ref;
 pub mod openshift;
+
+pub use object_ref::{ObjectKind, ObjectRef};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,11 +94,6 @@ pub fn namespace(meta: &ObjectMeta) -> &str {
 /// The name of an object, empty when unset.
 pub fn name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")
-}
-
-/// `Kind ns/name`, the way diagnostics name an object.
-pub fn describe(kind: &str, meta: &ObjectMeta) -> String {
-    format!("{kind} {}/{}", namespace(meta), name(meta))
 }
 
 /// Oldest first: creation time (objects without one, as in plain files, count as newest),

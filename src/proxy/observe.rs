@@ -165,7 +165,7 @@ impl Completion {
             upstream: self.notes.upstream,
             pod: self.notes.pod.as_deref(),
             upstream_duration: self.notes.upstream_time.map(|d| d.as_secs_f64()),
-            route: route.map(|r| &*r.source),
+            route: route.map(|r| &r.source),
             service: self.notes.service.as_deref().or(route.map(|r| &*r.backend.name)),
             affinity: self.notes.decision,
             user_agent: log.user_agent.as_deref(),

@@ -8,21 +8,17 @@ use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use crate::affinity::token::CookieKeys;
 mod control;
+mod last_good;
 
 pub use control::{ControlState, GoneEndpoint, ReloadReport};
+use last_good::LastGood;
 
 use crate::compile::memo::Memo;
 use crate::compile::{compile, ApiStatus, CompileOptions};
 use crate::diag::{Diagnostic, Severity};
-use crate::model::gateway::HttpRoute;
-use crate::model::openshift::Route;
-use crate::model::{describe, Sourced};
+use crate::model::ObjectRef;
 use crate::route::{Backend, RouteTable};
 use crate::source::Source;
 use crate::upstream::UpstreamRegistry;
@@ -46,115 +42,6 @@ pub struct Reloader {
     limiters: crate::access::limits::LimiterRegistry,
     /// What the last compile built, for the next (a change recompiles what depends on it).
     memo: Arc<Memo>,
-}
-
-/// The objects that define routes as the last reload used them (broken ones already replaced
-/// by their last good versions), and which of them had errors: the others are each object's
-/// last good version. Kept as the lists they came in (moved, not copied): they are searched only
-/// when an object breaks.
-#[derive(Default)]
-struct LastGood {
-    ingresses: Vec<Sourced<Ingress>>,
-    routes: Vec<Sourced<Route>>,
-    http_routes: Vec<Sourced<HttpRoute>>,
-    /// A TLS Secret with a bad PEM keeps serving its last good certificate.
-    secrets: Vec<Sourced<Secret>>,
-    /// `Kind ns/name` of the objects above that had errors.
-    failing: HashSet<String>,
-}
-
-impl LastGood {
-    fn contains(&self, object: &str) -> bool {
-        !self.failing.contains(object)
-            && (find(&self.ingresses, "Ingress", |o| &o.metadata, object).is_some()
-                || find(&self.routes, "Route", |o| &o.metadata, object).is_some()
-                || find(&self.http_routes, "HTTPRoute", |o| &o.metadata, object).is_some()
-                || find(&self.secrets, "Secret", |o| &o.metadata, object).is_some())
-    }
-
-    /// The last good version of `object` (`Kind ns/name`) among `objects`.
-    fn good<'a, T>(
-        &self,
-        objects: &'a [Sourced<T>],
-        kind: &str,
-        meta: fn(&T) -> &ObjectMeta,
-        object: &str,
-    ) -> Option<&'a Sourced<T>> {
-        if self.failing.contains(object) {
-            return None;
-        }
-        find(objects, kind, meta, object)
-    }
-}
-
-/// The object named `Kind ns/name` in a list of that kind.
-fn find<'a, T>(
-    objects: &'a [Sourced<T>],
-    kind: &str,
-    meta: fn(&T) -> &ObjectMeta,
-    object: &str,
-) -> Option<&'a Sourced<T>> {
-    let (ns, name) = object.strip_prefix(kind)?.strip_prefix(' ')?.split_once('/')?;
-    objects.iter().find(|o| {
-        let m = meta(&o.obj);
-        crate::model::namespace(m) == ns && crate::model::name(m) == name
-    })
-}
-
-/// How to read and change an object's metadata.
-type MetaAccess<T> = (fn(&T) -> &ObjectMeta, fn(&mut T) -> &mut ObjectMeta);
-
-/// Replaces each broken object with its last good version.
-///
-/// The last good version is never a way around access control: it serves with the access
-/// annotations of the *new* version (which close its routes if they do not compile).
-fn substitute<'g, T: Clone + 'g>(
-    objects: &mut [Sourced<T>],
-    kind: &str,
-    (meta_ref, meta): MetaAccess<T>,
-    broken: &HashSet<String>,
-    good: impl Fn(&str) -> Option<&'g Sourced<T>>,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    for object in objects {
-        // (Only a broken object is copied to be changed: the others stay shared, and kept.)
-        let name = describe(kind, meta_ref(&object.obj));
-        if let Some(last) = broken.contains(&name).then(|| good(&name)).flatten() {
-            let mut last = last.clone();
-            let carried = carry_access(
-                meta(std::sync::Arc::make_mut(&mut object.obj)),
-                meta(std::sync::Arc::make_mut(&mut last.obj)),
-            );
-            let what = if carried {
-                "has errors; its last good version keeps serving, with the access annotations of this version"
-            } else {
-                "has errors; its last good version keeps serving"
-            };
-            diagnostics.push(Diagnostic::warning(what).maybe_file(object.file.as_ref()).object(&name));
-            *object = last;
-        }
-    }
-}
-
-/// Puts the access-restricting annotations of `new` on `old` (replacing old's); true when
-/// they differed.
-fn carry_access(new: &ObjectMeta, old: &mut ObjectMeta) -> bool {
-    let restricting = |key: &String| {
-        crate::compile::dialect::nginx_access::restricts(key)
-            || crate::compile::openshift::restricts(key)
-            || key.starts_with(crate::compile::dialect::traefik::PREFIX) && key.contains("router.")
-    };
-    let pick = |meta: &ObjectMeta| -> Vec<(String, String)> {
-        meta.annotations.iter().flatten().filter(|(k, _)| restricting(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    let (wanted, had) = (pick(new), pick(old));
-    if wanted == had {
-        return false;
-    }
-    let annotations = old.annotations.get_or_insert_with(Default::default);
-    annotations.retain(|k, _| !restricting(k));
-    annotations.extend(wanted);
-    true
 }
 
 impl Reloader {
@@ -203,7 +90,7 @@ impl Reloader {
         let mut compiled = compile(&snapshot, &options);
         // An Ingress, Route or HTTPRoute whose new version has errors (a typo in a pathType, an
         // invalid host) keeps serving its last good version instead of losing routes.
-        let broken: HashSet<String> = compiled
+        let broken: HashSet<ObjectRef> = compiled
             .diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Error && !d.fails_closed)
@@ -211,39 +98,7 @@ impl Reloader {
             .filter(|o| self.last_good.contains(o))
             .collect();
         if !broken.is_empty() {
-            let lg = &self.last_good;
-            substitute(
-                &mut snapshot.ingresses,
-                "Ingress",
-                (|o| &o.metadata, |o| &mut o.metadata),
-                &broken,
-                |o| lg.good(&lg.ingresses, "Ingress", |o| &o.metadata, o),
-                &mut diagnostics,
-            );
-            substitute(
-                &mut snapshot.routes,
-                "Route",
-                (|o| &o.metadata, |o| &mut o.metadata),
-                &broken,
-                |o| lg.good(&lg.routes, "Route", |o| &o.metadata, o),
-                &mut diagnostics,
-            );
-            substitute(
-                &mut snapshot.http_routes,
-                "HTTPRoute",
-                (|o| &o.metadata, |o| &mut o.metadata),
-                &broken,
-                |o| lg.good(&lg.http_routes, "HTTPRoute", |o| &o.metadata, o),
-                &mut diagnostics,
-            );
-            substitute(
-                &mut snapshot.secrets,
-                "Secret",
-                (|o| &o.metadata, |o| &mut o.metadata),
-                &broken,
-                |o| lg.good(&lg.secrets, "Secret", |o| &o.metadata, o),
-                &mut diagnostics,
-            );
+            self.last_good.substitute(&mut snapshot, &broken, &mut diagnostics);
             let mut retried = compile(&snapshot, &options);
             // Keep the errors of the broken versions visible.
             let broken_errors =
@@ -252,20 +107,14 @@ impl Reloader {
             compiled = retried;
         }
         let memo = Arc::new(std::mem::take(&mut compiled.memo));
-        let failing: HashSet<String> = compiled
+        let failing: HashSet<ObjectRef> = compiled
             .diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .filter_map(|d| d.object.clone())
             .filter(|o| !broken.contains(o))
             .collect();
-        self.last_good = LastGood {
-            ingresses: std::mem::take(&mut snapshot.ingresses),
-            routes: std::mem::take(&mut snapshot.routes),
-            http_routes: std::mem::take(&mut snapshot.http_routes),
-            secrets: std::mem::take(&mut snapshot.secrets),
-            failing,
-        };
+        self.last_good = LastGood::keep(&mut snapshot, failing);
         diagnostics.extend(compiled.diagnostics);
         self.generation += 1;
         let applied = !(unreadable && self.generation > 1);

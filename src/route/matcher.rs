@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::affinity::cookie::RouteSticky;
+use crate::model::ObjectRef;
 use crate::route::backend::Backend;
 use crate::route::conditions::{Conditions, RequestView};
 
@@ -36,8 +37,8 @@ impl PathKind {
 /// One compiled `host + path → backend` rule.
 #[derive(Debug)]
 pub struct Route {
-    /// The object that defined it: `Ingress ns/name` or `Route ns/name`.
-    pub source: Box<str>,
+    /// The object that defined it.
+    pub source: ObjectRef,
     /// The host as written (`*` for any).
     pub host: Box<str>,
     /// The path as written.
@@ -285,7 +286,7 @@ mod tests {
 
     fn add(table: &mut RouteTable, host: &str, path: &str, kind: PathKind, to: &str) {
         let route = Route {
-            source: "t/t".into(),
+            source: crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "t", "t"),
             host: host.into(),
             path: path.into(),
             kind,
@@ -398,7 +399,7 @@ mod tests {
         let mut t = RouteTable::default();
         add(&mut t, "", "/a/", PathKind::Prefix, "first");
         let second = Route {
-            source: "t/u".into(),
+            source: crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "t", "u"),
             host: "".into(),
             path: "/a".into(),
             kind: PathKind::Prefix,

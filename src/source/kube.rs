@@ -6,6 +6,7 @@
 //! objects it saw. A kind the controller may not read (403) is reported with the verb and the
 //! resource and served as empty, instead of crash-looping.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +24,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::diag::Diagnostic;
-use crate::model::{Snapshot, Sourced};
+use crate::model::{ObjectKind, ObjectRef, Snapshot, Sourced};
 use crate::source::Source;
+
+/// Each watched resource's standing problem (a 403, a CRD not installed), by resource name.
+type Problems = Mutex<BTreeMap<String, Diagnostic>>;
 
 /// How to reach the API server and what to watch.
 #[derive(Clone, Debug, Default)]
@@ -48,7 +52,7 @@ pub struct KubeSource {
     /// Gateway API and OpenShift kinds, when their CRDs are installed.
     custom: Vec<(CustomKind, Store<DynamicObject>)>,
     /// Problems the watchers met (403s), reported with every reload while they last.
-    problems: Arc<Mutex<Vec<Diagnostic>>>,
+    problems: Arc<Problems>,
 }
 
 /// Started watchers: the source, a channel that says "something changed", and a counter of
@@ -142,7 +146,7 @@ pub fn watch_cookie_keys(
 pub fn start(client: Client, options: &KubeOptions) -> Started {
     let (tx, rx) = mpsc::channel(1);
     let unsynced = Arc::new(AtomicUsize::new(0));
-    let problems = Arc::new(Mutex::new(Vec::new()));
+    let problems = Arc::new(Problems::default());
     let namespaces: Vec<Option<String>> =
         if options.namespaces.is_empty() { vec![None] } else { options.namespaces.iter().cloned().map(Some).collect() };
     let w = Watchers { tx, unsynced: unsynced.clone(), problems: problems.clone() };
@@ -207,17 +211,27 @@ impl CustomKind {
         CustomKind::OpenShiftRoute,
     ];
 
+    fn object_kind(self) -> ObjectKind {
+        match self {
+            CustomKind::GatewayClass => ObjectKind::GatewayClass,
+            CustomKind::Gateway => ObjectKind::Gateway,
+            CustomKind::HttpRoute => ObjectKind::HTTPRoute,
+            CustomKind::BackendTrafficPolicy => ObjectKind::BackendTrafficPolicy,
+            CustomKind::OpenShiftRoute => ObjectKind::Route,
+        }
+    }
+
     pub(crate) fn api_resource(self) -> ApiResource {
-        let (group, version, kind, plural) = match self {
-            CustomKind::GatewayClass => ("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses"),
-            CustomKind::Gateway => ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
-            CustomKind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
-            CustomKind::BackendTrafficPolicy => {
-                ("gateway.networking.x-k8s.io", "v1alpha1", "XBackendTrafficPolicy", "xbackendtrafficpolicies")
-            }
-            CustomKind::OpenShiftRoute => ("route.openshift.io", "v1", "Route", "routes"),
+        let kind = self.object_kind();
+        let plural = match self {
+            CustomKind::GatewayClass => "gatewayclasses",
+            CustomKind::Gateway => "gateways",
+            CustomKind::HttpRoute => "httproutes",
+            CustomKind::BackendTrafficPolicy => "xbackendtrafficpolicies",
+            CustomKind::OpenShiftRoute => "routes",
         };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (group, version) = kind.api_version().split_once('/').unwrap_or(("", kind.api_version()));
+        let gvk = GroupVersionKind::gvk(group, version, kind.as_str());
         ApiResource::from_gvk_with_plural(&gvk, plural)
     }
 
@@ -254,7 +268,7 @@ where
 struct Watchers {
     tx: mpsc::Sender<()>,
     unsynced: Arc<AtomicUsize>,
-    problems: Arc<Mutex<Vec<Diagnostic>>>,
+    problems: Arc<Problems>,
 }
 
 impl Watchers {
@@ -346,15 +360,13 @@ fn api_error_code(e: &watcher::Error) -> Option<u16> {
     }
 }
 
-fn remember(problems: &Mutex<Vec<Diagnostic>>, resource: &str, problem: Diagnostic) {
-    let mut p = problems.lock().unwrap_or_else(|e| e.into_inner());
-    if !p.iter().any(|d| d.object.as_deref() == Some(resource)) {
-        p.push(problem.object(resource));
-    }
+/// A watch's problem, kept (the first one) until its resource lists again.
+fn remember(problems: &Problems, resource: &str, problem: Diagnostic) {
+    problems.lock().unwrap_or_else(|e| e.into_inner()).entry(resource.to_owned()).or_insert(problem);
 }
 
-fn forget(problems: &Mutex<Vec<Diagnostic>>, resource: &str) {
-    problems.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| d.object.as_deref() != Some(resource));
+fn forget(problems: &Problems, resource: &str) {
+    problems.lock().unwrap_or_else(|e| e.into_inner()).remove(resource);
 }
 
 fn objects<K: Resource<DynamicType = ()> + Clone + 'static>(stores: &[Store<K>]) -> Vec<Sourced<K>> {
@@ -371,17 +383,13 @@ impl Source for KubeSource {
             secrets: objects(&self.secrets),
             ..Snapshot::default()
         };
-        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut problems: Vec<Diagnostic> =
+            self.problems.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         for (kind, store) in &self.custom {
             for object in store.state() {
                 if let Err(reason) = kind.add(&object, &mut snapshot) {
-                    let name = format!(
-                        "{:?} {}/{}",
-                        kind,
-                        object.metadata.namespace.as_deref().unwrap_or(""),
-                        object.metadata.name.as_deref().unwrap_or("")
-                    );
-                    problems.push(Diagnostic::error(reason).object(name));
+                    let name = ObjectRef::of(kind.object_kind(), &object.metadata);
+                    problems.push(Diagnostic::error(reason).object(&name));
                 }
             }
         }
@@ -390,5 +398,21 @@ impl Source for KubeSource {
 
     fn origin(&self) -> Option<&std::path::Path> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_kinds_are_watched_and_named_with_the_api_spelling() {
+        for kind in CustomKind::ALL {
+            let ar = kind.api_resource();
+            let object = kind.object_kind();
+            assert_eq!((ar.kind.as_str(), ar.api_version.as_str()), (object.as_str(), object.api_version()));
+        }
+        let meta = kube::api::ObjectMeta { name: Some("web".into()), ..Default::default() };
+        assert_eq!(ObjectRef::of(CustomKind::HttpRoute.object_kind(), &meta).to_string(), "HTTPRoute default/web");
     }
 }

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::diag::Diagnostic;
 use crate::model::Snapshot;
-use crate::source::kinds::{Kind, Object};
+use crate::model::{ObjectKind, ObjectRef};
+use crate::source::kinds::Object;
 use crate::source::yaml::{self, Failure, Read};
 
 /// What one file held: its objects, and whether any part of it was unusable.
@@ -47,8 +48,8 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
             }
             Err(Failure::Field { path: field, reason }) => {
                 // The object's name for the error, from the document read as a plain value.
-                let object = yaml::value(&doc).map(|v| describe_value(&v)).unwrap_or_default();
-                out.fail(Diagnostic::error(reason).file(path).object(object).field(field));
+                let object = yaml::value(&doc).ok().and_then(|v| describe_value(&v));
+                out.fail(Diagnostic::error(reason).file(path).maybe_object(object).field(field));
             }
         }
     }
@@ -77,7 +78,7 @@ impl ParsedFile {
     /// Files an object tether reads.
     fn file(&mut self, path: &Path, object: Object) {
         if let Err((object, reason)) = object.file_into(&mut self.objects, path) {
-            self.diagnostics.push(Diagnostic::notice(reason).file(path).object(object).field("type"));
+            self.diagnostics.push(Diagnostic::notice(reason).file(path).object(&object).field("type"));
         }
     }
 
@@ -97,10 +98,11 @@ impl ParsedFile {
         let object = describe_value(&doc);
         if kind.is_empty() || api_version.is_empty() {
             let field = if kind.is_empty() { "kind" } else { "apiVersion" };
-            self.fail(Diagnostic::error("missing").file(path).object(object).field(field));
+            let reason = format!("missing (in {})", document_name(&doc));
+            self.fail(Diagnostic::error(reason).file(path).maybe_object(object).field(field));
             return;
         }
-        if let Some(known) = Kind::of(api_version, kind) {
+        if let Some(known) = ObjectKind::of(api_version, kind) {
             let typed = match text {
                 Some(text) => yaml::typed(text, known).map_err(|e| match e {
                     Failure::Field { path, reason } => (path, reason),
@@ -110,7 +112,9 @@ impl ParsedFile {
             };
             match typed {
                 Ok(o) => self.file(path, o),
-                Err((field, reason)) => self.fail(Diagnostic::error(reason).file(path).object(object).field(field)),
+                Err((field, reason)) => {
+                    self.fail(Diagnostic::error(reason).file(path).maybe_object(object).field(field))
+                }
             }
             return;
         }
@@ -121,9 +125,7 @@ impl ParsedFile {
                         self.add_document(path, item, None);
                     }
                 }
-                None => {
-                    self.fail(Diagnostic::error("a List needs an items array").file(path).object(object).field("items"))
-                }
+                None => self.fail(Diagnostic::error("a List needs an items array").file(path).field("items")),
             },
             "Ingress" | "IngressClass" | "EndpointSlice" => self.fail(
                 Diagnostic::error(format!(
@@ -132,13 +134,15 @@ impl ParsedFile {
                     if kind == "EndpointSlice" { "discovery.k8s.io/v1" } else { "networking.k8s.io/v1" }
                 ))
                 .file(path)
-                .object(object)
+                .maybe_object(object)
                 .field("apiVersion"),
             ),
             _ => self.diagnostics.push(
-                Diagnostic::notice(format!("kind {kind} ({api_version}) is not used by tether; skipped"))
-                    .file(path)
-                    .object(object),
+                Diagnostic::notice(format!(
+                    "{}: kind {kind} ({api_version}) is not used by tether; skipped",
+                    document_name(&doc)
+                ))
+                .file(path),
             ),
         }
     }
@@ -146,19 +150,28 @@ impl ParsedFile {
 
 /// Deserializes a plain value (a `List` item, a JSON document) into its type; on failure the
 /// exact field path and the reason.
-fn typed_value(kind: Kind, doc: Value) -> Result<Object, (String, String)> {
+fn typed_value(kind: ObjectKind, doc: Value) -> Result<Object, (String, String)> {
     let mut track = serde_path_to_error::Track::new();
-    kind.deserialize(serde_path_to_error::Deserializer::new(doc, &mut track))
+    Object::deserialize(kind, serde_path_to_error::Deserializer::new(doc, &mut track))
         .map_err(|e| (track.path().to_string(), e.to_string()))
 }
 
-/// `Kind ns/name` read from an untyped document (for errors before typing).
-fn describe_value(doc: &Value) -> String {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+/// The object an untyped document describes (for errors before typing), when its kind is one
+/// tether reads at some version; otherwise `None`, and the reason names the document.
+fn describe_value(doc: &Value) -> Option<ObjectRef> {
+    let kind = ObjectKind::named(doc.get("kind").and_then(Value::as_str)?)?;
     let meta = doc.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
     let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
-    let kind = if kind.is_empty() { "<no kind>" } else { kind };
+    Some(ObjectRef::new(kind, ns, name))
+}
+
+/// How a reason names a document of a kind tether does not read: `Deployment default/web`.
+fn document_name(doc: &Value) -> String {
+    let kind = doc.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()).unwrap_or("<no kind>");
+    let meta = doc.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
+    let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
     format!("{kind} {ns}/{name}")
 }
 
@@ -225,7 +238,7 @@ items:
         let parsed = parse_file(Path::new("bad.yaml"), text);
         assert!(parsed.failed);
         let d = &parsed.diagnostics[0];
-        assert_eq!(d.object.as_deref(), Some("Ingress shop/web"));
+        assert_eq!(d.object.as_ref().map(ToString::to_string).as_deref(), Some("Ingress shop/web"));
         assert_eq!(d.field.as_deref(), Some("spec.rules[0].http.paths[0].backend"));
     }
 

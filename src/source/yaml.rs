@@ -12,7 +12,8 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-use crate::source::kinds::{Kind, Object};
+use crate::model::ObjectKind;
+use crate::source::kinds::Object;
 use crate::source::strict_keys::strict;
 
 /// One document of a file: its text (from its `---` line on) and the line it starts on.
@@ -103,7 +104,7 @@ pub fn value(doc: &Document<'_>) -> Result<serde_json::Value, Failure> {
 }
 
 /// Reads a document of a known kind into its type (a document not read in one pass).
-pub fn typed(doc: &Document<'_>, kind: Kind) -> Result<Object, Failure> {
+pub fn typed(doc: &Document<'_>, kind: ObjectKind) -> Result<Object, Failure> {
     with_path(doc, || Whole(kind)).map_err(|(path, reason)| Failure::Field { path, reason })
 }
 
@@ -188,10 +189,10 @@ impl<'de> Visitor<'de> for Head<'_> {
             }
         }
         let (Some(api_version), Some(kind)) = (api_version, kind) else { return Ok(self.give_up()) };
-        match Kind::of(&api_version, &kind) {
+        match ObjectKind::of(&api_version, &kind) {
             Some(kind) => {
                 let rest = serde::de::value::MapAccessDeserializer::new(map);
-                Ok(Read::Object(Box::new(kind.deserialize(rest)?)))
+                Ok(Read::Object(Box::new(Object::deserialize(kind, rest)?)))
             }
             None => Ok(self.give_up()),
         }
@@ -232,13 +233,13 @@ impl Head<'_> {
 }
 
 /// A whole document of a known kind.
-struct Whole(Kind);
+struct Whole(ObjectKind);
 
 impl<'de> DeserializeSeed<'de> for Whole {
     type Value = Object;
 
     fn deserialize<D: Deserializer<'de>>(self, from: D) -> Result<Object, D::Error> {
-        self.0.deserialize(from)
+        Object::deserialize(self.0, from)
     }
 }
 

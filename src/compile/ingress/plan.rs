@@ -19,6 +19,7 @@ use crate::compile::dialect::nginx_location::{self, LocationSettings};
 use crate::compile::dialect::{nginx, nginx_access};
 use crate::diag::Diagnostic;
 use crate::model::{self, Sourced};
+use crate::model::{ObjectKind, ObjectRef};
 use crate::route::canary::CanaryRules;
 use crate::route::{Balance, PathKind};
 
@@ -33,8 +34,7 @@ pub struct IngressPlan {
     /// The object planned (kept so its address, the memo's key, is not reused meanwhile).
     pub ingress: Arc<Ingress>,
     pub file: Option<PathBuf>,
-    /// `Ingress ns/name`.
-    pub source: String,
+    pub source: ObjectRef,
     /// Oldest first: (no creation time, creation time, namespace, name).
     pub age: (bool, Option<String>, String, String),
     pub serves_tls: bool,
@@ -94,7 +94,7 @@ pub fn plan(
 ) -> IngressPlan {
     let meta = &ing.obj.metadata;
     let annotations = meta.annotations.as_ref();
-    let object = model::describe("Ingress", meta);
+    let object = ObjectRef::of(ObjectKind::Ingress, meta);
     let mut diagnostics = Vec::new();
     let mut settings = nginx::parse(annotations);
     let extra = crate::compile::dialect::tether::apply(annotations, settings.sticky.as_mut());
@@ -117,7 +117,7 @@ pub fn plan(
             .push(d.maybe_file(ing.file.as_ref()).object(&object).field(format!("metadata.annotations[{}]", note.key)));
     }
     let ns = model::namespace(meta).to_owned();
-    let source = format!("Ingress {ns}/{}", model::name(meta));
+    let source = object.clone();
     let mut plan = IngressPlan {
         ingress: ing.obj.clone(),
         file: ing.file.clone(),
@@ -208,7 +208,7 @@ pub fn plan(
 fn access_policy(
     ing: &Sourced<Ingress>,
     namespace: &str,
-    object: &str,
+    object: &ObjectRef,
     secrets: &[Sourced<Secret>],
     diags: &mut Vec<Diagnostic>,
 ) -> (Option<Arc<AccessPolicy>>, Vec<(String, String)>) {
@@ -229,7 +229,7 @@ fn access_policy(
 /// Where diagnostics about one Ingress point.
 struct Ctx<'a> {
     file: Option<&'a PathBuf>,
-    object: &'a str,
+    object: &'a ObjectRef,
     namespace: &'a str,
 }
 

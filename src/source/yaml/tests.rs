@@ -73,7 +73,7 @@ fn one_pass_and_generic_reads_agree() {
     let first = "apiVersion: v1\nkind: Service\nmetadata: {name: web, annotations: {x: y}}\nspec: {ports: [{port: 80, name: http}]}\n";
     let last = "metadata: {name: web, annotations: {x: y}}\nspec: {ports: [{port: 80, name: http}]}\napiVersion: v1\nkind: Service\n";
     let Ok(Read::Object(a)) = read(&Document { text: first, line: 0 }) else { panic!() };
-    let Ok(Object::Service(b)) = typed(&Document { text: last, line: 0 }, Kind::Service) else { panic!() };
+    let Ok(Object::Service(b)) = typed(&Document { text: last, line: 0 }, ObjectKind::Service) else { panic!() };
     let Object::Service(a) = *a else { panic!() };
     assert_eq!(a, b);
 }
