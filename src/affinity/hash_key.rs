@@ -20,6 +20,19 @@ enum Part {
     Arg(Box<str>),
 }
 
+/// Why an `upstream-hash-by` expression cannot be hashed (shown to users after the annotation).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HashKeyError {
+    #[error("empty expression")]
+    Empty,
+    #[error("unclosed ${{")]
+    Unclosed,
+    #[error("${0} is not a header")]
+    NotAHeader(String),
+    #[error("${0} is not a variable tether knows")]
+    UnknownVariable(String),
+}
+
 /// A parsed `upstream-hash-by` expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashKey {
@@ -28,11 +41,11 @@ pub struct HashKey {
 
 impl HashKey {
     /// Parses an expression; unknown variables are an error naming them.
-    pub fn parse(expr: &str) -> Result<HashKey, String> {
+    pub fn parse(expr: &str) -> Result<HashKey, HashKeyError> {
         let mut parts = Vec::new();
         let mut rest = expr.trim();
         if rest.is_empty() {
-            return Err("empty expression".into());
+            return Err(HashKeyError::Empty);
         }
         while !rest.is_empty() {
             let Some(after) = rest.strip_prefix('$') else {
@@ -43,7 +56,7 @@ impl HashKey {
             };
             // `${name}` or `$name`.
             let (name, next) = if let Some(braced) = after.strip_prefix('{') {
-                let end = braced.find('}').ok_or("unclosed ${")?;
+                let end = braced.find('}').ok_or(HashKeyError::Unclosed)?;
                 (&braced[..end], &braced[end + 1..])
             } else {
                 let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
@@ -75,7 +88,7 @@ impl HashKey {
     }
 }
 
-fn variable(name: &str) -> Result<Part, String> {
+fn variable(name: &str) -> Result<Part, HashKeyError> {
     Ok(match name {
         "remote_addr" | "binary_remote_addr" => Part::RemoteAddr,
         "request_uri" => Part::RequestUri,
@@ -86,11 +99,13 @@ fn variable(name: &str) -> Result<Part, String> {
                 Part::Cookie(c.into())
             } else if let Some(hdr) = name.strip_prefix("http_") {
                 let header = hdr.replace('_', "-").to_ascii_lowercase();
-                Part::Header(HeaderName::from_bytes(header.as_bytes()).map_err(|_| format!("${name} is not a header"))?)
+                Part::Header(
+                    HeaderName::from_bytes(header.as_bytes()).map_err(|_| HashKeyError::NotAHeader(name.to_owned()))?,
+                )
             } else if let Some(arg) = name.strip_prefix("arg_") {
                 Part::Arg(arg.into())
             } else {
-                return Err(format!("${name} is not a variable tether knows"));
+                return Err(HashKeyError::UnknownVariable(name.to_owned()));
             }
         }
     })
@@ -143,7 +158,7 @@ mod tests {
 
     #[test]
     fn unknown_variables_are_errors() {
-        assert!(HashKey::parse("$scheme").unwrap_err().contains("$scheme"));
+        assert!(HashKey::parse("$scheme").unwrap_err().to_string().contains("$scheme"));
         assert!(HashKey::parse("").is_err());
         assert!(HashKey::parse("${host").is_err());
     }

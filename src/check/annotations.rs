@@ -5,32 +5,11 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::compile::dialect::{nginx, nginx_access, nginx_catalog, nginx_location, tether, traefik};
-use crate::compile::openshift;
+pub use crate::compile::dialect::Verdict;
+use crate::compile::dialect::{judge, Judgement};
 use crate::diag::{Diagnostic, Severity};
 use crate::model::{ObjectKind, ObjectRef, Snapshot, Sourced};
 use crate::route::RouteTable;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Honoured,
-    Ignored,
-    Unknown,
-    /// A restriction tether cannot honour: the object's routes fail closed (503).
-    Error,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Honoured => "honoured",
-            Verdict::Ignored => "ignored",
-            Verdict::Unknown => "unknown",
-            Verdict::Error => "error",
-        }
-    }
-}
 
 #[derive(Serialize)]
 pub struct AnnotationReport {
@@ -44,19 +23,6 @@ pub struct AnnotationReport {
     /// Set when compiling reported this annotation (the reason is that report).
     pub severity: Option<Severity>,
 }
-
-/// Annotations that are about something other than routing.
-const NOT_ROUTING: &[&str] = &[
-    "kubectl.kubernetes.io/",
-    "meta.helm.sh/",
-    "helm.sh/",
-    "deployment.kubernetes.io/",
-    "argocd.argoproj.io/",
-    "kustomize.toolkit.fluxcd.io/",
-    "cert-manager.io/",
-    "external-dns.alpha.kubernetes.io/",
-    "prometheus.io/",
-];
 
 /// Judges every annotation; returns the judgements and the diagnostics left over (those not
 /// about one annotation).
@@ -95,18 +61,18 @@ pub fn classify(
                 ),
                 (Some(d), _) => {
                     // A typo is reported by the dialect too; it stays "unknown" here.
-                    let verdict = match judged_by_prefix(kind, key).0 {
+                    let verdict = match judge(kind, key).verdict {
                         Verdict::Unknown => Verdict::Unknown,
                         _ => Verdict::Ignored,
                     };
                     (verdict, Some(d.reason), Some(d.severity))
                 }
                 (None, Ok(())) if explained.is_some() => (Verdict::Honoured, explained, None),
-                (None, Err(why)) if judged_by_prefix(kind, key).0 != Verdict::Unknown => {
+                (None, Err(why)) if judge(kind, key).verdict != Verdict::Unknown => {
                     (Verdict::Ignored, Some(why.clone()), None)
                 }
                 (None, _) => {
-                    let (verdict, reason) = judged_by_prefix(kind, key);
+                    let Judgement { verdict, reason } = judge(kind, key);
                     (verdict, reason, None)
                 }
             };
@@ -158,59 +124,6 @@ fn judge_all<T>(
 ) {
     for o in objects {
         judge(kind, meta(&o.obj), o.file.as_ref(), Ok(()));
-    }
-}
-
-/// What an annotation means to tether on this kind of object, when compiling said nothing
-/// about it.
-fn judged_by_prefix(kind: ObjectKind, key: &str) -> (Verdict, Option<String>) {
-    let honoured = (Verdict::Honoured, None);
-    let ignored = |why: &str| (Verdict::Ignored, Some(why.to_owned()));
-    if NOT_ROUTING.iter().any(|p| key.starts_with(p)) {
-        return ignored("not a routing setting");
-    }
-    match (kind.as_str(), key) {
-        ("Ingress", "kubernetes.io/ingress.class") => honoured,
-        ("IngressClass", "ingressclass.kubernetes.io/is-default-class") => honoured,
-        ("Ingress", k) if k.starts_with(nginx::PREFIX) => {
-            let name = &k[nginx::PREFIX.len()..];
-            if nginx::HONOURED.contains(&name)
-                || nginx_location::HONOURED.contains(&name)
-                || nginx_access::is_read(name)
-            {
-                honoured
-            } else if nginx_catalog::is_known(name) {
-                ignored("not supported by tether yet")
-            } else {
-                (Verdict::Unknown, Some(nginx::unknown(name)))
-            }
-        }
-        ("Ingress" | "Service", k) if k.starts_with(tether::PREFIX) => honoured,
-        (_, k) if k.starts_with(nginx::PREFIX) => ignored("ingress-nginx reads its annotations from Ingresses only"),
-        ("Service", k) if k.starts_with(traefik::PREFIX) => {
-            if traefik::HONOURED.contains(&&k[traefik::PREFIX.len()..]) {
-                honoured
-            } else {
-                ignored("not supported by tether")
-            }
-        }
-        ("Ingress", k) if k.starts_with(traefik::PREFIX) => ignored(
-            "Traefik router settings (entry points, middlewares, TLS, priority) are not read: tether routes by the \
-             Ingress spec; Traefik's sticky cookie is read from the Service",
-        ),
-        ("Route", k) if k.starts_with("haproxy.router.openshift.io/") || k.starts_with("router.openshift.io/") => {
-            let known =
-                [openshift::COOKIE_NAME, openshift::COOKIE_SAME_SITE, openshift::DISABLE_COOKIES, openshift::BALANCE];
-            if known.contains(&k) || openshift::restricts(k) {
-                honoured
-            } else {
-                ignored("not supported by tether")
-            }
-        }
-        (_, k) if k.starts_with("traefik.ingress.kubernetes.io/") || k.contains("router.openshift.io/") => {
-            ignored("not read on this kind of object")
-        }
-        _ => (Verdict::Unknown, Some("not an annotation tether knows".to_owned())),
     }
 }
 

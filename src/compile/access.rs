@@ -11,6 +11,7 @@ use crate::access::client_cert::{ClientCertRule, VerifyMode};
 use crate::access::cors::Cors;
 use crate::access::limits::{LimitConfig, RateLimits};
 use crate::access::{AccessPolicy, BasicAuth, ExternalAuth, SourceRanges};
+use crate::compile::dialect::annotation_field;
 use crate::diag::Diagnostic;
 use crate::model::{self, ObjectRef, Sourced};
 
@@ -56,8 +57,8 @@ pub struct AccessSpec {
     pub cors: Option<Cors>,
     /// (annotation key, what it does in words).
     pub explained: Vec<(String, String)>,
-    /// (annotation key, warning) for settings that restrict nothing and are not honoured.
-    pub notes: Vec<(String, String)>,
+    /// Settings that restrict nothing and are not honoured, noted at their annotation.
+    pub notes: Vec<Diagnostic>,
 }
 
 impl AccessSpec {
@@ -65,7 +66,7 @@ impl AccessSpec {
         self.closed.push((key, reason));
     }
     pub fn warn(&mut self, key: String, reason: String) {
-        self.notes.push((key, reason));
+        self.notes.push(Diagnostic::warning(reason).field(annotation_field(&key)));
     }
     pub fn explain(&mut self, key: String, words: String) {
         self.explained.push((key, words));
@@ -86,10 +87,8 @@ pub fn build(
     origin: &Origin<'_>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Arc<AccessPolicy>> {
-    let field = |key: &str| format!("metadata.annotations[{key}]");
-    for (key, reason) in &spec.notes {
-        diags.push(Diagnostic::warning(reason).maybe_file(origin.file).object(origin.object).field(field(key)));
-    }
+    let field = annotation_field;
+    diags.extend(spec.notes.drain(..).map(|d| d.maybe_file(origin.file).object(origin.object)));
     let basic = spec.basic.take().and_then(|b| match basic_auth(&b, secrets) {
         Ok((auth, problems)) => {
             for p in problems {

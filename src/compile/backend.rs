@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::affinity::cookie::{RouteSticky, StickyPolicy};
 use crate::affinity::hash_key::HashKey;
-use crate::compile::dialect::traefik;
+use crate::compile::dialect::{tether, traefik, AnnotationReader};
 use crate::compile::memo::{BackendInputs, BackendMemo, Front, Memo};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
@@ -200,7 +200,7 @@ impl<'a> BackendBuilder<'a> {
                         );
                     }
                     name.get_or_insert_with(|| format!("{}/{}:{}", r.namespace, r.service, r.port));
-                    problems.push(reason);
+                    problems.push(reason.to_string());
                     continue;
                 }
             };
@@ -292,14 +292,14 @@ impl<'a> BackendBuilder<'a> {
         let from_ingress = self.affinity.get(r).map(|a| a.policy.clone());
         let Some(service) = self.services.service(&r.namespace, &r.service) else { return (from_ingress, false) };
         let object = ObjectRef::of(ObjectKind::Service, &service.obj.metadata);
-        let traefik = traefik::parse(service.obj.metadata.annotations.as_ref(), name);
-        for note in &traefik.notes {
-            let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };
-            diags.push(
-                d.maybe_file(service.file.as_ref())
-                    .object(&object)
-                    .field(format!("metadata.annotations[{}]", note.key)),
-            );
+        let annotations = service.obj.metadata.annotations.as_ref();
+        let mut theirs = AnnotationReader::new(annotations, traefik::PREFIX);
+        let mut traefik = traefik::parse(&mut theirs, name);
+        // tether's own cookie options apply to the Service's own cookie.
+        let mut ours = AnnotationReader::new(annotations, tether::PREFIX);
+        tether::apply(&mut ours, traefik.sticky.as_mut());
+        for reader in [&mut theirs, &mut ours] {
+            reader.place_notes(service.file.as_ref(), &object, diags);
         }
         let spec = service.obj.spec.as_ref();
         let client_ip = spec.and_then(|s| s.session_affinity.as_deref()) == Some("ClientIP");

@@ -9,12 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
+use crate::affinity::cookie::StickyPolicy;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
+use crate::compile::dialect::gateway as dialect;
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
-use crate::model::gateway::{parse_duration_secs, HttpRoute, HttpRouteRule, Listener, SessionPersistence};
+use crate::model::gateway::{HttpRoute, HttpRouteRule, Listener, SessionPersistence};
 use crate::model::{self, Snapshot, Sourced};
 use crate::model::{ObjectKind, ObjectRef};
 use crate::route::conditions::{Conditions, ValueMatch};
@@ -244,7 +245,13 @@ fn plan_route(
             .session_persistence
             .as_ref()
             .or(from_policy)
-            .and_then(|sp| session_policy(sp, &field, &at, diags))
+            .and_then(|sp| {
+                let (policy, notes) = dialect::session_persistence(sp);
+                for (suffix, d) in notes {
+                    diags.push(at(field(&format!(".sessionPersistence{suffix}")), d));
+                }
+                policy
+            })
             .map(Arc::new);
         let matches: Vec<(String, PathKind, Option<Conditions>)> = if rule.matches.is_empty() {
             vec![("/".into(), PathKind::Prefix, None)]
@@ -521,79 +528,6 @@ fn rule_backends(
         return None;
     }
     Some(members)
-}
-
-/// `sessionPersistence` → a sticky policy: a cookie naming its pod, HttpOnly, SameSite=Strict,
-/// Secure on HTTPS; `Permanent` lifetime gets Max-Age from `absoluteTimeout`; the absolute
-/// timeout is enforced from the time inside the token either way.
-fn session_policy(
-    sp: &SessionPersistence,
-    field: &dyn Fn(&str) -> String,
-    at: &dyn Fn(String, Diagnostic) -> Diagnostic,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<StickyPolicy> {
-    let f = |s: &str| field(&format!(".sessionPersistence{s}"));
-    let kind = if sp.header.is_some() { "Header" } else { sp.type_.as_deref().unwrap_or("Cookie") };
-    let cookie = sp.cookie.as_ref().or(sp.cookie_config.as_ref());
-    let header_name = sp.header.as_ref().and_then(|h| h.name.clone()).or_else(|| sp.session_name.clone());
-    let name = cookie
-        .and_then(|c| c.name.clone())
-        .or_else(|| sp.session_name.clone())
-        .unwrap_or_else(|| "tether-session".into());
-    let mut policy = StickyPolicy::new(&name);
-    match kind {
-        "Cookie" => {}
-        "Header" => {
-            let header = header_name.unwrap_or_else(|| "tether-session".into());
-            match http::header::HeaderName::from_bytes(header.as_bytes()) {
-                Ok(h) => policy.header = Some(h),
-                Err(_) => {
-                    let d = Diagnostic::warning(format!("{header:?} is not a header name; no session persistence"));
-                    diags.push(at(f(".header.name"), d));
-                    return None;
-                }
-            }
-        }
-        other => {
-            diags.push(at(
-                f(".type"),
-                Diagnostic::warning(format!("{other:?} is not Cookie|Header; no session persistence")),
-            ));
-            return None;
-        }
-    }
-    policy.mode = AffinityMode::Persistent;
-    policy.same_site = Some(SameSite::Strict);
-    policy.path = cookie.and_then(|c| c.path.clone()).filter(|p| p.starts_with('/')).map(Into::into);
-    if let Some(t) = &sp.absolute_timeout {
-        match parse_duration_secs(t) {
-            Some(secs) => policy.absolute_timeout = Some(secs),
-            None => diags
-                .push(at(f(".absoluteTimeout"), Diagnostic::warning(format!("{t:?} is not a duration; no timeout")))),
-        }
-    }
-    if let Some(t) = &sp.idle_timeout {
-        match parse_duration_secs(t) {
-            Some(secs) => policy.idle_timeout = Some(secs),
-            None => diags
-                .push(at(f(".idleTimeout"), Diagnostic::warning(format!("{t:?} is not a duration; no idle timeout")))),
-        }
-    }
-    match cookie.and_then(|c| c.lifetime_type.as_deref()).unwrap_or("Session") {
-        "Session" => {}
-        "Permanent" => match policy.absolute_timeout {
-            Some(secs) => policy.max_age = Some(secs),
-            None => diags.push(at(
-                f(".absoluteTimeout"),
-                Diagnostic::warning("Permanent lifetime needs absoluteTimeout; a session cookie is used"),
-            )),
-        },
-        other => diags.push(at(
-            f(".cookie.lifetimeType"),
-            Diagnostic::warning(format!("{other:?} is not Session|Permanent; Session is used")),
-        )),
-    }
-    Some(policy)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::affinity::cookie::RouteSticky;
 use crate::compile::backend::{
     route_sticky, service_port, BackendAffinity, BackendBuilder, BackendRef, BackendSettings,
 };
+use crate::compile::dialect::kubernetes;
 use crate::compile::location;
 use crate::compile::memo::{Front, Memo, RouteInputs, RouteMemo};
 use crate::compile::service::ServiceIndex;
@@ -27,9 +28,6 @@ use crate::model::{ObjectKind, ObjectRef};
 use crate::route::canary::Canary;
 use crate::route::{Backend, Balance, PathKind, Route, RouteTable};
 use plan::{IngressPlan, PlannedPath, SecretIndex};
-
-const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
-const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
 /// A planned path on its way to a route (backends need every Ingress's affinity first).
 struct PendingRoute<'p> {
@@ -383,7 +381,7 @@ fn is_ours(
         .spec
         .as_ref()
         .and_then(|s| s.ingress_class_name.as_deref())
-        .or_else(|| model::annotation(meta, CLASS_ANNOTATION));
+        .or_else(|| model::annotation(meta, kubernetes::INGRESS_CLASS));
     let class_is_ours = |name: &str| {
         options.ingress_classes.iter().any(|c| c == name)
             || classes.iter().any(|c| {
@@ -395,7 +393,7 @@ fn is_ours(
         Some(name) => class_is_ours(name),
         None => {
             let default_class =
-                classes.iter().find(|c| model::annotation(&c.obj.metadata, DEFAULT_CLASS_ANNOTATION) == Some("true"));
+                classes.iter().find(|c| model::annotation(&c.obj.metadata, kubernetes::DEFAULT_CLASS) == Some("true"));
             default_class.is_none_or(|c| class_is_ours(model::name(&c.obj.metadata)))
         }
     };

@@ -1,67 +1,37 @@
-//! OpenShift Routes (`route.openshift.io/v1`) → routes, with the OpenShift router's affinity:
-//! a cookie on by default (it names the pod: persistent mode), `router.openshift.io/cookie_name`,
-//! `router.openshift.io/cookie-same-site`, `haproxy.router.openshift.io/disable_cookies`,
-//! `haproxy.router.openshift.io/balance`.
+//! OpenShift Routes (`route.openshift.io/v1`) → routes, with the OpenShift router's affinity
+//! and balancing (its annotations are read in `dialect::openshift`).
 
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::access::AccessPolicy;
-use crate::affinity::cookie::{AffinityMode, SameSite, StickyPolicy};
-use crate::affinity::hash_key::HashKey;
-use crate::compile::access::AccessSpec;
+use crate::affinity::cookie::StickyPolicy;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
-use crate::compile::dialect::parse_bool;
+use crate::compile::dialect::openshift as dialect;
+use crate::compile::dialect::AnnotationReader;
 use crate::compile::openshift_tls::{self, RouteTlsPlan, Termination};
 use crate::compile::service::ServiceIndex;
 use crate::compile::CompileOptions;
 use crate::diag::Diagnostic;
 use crate::model::{self, openshift, Snapshot, Sourced};
 use crate::model::{ObjectKind, ObjectRef};
-use crate::route::{Balance, PathKind, Route, RouteTable};
+use crate::route::{PathKind, Route, RouteTable};
 use crate::upstream::PodProtocol;
 
-pub const COOKIE_NAME: &str = "router.openshift.io/cookie_name";
-pub const COOKIE_SAME_SITE: &str = "router.openshift.io/cookie-same-site";
-pub const DISABLE_COOKIES: &str = "haproxy.router.openshift.io/disable_cookies";
-pub const BALANCE: &str = "haproxy.router.openshift.io/balance";
-pub const IP_WHITELIST: &str = "haproxy.router.openshift.io/ip_whitelist";
-pub const IP_ALLOWLIST: &str = "haproxy.router.openshift.io/ip_allowlist";
-/// Per-client limits of the OpenShift router; not honoured yet, so they close the Route.
-const RATE_LIMITS: &str = "haproxy.router.openshift.io/rate-limit-connections";
-
-/// Whether a Route annotation restricts access (never left to a last good version).
-pub fn restricts(key: &str) -> bool {
-    key == IP_WHITELIST || key == IP_ALLOWLIST || key.starts_with(RATE_LIMITS)
+/// Every annotation of a Route, by its whole key (the router's keys have two prefixes).
+fn annotations(route: &Sourced<openshift::Route>) -> AnnotationReader<'_> {
+    AnnotationReader::new(route.obj.metadata.annotations.as_ref(), "")
 }
 
-/// The access policy of a Route: `ip_whitelist` (space-separated addresses and CIDRs).
+/// The access policy of a Route (`ip_whitelist`, and the rate limits that close it).
 fn route_access(
     route: &Sourced<openshift::Route>,
     object: &ObjectRef,
     snapshot: &Snapshot,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Arc<AccessPolicy>> {
-    let mut spec = AccessSpec::default();
-    let annotations = route.obj.metadata.annotations.iter().flatten();
-    for (key, value) in annotations {
-        if key == IP_WHITELIST || key == IP_ALLOWLIST {
-            match crate::access::ranges::parse_list(value) {
-                Ok(nets) => {
-                    spec.ranges.allow.extend(nets);
-                    let words = format!(
-                        "only clients in {} may reach this Route; others get 403",
-                        spec.ranges.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                    );
-                    spec.explain(key.clone(), words);
-                }
-                Err(e) => spec.close(key.clone(), e),
-            }
-        } else if key.starts_with(RATE_LIMITS) {
-            spec.close(key.clone(), "the OpenShift router's per-client rate limits are not supported yet".into());
-        }
-    }
+    let spec = dialect::access(&annotations(route));
     let origin = crate::compile::access::Origin { file: route.file.as_ref(), object };
     crate::compile::access::build(spec, &snapshot.secrets, &origin, diags)
 }
@@ -106,22 +76,9 @@ pub fn compile_routes(
                 .entry(p.backend.clone())
                 .or_insert_with(|| BackendAffinity { policy: policy.clone(), owner: p.object.clone() });
         }
-        let balance = model::annotation(&route.obj.metadata, BALANCE).map(str::trim);
-        // Passthrough Routes balance by client address, as the OpenShift router does.
-        let balance = if p.tls.termination == Termination::Passthrough { Some("source") } else { balance };
-        let chosen = match balance {
-            None | Some("roundrobin") => None,
-            Some("source") => HashKey::parse("$remote_addr")
-                .ok()
-                .map(|key| BackendSettings { hash_by: Some(Arc::new(key)), ..Default::default() }),
-            Some("leastconn") => Some(BackendSettings { balance: Balance::LeastConn, ..Default::default() }),
-            Some("random") => Some(BackendSettings { balance: Balance::Random, ..Default::default() }),
-            Some(other) => {
-                let reason = format!("{other:?} is not roundrobin|leastconn|source|random; round robin is used");
-                diags.push(note(route, &p.object, BALANCE, reason));
-                None
-            }
-        };
+        let mut reader = annotations(route);
+        let chosen = dialect::balance(&mut reader, p.tls.termination == Termination::Passthrough);
+        reader.place_notes(route.file.as_ref(), &p.object, diags);
         let protocol = p.tls.pod_protocol();
         if let Some(chosen) = chosen.or_else(|| (protocol != PodProtocol::Http1).then(BackendSettings::default)) {
             backend_settings.entry(p.backend.clone()).or_insert(BackendSettings { protocol, ..chosen });
@@ -265,65 +222,12 @@ fn plan<'a>(
     let sticky = if tls.termination == Termination::Passthrough {
         None
     } else {
-        cookie_policy(route, &object, &ns, tls.is_tls(), diags).map(Arc::new)
+        let mut reader = annotations(route);
+        let policy = dialect::cookie(&mut reader, &ns, model::name(meta), tls.is_tls());
+        reader.place_notes(route.file.as_ref(), &object, diags);
+        policy.map(Arc::new)
     };
     Some(Planned { route, object, host, path, backend, members, sticky, tls, access: None })
-}
-
-/// The OpenShift router's cookie: on unless disabled, named by annotation or after the Route.
-fn cookie_policy(
-    route: &Sourced<openshift::Route>,
-    object: &ObjectRef,
-    ns: &str,
-    tls: bool,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<StickyPolicy> {
-    let meta = &route.obj.metadata;
-    if let Some(v) = model::annotation(meta, DISABLE_COOKIES) {
-        match parse_bool(v) {
-            Some(true) => return None,
-            Some(false) => {}
-            None => {
-                diags.push(note(route, object, DISABLE_COOKIES, format!("{v:?} is not a boolean; cookies stay on")))
-            }
-        }
-    }
-    let name = match model::annotation(meta, COOKIE_NAME).map(str::trim).filter(|n| !n.is_empty()) {
-        Some(n) if n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n.to_owned(),
-        Some(n) => {
-            diags.push(note(
-                route,
-                object,
-                COOKIE_NAME,
-                format!("{n:?} is not a valid cookie name; a generated one is used"),
-            ));
-            generated_name(ns, model::name(meta))
-        }
-        None => generated_name(ns, model::name(meta)),
-    };
-    let mut policy = StickyPolicy::new(&name);
-    policy.mode = AffinityMode::Persistent;
-    policy.path = Some("/".into());
-    // On TLS Routes the router's cookie is `SameSite=None` (with Secure) unless annotated.
-    policy.same_site = tls.then_some(SameSite::None);
-    if let Some(v) = model::annotation(meta, COOKIE_SAME_SITE) {
-        policy.same_site = SameSite::parse(v);
-        if policy.same_site.is_none() {
-            diags.push(note(route, object, COOKIE_SAME_SITE, format!("{v:?} is not Lax|Strict|None; left out")));
-        }
-    }
-    Some(policy)
-}
-
-/// Like the OpenShift router's default: a hash of the Route's namespace and name.
-fn generated_name(ns: &str, name: &str) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(format!("{ns}/{name}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn note(route: &Sourced<openshift::Route>, object: &ObjectRef, field: &str, reason: String) -> Diagnostic {
-    let field = if field.contains('/') { format!("metadata.annotations[{field}]") } else { field.to_owned() };
-    Diagnostic::warning(reason).maybe_file(route.file.as_ref()).object(object).field(field)
 }
 
 impl ServiceIndex<'_> {

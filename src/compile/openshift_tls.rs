@@ -66,8 +66,11 @@ pub fn plan(tls: Option<&RouteTls>, notes: &mut Vec<(String, Diagnostic)>) -> Re
                 chain.push_str(ca);
             }
             let parsed = Certificate::from_pem(chain.as_bytes(), key.as_bytes()).map_err(|reason| {
-                let field = if reason.starts_with("tls.key") { "spec.tls.key" } else { "spec.tls.certificate" };
-                (field.to_owned(), reason.replace("tls.crt", "the certificate").replace("tls.key", "the key"))
+                let field = if reason.is_about_the_key() { "spec.tls.key" } else { "spec.tls.certificate" };
+                (
+                    field.to_owned(),
+                    reason.to_string().replace("tls.crt", "the certificate").replace("tls.key", "the key"),
+                )
             })?;
             Some(parsed)
         }

@@ -82,16 +82,17 @@ impl<'a> ServiceIndex<'a> {
     }
 
     /// Resolves a Service port to endpoints, or explains why it cannot.
-    pub fn resolve(&self, ns: &str, name: &str, port: &ServiceBackendPort) -> Result<Resolved, String> {
-        let service = self.services.get(&(ns, name)).ok_or_else(|| format!("Service {ns}/{name} not found"))?;
-        let spec = service.obj.spec.as_ref().ok_or_else(|| format!("Service {ns}/{name} has no spec"))?;
+    pub fn resolve(&self, ns: &str, name: &str, port: &ServiceBackendPort) -> Result<Resolved, ResolveError> {
+        let service_ref = || format!("{ns}/{name}");
+        let service = self.services.get(&(ns, name)).ok_or_else(|| ResolveError::NotFound(service_ref()))?;
+        let spec = service.obj.spec.as_ref().ok_or_else(|| ResolveError::NoSpec(service_ref()))?;
         if spec.type_.as_deref() == Some("ExternalName") {
-            return Err(format!("Service {ns}/{name} is of type ExternalName, which tether does not proxy to"));
+            return Err(ResolveError::ExternalName(service_ref()));
         }
         let ports = spec.ports.as_deref().unwrap_or_default();
         let svc_port = find_port(ports, port).ok_or_else(|| {
             let wanted = port.name.clone().unwrap_or_else(|| port.number.unwrap_or_default().to_string());
-            format!("Service {ns}/{name} has no port {wanted}")
+            ResolveError::NoPort(service_ref(), wanted)
         })?;
         let port_name = svc_port.name.as_deref().unwrap_or("");
         let mut endpoints = Vec::new();
@@ -109,6 +110,19 @@ impl<'a> ServiceIndex<'a> {
         endpoints.sort_by(|a, b| a.identity.cmp(&b.identity));
         Ok(Resolved { port: svc_port.port, endpoints, problems })
     }
+}
+
+/// Why a backend's Service port gives no endpoints (each names the Service as `ns/name`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("Service {0} not found")]
+    NotFound(String),
+    #[error("Service {0} has no spec")]
+    NoSpec(String),
+    #[error("Service {0} is of type ExternalName, which tether does not proxy to")]
+    ExternalName(String),
+    #[error("Service {0} has no port {1}")]
+    NoPort(String, String),
 }
 
 fn find_port<'p>(ports: &'p [ServicePort], wanted: &ServiceBackendPort) -> Option<&'p ServicePort> {
@@ -289,7 +303,7 @@ subsets:
     fn missing_things_are_explained() {
         let parsed = parse_file(Path::new("t.yaml"), OBJECTS);
         let index = ServiceIndex::new(&parsed.objects);
-        assert!(index.resolve("shop", "nope", &port(Some(80), None)).err().unwrap().contains("not found"));
-        assert!(index.resolve("shop", "web", &port(Some(81), None)).err().unwrap().contains("no port 81"));
+        assert!(index.resolve("shop", "nope", &port(Some(80), None)).err().unwrap().to_string().contains("not found"));
+        assert!(index.resolve("shop", "web", &port(Some(81), None)).err().unwrap().to_string().contains("no port 81"));
     }
 }

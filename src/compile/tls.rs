@@ -110,8 +110,8 @@ pub fn parse_secret(secret: &Sourced<Secret>, diags: &mut Vec<Diagnostic>) -> Op
             Some(cert)
         }
         Err(reason) => {
-            let field = if reason.starts_with("tls.key") { key_field } else { crt_field };
-            diags.push(fail(field, reason));
+            let field = if reason.is_about_the_key() { key_field } else { crt_field };
+            diags.push(fail(field, reason.to_string()));
             None
         }
     }

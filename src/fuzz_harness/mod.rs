@@ -15,7 +15,10 @@ use ::http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, HOST};
 use ::http::{Method, Uri};
 
 use crate::affinity::token::{AffinityMode, CookieKey, CookieKeys, KeyUsed, Token};
-use crate::compile::dialect::{nginx, nginx_access, nginx_location, tether as tether_dialect, traefik};
+use crate::compile::dialect::openshift as openshift_dialect;
+use crate::compile::dialect::{
+    nginx, nginx_access, nginx_location, tether as tether_dialect, traefik, AnnotationReader,
+};
 use crate::compile::{compile, CompileOptions};
 use crate::route::conditions::RequestView;
 use crate::route::RouteTable;
@@ -201,13 +204,22 @@ pub fn annotation_map(text: &str) -> BTreeMap<String, String> {
 pub fn annotations(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let map = annotation_map(text);
-    let settings = nginx::parse(Some(&map));
-    let _ = nginx_location::parse(Some(&map));
-    let mut access = nginx_access::parse(Some(&map), "default");
-    traefik::router_access(Some(&map), &mut access);
-    let traefik_settings = traefik::parse(Some(&map), "default/web:80");
+    let mut nginx_annotations = AnnotationReader::new(Some(&map), nginx::PREFIX);
+    let settings = nginx::parse(&mut nginx_annotations);
+    let _ = nginx_location::parse(&mut nginx_annotations);
+    let mut access = nginx_access::parse(&nginx_annotations, "default");
+    let mut traefik_annotations = AnnotationReader::new(Some(&map), traefik::PREFIX);
+    traefik::router_access(&traefik_annotations, &mut access);
+    let traefik_settings = traefik::parse(&mut traefik_annotations, "default/web:80");
+    let mut route_annotations = AnnotationReader::new(Some(&map), "");
+    let _ = openshift_dialect::access(&route_annotations);
+    let _ = openshift_dialect::cookie(&mut route_annotations, "default", "web", true);
+    let _ = openshift_dialect::balance(&mut route_annotations, false);
     for mut sticky in [settings.sticky.clone(), traefik_settings.sticky.clone(), None] {
-        let _ = tether_dialect::apply(Some(&map), sticky.as_mut());
+        tether_dialect::apply(&mut AnnotationReader::new(Some(&map), tether_dialect::PREFIX), sticky.as_mut());
+    }
+    for key in map.keys() {
+        let _ = crate::compile::dialect::judge(crate::model::ObjectKind::Ingress, key);
     }
     let uri = Uri::from_static("/p/q?id=5&x=1");
     let mut headers = HeaderMap::new();

@@ -137,11 +137,7 @@ impl LastGood {
 /// Puts the access-restricting annotations of `new` on `old` (replacing old's); true when
 /// they differed.
 fn carry_access(new: &ObjectMeta, old: &mut ObjectMeta) -> bool {
-    let restricting = |key: &String| {
-        crate::compile::dialect::nginx_access::restricts(key)
-            || crate::compile::openshift::restricts(key)
-            || key.starts_with(crate::compile::dialect::traefik::PREFIX) && key.contains("router.")
-    };
+    let restricting = |key: &String| crate::compile::dialect::restricts(key);
     let pick = |meta: &ObjectMeta| -> Vec<(String, String)> {
         meta.annotations.iter().flatten().filter(|(k, _)| restricting(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
     };

@@ -160,19 +160,22 @@ fn typed_value(kind: ObjectKind, doc: Value) -> Result<Object, (String, String)>
 /// tether reads at some version; otherwise `None`, and the reason names the document.
 fn describe_value(doc: &Value) -> Option<ObjectRef> {
     let kind = ObjectKind::named(doc.get("kind").and_then(Value::as_str)?)?;
-    let meta = doc.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
-    let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
+    let (ns, name) = namespace_and_name(doc);
     Some(ObjectRef::new(kind, ns, name))
 }
 
 /// How a reason names a document of a kind tether does not read: `Deployment default/web`.
 fn document_name(doc: &Value) -> String {
     let kind = doc.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()).unwrap_or("<no kind>");
-    let meta = doc.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
-    let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
+    let (ns, name) = namespace_and_name(doc);
     format!("{kind} {ns}/{name}")
+}
+
+/// A document's namespace and name, as far as it has them.
+fn namespace_and_name(doc: &Value) -> (&str, &str) {
+    let meta = doc.get("metadata");
+    let field = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
+    (field("namespace").unwrap_or("default"), field("name").unwrap_or("<unnamed>"))
 }
 
 #[cfg(test)]

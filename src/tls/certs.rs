@@ -7,6 +7,26 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+/// Why a Secret's `tls.crt` and `tls.key` cannot serve TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("tls.crt is not PEM: {0}")]
+    NotPem(rustls::pki_types::pem::Error),
+    #[error("tls.crt holds no CERTIFICATE block")]
+    NoCertificate,
+    #[error("tls.key holds no private key: {0}")]
+    NoKey(rustls::pki_types::pem::Error),
+    #[error("tls.crt and tls.key do not make a usable pair: {0}")]
+    NotAPair(rustls::Error),
+}
+
+impl CertificateError {
+    /// True when `tls.key` is at fault (not the certificate, nor the pair).
+    pub fn is_about_the_key(&self) -> bool {
+        matches!(self, CertificateError::NoKey(_))
+    }
+}
+
 /// A certificate chain with its key, and which Secret it came from.
 #[derive(Clone, Debug)]
 pub struct Certificate {
@@ -18,16 +38,15 @@ pub struct Certificate {
 impl Certificate {
     /// Parses PEM `tls.crt` (leaf first, then intermediates) and `tls.key` (PKCS#8, PKCS#1 or
     /// SEC1), and checks that the key belongs to the certificate.
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, String> {
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, CertificateError> {
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+            .map_err(CertificateError::NotPem)?;
         if chain.is_empty() {
-            return Err("tls.crt holds no CERTIFICATE block".into());
+            return Err(CertificateError::NoCertificate);
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("tls.key holds no private key: {e}"))?;
-        let certified = CertifiedKey::from_der(chain, key, &super::provider())
-            .map_err(|e| format!("tls.crt and tls.key do not make a usable pair: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(CertificateError::NoKey)?;
+        let certified = CertifiedKey::from_der(chain, key, &super::provider()).map_err(CertificateError::NotAPair)?;
         Ok(Certificate { key: Arc::new(certified), source: "".into() })
     }
 }
@@ -111,12 +130,12 @@ mod tests {
     fn parses_a_pair_and_rejects_garbage_and_mismatched_keys() {
         let (crt, key) = cert_for(&["a.test"]);
         assert!(Certificate::from_pem(crt.as_bytes(), key.as_bytes()).is_ok());
-        let err = Certificate::from_pem(b"not pem", key.as_bytes()).unwrap_err();
+        let err = Certificate::from_pem(b"not pem", key.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("no CERTIFICATE"), "{err}");
-        let err = Certificate::from_pem(crt.as_bytes(), b"-----BEGIN PRIVATE KEY-----\nxx\n").unwrap_err();
+        let err = Certificate::from_pem(crt.as_bytes(), b"-----BEGIN PRIVATE KEY-----\nxx\n").unwrap_err().to_string();
         assert!(err.contains("tls.key"), "{err}");
         let (_, other_key) = cert_for(&["b.test"]);
-        let err = Certificate::from_pem(crt.as_bytes(), other_key.as_bytes()).unwrap_err();
+        let err = Certificate::from_pem(crt.as_bytes(), other_key.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("usable pair"), "{err}");
     }
 

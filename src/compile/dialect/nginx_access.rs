@@ -3,8 +3,6 @@
 //! does not run. Each is read into an [`AccessSpec`]; what cannot be honoured *closes* the
 //! routes (see `compile::access`).
 
-use std::collections::BTreeMap;
-
 use http::header::HeaderName;
 use http::Method;
 
@@ -15,7 +13,7 @@ use crate::access::limits::LimitConfig;
 use crate::access::ranges::parse_list;
 use crate::compile::access::{AccessSpec, BasicSpec, ClientCertSpec, SecretFormat};
 use crate::compile::dialect::nginx::PREFIX;
-use crate::compile::dialect::parse_bool;
+use crate::compile::dialect::{parse_bool, AnnotationReader};
 
 /// The access annotations tether reads (honoured, or failing closed with a reason).
 pub const HONOURED: &[&str] = &[
@@ -125,12 +123,11 @@ fn key(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
-/// Reads the access annotations of one Ingress in `namespace`.
-pub fn parse(annotations: Option<&BTreeMap<String, String>>, namespace: &str) -> AccessSpec {
+/// Reads the access annotations of one Ingress in `namespace` (`r` reads under the
+/// ingress-nginx prefix).
+pub fn parse(r: &AnnotationReader<'_>, namespace: &str) -> AccessSpec {
     let mut spec = AccessSpec::default();
-    let Some(annotations) = annotations else { return spec };
-    let ours = super::Prefixed::new(annotations, PREFIX);
-    let get = |name: &str| ours.get(name);
+    let get = |name: &str| r.get(name);
 
     for (name, reason) in CANNOT_HONOUR {
         if get(name).is_some_and(|v| !(name.starts_with("enable-") && parse_bool(v) == Some(false))) {
@@ -363,7 +360,7 @@ fn rate_limits<'a>(spec: &mut AccessSpec, get: &dyn Fn(&str) -> Option<&'a str>)
     let exempt = match get("limit-whitelist").map(parse_list).transpose() {
         Ok(list) => list.unwrap_or_default(),
         Err(e) => {
-            spec.close(key("limit-whitelist"), e);
+            spec.close(key("limit-whitelist"), e.to_string());
             Vec::new()
         }
     };
@@ -410,7 +407,7 @@ mod tests {
 
     fn parsed(pairs: &[(&str, &str)]) -> AccessSpec {
         let map = pairs.iter().map(|(k, v)| (key(k), v.to_string())).collect();
-        parse(Some(&map), "shop")
+        parse(&AnnotationReader::new(Some(&map), PREFIX), "shop")
     }
 
     #[test]

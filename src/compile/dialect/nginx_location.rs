@@ -2,13 +2,11 @@
 //! fixed redirects, `app-root`, `rewrite-target`, `use-regex`, per-Ingress timeouts, body size
 //! and retries.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::compile::dialect::nginx::{AnnotationNote, PREFIX};
-use crate::compile::dialect::{flag, parse_bool};
+use crate::compile::dialect::{parse_bool, AnnotationReader};
 use crate::route::policy::NextUpstream;
 use crate::upstream::PodProtocol;
 
@@ -55,7 +53,6 @@ pub struct LocationSettings {
     pub next_upstream: NextUpstream,
     /// `backend-protocol`: how tether talks to the pods.
     pub protocol: PodProtocol,
-    pub notes: Vec<AnnotationNote>,
 }
 
 impl Default for LocationSettings {
@@ -73,46 +70,31 @@ impl Default for LocationSettings {
             body_size: None,
             next_upstream: NextUpstream::default(),
             protocol: PodProtocol::Http1,
-            notes: Vec::new(),
         }
     }
 }
 
-fn key(name: &str) -> String {
-    format!("{PREFIX}{name}")
-}
-
-/// Parses the location annotations of one Ingress.
-pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings {
+/// Parses the location annotations of one Ingress (`r` reads under the ingress-nginx prefix).
+pub fn parse(r: &mut AnnotationReader<'_>) -> LocationSettings {
     let mut out = LocationSettings::default();
-    let Some(annotations) = annotations else { return out };
-    let ours = super::Prefixed::new(annotations, PREFIX);
-    let get = |name: &str| ours.get(name);
-    let note = |out: &mut LocationSettings, name: &str, reason: String| {
-        out.notes.push(AnnotationNote { key: key(name), reason, warning: true });
-    };
 
-    if let Some(v) = get("ssl-redirect") {
+    if let Some(v) = r.get("ssl-redirect") {
         out.ssl_redirect = parse_bool(v).unwrap_or_else(|| {
-            note(&mut out, "ssl-redirect", format!("{v:?} is not true|false; true is used"));
+            r.warn("ssl-redirect", format!("{v:?} is not true|false; true is used"));
             true
         });
     }
-    out.force_ssl_redirect = flag(&mut out.notes, key("force-ssl-redirect"), get("force-ssl-redirect"));
+    out.force_ssl_redirect = r.flag("force-ssl-redirect");
 
-    let permanent = get("permanent-redirect").map(|url| (url, "permanent-redirect", 301u16));
-    let temporal = get("temporal-redirect").map(|url| (url, "temporal-redirect", 302u16));
+    let permanent = r.get("permanent-redirect").map(|url| (url, "permanent-redirect", 301u16));
+    let temporal = r.get("temporal-redirect").map(|url| (url, "temporal-redirect", 302u16));
     if let Some((url, name, default_code)) = permanent.or(temporal) {
-        let code = match get(&format!("{name}-code")) {
+        let code = match r.get(&format!("{name}-code")) {
             None => default_code,
             Some(c) => match c.parse::<u16>() {
                 Ok(code) if (300..=308).contains(&code) => code,
                 _ => {
-                    note(
-                        &mut out,
-                        &format!("{name}-code"),
-                        format!("{c:?} is not a 3xx status; {default_code} is used"),
-                    );
+                    r.warn(&format!("{name}-code"), format!("{c:?} is not a 3xx status; {default_code} is used"));
                     default_code
                 }
             },
@@ -122,50 +104,44 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings
             .flatten()
         {
             Some(location) => out.redirect = Some((code, location)),
-            None => note(&mut out, name, format!("{url:?} is not an http(s) URL or a path; no redirect")),
+            None => r.warn(name, format!("{url:?} is not an http(s) URL or a path; no redirect")),
         }
         if permanent.is_some() && temporal.is_some() {
-            note(&mut out, "temporal-redirect", "permanent-redirect is set too and wins".into());
+            r.warn("temporal-redirect", "permanent-redirect is set too and wins");
         }
     }
-    if let Some(root) = get("app-root") {
+    if let Some(root) = r.get("app-root") {
         if root.starts_with('/') && root.len() > 1 && HeaderValue::from_str(root).is_ok() {
             out.app_root = Some(root.to_owned());
         } else {
-            note(&mut out, "app-root", format!("{root:?} must be a path other than /; ignored"));
+            r.warn("app-root", format!("{root:?} must be a path other than /; ignored"));
         }
     }
-    if let Some(target) = get("rewrite-target") {
+    if let Some(target) = r.get("rewrite-target") {
         out.rewrite_target = Some(regex_replacement(target));
         out.regex_paths = true;
     }
-    if let Some(v) = get("use-regex") {
-        out.regex_paths |= flag(&mut out.notes, key("use-regex"), Some(v));
-    }
+    out.regex_paths |= r.flag("use-regex");
 
     for (name, slot) in [
         ("proxy-connect-timeout", &mut out.connect_timeout),
         ("proxy-read-timeout", &mut out.read_timeout),
         ("proxy-send-timeout", &mut out.send_timeout),
     ] {
-        if let Some(v) = get(name) {
+        if let Some(v) = r.get(name) {
             match nginx_seconds(v) {
                 Some(d) => *slot = Some(d),
-                None => out.notes.push(AnnotationNote {
-                    key: key(name),
-                    reason: format!("{v:?} is not a number of seconds; the global timeout is used"),
-                    warning: true,
-                }),
+                None => r.warn(name, format!("{v:?} is not a number of seconds; the global timeout is used")),
             }
         }
     }
-    if let Some(v) = get("proxy-body-size") {
+    if let Some(v) = r.get("proxy-body-size") {
         match nginx_size(v) {
             Some(bytes) => out.body_size = Some(bytes),
-            None => note(&mut out, "proxy-body-size", format!("{v:?} is not a size like 8m; the global limit is used")),
+            None => r.warn("proxy-body-size", format!("{v:?} is not a size like 8m; the global limit is used")),
         }
     }
-    if let Some(v) = get("proxy-next-upstream") {
+    if let Some(v) = r.get("proxy-next-upstream") {
         let mut next = NextUpstream { on_error: false, ..NextUpstream::default() };
         for word in v.split_whitespace() {
             match word {
@@ -175,32 +151,30 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> LocationSettings
                 "http_503" => next.on_503 = true,
                 "http_504" => next.on_504 = true,
                 "non_idempotent" => next.non_idempotent = true,
-                "invalid_header" | "http_500" | "http_403" | "http_404" | "http_429" => note(
-                    &mut out,
-                    "proxy-next-upstream",
-                    format!("{word} is not supported; the other conditions apply"),
-                ),
-                other => note(&mut out, "proxy-next-upstream", format!("{other:?} is not a condition; ignored")),
+                "invalid_header" | "http_500" | "http_403" | "http_404" | "http_429" => {
+                    r.warn("proxy-next-upstream", format!("{word} is not supported; the other conditions apply"))
+                }
+                other => r.warn("proxy-next-upstream", format!("{other:?} is not a condition; ignored")),
             }
         }
         out.next_upstream = NextUpstream { tries: out.next_upstream.tries, ..next };
     }
-    if let Some(v) = get("backend-protocol") {
+    if let Some(v) = r.get("backend-protocol") {
         out.protocol = match v.to_ascii_uppercase().as_str() {
             "HTTP" => PodProtocol::Http1,
             "HTTPS" => PodProtocol::Https,
             "GRPC" | "HTTP2" | "H2C" => PodProtocol::H2c,
             "GRPCS" => PodProtocol::H2Tls,
             _ => {
-                note(&mut out, "backend-protocol", format!("{v:?} is not HTTP|HTTPS|GRPC|GRPCS|HTTP2; HTTP is used"));
+                r.warn("backend-protocol", format!("{v:?} is not HTTP|HTTPS|GRPC|GRPCS|HTTP2; HTTP is used"));
                 PodProtocol::Http1
             }
         };
     }
-    if let Some(v) = get("proxy-next-upstream-tries") {
+    if let Some(v) = r.get("proxy-next-upstream-tries") {
         match v.parse::<u32>() {
             Ok(n) => out.next_upstream.tries = n,
-            Err(_) => note(&mut out, "proxy-next-upstream-tries", format!("{v:?} is not a number; 3 is used")),
+            Err(_) => r.warn("proxy-next-upstream-tries", format!("{v:?} is not a number; 3 is used")),
         }
     }
     out
@@ -258,9 +232,17 @@ pub fn nginx_size(v: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    use crate::compile::dialect::nginx::PREFIX;
+
+    fn parsed_noting(pairs: &[(&str, &str)]) -> (LocationSettings, usize) {
+        let map = pairs.iter().map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string())).collect();
+        let mut r = AnnotationReader::new(Some(&map), PREFIX);
+        let s = parse(&mut r);
+        (s, r.notes().len())
+    }
+
     fn parsed(pairs: &[(&str, &str)]) -> LocationSettings {
-        let map = pairs.iter().map(|(k, v)| (key(k), v.to_string())).collect();
-        parse(Some(&map))
+        parsed_noting(pairs).0
     }
 
     #[test]
@@ -269,8 +251,8 @@ mod tests {
         assert_eq!(s.redirect, Some((308, HeaderValue::from_static("https://new.example.com/x"))));
         let s = parsed(&[("temporal-redirect", "/maintenance")]);
         assert_eq!(s.redirect.unwrap().0, 302);
-        let s = parsed(&[("permanent-redirect", "javascript:alert(1)")]);
-        assert!(s.redirect.is_none() && s.notes.len() == 1);
+        let (s, notes) = parsed_noting(&[("permanent-redirect", "javascript:alert(1)")]);
+        assert!(s.redirect.is_none() && notes == 1);
         let s = parsed(&[("rewrite-target", "/$2$10x$")]);
         assert_eq!(s.rewrite_target.as_deref(), Some("/${2}${10}x$$"));
         assert!(s.regex_paths, "rewrite-target implies regex paths");
@@ -301,6 +283,6 @@ mod tests {
         assert_eq!(parsed(&[("backend-protocol", "FCGI")]).protocol, PodProtocol::Http1);
         let off = parsed(&[("proxy-next-upstream", "off")]);
         assert!(!off.next_upstream.enabled);
-        assert!(parsed(&[("proxy-read-timeout", "soon")]).notes.len() == 1);
+        assert_eq!(parsed_noting(&[("proxy-read-timeout", "soon")]).1, 1);
     }
 }

@@ -1,39 +1,40 @@
 //! tether's own annotations (`tether.dev/*`): extras users asked the others for, applied on top
-//! of whichever dialect configured the cookie.
-
-use std::collections::BTreeMap;
+//! of whichever dialect configured the cookie (on an Ingress or a Service).
 
 use crate::affinity::cookie::StickyPolicy;
-use crate::compile::dialect::nginx::AnnotationNote;
-use crate::compile::dialect::parse_bool;
+use crate::compile::dialect::{AnnotationReader, Dialect, Judgement};
+use crate::model::ObjectKind;
 
 pub const PREFIX: &str = "tether.dev/";
 const PARTITIONED: &str = "session-cookie-partitioned";
 const REFRESH: &str = "session-cookie-refresh";
+const HONOURED: &[&str] = &[PARTITIONED, REFRESH];
 
-/// Applies `tether.dev/*` cookie options to `policy` (when there is one); returns notes.
-pub fn apply(annotations: Option<&BTreeMap<String, String>>, policy: Option<&mut StickyPolicy>) -> Vec<AnnotationNote> {
-    let mut notes = Vec::new();
-    let Some(annotations) = annotations else { return notes };
-    let mut note =
-        |key: &str, reason: String| notes.push(AnnotationNote { key: key.to_owned(), reason, warning: true });
-    let mut partitioned = false;
-    let mut refresh = false;
-    for (key, value) in annotations {
-        let Some(name) = key.strip_prefix(PREFIX) else { continue };
-        let flag = match name {
-            PARTITIONED => &mut partitioned,
-            REFRESH => &mut refresh,
-            _ => {
-                note(key, "unknown tether annotation; ignored".into());
-                continue;
+/// tether's own dialect, read from Ingresses and Services.
+pub struct Tether;
+
+impl Dialect for Tether {
+    fn verdict(&self, kind: ObjectKind, key: &str) -> Option<Judgement> {
+        let name = key.strip_prefix(PREFIX)?;
+        Some(match kind {
+            _ if !matches!(kind, ObjectKind::Ingress | ObjectKind::Service) => {
+                Judgement::ignored("tether reads its annotations from Ingresses and Services only")
             }
-        };
-        match parse_bool(value) {
-            Some(v) => *flag = v,
-            None => note(key, format!("{value:?} is not a boolean; using false")),
-        }
+            _ if HONOURED.contains(&name) => Judgement::HONOURED,
+            _ => Judgement::unknown("unknown tether annotation"),
+        })
     }
+}
+
+/// Applies `tether.dev/*` cookie options (`r` reads under [`PREFIX`]) to `policy`, when there
+/// is one, noting what has no effect.
+pub fn apply(r: &mut AnnotationReader<'_>, policy: Option<&mut StickyPolicy>) {
+    let names: Vec<&str> = r.entries().map(|(name, _)| name).filter(|name| !HONOURED.contains(name)).collect();
+    for name in names {
+        r.warn(name, "unknown tether annotation; ignored");
+    }
+    let partitioned = r.flag(PARTITIONED);
+    let refresh = r.flag(REFRESH);
     match policy {
         Some(p) => {
             // CHIPS cookies must be Secure; browsers drop a Partitioned cookie without it.
@@ -41,14 +42,12 @@ pub fn apply(annotations: Option<&BTreeMap<String, String>>, policy: Option<&mut
             p.secure |= partitioned;
             p.refresh = refresh;
             if refresh && p.max_age.is_none() && p.expires.is_none() {
-                note(&format!("{PREFIX}{REFRESH}"), "has no effect without session-cookie-max-age or -expires".into());
+                r.warn(REFRESH, "has no effect without session-cookie-max-age or -expires");
             }
         }
-        None if partitioned || refresh => note(
-            &format!("{PREFIX}{}", if partitioned { PARTITIONED } else { REFRESH }),
-            "has no effect without cookie affinity".into(),
-        ),
+        None if partitioned || refresh => {
+            r.warn(if partitioned { PARTITIONED } else { REFRESH }, "has no effect without cookie affinity")
+        }
         None => {}
     }
-    notes
 }

@@ -16,7 +16,7 @@ use crate::affinity::cookie::StickyPolicy;
 use crate::affinity::hash_key::HashKey;
 use crate::compile::backend::BackendRef;
 use crate::compile::dialect::nginx_location::{self, LocationSettings};
-use crate::compile::dialect::{nginx, nginx_access};
+use crate::compile::dialect::{nginx, nginx_access, tether, traefik, AnnotationReader};
 use crate::diag::Diagnostic;
 use crate::model::{self, Sourced};
 use crate::model::{ObjectKind, ObjectRef};
@@ -96,25 +96,21 @@ pub fn plan(
     let annotations = meta.annotations.as_ref();
     let object = ObjectRef::of(ObjectKind::Ingress, meta);
     let mut diagnostics = Vec::new();
-    let mut settings = nginx::parse(annotations);
-    let extra = crate::compile::dialect::tether::apply(annotations, settings.sticky.as_mut());
-    settings.notes.extend(extra);
-    let mut location = nginx_location::parse(annotations);
-    settings.notes.append(&mut location.notes);
+    let mut nginx_annotations = AnnotationReader::new(annotations, nginx::PREFIX);
+    let mut settings = nginx::parse(&mut nginx_annotations);
+    let location = nginx_location::parse(&mut nginx_annotations);
     let use_regex = location.regex_paths;
     if use_regex && settings.sticky.as_ref().is_some_and(|p| p.path.is_none()) {
-        settings.notes.push(nginx::AnnotationNote {
-            key: format!("{}session-cookie-path", nginx::PREFIX),
-            reason: "use-regex without session-cookie-path: the cookie Path would be a regular expression; \
-                     set session-cookie-path (meanwhile the path's literal prefix up to its last '/' is used)"
-                .into(),
-            warning: true,
-        });
+        nginx_annotations.warn(
+            "session-cookie-path",
+            "use-regex without session-cookie-path: the cookie Path would be a regular expression; set \
+             session-cookie-path (meanwhile the path's literal prefix up to its last '/' is used)",
+        );
     }
-    for note in &settings.notes {
-        let d = if note.warning { Diagnostic::warning(&note.reason) } else { Diagnostic::notice(&note.reason) };
-        diagnostics
-            .push(d.maybe_file(ing.file.as_ref()).object(&object).field(format!("metadata.annotations[{}]", note.key)));
+    let mut ours = AnnotationReader::new(annotations, tether::PREFIX);
+    tether::apply(&mut ours, settings.sticky.as_mut());
+    for reader in [&mut nginx_annotations, &mut ours] {
+        reader.place_notes(ing.file.as_ref(), &object, &mut diagnostics);
     }
     let ns = model::namespace(meta).to_owned();
     let source = object.clone();
@@ -213,8 +209,8 @@ fn access_policy(
     diags: &mut Vec<Diagnostic>,
 ) -> (Option<Arc<AccessPolicy>>, Vec<(String, String)>) {
     let annotations = ing.obj.metadata.annotations.as_ref();
-    let mut spec = nginx_access::parse(annotations, namespace);
-    crate::compile::dialect::traefik::router_access(annotations, &mut spec);
+    let mut spec = nginx_access::parse(&AnnotationReader::new(annotations, nginx::PREFIX), namespace);
+    traefik::router_access(&AnnotationReader::new(annotations, traefik::PREFIX), &mut spec);
     let named = spec
         .basic
         .as_ref()
