@@ -297,7 +297,7 @@ impl<'a> BackendBuilder<'a> {
         let mut traefik = traefik::parse(&mut theirs, name);
         // tether's own cookie options apply to the Service's own cookie.
         let mut ours = AnnotationReader::new(annotations, tether::PREFIX);
-        tether::apply(&mut ours, traefik.sticky.as_mut());
+        tether::apply(&mut ours, ObjectKind::Service, traefik.sticky.as_mut());
         for reader in [&mut theirs, &mut ours] {
             reader.place_notes(service.file.as_ref(), &object, diags);
         }

@@ -216,7 +216,8 @@ pub fn annotations(data: &[u8]) {
     let _ = openshift_dialect::cookie(&mut route_annotations, "default", "web", true);
     let _ = openshift_dialect::balance(&mut route_annotations, false);
     for mut sticky in [settings.sticky.clone(), traefik_settings.sticky.clone(), None] {
-        tether_dialect::apply(&mut AnnotationReader::new(Some(&map), tether_dialect::PREFIX), sticky.as_mut());
+        let mut ours = AnnotationReader::new(Some(&map), tether_dialect::PREFIX);
+        tether_dialect::apply(&mut ours, crate::model::ObjectKind::Ingress, sticky.as_mut());
     }
     for key in map.keys() {
         let _ = crate::compile::dialect::judge(crate::model::ObjectKind::Ingress, key);

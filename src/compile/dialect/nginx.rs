@@ -88,19 +88,7 @@ pub fn verdict(name: &str) -> Judgement {
 /// every one not honoured as written.
 pub fn parse(r: &mut AnnotationReader<'_>) -> NginxSettings {
     let mut out = NginxSettings::default();
-    let names: Vec<&str> = r.entries().map(|(name, _)| name).collect();
-    for name in names {
-        let Judgement { verdict: v, reason } = verdict(name);
-        if v == super::Verdict::Honoured {
-            continue;
-        }
-        let reason = format!("{}; ignored", reason.unwrap_or_default());
-        if DEPRECATED.contains(&name) {
-            r.notice(name, reason);
-        } else {
-            r.warn(name, reason);
-        }
-    }
+    r.note_unhonoured(&Nginx, ObjectKind::Ingress, DEPRECATED);
     if let Some(expr) = r.get("upstream-hash-by") {
         match HashKey::parse(expr) {
             Ok(key) => out.hash_by = Some(key),

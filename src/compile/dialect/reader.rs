@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::{Dialect, Judgement, Verdict};
 use crate::diag::Diagnostic;
-use crate::model::ObjectRef;
+use crate::model::{ObjectKind, ObjectRef};
 
 /// The field a diagnostic about annotation `key` points at.
 pub fn annotation_field(key: &str) -> String {
@@ -51,6 +52,25 @@ impl<'a> AnnotationReader<'a> {
     /// The full annotation key of `name`.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// Notes every annotation under the prefix that `dialect` does not honour on an object of
+    /// `kind`, with the dialect's reason (so `tether check` and compiling say the same);
+    /// `deprecated` names are notices rather than warnings.
+    pub fn note_unhonoured(&mut self, dialect: &dyn Dialect, kind: ObjectKind, deprecated: &[&str]) {
+        let names: Vec<&'a str> = self.names.iter().map(|(name, _)| *name).collect();
+        for name in names {
+            let Some(Judgement { verdict, reason }) = dialect.verdict(kind, &self.key(name)) else { continue };
+            if verdict == Verdict::Honoured {
+                continue;
+            }
+            let reason = format!("{}; ignored", reason.unwrap_or_default());
+            if deprecated.contains(&name) {
+                self.notice(name, reason);
+            } else {
+                self.warn(name, reason);
+            }
+        }
     }
 
     /// A boolean: absent is false; a value that is not one is noted and false.

@@ -26,13 +26,10 @@ impl Dialect for Tether {
     }
 }
 
-/// Applies `tether.dev/*` cookie options (`r` reads under [`PREFIX`]) to `policy`, when there
-/// is one, noting what has no effect.
-pub fn apply(r: &mut AnnotationReader<'_>, policy: Option<&mut StickyPolicy>) {
-    let names: Vec<&str> = r.entries().map(|(name, _)| name).filter(|name| !HONOURED.contains(name)).collect();
-    for name in names {
-        r.warn(name, "unknown tether annotation; ignored");
-    }
+/// Applies `tether.dev/*` cookie options (`r` reads under [`PREFIX`], on an object of `kind`)
+/// to `policy`, when there is one, noting what has no effect.
+pub fn apply(r: &mut AnnotationReader<'_>, kind: ObjectKind, policy: Option<&mut StickyPolicy>) {
+    r.note_unhonoured(&Tether, kind, &[]);
     let partitioned = r.flag(PARTITIONED);
     let refresh = r.flag(REFRESH);
     match policy {

@@ -79,10 +79,7 @@ pub fn router_access(r: &AnnotationReader<'_>, spec: &mut AccessSpec) {
 /// (`ns/name:port`) seeds the default cookie name.
 pub fn parse(r: &mut AnnotationReader<'_>, service_name: &str) -> TraefikSettings {
     let mut out = TraefikSettings::default();
-    let names: Vec<&str> = r.entries().map(|(name, _)| name).filter(|name| !HONOURED.contains(name)).collect();
-    for name in names {
-        r.warn(name, "not supported by tether; ignored");
-    }
+    r.note_unhonoured(&Traefik, ObjectKind::Service, &[]);
     let v2 = r.flag(COOKIE) || r.get("service.sticky.cookie.name").is_some();
     let v1 = r.flag("affinity");
     if !v2 && !v1 {

@@ -108,7 +108,7 @@ pub fn plan(
         );
     }
     let mut ours = AnnotationReader::new(annotations, tether::PREFIX);
-    tether::apply(&mut ours, settings.sticky.as_mut());
+    tether::apply(&mut ours, ObjectKind::Ingress, settings.sticky.as_mut());
     for reader in [&mut nginx_annotations, &mut ours] {
         reader.place_notes(ing.file.as_ref(), &object, &mut diagnostics);
     }
