@@ -1,27 +1,38 @@
 //! tether: a Kubernetes ingress controller and reverse proxy built around sticky sessions.
 
-pub mod access;
-pub mod access_log;
-pub mod admin;
-pub mod affinity;
+pub(crate) mod access;
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod affinity;
 pub mod app;
 pub mod check;
-pub mod compile;
+pub(crate) mod compile;
 pub mod demo;
-pub mod diag;
+pub(crate) mod diag;
 #[doc(hidden)]
 pub mod fuzz_harness;
-pub mod leader;
-pub mod metrics;
-pub mod model;
-pub mod proxy;
-pub mod reload;
-pub mod route;
-pub mod selection;
-pub mod source;
-pub mod tls;
-pub mod upstream;
-pub mod worker;
+pub(crate) mod leader;
+pub(crate) mod metrics;
+pub(crate) mod model;
+pub(crate) mod proxy;
+pub(crate) mod reload;
+pub(crate) mod route;
+pub(crate) mod selection;
+pub(crate) mod source;
+pub(crate) mod tls;
+pub(crate) mod upstream;
+pub(crate) mod worker;
 
 #[cfg(test)]
 mod layers;
+
+// What the command line (`main.rs`) configures; everything else stays inside the crate.
+pub use access_log::Format as AccessLogFormat;
+pub use affinity::key::default_state_dir;
+pub use compile::dialect::nginx_location::nginx_size;
+pub use compile::DEFAULT_CLASS;
+pub use leader::LeaderOptions;
+pub use proxy::client_addr::TrustedProxies;
+pub use proxy::forward::Timeouts;
+pub use proxy::server::ConnLimits;
+pub use source::kube::KubeOptions;

@@ -8,12 +8,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use tether::app::{self, RunConfig};
-use tether::compile::dialect::nginx_location::nginx_size;
-use tether::compile::DEFAULT_CLASS;
 use tether::demo::{self, DemoConfig};
-use tether::proxy::client_addr::TrustedProxies;
-use tether::proxy::forward::Timeouts;
-use tether::proxy::server::ConnLimits;
+use tether::{nginx_size, ConnLimits, Timeouts, TrustedProxies, DEFAULT_CLASS};
 
 // Many small, short-lived allocations per request (headers, buffers): mimalloc's per-thread
 // free lists measured faster than glibc malloc on the proxy path.
@@ -153,7 +149,7 @@ struct ProxyArgs {
     access_log: String,
     /// Access-log line format: one JSON object, or nginx's combined format.
     #[arg(long, value_enum, default_value = "json")]
-    access_log_format: tether::access_log::Format,
+    access_log_format: tether::AccessLogFormat,
 }
 
 #[derive(Args)]
@@ -280,7 +276,7 @@ impl ProxyArgs {
             ingress_classes: self.ingress_classes,
             cookie_key_file: self.cookie_key_file,
             accept_nginx_cookies: self.accept_nginx_cookies,
-            state_dir: self.state_dir.unwrap_or_else(tether::affinity::key::default_state_dir),
+            state_dir: self.state_dir.unwrap_or_else(tether::default_state_dir),
             workers,
             timeouts: Timeouts {
                 connect: seconds(self.proxy_connect_timeout, "proxy-connect-timeout")?,
@@ -350,7 +346,7 @@ fn main() -> anyhow::Result<()> {
                 let mut config =
                     args.proxy.into_config(args.manifests.clone().unwrap_or_default(), args.listen, args.admin)?;
                 if args.kube {
-                    config.kube = Some(tether::source::kube::KubeOptions {
+                    config.kube = Some(tether::KubeOptions {
                         kubeconfig: args.kubeconfig.clone(),
                         context: args.context.clone(),
                         namespaces: args.namespaces.clone(),
@@ -363,7 +359,7 @@ fn main() -> anyhow::Result<()> {
                             None => None,
                         },
                     });
-                    config.leader = Some(tether::leader::LeaderOptions {
+                    config.leader = Some(tether::LeaderOptions {
                         election_id: args.election_id.clone(),
                         namespace: args.election_namespace.clone(),
                         identity: replica_identity(),
@@ -390,7 +386,7 @@ fn main() -> anyhow::Result<()> {
                 let mut run = args.proxy.into_config(PathBuf::new(), args.listen, args.admin)?;
                 if args.watch {
                     run.access_log = "stdout".into();
-                    run.access_log_format = tether::access_log::Format::Watch;
+                    run.access_log_format = tether::AccessLogFormat::Watch;
                 }
                 demo::run(DemoConfig { replicas: args.replicas, persistent: args.persistent, run }).await
             }

@@ -186,7 +186,7 @@ impl Builder {
         self.lines.insert(user.to_owned(), line);
         // Reasons never quote the hash: an unsupported "hash" may well be a plain-text password.
         let stored = parse_hash(hash).unwrap_or_else(|reason| {
-            self.problem(line, Some(user), reason);
+            self.problem(line, Some(user), reason.to_string());
             Stored::Unsupported
         });
         self.users.usable += usize::from(!matches!(stored, Stored::Unsupported));
@@ -194,17 +194,34 @@ impl Builder {
     }
 }
 
-fn parse_hash(h: &str) -> Result<Stored, String> {
-    let bad = |what: &str| Err(format!("malformed {what} hash"));
+/// Why an htpasswd line's hash cannot be used (the reason never quotes the hash itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+enum HashError {
+    #[error("empty hash")]
+    Empty,
+    #[error("malformed {0} hash")]
+    Malformed(&'static str),
+    #[error("bcrypt cost {0} outside {BCRYPT_COST:?}")]
+    BcryptCost(u32),
+    #[error("{0} rounds {1} outside {SHA_ROUNDS:?}")]
+    Rounds(&'static str, u32),
+    #[error("unsupported hash scheme")]
+    UnknownScheme,
+    #[error("unsupported hash (plain text or DES crypt)")]
+    PlainOrDes,
+}
+
+fn parse_hash(h: &str) -> Result<Stored, HashError> {
+    let bad = |scheme: &'static str| Err(HashError::Malformed(scheme));
     if h.is_empty() {
-        return Err("empty hash".into());
+        return Err(HashError::Empty);
     }
     if let Some(rest) = ["$2y$", "$2b$", "$2a$"].iter().find_map(|p| h.strip_prefix(p)) {
         let (digits, body) = rest.split_at_checked(2).unwrap_or(("", ""));
         let cost = digits.parse::<u32>().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()));
         return match cost.filter(|_| body.strip_prefix('$').is_some_and(|b| b.len() == 53 && crypt64(b))) {
             Some(c) if BCRYPT_COST.contains(&c) => Ok(Stored::Crypt(Scheme::Bcrypt, h.into())),
-            Some(c) => Err(format!("bcrypt cost {c} outside {BCRYPT_COST:?}")),
+            Some(c) => Err(HashError::BcryptCost(c)),
             None => bad("bcrypt"),
         };
     }
@@ -220,7 +237,7 @@ fn parse_hash(h: &str) -> Result<Stored, String> {
             let rounds = digits.parse::<u32>().ok().filter(|_| !digits.starts_with(['0', '+']));
             match rounds {
                 Some(n) if SHA_ROUNDS.contains(&n) => rest = after,
-                Some(n) => return Err(format!("{prefix} rounds {n} outside {SHA_ROUNDS:?}")),
+                Some(n) => return Err(HashError::Rounds(prefix, n)),
                 None => return bad(prefix),
             }
         }
@@ -237,8 +254,7 @@ fn parse_hash(h: &str) -> Result<Stored, String> {
             None => bad("{SHA}"),
         };
     }
-    let what = if h.starts_with('$') { "scheme" } else { "(plain text or DES crypt)" };
-    Err(format!("unsupported hash {what}"))
+    Err(if h.starts_with('$') { HashError::UnknownScheme } else { HashError::PlainOrDes })
 }
 
 /// The `./0-9A-Za-z` alphabet of crypt(3); checked up front so odd bytes never reach crypt3_rs's decoder.

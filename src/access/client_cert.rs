@@ -61,6 +61,19 @@ impl std::fmt::Debug for ClientCertRule {
     }
 }
 
+/// Why a `ca.crt` cannot verify client certificates; the route then fails closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CaBundleError {
+    #[error("ca.crt is not PEM: {0}")]
+    NotPem(String),
+    #[error("ca.crt holds no CERTIFICATE block")]
+    NoCertificate,
+    #[error("ca.crt holds a certificate that cannot be a CA: {0}")]
+    NotACa(String),
+    #[error("ca.crt cannot verify clients: {0}")]
+    Verifier(String),
+}
+
 impl ClientCertRule {
     /// A rule verifying against the CA certificates of `ca_pem` (`ca.crt`).
     pub fn new(
@@ -68,16 +81,16 @@ impl ClientCertRule {
         mode: VerifyMode,
         source: &str,
         provider: Arc<rustls::crypto::CryptoProvider>,
-    ) -> Result<ClientCertRule, String> {
+    ) -> Result<ClientCertRule, CaBundleError> {
         let certs = CertificateDer::pem_slice_iter(ca_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("ca.crt is not PEM: {e}"))?;
+            .map_err(|e| CaBundleError::NotPem(e.to_string()))?;
         if certs.is_empty() {
-            return Err("ca.crt holds no CERTIFICATE block".into());
+            return Err(CaBundleError::NoCertificate);
         }
         let mut roots = rustls::RootCertStore::empty();
         for cert in certs {
-            roots.add(cert).map_err(|e| format!("ca.crt holds a certificate that cannot be a CA: {e}"))?;
+            roots.add(cert).map_err(|e| CaBundleError::NotACa(e.to_string()))?;
         }
         let verifier: Arc<dyn ClientCertVerifier> = match mode {
             VerifyMode::OptionalNoCa => Arc::new(AnyClientCert { provider: provider.clone() }),
@@ -87,7 +100,7 @@ impl ClientCertRule {
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                     .allow_unauthenticated()
                     .build()
-                    .map_err(|e| format!("ca.crt cannot verify clients: {e}"))?
+                    .map_err(|e| CaBundleError::Verifier(e.to_string()))?
             }
         };
         Ok(ClientCertRule {

@@ -18,15 +18,22 @@ fn variable_len(tail: &str) -> usize {
     tail[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(tail.len(), |n| n + 1)
 }
 
+/// Why an auth URL template is refused (at compile time, so the route fails closed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the variable {0} is not supported (only {list})", list = VARIABLES.join(", "))]
+    UnsupportedVariable(String),
+}
+
 impl Template {
-    pub fn parse(value: &str) -> Result<Template, String> {
+    pub fn parse(value: &str) -> Result<Template, TemplateError> {
         let mut rest = value;
         while let Some(i) = rest.find('$') {
             let tail = &rest[i..];
             let name_len = variable_len(tail);
             let name = &tail[..name_len];
             if !VARIABLES.contains(&name) {
-                return Err(format!("the variable {name} is not supported (only {})", VARIABLES.join(", ")));
+                return Err(TemplateError::UnsupportedVariable(name.to_owned()));
             }
             rest = &tail[name_len..];
         }
@@ -120,7 +127,7 @@ mod tests {
         let vars = Vars { scheme: "https", host: "app.example", request_uri: "/a b?x=1&y=2" };
         assert_eq!(t.render(&vars), "https://app.example/oauth2/start?rd=%2Fa%20b%3Fx%3D1%26y%3D2");
         assert_eq!(Template::parse("http://auth/$uri?$args").unwrap().render(&vars), "http://auth//a b?x=1&y=2");
-        assert!(Template::parse("http://auth/$remote_user").unwrap_err().contains("$remote_user"));
+        assert!(Template::parse("http://auth/$remote_user").unwrap_err().to_string().contains("$remote_user"));
         assert_eq!(Template::parse("http://auth:9000/check").unwrap().render(&vars), "http://auth:9000/check");
     }
 }

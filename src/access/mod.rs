@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use external::ExternalAuth;
-pub use limits::{Limiters, RateLimits};
+pub use limits::RateLimits;
 pub use ranges::SourceRanges;
 
 /// Why a request was refused, for `tether_access_denied_total{reason}`.

@@ -111,6 +111,7 @@ impl RequestRate {
     }
 
     /// Bytes of the table (fixed at construction).
+    #[cfg(test)]
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.tats)
     }
@@ -149,6 +150,7 @@ impl Concurrency {
     }
 
     /// Bytes of the table (fixed at construction).
+    #[cfg(test)]
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.counters)
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::access::basic::{challenge, Users};
-use crate::access::client_cert::{ClientCertRule, VerifyMode};
+use crate::access::client_cert::{CaBundleError, ClientCertRule, VerifyMode};
 use crate::access::cors::Cors;
 use crate::access::limits::{LimitConfig, RateLimits};
 use crate::access::{AccessPolicy, BasicAuth, ExternalAuth, SourceRanges};
@@ -112,7 +112,7 @@ pub fn build(
             Some(auth)
         }
         Err(reason) => {
-            spec.closed.push((format!("{}auth-secret", crate::compile::dialect::nginx::PREFIX), reason));
+            spec.closed.push((format!("{}auth-secret", crate::compile::dialect::nginx::PREFIX), reason.to_string()));
             None
         }
     });
@@ -123,7 +123,7 @@ pub fn build(
             Some(Arc::new(rule))
         }
         Err(reason) => {
-            spec.closed.push((format!("{prefix}auth-tls-secret"), reason));
+            spec.closed.push((format!("{prefix}auth-tls-secret"), reason.to_string()));
             None
         }
     });
@@ -160,7 +160,7 @@ pub fn build(
 }
 
 /// The users of an `auth-secret`, or why there are none to be had.
-fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAuth, Vec<String>), String> {
+fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAuth, Vec<String>), SecretError> {
     let (ns, name) = (&spec.secret.0, &spec.secret.1);
     let secret = find_secret(secrets, ns, name, "auth-secret")?;
     let entries = secret_entries(&secret.obj);
@@ -170,8 +170,8 @@ fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAut
                 .iter()
                 .find(|(k, _)| k == "auth")
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| format!("Secret {ns}/{name} has no key `auth` (auth-secret-type: auth-file)"))?;
-            let text = String::from_utf8(text).map_err(|_| format!("Secret {ns}/{name} key `auth` is not text"))?;
+                .ok_or_else(|| SecretError::missing_key(ns, name, "auth", " (auth-secret-type: auth-file)"))?;
+            let text = String::from_utf8(text).map_err(|_| SecretError::NotText(secret_ref(ns, name), "auth"))?;
             Users::from_htpasswd(&text)
         }
         SecretFormat::AuthMap => {
@@ -183,7 +183,7 @@ fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAut
         }
     };
     if users.is_empty() {
-        return Err(format!("Secret {ns}/{name} holds no user tether can verify"));
+        return Err(SecretError::NoUsers(secret_ref(ns, name)));
     }
     let problems = problems
         .into_iter()
@@ -197,17 +197,17 @@ fn basic_auth(spec: &BasicSpec, secrets: &[Sourced<Secret>]) -> Result<(BasicAut
 }
 
 /// The CA bundle of an `auth-tls-secret` (key `ca.crt`) as a verifying rule.
-fn client_cert_rule(spec: &ClientCertSpec, secrets: &[Sourced<Secret>]) -> Result<ClientCertRule, String> {
+fn client_cert_rule(spec: &ClientCertSpec, secrets: &[Sourced<Secret>]) -> Result<ClientCertRule, SecretError> {
     let (ns, name) = (&spec.secret.0, &spec.secret.1);
     let secret = find_secret(secrets, ns, name, "auth-tls-secret")?;
     let ca = secret_entries(&secret.obj)
         .into_iter()
         .find(|(k, _)| k == "ca.crt")
         .map(|(_, v)| v)
-        .ok_or_else(|| format!("Secret {ns}/{name} has no key `ca.crt`"))?;
-    let source = format!("Secret {ns}/{name}");
+        .ok_or_else(|| SecretError::missing_key(ns, name, "ca.crt", ""))?;
+    let source = secret_ref(ns, name);
     let mut rule = ClientCertRule::new(&ca, spec.mode, &source, crate::tls::provider())
-        .map_err(|e| format!("Secret {ns}/{name}: {e}"))?;
+        .map_err(|e| SecretError::CaBundle(source.clone(), e))?;
     rule.depth = spec.depth;
     rule.pass_certificate = spec.pass;
     rule.error_page = spec.error_page.clone();
@@ -220,12 +220,38 @@ fn find_secret<'a>(
     secrets: &'a [Sourced<Secret>],
     ns: &str,
     name: &str,
-    annotation: &str,
-) -> Result<&'a Sourced<Secret>, String> {
+    annotation: &'static str,
+) -> Result<&'a Sourced<Secret>, SecretError> {
     secrets
         .iter()
         .find(|s| model::namespace(&s.obj.metadata) == ns && model::name(&s.obj.metadata) == name)
-        .ok_or_else(|| format!("Secret {ns}/{name} ({annotation}) not found"))
+        .ok_or_else(|| SecretError::NotFound(secret_ref(ns, name), annotation))
+}
+
+/// Why the Secret an access annotation names cannot be used; the routes then fail closed.
+#[derive(Debug, thiserror::Error)]
+enum SecretError {
+    #[error("{0} ({1}) not found")]
+    NotFound(String, &'static str),
+    #[error("{secret} has no key `{key}`{context}")]
+    MissingKey { secret: String, key: &'static str, context: &'static str },
+    #[error("{0} key `{1}` is not text")]
+    NotText(String, &'static str),
+    #[error("{0} holds no user tether can verify")]
+    NoUsers(String),
+    #[error("{0}: {1}")]
+    CaBundle(String, CaBundleError),
+}
+
+impl SecretError {
+    fn missing_key(ns: &str, name: &str, key: &'static str, context: &'static str) -> SecretError {
+        SecretError::MissingKey { secret: secret_ref(ns, name), key, context }
+    }
+}
+
+/// How diagnostics name a Secret.
+fn secret_ref(ns: &str, name: &str) -> String {
+    format!("Secret {ns}/{name}")
 }
 
 /// A Secret's keys and values: `data` (decoded) and `stringData` (as a file may give it).

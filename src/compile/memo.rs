@@ -117,7 +117,10 @@ pub struct RouteInputs {
 
 /// A built Ingress route and its inputs; holds the plans it came from (and so their addresses).
 pub struct RouteMemo {
+    // Never read: held so the plans' addresses, which `RouteInputs` compares, stay unique.
+    #[expect(dead_code, reason = "held for its address only")]
     pub plan: Arc<IngressPlan>,
+    #[expect(dead_code, reason = "held for its address only")]
     pub canary_plan: Option<Arc<IngressPlan>>,
     pub inputs: RouteInputs,
     pub route: Arc<Route>,

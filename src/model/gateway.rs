@@ -38,8 +38,6 @@ pub struct Listener {
     #[serde(default)]
     pub hostname: Option<String>,
     #[serde(default)]
-    pub port: Option<i32>,
-    #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]
     pub tls: Option<ListenerTls>,

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION, ORIGIN, WWW_AUTHENTICATE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -161,11 +161,6 @@ fn over_limit(status: StatusCode) -> Response<ProxyBody> {
         StatusCode::SERVICE_UNAVAILABLE => unavailable(),
         other => local(other, "request refused: over the rate limit\n"),
     }
-}
-
-/// The request's `Origin`, kept when the route adds CORS headers to its responses.
-pub fn cors_origin(policy: Option<&AccessPolicy>, req: &Request<Incoming>) -> Option<HeaderValue> {
-    policy.and_then(|p| p.cors.as_ref()).and_then(|_| req.headers().get(ORIGIN).cloned())
 }
 
 /// A 302 to `location` (for `auth-signin`).

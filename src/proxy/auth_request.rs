@@ -15,9 +15,9 @@ use crate::access::external::{ExternalAuth, Vars};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::local;
 use crate::proxy::headers::{self, ClientInfo};
-use crate::proxy::send::{send, Timeouts};
+use crate::proxy::send::{send, Failure, Timeouts};
 use crate::upstream::request_body::UpstreamBody;
-use crate::upstream::{PodProtocol, UpstreamRegistry};
+use crate::upstream::{ConnectError, PodProtocol, UpstreamRegistry};
 
 /// The auth service's answer, as the proxy acts on it.
 pub enum AuthVerdict {
@@ -61,17 +61,17 @@ async fn call(
     client: &ClientInfo,
     timeouts: &Timeouts,
     vars: &Vars<'_>,
-) -> Result<http::response::Parts, String> {
-    let url: Uri = auth.url.render(vars).parse().map_err(|e| format!("auth-url does not make a URL: {e}"))?;
+) -> Result<http::response::Parts, AuthCallError> {
+    let url: Uri = auth.url.render(vars).parse().map_err(AuthCallError::NotAUrl)?;
     let tls = url.scheme_str() == Some("https");
-    let authority = url.authority().ok_or("auth-url has no host")?.clone();
+    let authority = url.authority().ok_or(AuthCallError::NoHost)?.clone();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addr = resolve(authority.host(), port).await?;
     let upstream = pools.get_kept(addr, if tls { PodProtocol::Https } else { PodProtocol::Http1 });
 
     let mut sub = Request::new(UpstreamBody::empty());
     *sub.method_mut() = auth.method.clone();
-    *sub.uri_mut() = url.path_and_query().map_or("/", |pq| pq.as_str()).parse().map_err(|_| "bad auth-url path")?;
+    *sub.uri_mut() = url.path_and_query().map_or("/", |pq| pq.as_str()).parse().map_err(|_| AuthCallError::BadPath)?;
     *sub.version_mut() = Version::HTTP_11;
     let out = sub.headers_mut();
     for (name, value) in req.headers() {
@@ -82,7 +82,7 @@ async fn call(
     headers::strip_hop_by_hop(out);
     let original_host = req.headers().get(HOST).cloned();
     headers::set_forwarded(out, client, original_host);
-    let value = |s: String| HeaderValue::try_from(s).map_err(|_| "a header for the auth service is not valid");
+    let value = |s: String| HeaderValue::try_from(s).map_err(|_| AuthCallError::BadHeader);
     out.insert(HOST, value(authority.as_str().to_owned())?);
     out.insert("x-original-url", value(format!("{}://{}{}", vars.scheme, vars.host, vars.request_uri))?);
     out.insert("x-original-method", value(req.method().as_str().to_owned())?);
@@ -91,10 +91,10 @@ async fn call(
 
     let (response, sender) = match send(&upstream, sub, None, timeouts).await {
         Ok(answer) => answer,
-        Err(crate::proxy::send::Failure::NotSent(_, e)) => return Err(e.to_string()),
-        Err(crate::proxy::send::Failure::Timeout) => return Err("no answer within the read timeout".into()),
-        Err(crate::proxy::send::Failure::Sent(e)) => return Err(e.to_string()),
-        Err(crate::proxy::send::Failure::TooLarge) => return Err("request too large".into()),
+        Err(Failure::NotSent(_, e)) => return Err(AuthCallError::NotSent(e)),
+        Err(Failure::Timeout) => return Err(AuthCallError::Timeout),
+        Err(Failure::Sent(e)) => return Err(AuthCallError::Failed(e)),
+        Err(Failure::TooLarge) => return Err(AuthCallError::TooLarge),
     };
     let (parts, body) = response.into_parts();
     // Reading the (small) body to its end keeps the connection for the next subrequest.
@@ -105,13 +105,39 @@ async fn call(
     Ok(parts)
 }
 
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+/// Why the subrequest got no answer (logged; the client gets 500, as from ingress-nginx).
+#[derive(Debug, thiserror::Error)]
+enum AuthCallError {
+    #[error("auth-url does not make a URL: {0}")]
+    NotAUrl(http::uri::InvalidUri),
+    #[error("auth-url has no host")]
+    NoHost,
+    #[error("bad auth-url path")]
+    BadPath,
+    #[error("a header for the auth service is not valid")]
+    BadHeader,
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, std::io::Error),
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    #[error("{0}")]
+    NotSent(ConnectError),
+    #[error("no answer within the read timeout")]
+    Timeout,
+    #[error("{0}")]
+    Failed(hyper::Error),
+    #[error("request too large")]
+    TooLarge,
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AuthCallError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let mut addrs = tokio::net::lookup_host((bare, port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{host} resolves to no address"))
+    let mut addrs =
+        tokio::net::lookup_host((bare, port)).await.map_err(|e| AuthCallError::Resolve(host.to_owned(), e))?;
+    addrs.next().ok_or_else(|| AuthCallError::NoAddress(host.to_owned()))
 }
 
 fn judge(auth: &ExternalAuth, answer: http::response::Parts, vars: &Vars<'_>) -> AuthVerdict {

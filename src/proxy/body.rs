@@ -36,9 +36,6 @@ impl ProxyBody {
     pub fn local(text: &'static str) -> Self {
         Self::of(Kind::Local(Some(Bytes::from_static(text.as_bytes()))))
     }
-    pub fn local_owned(text: String) -> Self {
-        Self::of(Kind::Local(Some(Bytes::from(text))))
-    }
     pub fn empty() -> Self {
         Self::of(Kind::Local(None))
     }

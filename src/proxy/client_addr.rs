@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::HeaderMap;
 use ipnet::IpNet;
 
-use crate::access::ranges::canonical;
+use crate::access::ranges::{canonical, RangeListError};
 use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
 /// `--trusted-proxies`: peers whose forwarding headers are believed.
@@ -16,13 +16,13 @@ pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// CIDRs or single addresses, e.g. `10.0.0.0/8`, `192.168.1.7`.
-    pub fn parse(items: &[String]) -> Result<Self, String> {
+    pub fn parse(items: &[String]) -> Result<Self, RangeListError> {
         let mut nets = Vec::new();
         for item in items.iter().flat_map(|i| i.split(',')).map(str::trim).filter(|i| !i.is_empty()) {
             let net = item
                 .parse::<IpNet>()
                 .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{item:?} is not an address or CIDR"))?;
+                .map_err(|_| RangeListError::NotAnAddress(item.to_owned()))?;
             nets.push(net);
         }
         Ok(TrustedProxies(nets))

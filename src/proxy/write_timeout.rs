@@ -23,10 +23,6 @@ impl<T> WriteTimeout<T> {
         WriteTimeout { inner, timeout, blocked: None }
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
     /// After a blocked write: ready with an error once it has been blocked for the timeout.
     fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let timeout = self.timeout;

@@ -144,14 +144,6 @@ impl HostRoutes {
             }
         }
     }
-
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.exact.values().chain(self.prefix.values()).flat_map(|set| set.0.iter()).chain(self.regex.iter())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefix.is_empty() && self.regex.is_empty()
-    }
 }
 
 /// The immutable table the data plane reads; replaced whole on every reload.

@@ -10,4 +10,4 @@ pub mod path;
 pub mod policy;
 
 pub use backend::{Backend, Balance, Endpoint, EndpointState};
-pub use matcher::{HostRoutes, PathKind, Route, RouteTable};
+pub use matcher::{PathKind, Route, RouteTable};

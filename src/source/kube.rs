@@ -236,10 +236,11 @@ impl CustomKind {
     }
 
     /// Adds one object to the snapshot, through the same serde types as the file source.
-    fn add(self, object: &DynamicObject, snapshot: &mut Snapshot) -> Result<(), String> {
-        let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
-        fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
-            serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+    fn add(self, object: &DynamicObject, snapshot: &mut Snapshot) -> Result<(), ObjectError> {
+        let value = serde_json::to_value(object).map_err(ObjectError::Encode)?;
+        fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ObjectError> {
+            serde_path_to_error::deserialize(value)
+                .map_err(|e| ObjectError::Field { field: e.path().to_string(), reason: e.inner().to_string() })
         }
         match self {
             CustomKind::GatewayClass => snapshot.gateway_classes.push(Sourced::new(None, typed(value)?)),
@@ -252,6 +253,15 @@ impl CustomKind {
         }
         Ok(())
     }
+}
+
+/// Why a watched custom object does not fit its typed model (it is left out of the snapshot).
+#[derive(Debug, thiserror::Error)]
+enum ObjectError {
+    #[error("cannot re-encode the object: {0}")]
+    Encode(serde_json::Error),
+    #[error("{field}: {reason}")]
+    Field { field: String, reason: String },
 }
 
 /// A namespaced kind in one namespace, or in all.
@@ -387,9 +397,13 @@ impl Source for KubeSource {
             self.problems.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         for (kind, store) in &self.custom {
             for object in store.state() {
-                if let Err(reason) = kind.add(&object, &mut snapshot) {
+                if let Err(error) = kind.add(&object, &mut snapshot) {
                     let name = ObjectRef::of(kind.object_kind(), &object.metadata);
-                    problems.push(Diagnostic::error(reason).object(&name));
+                    let problem = Diagnostic::error(error.to_string()).object(&name);
+                    problems.push(match error {
+                        ObjectError::Field { field, .. } => problem.field(field),
+                        ObjectError::Encode(_) => problem,
+                    });
                 }
             }
         }

@@ -251,7 +251,7 @@ fn external_auth<'a>(spec: &mut AccessSpec, get: &dyn Fn(&str) -> Option<&'a str
     }
     let url = match Template::parse(url) {
         Ok(t) => t,
-        Err(e) => return fail(spec, "auth-url", e),
+        Err(e) => return fail(spec, "auth-url", e.to_string()),
     };
     let method = match get("auth-method") {
         None => Method::GET,
@@ -264,7 +264,7 @@ fn external_auth<'a>(spec: &mut AccessSpec, get: &dyn Fn(&str) -> Option<&'a str
     for name in ["auth-signin", "auth-request-redirect"] {
         templates.push(match get(name).filter(|v| !v.is_empty()).map(Template::parse).transpose() {
             Ok(t) => t,
-            Err(e) => return fail(spec, name, e),
+            Err(e) => return fail(spec, name, e.to_string()),
         });
     }
     let request_redirect = templates.pop().flatten();

@@ -35,10 +35,6 @@ impl<'a> AnnotationReader<'a> {
         AnnotationReader { prefix, names, notes: Vec::new() }
     }
 
-    pub fn prefix(&self) -> &'static str {
-        self.prefix
-    }
-
     /// The value of `name` (after the prefix), trimmed.
     pub fn get(&self, name: &str) -> Option<&'a str> {
         self.names.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| self.names[i].1)
@@ -111,7 +107,8 @@ impl<'a> AnnotationReader<'a> {
         self.notes.push(diagnostic.field(field));
     }
 
-    /// The notes so far, for tests and for callers that place them themselves.
+    /// The notes so far (tests read them; callers use `place_notes`).
+    #[cfg(test)]
     pub fn notes(&self) -> &[Diagnostic] {
         &self.notes
     }
