@@ -12,13 +12,17 @@
 #   SCALE=small bench/scale.sh         only the small configuration (quick); SCALE=big: only big
 #   TETHER_BIN=/path/to/tether bench/scale.sh      a given binary instead of building
 #   REPS=5 STORM_SECS=30 STORM_RATE=100 COMPARE=1 (haproxy/nginx side by side) KEEP_WORK=0
+#   KUBE=1   also tether's Kubernetes API source: the same objects (fresh) served by a fake API
+#            server (bench/scale/apiserver.py), `tether run --kube` against it; start to serving,
+#            the same changes through the API (served counted from the watch event), and the
+#            storm as API updates (without wrk). Not for big1.
 #
 # Generators and measurements live in bench/scale/ (gen.py, drive.py). Table in bench/results/.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SCALE=${SCALE:-both} REPS=${REPS:-5} STORM_SECS=${STORM_SECS:-30} STORM_RATE=${STORM_RATE:-100}
-COMPARE=${COMPARE:-1} KEEP_WORK=${KEEP_WORK:-0}
+COMPARE=${COMPARE:-1} KEEP_WORK=${KEEP_WORK:-0} KUBE=${KUBE:-0}
 PORT=18600 TLS=18601 ADMIN=18602 HAPROXY=18603 NGINX=18604 POD=18611   # pods on 127.0.0.11-13
 case $SCALE in small) scales=(small) ;; big) scales=(big) ;; both) scales=(small big1 big) ;;
   *) echo "SCALE is small, big or both" >&2; exit 2 ;; esac
@@ -67,15 +71,27 @@ done
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.13:$POD/" && break; sleep 0.05; done
 
 { echo "# $(date -Is)  $(uname -r)  $(nproc) cpus  load $(cut -d' ' -f1-3 /proc/loadavg)  tether $(git -C "$ROOT" describe --always --dirty 2>/dev/null)$([[ -n ${TETHER_BIN:-} ]] && echo " (TETHER_BIN=$TETHER_BIN)")"
-  echo "# haproxy $(haproxy -v | awk 'NR==1{print $3}')  $(nginx -v 2>&1 | cut -d' ' -f3)  wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')  reps $REPS  storm ${STORM_RATE}/s x ${STORM_SECS} s"
+  echo "# haproxy $(haproxy -v | awk 'NR==1{print $3}')  $(nginx -v 2>&1 | cut -d' ' -f3)  wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')  reps $REPS  storm ${STORM_RATE}/s x ${STORM_SECS} s$([[ $KUBE == 1 ]] && echo "  kube: fake API server (python3 $(python3 -c 'import platform; print(platform.python_version())'))")"
 } >"$work/header.txt"
+
+manifests() {  # manifests SCALE DIR: the generated cluster, with the TLS Secret of cert-0
+  mkdir -p "$2"
+  python3 "$HERE/scale/gen.py" manifests "$1" "$2" "$POD"
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import gen; gen.write(sys.argv[2] + "/tls-secret.yaml", gen.secret_yaml(open(sys.argv[3]).read(), open(sys.argv[4]).read()))' \
+    "$HERE/scale" "$2" "$work/certs/cert-0.pem" "$work/certs/key-0.pem"
+}
+
+changes() {  # changes NAME LOG SCALE --dir DIR | --kube URL: the one-object changes, each type REPS times
+  local kind
+  for kind in ingress slice-add slice-del secret; do
+    drive change --name "$1" --results "$results" --kind $kind --log "$2" --scale "$3" "${@:4}" \
+      --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --tls "127.0.0.1:$TLS" --certs "$work/certs" --reps "$REPS"
+  done
+}
 
 run_tether() {  # run_tether SCALE
   local s=$1 m=$work/$1/m log=$work/$1/tether.log tpid
-  mkdir -p "$m"
-  python3 "$HERE/scale/gen.py" manifests "$s" "$m" "$POD"
-  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import gen; gen.write(sys.argv[2] + "/tls-secret.yaml", gen.secret_yaml(open(sys.argv[3]).read(), open(sys.argv[4]).read()))' \
-    "$HERE/scale" "$m" "$work/certs/cert-0.pem" "$work/certs/key-0.pem"
+  manifests "$s" "$m"
   echo "== tether $s: $(find "$m" -name '*.yaml' | wc -l) files, $(du -sh "$m" | cut -f1)" >&2
   drive timed --name "tether-$s" --results "$results" --out "$work/$s/check.txt" -- "$bin" check --tls "$m"
   grep -E '^(error|warning)' "$work/$s/check.txt" | sort | uniq -c | sort -rn | head -5 >&2 || true
@@ -86,11 +102,7 @@ run_tether() {  # run_tether SCALE
   drive sample --pid "$tpid" --out "$work/samples-$s" & pids+=($!)
   drive mem --name "tether-$s" --pid "$tpid" --settle 3 --results "$results"
   if [[ $s != big1 ]]; then  # big1 only gives its memory at rest (per-route cost)
-    local kind
-    for kind in ingress slice-add slice-del secret; do
-      drive change --name "tether-$s" --results "$results" --kind $kind --dir "$m" --log "$log" --scale "$s" \
-        --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --tls "127.0.0.1:$TLS" --certs "$work/certs" --reps "$REPS"
-    done
+    changes "tether-$s" "$log" "$s" --dir "$m"
     # Storm, with wrk on the steady route replaying one sticky cookie. A storm-free wrk run
     # first gives tether's CPU per request, to tell proxying from reloading in the storm's CPU.
     local cookie wrk=(wrk -t2 -c16 -s "$HERE/conf/wrk-report.lua" -H "Host: steady.scale.test")
@@ -112,6 +124,34 @@ run_tether() {  # run_tether SCALE
   cp "$log" "$work/tether-$s.log"
 }
 
+run_kube() {  # run_kube SCALE: the same cluster (generated afresh) through the fake API server
+  local s=$1 m=$work/$1/km kc=$work/$1/kubeconfig log=$work/$1/tether-kube.log apid tpid api i
+  manifests "$s" "$m"
+  # The API server binds a free port on its own loopback address and writes the kubeconfig once
+  # it has loaded the manifests: the clock for tether's start starts after that.
+  python3 "$HERE/scale/apiserver.py" --manifests "$m" --kubeconfig "$kc" --listen 127.0.0.20:0 \
+    --log "$work/$s/apiserver.log" 2>"$work/$s/apiserver.err" & apid=$!; pids+=($apid)
+  for i in $(seq 1200); do [[ -f $kc ]] && break; kill -0 $apid 2>/dev/null || break; sleep 0.1; done
+  [[ -f $kc ]] || { cat "$work/$s/apiserver.err" >&2; echo "the fake API server did not start" >&2; return 1; }
+  api=$(awk '$1 == "server:" {print $2}' "$kc")
+  echo "== tether --kube $s: $(cat "$work/$s/apiserver.err")" >&2
+  launch "tether-kube-$s" "$log" "127.0.0.1:$PORT" "$bin" run --kube --kubeconfig "$kc" --listen "127.0.0.1:$PORT" \
+    --listen-tls "127.0.0.1:$TLS" --admin "127.0.0.1:$ADMIN" --state-dir "$work/state"
+  tpid=$lpid
+  drive first --name "tether-kube-$s" --log "$log" --results "$results"
+  drive apistats --name "tether-kube-$s" --results "$results" --kube "$api" --key api_start
+  drive sample --pid "$tpid" --out "$work/samples-kube-$s" & pids+=($!)
+  drive mem --name "tether-kube-$s" --pid "$tpid" --settle 3 --results "$results"
+  changes "tether-kube-$s" "$log" "$s" --kube "$api"
+  drive storm --name "tether-kube-$s" --results "$results" --kube "$api" --log "$log" --admin "127.0.0.1:$ADMIN" \
+    --scale "$s" --pid "$tpid" --rate "$STORM_RATE" --secs "$STORM_SECS"
+  drive mem --name "tether-kube-$s" --pid "$tpid" --prefix end_ --results "$results"
+  drive apistats --name "tether-kube-$s" --results "$results" --kube "$api" --key api_end
+  stop "$tpid"
+  stop "$apid"
+  cp "$log" "$work/tether-kube-$s.log"
+}
+
 run_others() {  # run_others SCALE: haproxy and nginx on the same configuration
   local s=$1 d=$work/$1
   python3 "$HERE/scale/gen.py" haproxy "$s" "$d/haproxy.cfg" "127.0.0.1:$HAPROXY" "$POD"
@@ -130,6 +170,7 @@ run_others() {  # run_others SCALE: haproxy and nginx on the same configuration
 
 for s in "${scales[@]}"; do
   run_tether "$s"
+  [[ $KUBE == 1 && $s != big1 ]] && run_kube "$s"
   [[ $COMPARE == 1 && $s != big1 ]] && run_others "$s"
 done
 
@@ -138,7 +179,7 @@ out=$HERE/results/scale-$ts.txt
 mkdir -p "$HERE/results"
 cp "$work/header.txt" "$out"
 samples=()
-for s in "${scales[@]}"; do samples+=(--sample "$s=$work/samples-$s"); done
+for s in "${scales[@]}"; do samples+=(--sample "$s=$work/samples-$s" --sample "kube-$s=$work/samples-kube-$s"); done
 echo >&2
 cat "$work/header.txt"
 drive report --results "$results" "${samples[@]}" --out "$out"

@@ -7,9 +7,11 @@
   first    tether's first `reload applied ... compiled in X ms` log line
   mem      VmRSS and VmHWM of a process tree (nginx: master + worker), after --settle seconds
   sample   VmRSS of a PID every 50 ms to a file, until the PID exits (bounded)
-  change   apply one change type REPS times by writing a file; per write: compile+swap time
-           from tether's log and the time until the change is visible from outside
-  storm    RATE EndpointSlice writes per second for SECS seconds, lag polled meanwhile
+  change   apply one change type REPS times by writing a file (or, with --kube URL, through the
+           fake API server, apiserver.py); per change: compile+swap time from tether's log and
+           the time until the change is visible from outside
+  storm    RATE EndpointSlice writes (or API updates) per second for SECS seconds, lag polled
+  apistats the fake API server's request counters (LISTs, watches, 410s) into figures
   wrk      wrk's RESULT line (bench/conf/wrk-report.lua) into figures
   report   the table
 """
@@ -212,9 +214,77 @@ def tls_der(addr, sni):
         return None
 
 
-def settle_slice(a, path, text, want, offset):
+class Files:
+    """Changes as manifest files, written atomically (temporary file + rename)."""
+
+    def __init__(self, root):
+        self.root = root
+
+    @staticmethod
+    def prepare(text):
+        return text
+
+    def apply(self, path, text):
+        """Writes `text` to `path` (relative to the manifest directory); the wall-clock time just
+        before the write, from which `served` counts."""
+        t = time.time()
+        gen.write(os.path.join(self.root, path), text)
+        return t
+
+
+class Api:
+    """Changes through the fake API server (apiserver.py): each object is created or replaced
+    there and the answer comes once the watch event is flushed to tether."""
+
+    def __init__(self, url):
+        self.host, self.port = hostport(url.removeprefix("http://"))
+        self.conn = None
+
+    @staticmethod
+    def prepare(text):
+        """The manifest as JSON: the server parses that 20x faster than YAML, which keeps a
+        storm's 100 updates a second on time."""
+        import yaml  # only here: the file-based runs do without PyYAML
+        return json.dumps(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+    def apply(self, path, text):
+        """Applies the object `text` (from prepare; `path` only names it in the file layout);
+        the wall-clock time the watch event was written and flushed to tether, from which
+        `served` counts."""
+        for attempt in (1, 2):  # one retry on a new connection: keep-alive may have lapsed
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                self.conn.request("POST", "/__bench/apply", body=text.encode(),
+                                  headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                body = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn = None
+                if attempt == 2:
+                    raise
+        if r.status != 200:
+            sys.exit(f"the API server refused {path}: {r.status} {body[:300]!r}")
+        answer = json.loads(body)
+        if not answer["watchers"] or len(answer["sent"]) < answer["watchers"]:
+            sys.exit(f"{path}: no watch of tether's got the event ({answer}); is tether watching?")
+        return min(answer["sent"])
+
+    def stats(self):
+        status, body = get(self.host, self.port, "/__bench/stats")
+        return json.loads(body) if status == 200 else None
+
+
+def target(a):
+    if bool(a.kube) == bool(a.dir):
+        sys.exit("give --dir (manifest files) or --kube (API server URL)")
+    return Api(a.kube) if a.kube else Files(a.dir)
+
+
+def settle_slice(a, to, path, text, want, offset):
     """An untimed slice write (to set up or undo a timed one): waits until it is applied."""
-    gen.write(path, text)
+    to.apply(path, to.prepare(text))
     deadline = time.monotonic() + a.timeout
     while diag_endpoints(a.admin) != want and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -222,7 +292,9 @@ def settle_slice(a, path, text, want, offset):
 
 
 def cmd_change(a):
-    """One change type, REPS times, each a file written atomically (temporary file + rename):
+    """One change type, REPS times, each a file written atomically (temporary file + rename), or
+    with --kube an object applied through the API server (served then counts from the moment
+    the watch event was flushed to tether):
     ingress    a new Ingress (its own file) for host new-N.scale.test, served by the steady pods;
                visible when that host answers 200 through tether
     slice-add  service 0's EndpointSlice (slices/svc-0000.yaml) with one endpoint more; visible
@@ -231,7 +303,8 @@ def cmd_change(a):
     secret     the TLS Secret of tls.scale.test rotated to a new certificate; visible when a TLS
                handshake with that SNI presents it"""
     per = gen.sizes(a.scale)[2]
-    slice_path = os.path.join(a.dir, "slices", f"{gen.svc(0)}.yaml")
+    to = target(a)
+    slice_path = os.path.join("slices", f"{gen.svc(0)}.yaml")
     offset = wait_quiet(a.log, 0)
     rows = []
     for rep in range(a.reps):
@@ -239,31 +312,30 @@ def cmd_change(a):
         undo = None
         if a.kind == "ingress":
             host = f"new-{rep}.scale.test"
-            path, text = os.path.join(a.dir, f"new-{rep}.yaml"), gen.new_ingress_yaml(rep)
+            path, text = f"new-{rep}.yaml", gen.new_ingress_yaml(rep)
             visible = lambda: get(*hostport(a.listen), "/", host, timeout=2.0)[0] == 200
         elif a.kind == "slice-add":
             path, text, want = slice_path, gen.slice_yaml(0, per, 1), before + 1
             visible = lambda: diag_endpoints(a.admin) == want
             undo = (gen.slice_yaml(0, per, 0), before)
         elif a.kind == "slice-del":
-            offset = settle_slice(a, slice_path, gen.slice_yaml(0, per, 1), before + 1, offset)
+            offset = settle_slice(a, to, slice_path, gen.slice_yaml(0, per, 1), before + 1, offset)
             path, text, want = slice_path, gen.slice_yaml(0, per, 0), before
             visible = lambda: diag_endpoints(a.admin) == want
         elif a.kind == "secret":
             cert, key = (open(os.path.join(a.certs, f"{n}-{rep + 1}.pem")).read() for n in ("cert", "key"))
             der = ssl.PEM_cert_to_DER_cert(cert)
-            path, text = os.path.join(a.dir, "tls-secret.yaml"), gen.secret_yaml(cert, key)
+            path, text = "tls-secret.yaml", gen.secret_yaml(cert, key)
             visible = lambda: tls_der(a.tls, "tls.scale.test") == der
         else:
             sys.exit(f"unknown change {a.kind}")
+        text = to.prepare(text)
         offset = wait_quiet(a.log, offset, quiet=0.5)
-        t_wall = time.time()
-        t0 = time.monotonic()
-        gen.write(path, text)
+        t_sent = to.apply(path, text)
         seen = None
-        while time.monotonic() - t0 < a.timeout:
+        while time.time() - t_sent < a.timeout:
             if visible():
-                seen = time.monotonic() - t0
+                seen = time.time() - t_sent
                 break
             time.sleep(0.01)
         # The reload this write triggered: the first reload line after the write.
@@ -277,9 +349,9 @@ def cmd_change(a):
                 break
             time.sleep(0.02)
         offset = wait_quiet(a.log, offset)
-        put(a.results, a.name, f"window_{a.kind}_{rep}", [t_wall, time.time()])
+        put(a.results, a.name, f"window_{a.kind}_{rep}", [t_sent, time.time()])
         if undo:
-            offset = settle_slice(a, slice_path, undo[0], undo[1], offset)
+            offset = settle_slice(a, to, slice_path, undo[0], undo[1], offset)
         rows.append((seen, ms))
         print(f"  {a.kind} #{rep + 1}: served after {'%.1f ms' % (seen * 1000) if seen is not None else 'NEVER'}"
               f", compiled in {ms} ms: {line}", file=sys.stderr)
@@ -293,16 +365,21 @@ def cmd_change(a):
 def cmd_storm(a):
     """RATE writes a second for SECS seconds: write n adds one pod to service (n-1) % SERVICES
     (a scale-up wave over 100 Deployments), so the endpoint total on /diagnostics says exactly
-    which write tether has applied."""
+    which write tether has applied. With --kube the writes are API updates, and each counts
+    from the moment its watch event was flushed to tether."""
     per = gen.sizes(a.scale)[2]
+    to = target(a)
     services = min(a.services, gen.sizes(a.scale)[1])
     total = a.rate * a.secs
+    # Every write made beforehand, so that making it does not hold up the rate.
+    writes = [(os.path.join("slices", f"{gen.svc(n % services)}.yaml"),
+               to.prepare(gen.slice_yaml(n % services, per, n // services + 1))) for n in range(total)]
     base = diag_endpoints(a.admin)
     if base is None:
         sys.exit("no endpoint count on /diagnostics")
     offset, _ = reloads(a.log, 0)
     cpu0, w0 = proc_stat_cpu(a.pid), time.time()
-    written = []  # monotonic time of each write
+    written = []  # wall-clock time of each write (of its watch event with --kube)
     lag = {"max": 0.0, "polls": 0, "slow_polls": 0, "max_poll_ms": 0.0}
     stop = threading.Event()
 
@@ -319,27 +396,25 @@ def cmd_storm(a):
                 n = len(written)
                 # Lag: how long the oldest write not yet applied has waited.
                 if seen < n:
-                    lag["max"] = max(lag["max"], time.monotonic() - written[seen])
+                    lag["max"] = max(lag["max"], time.time() - written[seen])
             stop.wait(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     t0 = time.monotonic()
-    for n in range(1, total + 1):
-        due = t0 + (n - 1) / a.rate
+    for n, (path, text) in enumerate(writes):
+        due = t0 + n / a.rate
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)
-        k = (n - 1) % services
-        gen.write(os.path.join(a.dir, "slices", f"{gen.svc(k)}.yaml"), gen.slice_yaml(k, per, (n - 1) // services + 1))
-        written.append(time.monotonic())
+        written.append(to.apply(path, text))
     t_end = time.monotonic()
     cpu_writes = proc_stat_cpu(a.pid) - cpu0
     # After the storm: until the last written state is visible (bounded).
     final, end_lag = base + total, None
     while time.monotonic() - t_end < a.timeout:
         if diag_endpoints(a.admin) == final:
-            end_lag = time.monotonic() - t_end
+            end_lag = time.time() - written[-1]
             break
         time.sleep(0.01)
     stop.set()
@@ -359,6 +434,15 @@ def cmd_storm(a):
     put(a.results, a.name, "storm", figures)
     put(a.results, a.name, "window_storm", [w0, time.time()])
     print(f"  storm: {json.dumps(figures)}", file=sys.stderr)
+
+
+def cmd_apistats(a):
+    stats = Api(a.kube).stats()
+    put(a.results, a.name, a.key, stats)
+    if stats:
+        print(f"{a.name}: API server {stats.get('lists', 0)} LISTs ({stats.get('list pages', 0)} pages),"
+              f" {stats.get('watches', 0)} watches, {stats.get('gones', 0)} 410s, {stats.get('not found', 0)} 404s",
+              file=sys.stderr)
 
 
 def cmd_wrk(a):
@@ -413,19 +497,20 @@ def table(rows, header):
 def cmd_report(a):
     d = load(a.results)
     samples = a.samples
-    scales = [s for s in ("small", "big") if f"tether-{s}" in d]
+    scales = [s for s in ("small", "big") if f"tether-{s}" in d or f"tether-kube-{s}" in d]
     out = []
     # Side by side: load time, check time and memory.
     rows = []
     for s in scales:
-        for proxy in ("tether", "haproxy", "nginx"):
+        for proxy, label in (("tether", "tether"), ("tether-kube", "tether --kube"), ("haproxy", "haproxy"),
+                             ("nginx", "nginx")):
             r = d.get(f"{proxy}-{s}")
             if not r:
                 continue
             chk = r.get("check") or {}
-            rows.append([f"{proxy} {s}", secs(chk.get("secs")), mb(chk.get("max_rss_kb")),
+            rows.append([f"{label} {s}", secs(chk.get("secs")), mb(chk.get("max_rss_kb")),
                          chk.get("status", "-"), secs(r.get("serve_s")),
-                         msf(r.get("first_ms")) if proxy == "tether" else "-",
+                         msf(r.get("first_ms")) if proxy.startswith("tether") else "-",
                          mb(r.get("rest_rss_kb")), mb(r.get("rest_hwm_kb"))])
     out.append(table(rows, ["config", "check time", "check max RSS", "check", "start→serving",
                             "first compile (log)", "RSS at rest", "VmHWM at rest"]))
@@ -433,11 +518,17 @@ def cmd_report(a):
                " process start until the steady route answers 200 from a pod (polled every 10 ms);"
                " first compile = tether's `compiled in` (read + parse + compile + swap); RSS at rest ="
                " VmRSS (nginx: master + 1 worker) a few seconds after serving")
-    # tether: changes and storm.
-    for s in scales:
-        r = d[f"tether-{s}"]
+    if any(f"tether-kube-{s}" in d for s in scales):
+        out.append("# tether --kube = the same objects served by the fake API server (bench/scale/apiserver.py); its"
+                   " start→serving includes the LISTs (500 objects a page) and the first compile")
+    # tether: changes and storm, from the files and from the API.
+    runs = [(s, kube) for s in scales for kube in (False, True) if f"tether-{'kube-' if kube else ''}{s}" in d]
+    for s, kube in runs:
+        run = f"tether-{'kube-' if kube else ''}{s}"
+        r, skey = d[run], run.removeprefix("tether-")  # skey: the RSS samples' key
         out.append("")
-        out.append(f"tether {s}: {r.get('routes', 0):,} routes, {r.get('endpoints', 0):,} endpoints at start")
+        out.append(f"tether {'--kube ' if kube else ''}{s}: {r.get('routes', 0):,} routes,"
+                   f" {r.get('endpoints', 0):,} endpoints at start")
         rows = []
         for kind, label in (("ingress", "Ingress added"), ("slice-add", "EndpointSlice +1 endpoint"),
                             ("slice-del", "EndpointSlice -1 endpoint"), ("secret", "TLS Secret rotated")):
@@ -448,12 +539,14 @@ def cmd_report(a):
             rows.append([label, msf(c and c["median"]), msf(c and c["max"]), msf(v and v["median"]),
                          msf(v and v["max"]), n])
         windows = [v for k, v in r.items() if k.startswith("window_") and k != "window_storm"]
-        peak_changes = max((sampled_max(samples[s], *w) or 0 for w in windows), default=0) if samples.get(s) else 0
+        peak_changes = max((sampled_max(samples[skey], *w) or 0 for w in windows), default=0) if samples.get(skey) else 0
         if rows:
-            out.append(table(rows, ["change (each written as a file)", "compile med", "compile max",
-                                    "served med", "served max", "served n"]))
+            out.append(table(rows, ["change (each applied through the API)" if kube else "change (each written as a file)",
+                                    "compile med", "compile max", "served med", "served max", "served n"]))
             out.append("# compile = the `compiled in` of the reload the write triggered (read + parse + compile +"
-                       " swap; older builds also counted the work after the swap); served = write -> visible from outside (new host answers 200 / endpoint"
+                       " swap; older builds also counted the work after the swap); served = "
+                       + ("watch event written and flushed to tether by the API server" if kube else "write")
+                       + " -> visible from outside (new host answers 200 / endpoint"
                        " total on the admin /diagnostics / certificate in a TLS handshake), polled every 10 ms")
         st = r.get("storm")
         lines = []
@@ -462,7 +555,7 @@ def cmd_report(a):
                      else f"RSS at rest {mb(r.get('rest_rss_kb'))}")
         if st:
             w = r.get("window_storm")
-            peak = sampled_max(samples[s], *w) if w and samples.get(s) else None
+            peak = sampled_max(samples[skey], *w) if w and samples.get(skey) else None
             base = r.get("wrk_base") or {}
             wrk = r.get("wrk_storm") or {}
             failed = int(wrk.get("sock_errors", 0) + wrk.get("non2xx", 0)) if wrk else None
@@ -471,7 +564,7 @@ def cmd_report(a):
                 per_req = base["cpu_s"] / base["requests"]
                 proxy_cpu = wrk["requests"] * per_req
             lines.append(
-                f"storm: {st['writes']:,} EndpointSlice writes in {st['write_secs']:.1f} s -> {st['reloads']} reloads"
+                f"storm: {st['writes']:,} EndpointSlice {'updates through the API' if kube else 'writes'} in {st['write_secs']:.1f} s -> {st['reloads']} reloads"
                 f" (compile median {msf(st['reload_ms_median'])}, max {msf(st['reload_ms_max'])});"
                 f" last write visible {msf(st['end_lag_ms'])} after it; max lag seen {msf(st['max_lag_ms'])}"
                 f" ({st['polls']} polls of the admin /diagnostics; slowest answer {msf(st['max_poll_ms'])})")
@@ -488,6 +581,13 @@ def cmd_report(a):
                              f" sampled max RSS during the storm {mb(peak)}")
         if r.get("end_hwm_kb"):
             lines.append(f"at the end: RSS {mb(r.get('end_rss_kb'))}, VmHWM {mb(r['end_hwm_kb'])}")
+        a0, a1 = r.get("api_start"), r.get("api_end")
+        if a0 and a1:
+            more = {k: a1.get(k, 0) - a0.get(k, 0) for k in ("lists", "list pages", "watches", "gones", "not found")}
+            lines.append(f"API server: {a0.get('lists', 0)} LISTs ({a0.get('list pages', 0)} pages) and"
+                         f" {a0.get('watches', 0)} watches until the first table; after it {more['lists']} LISTs"
+                         f" ({more['list pages']} pages), {more['watches']} watches, {more['gones']} 410 Gone,"
+                         f" {more['not found']} 404s (CRDs not installed, retried)")
         out.extend(lines)
     # Memory per endpoint and per route: RSS = a + b*routes + c*endpoints, from the small run,
     # the big run and big1 (the big routes with one endpoint each).
@@ -541,20 +641,27 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--max-secs", type=float, default=3600)
     s = sub.add_parser("change")
-    for k in ("name", "results", "kind", "dir", "log", "listen", "admin", "scale"):
+    for k in ("name", "results", "kind", "log", "listen", "admin", "scale"):
         s.add_argument("--" + k, required=True)
+    s.add_argument("--dir", help="the manifest directory the changes are written to")
+    s.add_argument("--kube", help="or: the fake API server (http://HOST:PORT) the changes go through")
     s.add_argument("--tls")
     s.add_argument("--certs")
     s.add_argument("--reps", type=int, default=5)
     s.add_argument("--timeout", type=float, default=120)
     s = sub.add_parser("storm")
-    for k in ("name", "results", "dir", "log", "admin", "scale"):
+    for k in ("name", "results", "log", "admin", "scale"):
         s.add_argument("--" + k, required=True)
+    s.add_argument("--dir")
+    s.add_argument("--kube")
     s.add_argument("--pid", type=int, required=True)
     s.add_argument("--rate", type=int, default=100)
     s.add_argument("--secs", type=int, default=30)
     s.add_argument("--services", type=int, default=100)
     s.add_argument("--timeout", type=float, default=300)
+    s = sub.add_parser("apistats")
+    for k in ("name", "results", "kube", "key"):
+        s.add_argument("--" + k, required=True)
     s = sub.add_parser("wrk")
     for k in ("name", "results", "key", "file"):
         s.add_argument("--" + k, required=True)

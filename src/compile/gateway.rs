@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::affinity::cookie::StickyPolicy;
+use crate::compile::assemble::Placement;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef};
 use crate::compile::dialect::gateway as dialect;
 use crate::compile::service::ServiceIndex;
@@ -25,7 +26,8 @@ use crate::route::{PathKind, Route, RouteTable};
 /// The controller name tether's GatewayClasses carry.
 pub const GATEWAY_CONTROLLER: &str = "tether.dev/gateway-controller";
 
-struct Planned {
+struct Planned<'s> {
+    route: &'s Sourced<HttpRoute>,
     object: ObjectRef,
     hosts: Vec<String>,
     path: String,
@@ -50,16 +52,18 @@ pub fn our_gateways(snapshot: &Snapshot) -> impl Iterator<Item = &Sourced<crate:
     snapshot.gateways.iter().filter(move |g| ours.contains(&g.obj.spec.gateway_class_name.as_str()))
 }
 
-/// Adds the HTTPRoutes attached to tether's Gateways to `table`.
-pub fn compile_http_routes(
-    snapshot: &Snapshot,
+/// The HTTPRoutes attached to tether's Gateways, oldest first, to place in `table` (which gets
+/// the HTTPS listeners' certificates).
+pub fn compile_http_routes<'s>(
+    snapshot: &'s Snapshot,
     options: &CompileOptions,
     table: &mut RouteTable,
     diags: &mut Vec<Diagnostic>,
     next: &mut crate::compile::memo::Memo,
-) {
+) -> Vec<Placement<'s>> {
+    let mut placements = Vec::new();
     if snapshot.http_routes.is_empty() {
-        return;
+        return placements;
     }
     // (namespace, name) → the HTTP and HTTPS listeners of tether's Gateways.
     let mut gateways: HashMap<(&str, &str), Vec<&Listener>> = HashMap::new();
@@ -90,7 +94,7 @@ pub fn compile_http_routes(
     // Every kind is ordered the same way before any conflict is resolved (oldest, then
     // namespace/name), so replicas fed in different orders (a reflector's) agree.
     let mut traffic_policies: Vec<_> = snapshot.backend_traffic_policies.iter().collect();
-    traffic_policies.sort_by_cached_key(|p| model::age_key(&p.obj.metadata));
+    traffic_policies.sort_by(|a, b| model::age(&a.obj.metadata).cmp(&model::age(&b.obj.metadata)));
     for p in traffic_policies {
         let ns = model::namespace(&p.obj.metadata).to_owned();
         let Some(sp) = &p.obj.spec.session_persistence else { continue };
@@ -104,7 +108,7 @@ pub fn compile_http_routes(
     }
     let mut planned = Vec::new();
     let mut routes: Vec<_> = snapshot.http_routes.iter().collect();
-    routes.sort_by_cached_key(|r| model::age_key(&r.obj.metadata));
+    routes.sort_by(|a, b| model::age(&a.obj.metadata).cmp(&model::age(&b.obj.metadata)));
     for route in routes {
         plan_route(route, &gateways, &policies, &mut planned, diags);
     }
@@ -140,40 +144,28 @@ pub fn compile_http_routes(
         };
         for host in &p.hosts {
             let sticky = route_sticky(&backend, &p.path, p.sticky.is_some());
+            let route = Route::new(p.object.clone(), host, &p.path, p.kind, backend.clone());
             let route = Route {
-                source: p.object.clone(),
-                host: if host.is_empty() { "*".into() } else { host.clone().into() },
-                path: p.path.clone().into(),
-                kind: p.kind,
-                backend: backend.clone(),
                 sticky,
-                canary: None,
                 conditions: p.conditions.clone(),
                 filters: p.filters.clone(),
                 access: p.access.clone(),
                 regex: regex.clone(),
-                policy: None,
-                stats: Default::default(),
+                ..route
             };
-            if let Err(holder) = table.add(host, Arc::new(route)) {
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "host {host:?} path {} is already served by {}; this rule is ignored there",
-                        p.path, holder.source
-                    ))
-                    .object(&p.object),
-                );
-            }
+            let (age, file) = (model::age(&p.route.obj.metadata), p.route.file.as_ref());
+            placements.push(Placement { age, file, route: Arc::new(route) });
         }
     }
     builder.finish(next);
+    placements
 }
 
-fn plan_route(
-    route: &Sourced<HttpRoute>,
+fn plan_route<'s>(
+    route: &'s Sourced<HttpRoute>,
     gateways: &HashMap<(&str, &str), Vec<&Listener>>,
     policies: &HashMap<(String, String), (&SessionPersistence, ObjectRef)>,
-    planned: &mut Vec<Planned>,
+    planned: &mut Vec<Planned<'s>>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let meta = &route.obj.metadata;
@@ -294,6 +286,7 @@ fn plan_route(
                 continue;
             }
             planned.push(Planned {
+                route,
                 object: object.clone(),
                 hosts: hosts.clone(),
                 path,

@@ -17,6 +17,7 @@ use crate::compile::backend::{
     route_sticky, service_port, BackendAffinity, BackendBuilder, BackendRef, BackendSettings,
 };
 use crate::compile::dialect::kubernetes;
+use crate::compile::assemble::Placement;
 use crate::compile::location;
 use crate::compile::memo::{Front, Memo, RouteInputs, RouteMemo};
 use crate::compile::service::ServiceIndex;
@@ -30,8 +31,9 @@ use crate::route::{Backend, Balance, PathKind, Route, RouteTable};
 use plan::{IngressPlan, PlannedPath, SecretIndex};
 
 /// A planned path on its way to a route (backends need every Ingress's affinity first).
-struct PendingRoute<'p> {
+struct PendingRoute<'p, 's> {
     plan: &'p Arc<IngressPlan>,
+    ingress: &'s Sourced<Ingress>,
     index: usize,
     /// The path's kind after every Ingress's `use-regex`.
     kind: PathKind,
@@ -39,7 +41,7 @@ struct PendingRoute<'p> {
     backend: Cow<'p, BackendRef>,
 }
 
-impl PendingRoute<'_> {
+impl PendingRoute<'_, '_> {
     fn path(&self) -> &PlannedPath {
         &self.plan.paths[self.index]
     }
@@ -54,14 +56,22 @@ fn warn(plan: &IngressPlan, field: &str, reason: String) -> Diagnostic {
     Diagnostic::warning(reason).maybe_file(plan.file.as_ref()).object(&plan.source).field(field)
 }
 
+/// What the Ingresses give: a table with their TLS, default backend and client-certificate
+/// hosts, the routes to place in it (oldest Ingress first), and the Ingresses served.
+pub struct IngressRoutes<'s> {
+    pub table: RouteTable,
+    pub routes: Vec<Placement<'s>>,
+    pub served: Vec<Arc<Ingress>>,
+}
+
 /// `skipped` gets the class of each Ingress left to another controller.
-pub fn compile_ingresses(
-    snapshot: &Snapshot,
+pub fn compile_ingresses<'s>(
+    snapshot: &'s Snapshot,
     options: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
     next: &mut Memo,
     skipped: &mut Vec<String>,
-) -> (RouteTable, Vec<Arc<Ingress>>) {
+) -> IngressRoutes<'s> {
     let services = ServiceIndex::new(snapshot);
     let secrets: SecretIndex<'_> = snapshot
         .secrets
@@ -81,7 +91,7 @@ pub fn compile_ingresses(
         next.plans.insert(key, plan.clone());
         ordered.push((plan, ing));
     }
-    ordered.sort_by(|a, b| a.0.age.cmp(&b.0.age));
+    ordered.sort_by(|a, b| model::age(&a.1.obj.metadata).cmp(&model::age(&b.1.obj.metadata)));
     let tls = compile_tls(&ordered.iter().map(|(_, i)| *i).collect::<Vec<_>>(), &snapshot.secrets, diags);
 
     let mut pending = Vec::new();
@@ -91,7 +101,7 @@ pub fn compile_ingresses(
     let mut default_backend: Option<(ObjectRef, BackendRef, Option<Arc<AccessPolicy>>)> = None;
     // Hosts on which an Ingress sets `use-regex`, and the oldest such Ingress.
     let mut regex_hosts: HashMap<&str, &ObjectRef> = HashMap::new();
-    for (plan, _) in &ordered {
+    for (plan, ingress) in &ordered {
         diags.extend(plan.diagnostics.iter().cloned());
         if let Some(r) = &plan.default_backend {
             let r = r.clone().canonical(&services);
@@ -149,7 +159,7 @@ pub fn compile_ingresses(
                     Some(_) => {}
                 }
             }
-            pending.push(PendingRoute { plan, index, kind: p.kind, backend });
+            pending.push(PendingRoute { plan, ingress, index, kind: p.kind, backend });
         }
     }
 
@@ -173,6 +183,7 @@ pub fn compile_ingresses(
     }
     let mut builder = BackendBuilder::new(Front::Ingress, &services, options, &affinity, &backend_settings);
     let mut table = RouteTable::default();
+    let mut routes = Vec::with_capacity(pending.len());
     // Canaries attach to the main route with the same host, match type and path.
     let (canaries, mains): (Vec<PendingRoute>, Vec<PendingRoute>) =
         pending.into_iter().partition(|p| p.plan.canary.is_some());
@@ -254,18 +265,7 @@ pub fn compile_ingresses(
             // Another CA's routes on the host still check theirs per request (and refuse).
             table.client_auth.entry(path.host_lower.as_str().into()).or_insert_with(|| rule.clone());
         }
-        if let Err(holder) = table.add(&path.host, route) {
-            let host = if path.host.is_empty() { "*" } else { &path.host };
-            diags.push(
-                Diagnostic::warning(format!(
-                    "route {host} {} {} is also defined by the older {}, which wins; this one is ignored",
-                    p.kind.as_str(),
-                    holder.path,
-                    holder.source
-                ))
-                .object(&plan.source),
-            );
-        }
+        routes.push(Placement { age: model::age(&p.ingress.obj.metadata), file: p.ingress.file.as_ref(), route });
     }
     for c in canary_of.into_values() {
         let path = c.path();
@@ -287,36 +287,23 @@ pub fn compile_ingresses(
                     .field("spec.defaultBackend.service"),
             );
         }
-        table.default_route = Some(Arc::new(Route {
-            source,
-            host: "*".into(),
-            path: "/".into(),
-            kind: PathKind::Prefix,
-            backend,
-            sticky: None,
-            canary: None,
-            conditions: None,
-            filters: None,
-            regex: None,
-            policy: None,
-            access: default_access,
-            stats: Default::default(),
-        }));
+        let route = Route::new(source, "*", "/", PathKind::Prefix, backend);
+        table.default_route = Some(Arc::new(Route { access: default_access, ..route }));
     }
     builder.finish(next);
     table.certs = tls.certs;
     let served = ordered.iter().map(|(_, i)| i.obj.clone()).collect();
-    (table, served)
+    IngressRoutes { table, routes, served }
 }
 
 /// Builds the route of a pending path (`None`, with an error, when its regular expression
 /// does not compile).
 fn build_route(
-    p: &PendingRoute<'_>,
+    p: &PendingRoute<'_, '_>,
     backend: Arc<Backend>,
     issues_cookies: bool,
     has_tls: bool,
-    canary: Option<&(PendingRoute<'_>, Arc<Backend>, bool)>,
+    canary: Option<&(PendingRoute<'_, '_>, Arc<Backend>, bool)>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Route> {
     let (plan, path) = (p.plan, p.path());
@@ -349,20 +336,15 @@ fn build_route(
         let wants = filters.as_ref().is_some_and(|f| f.rewrite.is_some());
         wants.then(|| regex::Regex::new(&format!("(?i)^{}", regex::escape(&path.path))).ok()).flatten()
     });
+    let route = Route::new(plan.source.clone(), &path.host, &path.path, p.kind, backend);
     Some(Route {
-        source: plan.source.clone(),
-        host: if path.host.is_empty() { "*".into() } else { path.host.as_str().into() },
-        path: path.path.as_str().into(),
-        kind: p.kind,
-        backend,
         sticky,
         canary,
-        conditions: None,
         filters,
         regex,
         policy: location::policy(&plan.location),
         access: plan.access.clone(),
-        stats: Default::default(),
+        ..route
     })
 }
 

@@ -4,6 +4,8 @@
 //! Keys are addresses of objects the memo itself holds, so none can be freed and reused while
 //! it is a key. Compiling with an empty memo gives the same table (the reuse property test).
 
+use std::collections::hash_map::Entry;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -28,12 +30,61 @@ pub struct Memo {
     /// Every backend built, by the fingerprint of its content: an object parsed again with the
     /// same content (another in its file changed) keeps its backend too.
     pub(crate) by_fingerprint: HashMap<u128, Arc<Backend>>,
+    /// The pods the table's routes reach.
+    pub(crate) pods: PodCount,
 }
 
 impl Memo {
     /// Every backend the compile built or kept (one may appear under several keys).
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.backends.values().map(|m| &m.backend)
+    }
+}
+
+/// Pods (distinct endpoint addresses) over the backends of a table's routes, kept from one
+/// compile to the next so that counting costs per changed backend, not per endpoint: an
+/// EndpointSlice storm over 50,000 endpoints must not hash all of them on every reload.
+#[derive(Default)]
+pub struct PodCount {
+    /// The backends counted, by address (held, so no address is reused while it is a key).
+    backends: HashMap<usize, Arc<Backend>>,
+    /// How many counted backends have each pod.
+    pods: HashMap<SocketAddr, u32>,
+}
+
+impl PodCount {
+    /// The count over `backends`, from the previous compile's.
+    pub fn update<'b>(previous: &PodCount, backends: impl Iterator<Item = &'b Arc<Backend>>) -> PodCount {
+        let mut counted = HashMap::with_capacity_and_hasher(previous.backends.len(), Default::default());
+        for backend in backends {
+            counted.entry(Arc::as_ptr(backend) as usize).or_insert_with(|| backend.clone());
+        }
+        let mut pods = previous.pods.clone();
+        for (address, gone) in &previous.backends {
+            if counted.contains_key(address) {
+                continue;
+            }
+            for endpoint in gone.endpoints.iter() {
+                if let Entry::Occupied(mut n) = pods.entry(endpoint.addr) {
+                    *n.get_mut() -= 1;
+                    if *n.get() == 0 {
+                        n.remove();
+                    }
+                }
+            }
+        }
+        for (address, new) in &counted {
+            if !previous.backends.contains_key(address) {
+                for endpoint in new.endpoints.iter() {
+                    *pods.entry(endpoint.addr).or_default() += 1;
+                }
+            }
+        }
+        PodCount { backends: counted, pods }
+    }
+
+    pub fn count(&self) -> usize {
+        self.pods.len()
     }
 }
 
@@ -124,4 +175,39 @@ pub struct RouteMemo {
     pub canary_plan: Option<Arc<IngressPlan>>,
     pub inputs: RouteInputs,
     pub route: Arc<Route>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{Endpoint, EndpointState};
+
+    fn backend(pods: &[u8]) -> Arc<Backend> {
+        let endpoints = pods
+            .iter()
+            .map(|&p| Endpoint {
+                identity: format!("ns/p{p}:80").into(),
+                addr: format!("127.0.0.{p}:80").parse().unwrap(),
+                state: EndpointState::Ready,
+                digest: p.into(),
+                previous_digest: None,
+                nginx_key: [0; 16],
+                weight: 1,
+                upstream: Default::default(),
+            })
+            .collect();
+        Arc::new(Backend::new("b".into(), endpoints, 0, None, None))
+    }
+
+    #[test]
+    fn pods_shared_by_backends_are_counted_once_and_leave_with_the_last_of_them() {
+        let (a, b, c) = (backend(&[1, 2, 3]), backend(&[3, 4]), backend(&[5]));
+        let first = PodCount::update(&PodCount::default(), [&a, &b, &a].into_iter());
+        assert_eq!(first.count(), 4, "pod 3 is in two backends, a is reached twice");
+        let second = PodCount::update(&first, [&b, &c].into_iter());
+        assert_eq!(second.count(), 3, "a left: 1 and 2 go, 3 stays with b; c brings 5");
+        let third = PodCount::update(&second, std::iter::empty());
+        assert_eq!(third.count(), 0);
+        assert_eq!(PodCount::update(&third, [&a].into_iter()).count(), 3);
+    }
 }

@@ -2,6 +2,7 @@
 //! Every annotation dialect is translated here; the data plane never sees a string.
 
 pub mod access;
+pub mod assemble;
 pub mod backend;
 pub mod dialect;
 pub mod gateway;
@@ -66,10 +67,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut diagnostics = duplicates(snapshot);
     let mut next = memo::Memo::default();
     let mut skipped = Vec::new();
-    let (mut table, ingresses) =
+    let ingress::IngressRoutes { mut table, routes: ingress_routes, served: ingresses } =
         ingress::compile_ingresses(snapshot, options, &mut diagnostics, &mut next, &mut skipped);
-    openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
-    gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
+    let openshift_routes = openshift::compile_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
+    let gateway_routes = gateway::compile_http_routes(snapshot, options, &mut table, &mut diagnostics, &mut next);
+    assemble::place(&mut table, [ingress_routes, openshift_routes, gateway_routes], &mut diagnostics);
     let routes_status = gateway_status::route_statuses(snapshot, &diagnostics);
     let gateways = gateway_status::gateway_statuses(snapshot, &routes_status);
     let status = Arc::new(ApiStatus { ingresses, routes: routes_status, gateways });
@@ -78,12 +80,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         diagnostics.push(no_routes(snapshot, skipped));
     }
     // Pods, not route endpoints: two rules over one Service count its pods once.
-    let mut seen = rustc_hash::FxHashSet::default();
-    let mut pods = rustc_hash::FxHashSet::default();
-    for backend in table.routes().map(|r| &r.backend).filter(|b| seen.insert(Arc::as_ptr(b))) {
-        pods.extend(backend.endpoints.iter().map(|e| e.addr));
-    }
-    let endpoints = pods.len();
+    next.pods = memo::PodCount::update(&options.previous.pods, table.routes().map(|r| &r.backend));
+    let endpoints = next.pods.count();
     Compiled { table: Arc::new(table), diagnostics, routes, endpoints, status, memo: next }
 }
 

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::access::AccessPolicy;
 use crate::affinity::cookie::StickyPolicy;
+use crate::compile::assemble::Placement;
 use crate::compile::backend::{route_sticky, BackendAffinity, BackendBuilder, BackendRef, BackendSettings};
 use crate::compile::dialect::openshift as dialect;
 use crate::compile::dialect::AnnotationReader;
@@ -50,21 +51,23 @@ struct Planned<'a> {
     access: Option<Arc<AccessPolicy>>,
 }
 
-/// Adds the snapshot's Routes to `table` (after the Ingresses: on a conflict the Ingress wins).
-pub fn compile_routes(
-    snapshot: &Snapshot,
+/// The snapshot's Routes, oldest first, to place in `table` (which gets their certificates
+/// and passthrough hosts).
+pub fn compile_routes<'s>(
+    snapshot: &'s Snapshot,
     options: &CompileOptions,
     table: &mut RouteTable,
     diags: &mut Vec<Diagnostic>,
     next: &mut crate::compile::memo::Memo,
-) {
+) -> Vec<Placement<'s>> {
+    let mut placements = Vec::new();
     if snapshot.routes.is_empty() {
-        return;
+        return placements;
     }
     let services = ServiceIndex::new(snapshot);
     let mut routes: Vec<&Sourced<openshift::Route>> = snapshot.routes.iter().collect();
     // Oldest first, as the OpenShift router admits them.
-    routes.sort_by_cached_key(|r| model::age_key(&r.obj.metadata));
+    routes.sort_by(|a, b| model::age(&a.obj.metadata).cmp(&model::age(&b.obj.metadata)));
     let mut affinity: rustc_hash::FxHashMap<BackendRef, BackendAffinity> = Default::default();
     let mut backend_settings: rustc_hash::FxHashMap<BackendRef, BackendSettings> = Default::default();
     let mut planned = Vec::new();
@@ -117,33 +120,18 @@ pub fn compile_routes(
             table.passthrough.entry(p.host.clone().into()).or_insert_with(|| backend.clone());
         }
         let sticky = route_sticky(&backend, "/", p.sticky.is_some());
-        let compiled = Route {
-            source: p.object.clone(),
-            host: p.host.clone().into(),
-            path: p.path.clone().into(),
-            kind: PathKind::Prefix,
-            backend,
+        let route = Route::new(p.object.clone(), &p.host, &p.path, PathKind::Prefix, backend);
+        let route = Route {
             sticky,
-            canary: None,
-            conditions: None,
             filters: p.tls.plain.clone().filter(|f| !f.is_empty()).map(Box::new),
-            regex: None,
-            policy: None,
             access: p.access.clone(),
-            stats: Default::default(),
+            ..route
         };
-        if let Err(holder) = table.add(&p.host, Arc::new(compiled)) {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "host {} path {} is already served by {}; this Route is ignored",
-                    p.host, p.path, holder.source
-                ))
-                .maybe_file(p.route.file.as_ref())
-                .object(&p.object),
-            );
-        }
+        let (age, file) = (model::age(&p.route.obj.metadata), p.route.file.as_ref());
+        placements.push(Placement { age, file, route: Arc::new(route) });
     }
     builder.finish(next);
+    placements
 }
 
 fn plan<'a>(

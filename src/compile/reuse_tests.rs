@@ -217,6 +217,7 @@ fn incremental_compile_gives_the_table_a_full_compile_gives() {
                 panic!("seed {seed} step {step}: reuse changed the table:\n  reused: {g}\n  fresh:  {w}");
             }
             assert_eq!(got.len(), want.len(), "seed {seed} step {step}: reuse changed the routes");
+            assert_eq!(incremental.endpoints, fresh.endpoints, "seed {seed} step {step}: the kept pod count drifted");
             let diags =
                 |c: &crate::compile::Compiled| c.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>();
             assert_eq!(diags(&incremental), diags(&fresh), "seed {seed} step {step}: reuse changed the diagnostics");

@@ -262,6 +262,50 @@ fn conflicting_http_routes_go_to_the_oldest_whatever_the_order() {
 }
 
 #[test]
+fn a_host_and_path_claimed_by_several_kinds_goes_to_the_oldest_object_whatever_its_kind() {
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: tether}\n\
+        spec: {controllerName: tether.dev/gateway-controller}\n---\napiVersion: gateway.networking.k8s.io/v1\n\
+        kind: Gateway\nmetadata: {name: gw}\nspec:\n  gatewayClassName: tether\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
+    let http_route = |created: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: gw-shop, creationTimestamp: \"{created}\"}}\n\
+             spec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [shop.test]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /cart}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"
+        )
+    };
+    let openshift = |created: &str| {
+        format!(
+            "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {{name: os-shop, creationTimestamp: \"{created}\"}}\n\
+             spec:\n  host: shop.test\n  path: /cart\n  to: {{kind: Service, name: web}}\n"
+        )
+    };
+    let ingress = |created: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing-shop, creationTimestamp: \"{created}\"}}\n\
+             spec:\n  ingressClassName: tether\n  rules:\n  - host: shop.test\n    http:\n      paths:\n      - path: /cart\n        \
+             pathType: Prefix\n        backend: {{service: {{name: web, port: {{number: 80}}}}}}\n"
+        )
+    };
+    let years = ["2023-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"];
+    // Each kind takes its turn as the oldest; the files list them in every kind's order.
+    for (oldest, [a, b, c]) in [("Ingress", [0, 1, 2]), ("Route", [1, 0, 2]), ("HTTPRoute", [2, 1, 0])] {
+        let objects = format!(
+            "{gateway}---\n{}---\n{}---\n{}",
+            ingress(years[a]),
+            openshift(years[b]),
+            http_route(years[c])
+        );
+        let c = compiled(&objects, &["tether"]);
+        let r = c.table.find("shop.test", "/cart/items").expect("a route");
+        assert_eq!(r.source.kind.as_str(), oldest, "the oldest object wins, whatever its kind");
+        let lost: Vec<String> =
+            c.diagnostics.iter().map(ToString::to_string).filter(|d| d.contains("which wins")).collect();
+        assert_eq!(lost.len(), 2, "each newer claim is reported once: {lost:?}");
+        assert!(lost.iter().all(|d| d.contains(&format!("is also defined by the older {oldest} "))), "{lost:?}");
+        assert!(lost.iter().all(|d| d.starts_with("warning: t.yaml: ")), "the file of the route left out: {lost:?}");
+    }
+}
+
+#[test]
 fn a_table_without_routes_says_why() {
     let skipped = compiled(&format!("{}---\n{}", ingress("a", "nginx", "", "/"), ingress("b", "nginx", "", "/b")), &[]);
     assert_eq!(skipped.routes, 0);

@@ -96,11 +96,20 @@ pub fn name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")
 }
 
-/// Oldest first: creation time (objects without one, as in plain files, count as newest),
-/// then namespace/name. Conflicts between routing objects go to the oldest.
-pub fn age_key(meta: &ObjectMeta) -> (bool, Option<String>, String, String) {
-    let ts = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
-    (ts.is_none(), ts, namespace(meta).to_owned(), name(meta).to_owned())
+/// An object's place in "oldest first": creation time (objects without one, as in plain
+/// files, count as newest), then namespace/name. Conflicts between routing objects go to the
+/// oldest, whatever their kinds. Borrowed, so sorting by it allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Age<'a> {
+    undated: bool,
+    created: Option<jiff::Timestamp>,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+pub fn age(meta: &ObjectMeta) -> Age<'_> {
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+    Age { undated: created.is_none(), created, namespace: namespace(meta), name: name(meta) }
 }
 
 /// An annotation value, if present.

@@ -62,6 +62,28 @@ pub struct Route {
     pub stats: std::sync::OnceLock<Arc<crate::metrics::RouteStats>>,
 }
 
+impl Route {
+    /// A route with nothing but its place and backend: no affinity, canary, conditions,
+    /// filters, expression, policy or access rules (front ends set what they have).
+    pub fn new(source: ObjectRef, host: &str, path: &str, kind: PathKind, backend: Arc<Backend>) -> Route {
+        Route {
+            source,
+            host: if host.is_empty() { "*".into() } else { host.into() },
+            path: path.into(),
+            kind,
+            backend,
+            sticky: None,
+            canary: None,
+            conditions: None,
+            filters: None,
+            regex: None,
+            policy: None,
+            access: None,
+            stats: Default::default(),
+        }
+    }
+}
+
 /// The paths of one host.
 #[derive(Debug, Default)]
 pub struct HostRoutes {
@@ -178,11 +200,10 @@ impl RouteTable {
         })
     }
 
-    /// The routes of a host as written in an Ingress rule (`""` for any host).
-    /// Places a route under `host` (`""` or `"*"`: any host; `"*.x"`: the subdomains of `x`), or
-    /// returns the route already holding its place.
-    pub fn add(&mut self, host: &str, route: Arc<Route>) -> Result<(), Arc<Route>> {
-        self.host_mut(host).insert(route.clone())?;
+    /// Places a route under its host (`*`: any host; `*.x`: the subdomains of `x`), or returns
+    /// the route already holding its place.
+    pub fn add(&mut self, route: Arc<Route>) -> Result<(), Arc<Route>> {
+        self.host_mut(&route.host).insert(route.clone())?;
         self.all.push(route);
         Ok(())
     }
@@ -277,22 +298,8 @@ mod tests {
     }
 
     fn add(table: &mut RouteTable, host: &str, path: &str, kind: PathKind, to: &str) {
-        let route = Route {
-            source: crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "t", "t"),
-            host: host.into(),
-            path: path.into(),
-            kind,
-            backend: backend(to),
-            sticky: None,
-            canary: None,
-            conditions: None,
-            filters: None,
-            regex: None,
-            policy: None,
-            access: None,
-            stats: Default::default(),
-        };
-        table.add(host, Arc::new(route)).unwrap();
+        let source = crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "t", "t");
+        table.add(Arc::new(Route::new(source, host, path, kind, backend(to)))).unwrap();
     }
 
     fn to(table: &RouteTable, host: &str, path: &str) -> Option<String> {
@@ -390,22 +397,9 @@ mod tests {
     fn same_path_twice_is_a_conflict() {
         let mut t = RouteTable::default();
         add(&mut t, "", "/a/", PathKind::Prefix, "first");
-        let second = Route {
-            source: crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "t", "u"),
-            host: "".into(),
-            path: "/a".into(),
-            kind: PathKind::Prefix,
-            backend: backend("second"),
-            sticky: None,
-            canary: None,
-            conditions: None,
-            filters: None,
-            regex: None,
-            policy: None,
-            access: None,
-            stats: Default::default(),
-        };
-        let holder = t.add("", Arc::new(second)).unwrap_err();
+        let source = crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "t", "u");
+        let second = Route::new(source, "", "/a", PathKind::Prefix, backend("second"));
+        let holder = t.add(Arc::new(second)).unwrap_err();
         assert_eq!(&*holder.backend.name, "first");
     }
 }

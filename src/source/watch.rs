@@ -10,11 +10,12 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// How long the directory must be quiet before a reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A reload never waits longer than this after the first change of a burst, even if the
 /// directory never goes quiet (a rollout rewriting EndpointSlices every few ms, say): a write
-/// is served at most this plus one compile after it lands.
-pub const MAX_DELAY: Duration = Duration::from_millis(200);
+/// is served about this plus one compile after it lands, storm or not (a window that closes
+/// while a reload runs starts the next reload the moment that one ends).
+pub const MAX_DELAY: Duration = Duration::from_millis(150);
 
 /// A running watch; dropping it stops watching.
 pub struct DirWatch {

@@ -35,8 +35,6 @@ pub struct IngressPlan {
     pub ingress: Arc<Ingress>,
     pub file: Option<PathBuf>,
     pub source: ObjectRef,
-    /// Oldest first: (no creation time, creation time, namespace, name).
-    pub age: (bool, Option<String>, String, String),
     pub serves_tls: bool,
     /// The Secrets the access annotations name, as found when planned.
     pub secrets: Vec<NamedSecret>,
@@ -118,7 +116,6 @@ pub fn plan(
         ingress: ing.obj.clone(),
         file: ing.file.clone(),
         source,
-        age: model::age_key(meta),
         serves_tls,
         secrets: Vec::new(),
         diagnostics: Vec::new(),
