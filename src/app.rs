@@ -227,15 +227,14 @@ fn preflight(config: &RunConfig) -> anyhow::Result<()> {
 type KubeChanges = (mpsc::Receiver<()>, Arc<AtomicUsize>);
 
 /// Reloads from the API source: first once every watcher has listed its kind (until then
-/// `/readyz` says no), then after each burst of changes, debounced so an EndpointSlice storm
-/// compiles once.
+/// `/readyz` says no), then after each burst of changes, gathered (`source::gather::API`) so
+/// an EndpointSlice storm compiles once per window.
 async fn kube_reloads(
     mut reloader: Reloader,
     mut changes: mpsc::Receiver<()>,
     unsynced: Arc<AtomicUsize>,
     key_updates: Option<mpsc::Receiver<CookieKeys>>,
 ) {
-    const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
     while unsynced.load(Ordering::SeqCst) > 0 {
         if changes.recv().await.is_none() {
             return;
@@ -246,11 +245,9 @@ async fn kube_reloads(
     loop {
         tokio::select! {
             change = changes.recv() => {
-                if change.is_none() {
+                if change.is_none() || !crate::source::gather::API.rest_of_burst(&mut changes).await {
                     return;
                 }
-                tokio::time::sleep(DEBOUNCE).await;
-                while changes.try_recv().is_ok() {}
             }
             Some(keys) = async { match key_updates.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 reloader.set_keys(keys);

@@ -9,10 +9,10 @@ Kubernetes API (what kube-rs' watcher and tether's leader election request):
   LIST   GET /api/v1/PLURAL, /apis/G/V/PLURAL, also /namespaces/NS/PLURAL: JSON with
          metadata.resourceVersion, paged by `limit`/`continue` (kube-rs asks 500 at a time),
          fieldSelector on type, metadata.name and metadata.namespace
-  WATCH  the same with watch=true: newline-delimited JSON events (ADDED, MODIFIED, DELETED,
-         BOOKMARK) in a chunked response, from the requested resourceVersion on; closed after
-         timeoutSeconds, as the real server does; 410 Gone (an ERROR event) from a
-         resourceVersion older than the loaded state
+  WATCH  the same with watch=true: newline-delimited JSON events (ADDED, MODIFIED, BOOKMARK)
+         in a chunked response, from the requested resourceVersion on; closed after
+         timeoutSeconds (or --watch-timeout, if shorter), as the real server does; 410 Gone (an
+         ERROR event) from a resourceVersion older than the loaded state
   GET one object; POST create, PUT replace (409 on a stale resourceVersion: the Lease
          compare-and-swap), PUT/PATCH .../status (200 with the object); discovery documents.
   Anything else: 404 with a Status, never a crash.
@@ -22,7 +22,8 @@ Control interface for the driver:
                         interested in it has written and flushed the event:
                         {"type", "resourceVersion", "watchers": N, "sent": [time.time() of each
                         flush]}
-  GET  /__bench/stats   requests by kind: LISTs (pages), watches started, 410s, status writes
+  GET  /__bench/stats   counters: requests by method and path, LISTs (and pages), watches
+                        started, 410s, 404s, status writes
 
 The kubeconfig is written once the manifests are loaded and the port is bound: its appearance
 means "ready". The log (one line per request) shows what tether asked for.
@@ -57,7 +58,6 @@ KINDS = {
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
 }
 COLLECTIONS = {prefix + "/" + plural: (kind, namespaced) for kind, (prefix, plural, namespaced) in KINDS.items()}
-WATCH_TIMEOUT = 290  # kube-rs' default timeoutSeconds; a real server closes the watch then
 APPLY_WAIT = 10.0  # how long /__bench/apply waits for the watches to flush its event
 
 
@@ -236,6 +236,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     state: State = None
     log = None
+    # The latest a watch is closed (--watch-timeout); kube-rs asks 290 s with timeoutSeconds.
+    watch_timeout = 1800
 
     def log_message(self, fmt, *args):  # one line per request to --log, not stderr
         if self.log:
@@ -356,7 +358,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.state
         selected = selector(namespace, query.get("fieldSelector"))
         since = int(query.get("resourceVersion") or 0)
-        deadline = time.monotonic() + min(int(query.get("timeoutSeconds") or WATCH_TIMEOUT), WATCH_TIMEOUT)
+        deadline = time.monotonic() + min(int(query.get("timeoutSeconds") or 1800), self.watch_timeout)
         w = Watch(collection, selected)
         with st.lock:
             st.stats["watches"] += 1
@@ -400,7 +402,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def write(self, method, collection, namespace, name, sub, body):
-        """Writes from tether: the Lease (create, replace) and status (replace, merge patch)."""
+        """Writes from tether: the Lease (create, replace) and status (PUT or PATCH: the
+        status sent replaces the stored one)."""
         st = self.state
         try:
             incoming = json.loads(body or b"{}")
@@ -481,6 +484,8 @@ def main():
     p.add_argument("--kubeconfig", required=True, help="written (atomically) once ready")
     p.add_argument("--listen", default="127.0.0.20:0", help="loopback address; port 0 = any free port")
     p.add_argument("--log", help="one line per request")
+    p.add_argument("--watch-timeout", type=float, default=1800,
+                   help="seconds before a watch is closed at the latest (else the client's timeoutSeconds: 290 for kube-rs)")
     a = p.parse_args()
     state = State()
     t0 = time.monotonic()
@@ -488,6 +493,7 @@ def main():
     host, port = a.listen.rsplit(":", 1)
     Handler.state = state
     Handler.log = open(a.log, "a") if a.log else None
+    Handler.watch_timeout = a.watch_timeout
     server = Server((host, int(port)), Handler)
     url = "http://%s:%d" % server.server_address[:2]
     tmp = a.kubeconfig + ".tmp"

@@ -520,7 +520,8 @@ def cmd_report(a):
                " VmRSS (nginx: master + 1 worker) a few seconds after serving")
     if any(f"tether-kube-{s}" in d for s in scales):
         out.append("# tether --kube = the same objects served by the fake API server (bench/scale/apiserver.py); its"
-                   " start→serving includes the LISTs (500 objects a page) and the first compile")
+                   " start→serving includes the LISTs (500 objects a page) and the first compile, which has no YAML to read"
+                   " (kube-rs decoded the objects while listing)")
     # tether: changes and storm, from the files and from the API.
     runs = [(s, kube) for s in scales for kube in (False, True) if f"tether-{'kube-' if kube else ''}{s}" in d]
     for s, kube in runs:

@@ -24,16 +24,13 @@ pub struct Placement<'s> {
 /// already oldest first (they order their objects so), so this merges rather than sorts: a
 /// reload over thousands of routes pays no comparison when one kind is in use. On equal ages
 /// the earlier list wins (an Ingress before a Route before an HTTPRoute of the same name).
-pub fn place<'s, const N: usize>(
-    table: &mut RouteTable,
-    fronts: [Vec<Placement<'s>>; N],
-    diags: &mut Vec<Diagnostic>,
-) {
+pub fn place<'s, const N: usize>(table: &mut RouteTable, fronts: [Vec<Placement<'s>>; N], diags: &mut Vec<Diagnostic>) {
     debug_assert!(fronts.iter().all(|f| f.is_sorted_by(|a, b| a.age <= b.age)), "a front end is not oldest first");
     let mut fronts = fronts.map(|f| f.into_iter().peekable());
     loop {
         // `min_by_key` keeps the first of equal minima: the earlier front end.
-        let oldest = fronts.iter_mut().enumerate().filter_map(|(i, f)| Some((i, f.peek()?.age))).min_by_key(|(_, age)| *age);
+        let oldest =
+            fronts.iter_mut().enumerate().filter_map(|(i, f)| Some((i, f.peek()?.age))).min_by_key(|(_, age)| *age);
         let Some((i, _)) = oldest else { return };
         let placement = fronts[i].next().expect("just peeked");
         if let Err(holder) = table.add(placement.route.clone()) {

@@ -13,11 +13,11 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::access::AccessPolicy;
 use crate::affinity::cookie::RouteSticky;
+use crate::compile::assemble::Placement;
 use crate::compile::backend::{
     route_sticky, service_port, BackendAffinity, BackendBuilder, BackendRef, BackendSettings,
 };
 use crate::compile::dialect::kubernetes;
-use crate::compile::assemble::Placement;
 use crate::compile::location;
 use crate::compile::memo::{Front, Memo, RouteInputs, RouteMemo};
 use crate::compile::service::ServiceIndex;

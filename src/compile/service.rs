@@ -1,13 +1,13 @@
 //! Service ports and their endpoints: resolves an Ingress backend (`service.name` +
 //! `port.number|name`) to pod addresses through EndpointSlices (or legacy Endpoints).
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::model::{self, Snapshot, Sourced};
 use crate::route::EndpointState;
@@ -42,18 +42,19 @@ pub struct Resolved {
 
 impl<'a> ServiceIndex<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
-        let mut services = HashMap::new();
+        let mut services = HashMap::with_capacity_and_hasher(snapshot.services.len(), Default::default());
         for s in &snapshot.services {
             services.insert((model::namespace(&s.obj.metadata), model::name(&s.obj.metadata)), s);
         }
-        let mut slices: HashMap<_, Vec<_>> = HashMap::new();
+        let mut slices: HashMap<_, Vec<_>> =
+            HashMap::with_capacity_and_hasher(snapshot.endpoint_slices.len(), Default::default());
         for s in &snapshot.endpoint_slices {
             let meta = &s.obj.metadata;
             if let Some(svc) = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
                 slices.entry((model::namespace(meta), svc.as_str())).or_default().push(&s.obj);
             }
         }
-        let mut endpoints = HashMap::new();
+        let mut endpoints = HashMap::default();
         for e in &snapshot.endpoints {
             endpoints.insert((model::namespace(&e.obj.metadata), model::name(&e.obj.metadata)), &e.obj);
         }
@@ -105,7 +106,7 @@ impl<'a> ServiceIndex<'a> {
             legacy_endpoints(ns, legacy, port_name, &mut endpoints, &mut problems);
         }
         // The same pod can briefly appear in two slices; keep it once.
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         endpoints.retain(|e| seen.insert(e.addr));
         endpoints.sort_by(|a, b| a.identity.cmp(&b.identity));
         Ok(Resolved { port: svc_port.port, endpoints, problems })

@@ -288,12 +288,8 @@ fn a_host_and_path_claimed_by_several_kinds_goes_to_the_oldest_object_whatever_i
     let years = ["2023-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"];
     // Each kind takes its turn as the oldest; the files list them in every kind's order.
     for (oldest, [a, b, c]) in [("Ingress", [0, 1, 2]), ("Route", [1, 0, 2]), ("HTTPRoute", [2, 1, 0])] {
-        let objects = format!(
-            "{gateway}---\n{}---\n{}---\n{}",
-            ingress(years[a]),
-            openshift(years[b]),
-            http_route(years[c])
-        );
+        let objects =
+            format!("{gateway}---\n{}---\n{}---\n{}", ingress(years[a]), openshift(years[b]), http_route(years[c]));
         let c = compiled(&objects, &["tether"]);
         let r = c.table.find("shop.test", "/cart/items").expect("a route");
         assert_eq!(r.source.kind.as_str(), oldest, "the oldest object wins, whatever its kind");

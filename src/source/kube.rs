@@ -281,6 +281,11 @@ struct Watchers {
     problems: Arc<Problems>,
 }
 
+/// The wait after a list or watch refused (403, or 404 for a CRD not installed), doubled at
+/// each refusal in a row up to the maximum, and started over once the kind is listed.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Watchers {
     /// A built-in kind (its k8s-openapi type names it).
     fn watch<K>(&self, api: Api<K>, config: watcher::Config) -> Store<K>
@@ -314,10 +319,12 @@ impl Watchers {
         unsynced.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let mut synced = false;
+            let mut retry = RETRY_FIRST;
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::InitDone) => {
+                        retry = RETRY_FIRST;
                         forget(&problems, &resource);
                         if !synced {
                             synced = true;
@@ -349,6 +356,15 @@ impl Watchers {
                                 unsynced.fetch_sub(1, Ordering::SeqCst);
                                 let _ = tx.try_send(());
                             }
+                        }
+                        // kube's own backoff starts over at every restart of the watcher (which
+                        // begins with an event of its own), so alone it retries a missing CRD
+                        // or a forbidden kind about once a second for ever: every replica would
+                        // keep asking the API server. The stream is not polled while this waits.
+                        // (Other errors, a 410 Gone or a dropped connection, retry at once.)
+                        if matches!(code, Some(403 | 404)) {
+                            tokio::time::sleep(retry).await;
+                            retry = (retry * 2).min(RETRY_MAX);
                         }
                     }
                 }

@@ -1,6 +1,7 @@
 //! Configuration sources. A source only produces a [`crate::model::Snapshot`].
 
 pub mod files;
+pub mod gather;
 pub mod kinds;
 pub mod kube;
 pub mod parse;

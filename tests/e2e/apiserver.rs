@@ -68,6 +68,8 @@ struct State {
     /// LIST requests answered, and watches refused with 410 Gone.
     lists: usize,
     gones: usize,
+    /// Requests answered 404 for a CRD not installed or 403 for a forbidden kind.
+    refusals: usize,
     /// Every access as RBAC sees it: (verb, API group, resource[/subresource]).
     accesses: HashSet<(String, String, String)>,
 }
@@ -174,6 +176,11 @@ impl ApiServer {
     pub fn lists_and_gones(&self) -> (usize, usize) {
         let st = self.state.lock().unwrap();
         (st.lists, st.gones)
+    }
+
+    /// Requests refused so far (404 for a missing CRD, 403 for a forbidden kind).
+    pub fn refusals(&self) -> usize {
+        self.state.lock().unwrap().refusals
     }
 
     /// How many status writes tether made.
@@ -344,9 +351,11 @@ fn handle(
     let mut st = state.lock().unwrap();
     let custom = key.starts_with("/apis/gateway.") || key.starts_with("/apis/route.openshift.io");
     if custom && !st.crds {
+        st.refusals += 1;
         return respond(404, status(404, "NotFound", "the server could not find the requested resource"));
     }
     if st.forbidden.contains(&key) {
+        st.refusals += 1;
         return respond(403, status(403, "Forbidden", &format!("{plural} is forbidden: User cannot list resource")));
     }
     let selected = |o: &Value| {

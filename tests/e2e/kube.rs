@@ -120,6 +120,34 @@ async fn a_forbidden_kind_is_reported_and_the_rest_is_served() {
     assert!(t.proc.stderr_text().contains("secrets"), "the log names the resource");
 }
 
+/// A kind the API server refuses (a CRD not installed, a kind RBAC forbids) is asked for again
+/// less and less often, not every second for ever: each replica would keep loading the API
+/// server. Five CRD kinds and Secrets are refused here.
+#[tokio::test]
+async fn refused_kinds_are_retried_with_a_growing_wait() {
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = start_pods("kr", 1);
+    api.apply(&service_yaml("web"));
+    api.apply(&slice_yaml("web", &[&pods[0]]));
+    api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
+    api.forbid("v1", "Secret");
+    let started = std::time::Instant::now();
+    let t = start(&api, &dir).await;
+    assert_eq!(get(&no_jar(), &t.url("/")).await.status, 200);
+    let kinds = api.refusals();
+    assert!(kinds >= 6, "each refused kind was asked for at start: {kinds}");
+    // Long enough for a once-a-second retry to show: about 10 refusals per kind.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let (refusals, secs) = (api.refusals(), started.elapsed().as_secs_f64());
+    // Waits of 1, 2, 4, 8 s (plus kube's own 0.8 s backoff) give at most 1 + log2(secs) + 1
+    // requests per kind; a fixed 1 s retry gives about `secs`.
+    let bound = kinds * (2 + secs.log2().ceil() as usize);
+    assert!(refusals <= bound, "{refusals} refused requests in {secs:.1} s for {kinds} kinds (at most {bound})");
+    assert!(refusals > kinds, "still retried (a CRD installed later is picked up): {refusals}");
+    drop(t);
+}
+
 /// With the CRDs installed, HTTPRoutes (with sessionPersistence) and OpenShift Routes come from
 /// the API too, through the same types as the manifest files.
 #[tokio::test]
