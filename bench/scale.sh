@@ -12,17 +12,17 @@
 #   SCALE=small bench/scale.sh         only the small configuration (quick); SCALE=big: only big
 #   TETHER_BIN=/path/to/tether bench/scale.sh      a given binary instead of building
 #   REPS=5 STORM_SECS=30 STORM_RATE=100 COMPARE=1 (haproxy/nginx side by side) KEEP_WORK=0
-#   KUBE=1   also tether's Kubernetes API source: the same objects (fresh) served by a fake API
-#            server (bench/scale/apiserver.py), `tether run --kube` against it; start to serving,
-#            the same changes through the API (served counted from the watch event), and the
-#            storm as API updates (without wrk). Not for big1.
+#   KUBE=1   (default) also tether's Kubernetes API source: the same objects (fresh) served by a
+#            fake API server (bench/scale/apiserver.py), `tether run --kube` against it; start to
+#            serving, the same changes through the API (served counted from the watch event), and
+#            the storm as API updates (with wrk, as for files). Not for big1. KUBE=0: files only.
 #
 # Generators and measurements live in bench/scale/ (gen.py, drive.py). Table in bench/results/.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SCALE=${SCALE:-both} REPS=${REPS:-5} STORM_SECS=${STORM_SECS:-30} STORM_RATE=${STORM_RATE:-100}
-COMPARE=${COMPARE:-1} KEEP_WORK=${KEEP_WORK:-0} KUBE=${KUBE:-0}
+COMPARE=${COMPARE:-1} KEEP_WORK=${KEEP_WORK:-0} KUBE=${KUBE:-1}
 PORT=18600 TLS=18601 ADMIN=18602 HAPROXY=18603 NGINX=18604 POD=18611   # pods on 127.0.0.11-13
 case $SCALE in small) scales=(small) ;; big) scales=(big) ;; both) scales=(small big1 big) ;;
   *) echo "SCALE is small, big or both" >&2; exit 2 ;; esac
@@ -89,6 +89,25 @@ changes() {  # changes NAME LOG SCALE --dir DIR | --kube URL: the one-object cha
   done
 }
 
+storm() {  # storm NAME LOG SCALE PID SOURCE-ARGS...: the EndpointSlice storm with wrk running
+  # wrk replays one sticky cookie on the steady route. A storm-free wrk run first gives
+  # tether's CPU per request, to tell proxying from reloading in the storm's CPU.
+  local name=$1 log=$2 s=$3 tpid=$4 cookie wpid; shift 4
+  local wrk=(wrk -t2 -c16 -s "$HERE/conf/wrk-report.lua" -H "Host: steady.scale.test")
+  cookie=$(curl -s -o /dev/null -D - -H 'Host: steady.scale.test' "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
+  [[ $cookie == route=* ]] || { echo "tether gave no sticky cookie for the steady route" >&2; return 1; }
+  wrk+=(-H "Cookie: $cookie")
+  drive cpu --pid "$tpid" >"$work/cpu"
+  "${wrk[@]}" -d10s "http://127.0.0.1:$PORT/" >"$work/wrk-base.txt" 2>&1
+  drive cpu --pid "$tpid" >>"$work/cpu"
+  drive wrk --name "$name" --results "$results" --key wrk_base --file "$work/wrk-base.txt" --cpu-file "$work/cpu"
+  "${wrk[@]}" -d"${STORM_SECS}s" "http://127.0.0.1:$PORT/" >"$work/wrk-storm.txt" 2>&1 & wpid=$!; pids+=($wpid)
+  drive storm --name "$name" --results "$results" "$@" --log "$log" --admin "127.0.0.1:$ADMIN" \
+    --scale "$s" --pid "$tpid" --rate "$STORM_RATE" --secs "$STORM_SECS"
+  wait "$wpid" || true
+  drive wrk --name "$name" --results "$results" --key wrk_storm --file "$work/wrk-storm.txt"
+}
+
 run_tether() {  # run_tether SCALE
   local s=$1 m=$work/$1/m log=$work/$1/tether.log tpid
   manifests "$s" "$m"
@@ -103,21 +122,7 @@ run_tether() {  # run_tether SCALE
   drive mem --name "tether-$s" --pid "$tpid" --settle 3 --results "$results"
   if [[ $s != big1 ]]; then  # big1 only gives its memory at rest (per-route cost)
     changes "tether-$s" "$log" "$s" --dir "$m"
-    # Storm, with wrk on the steady route replaying one sticky cookie. A storm-free wrk run
-    # first gives tether's CPU per request, to tell proxying from reloading in the storm's CPU.
-    local cookie wrk=(wrk -t2 -c16 -s "$HERE/conf/wrk-report.lua" -H "Host: steady.scale.test")
-    cookie=$(curl -s -o /dev/null -D - -H 'Host: steady.scale.test' "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
-    [[ $cookie == route=* ]] || { echo "tether gave no sticky cookie for the steady route" >&2; return 1; }
-    wrk+=(-H "Cookie: $cookie")
-    drive cpu --pid "$tpid" >"$work/cpu"
-    "${wrk[@]}" -d10s "http://127.0.0.1:$PORT/" >"$work/wrk-base.txt" 2>&1
-    drive cpu --pid "$tpid" >>"$work/cpu"
-    drive wrk --name "tether-$s" --results "$results" --key wrk_base --file "$work/wrk-base.txt" --cpu-file "$work/cpu"
-    "${wrk[@]}" -d"${STORM_SECS}s" "http://127.0.0.1:$PORT/" >"$work/wrk-storm.txt" 2>&1 & local wpid=$!; pids+=($wpid)
-    drive storm --name "tether-$s" --results "$results" --dir "$m" --log "$log" --admin "127.0.0.1:$ADMIN" \
-      --scale "$s" --pid "$tpid" --rate "$STORM_RATE" --secs "$STORM_SECS"
-    wait "$wpid" || true
-    drive wrk --name "tether-$s" --results "$results" --key wrk_storm --file "$work/wrk-storm.txt"
+    storm "tether-$s" "$log" "$s" "$tpid" --dir "$m"
     drive mem --name "tether-$s" --pid "$tpid" --prefix end_ --results "$results"
   fi
   stop "$tpid"
@@ -143,8 +148,7 @@ run_kube() {  # run_kube SCALE: the same cluster (generated afresh) through the 
   drive sample --pid "$tpid" --out "$work/samples-kube-$s" & pids+=($!)
   drive mem --name "tether-kube-$s" --pid "$tpid" --settle 3 --results "$results"
   changes "tether-kube-$s" "$log" "$s" --kube "$api"
-  drive storm --name "tether-kube-$s" --results "$results" --kube "$api" --log "$log" --admin "127.0.0.1:$ADMIN" \
-    --scale "$s" --pid "$tpid" --rate "$STORM_RATE" --secs "$STORM_SECS"
+  storm "tether-kube-$s" "$log" "$s" "$tpid" --kube "$api"
   drive mem --name "tether-kube-$s" --pid "$tpid" --prefix end_ --results "$results"
   drive apistats --name "tether-kube-$s" --results "$results" --kube "$api" --key api_end
   stop "$tpid"
