@@ -1,7 +1,7 @@
 //! Ingress objects → routes. Each Ingress is planned on its own (`plan.rs`, kept across
-//! compiles while it does not change); here the plans meet: oldest first, rules from all
-//! Ingresses merge, a conflict goes to the oldest object (creation time, then namespace/name)
-//! and the loser gets a diagnostic.
+//! compiles while it does not change); here the plans meet, oldest first: rules from all
+//! Ingresses merge, backends get the oldest Ingress's settings, canaries find their main
+//! routes. The routes go to `assemble`, where a host and path go to the oldest object.
 
 pub mod plan;
 
