@@ -92,7 +92,7 @@ changes() {  # changes NAME LOG SCALE --dir DIR | --kube URL: the one-object cha
 storm() {  # storm NAME LOG SCALE PID SOURCE-ARGS...: the EndpointSlice storm with wrk running
   # wrk replays one sticky cookie on the steady route. A storm-free wrk run first gives
   # tether's CPU per request, to tell proxying from reloading in the storm's CPU.
-  local name=$1 log=$2 s=$3 tpid=$4 cookie wpid; shift 4
+  local name=$1 log=$2 s=$3 tpid=$4 cookie wpid spid; shift 4
   local wrk=(wrk -t2 -c16 -s "$HERE/conf/wrk-report.lua" -H "Host: steady.scale.test")
   cookie=$(curl -s -o /dev/null -D - -H 'Host: steady.scale.test' "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
   [[ $cookie == route=* ]] || { echo "tether gave no sticky cookie for the steady route" >&2; return 1; }
@@ -101,9 +101,14 @@ storm() {  # storm NAME LOG SCALE PID SOURCE-ARGS...: the EndpointSlice storm wi
   "${wrk[@]}" -d10s "http://127.0.0.1:$PORT/" >"$work/wrk-base.txt" 2>&1
   drive cpu --pid "$tpid" >>"$work/cpu"
   drive wrk --name "$name" --results "$results" --key wrk_base --file "$work/wrk-base.txt" --cpu-file "$work/cpu"
-  "${wrk[@]}" -d"${STORM_SECS}s" "http://127.0.0.1:$PORT/" >"$work/wrk-storm.txt" 2>&1 & wpid=$!; pids+=($wpid)
+  # wrk starts once the storm's writes are prepared, a second before the first, and runs until
+  # a little after the last: every write lands under load.
+  rm -f "$work/storm-ready"
   drive storm --name "$name" --results "$results" "$@" --log "$log" --admin "127.0.0.1:$ADMIN" \
-    --scale "$s" --pid "$tpid" --rate "$STORM_RATE" --secs "$STORM_SECS"
+    --scale "$s" --pid "$tpid" --rate "$STORM_RATE" --secs "$STORM_SECS" --ready "$work/storm-ready" & spid=$!; pids+=($spid)
+  until [[ -f $work/storm-ready ]]; do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+  "${wrk[@]}" -d"$((STORM_SECS + 3))s" "http://127.0.0.1:$PORT/" >"$work/wrk-storm.txt" 2>&1 & wpid=$!; pids+=($wpid)
+  wait "$spid"
   wait "$wpid" || true
   drive wrk --name "$name" --results "$results" --key wrk_storm --file "$work/wrk-storm.txt"
 }

@@ -378,6 +378,10 @@ def cmd_storm(a):
     if base is None:
         sys.exit("no endpoint count on /diagnostics")
     offset, _ = reloads(a.log, 0)
+    if a.ready:
+        # scale.sh starts wrk now, so that wrk covers the writes and not their preparation.
+        open(a.ready, "w").close()
+        time.sleep(1.0)
     cpu0, w0 = proc_stat_cpu(a.pid), time.time()
     written = []  # wall-clock time of each write (of its watch event with --kube)
     lag = {"max": 0.0, "polls": 0, "slow_polls": 0, "max_poll_ms": 0.0}
@@ -561,9 +565,11 @@ def cmd_report(a):
             wrk = r.get("wrk_storm") or {}
             failed = int(wrk.get("sock_errors", 0) + wrk.get("non2xx", 0)) if wrk else None
             proxy_cpu = None
-            if base.get("requests") and wrk.get("requests") and base.get("cpu_s") is not None:
+            if base.get("requests") and wrk.get("rps") and base.get("cpu_s") is not None and st.get("end_lag_ms"):
+                # wrk runs a little longer than the storm (from before the first write to after
+                # the last is visible): its rate over the storm's window, not its whole count.
                 per_req = base["cpu_s"] / base["requests"]
-                proxy_cpu = wrk["requests"] * per_req
+                proxy_cpu = wrk["rps"] * (st["write_secs"] + st["end_lag_ms"] / 1000) * per_req
             lines.append(
                 f"storm: {st['writes']:,} EndpointSlice {'updates through the API' if kube else 'writes'} in {st['write_secs']:.1f} s -> {st['reloads']} reloads"
                 f" (compile median {msf(st['reload_ms_median'])}, max {msf(st['reload_ms_max'])});"
@@ -660,6 +666,7 @@ def main():
     s.add_argument("--secs", type=int, default=30)
     s.add_argument("--services", type=int, default=100)
     s.add_argument("--timeout", type=float, default=300)
+    s.add_argument("--ready", help="a file created once the writes are prepared (wrk starts then)")
     s = sub.add_parser("apistats")
     for k in ("name", "results", "kube", "key"):
         s.add_argument("--" + k, required=True)
