@@ -56,6 +56,8 @@ pub struct RunConfig {
     /// `off`, `stdout`, `stderr` or a file.
     pub access_log: String,
     pub access_log_format: crate::access_log::Format,
+    /// Routes with series of their own on `/metrics`; the rest are summed into one.
+    pub metrics_max_routes: usize,
 }
 
 /// A started proxy: where it listens.
@@ -101,7 +103,7 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
     };
     let upstreams = Arc::new(UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle));
     let access_log = crate::access_log::AccessLog::open(&config.access_log, config.access_log_format)?;
-    let telemetry = Telemetry::leak(Metrics::new(config.workers), access_log);
+    let telemetry = Telemetry::leak(Metrics::new(config.workers, config.metrics_max_routes), access_log);
     let proxy = Arc::new(ProxyState {
         table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
         accept_nginx_cookies: config.accept_nginx_cookies,

@@ -150,6 +150,10 @@ struct ProxyArgs {
     /// Access-log line format: one JSON object, or nginx's combined format.
     #[arg(long, value_enum, default_value = "json")]
     access_log_format: tether::AccessLogFormat,
+    /// Routes with series of their own on /metrics, the busiest first; the others are summed
+    /// into one series labelled "(other routes)", so a scrape stays bounded.
+    #[arg(long, default_value_t = 1000)]
+    metrics_max_routes: usize,
 }
 
 #[derive(Args)]
@@ -303,6 +307,7 @@ impl ProxyArgs {
                 .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             access_log: self.access_log,
             access_log_format: self.access_log_format,
+            metrics_max_routes: self.metrics_max_routes,
         })
     }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::stats::{AffinityOutcome, HistogramSnapshot, RouteStats, METHODS, STATUS_CLASSES};
+use crate::metrics::stats::{AffinityOutcome, HistogramSnapshot, RouteStats, RouteTotals, METHODS, STATUS_CLASSES};
 use crate::metrics::Metrics;
 use crate::proxy::forward::ProxyState;
 use crate::route::EndpointState;
@@ -94,65 +94,99 @@ fn histogram(
     Ok(())
 }
 
+/// The labels of the one series that sums the routes past the cap.
+const OTHER_ROUTES: [(&str, &str); 5] =
+    [("kind", ""), ("namespace", ""), ("ingress", "(other routes)"), ("host", "(other routes)"), ("service", "")];
+
+/// The route series to show: at most `cap` routes, the busiest (most requests) first, each with
+/// its own labels; the rest as one sum labelled `(other routes)`, so a scrape stays bounded on a
+/// cluster of thousands of Ingresses. Requests no route matched are always their own series.
+fn route_series<'a>(
+    routes: &'a [Arc<RouteStats>],
+    unmatched: &'a RouteStats,
+    cap: usize,
+) -> Vec<(Labels<'a>, RouteTotals)> {
+    let mut series: Vec<(Labels<'a>, RouteTotals)> = routes.iter().map(|r| (route_labels(r), r.totals())).collect();
+    if series.len() > cap {
+        let mut ranked: Vec<(usize, (Labels<'a>, RouteTotals))> = series.into_iter().enumerate().collect();
+        // Stable: among equally busy routes, the earlier (label order) stays.
+        ranked.sort_by_key(|(_, (_, t))| std::cmp::Reverse(t.requests_total()));
+        let mut others = RouteTotals::default();
+        for (_, (_, t)) in ranked.drain(cap..) {
+            others.add(&t);
+        }
+        ranked.sort_by_key(|(i, _)| *i);
+        series = ranked.into_iter().map(|(_, s)| s).collect();
+        series.push((OTHER_ROUTES.to_vec(), others));
+    }
+    series.push((route_labels(unmatched), unmatched.totals()));
+    series
+}
+
+fn with<'a>(labels: &Labels<'a>, more: &[(&'static str, &'a str)]) -> Labels<'a> {
+    let mut labels = labels.clone();
+    labels.extend_from_slice(more);
+    labels
+}
+
 impl prometheus_client::collector::Collector for TetherCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let m = self.metrics;
         let routes = m.route_series();
-        let all: Vec<&RouteStats> = routes.iter().map(|r| &**r).chain(std::iter::once(&m.unmatched)).collect();
+        let series = route_series(&routes, &m.unmatched, m.max_route_series);
 
         let mut requests = Vec::new();
         let mut decisions = Vec::new();
-        for stats in &all {
+        let mut denials = Vec::new();
+        for (labels, t) in &series {
             for (mi, method) in METHODS.iter().enumerate() {
                 for (ci, class) in STATUS_CLASSES.iter().enumerate() {
-                    let n = stats.requests(mi, ci);
-                    if n > 0 {
-                        let mut labels = route_labels(stats);
-                        labels.extend([("method", *method), ("status", *class)]);
-                        requests.push((labels, n));
+                    if t.requests[mi][ci] > 0 {
+                        requests.push((with(labels, &[("method", method), ("status", class)]), t.requests[mi][ci]));
                     }
                 }
             }
             for outcome in AffinityOutcome::all() {
-                let n = stats.decisions(outcome);
-                if n > 0 {
-                    let mut labels = route_labels(stats);
-                    labels.push(("decision", outcome.as_str()));
-                    decisions.push((labels, n));
+                if t.decisions[outcome.index()] > 0 {
+                    decisions.push((with(labels, &[("decision", outcome.as_str())]), t.decisions[outcome.index()]));
+                }
+            }
+            for denial in crate::access::Denial::ALL {
+                if t.denials[denial.index()] > 0 {
+                    denials.push((with(labels, &[("reason", denial.as_str())]), t.denials[denial.index()]));
                 }
             }
         }
         counter(&mut encoder, "tether_requests", "Requests answered, by route, method and status class", &requests)?;
-        let durations: Vec<_> =
-            all.iter().map(|s| (route_labels(s), s.duration())).filter(|(_, h)| h.count > 0).collect();
+        let histograms = |read: fn(&RouteTotals) -> &HistogramSnapshot| -> Vec<(Labels<'_>, HistogramSnapshot)> {
+            series.iter().filter(|(_, t)| read(t).count > 0).map(|(l, t)| (l.clone(), read(t).clone())).collect()
+        };
         histogram(
             &mut encoder,
             "tether_request_duration_seconds",
             "Time from the request head to the end of the response",
-            &durations,
+            &histograms(|t| &t.duration),
         )?;
-        let upstream: Vec<_> =
-            routes.iter().map(|s| (route_labels(s), s.upstream())).filter(|(_, h)| h.count > 0).collect();
         histogram(
             &mut encoder,
             "tether_upstream_response_seconds",
             "Time from the request head to the pod's response head",
-            &upstream,
+            &histograms(|t| &t.upstream),
         )?;
-        let per_route = |read: fn(&RouteStats) -> u64| -> Vec<(Labels<'_>, u64)> {
-            routes.iter().map(|s| (route_labels(s), read(s))).filter(|(_, n)| *n > 0).collect()
+        let per_route = |read: fn(&RouteTotals) -> u64| -> Vec<(Labels<'_>, u64)> {
+            series.iter().map(|(l, t)| (l.clone(), read(t))).filter(|(_, n)| *n > 0).collect()
         };
         counter(
             &mut encoder,
             "tether_upstream_connect_errors",
             "Connections to pods that could not be made",
-            &per_route(RouteStats::connect_errors),
+            &per_route(|t| t.connect_errors),
         )?;
         counter(
             &mut encoder,
             "tether_upstream_retries",
             "Requests sent again to another pod",
-            &per_route(RouteStats::retries),
+            &per_route(|t| t.retries),
         )?;
         counter(
             &mut encoder,
@@ -160,18 +194,6 @@ impl prometheus_client::collector::Collector for TetherCollector {
             "How each request's pod was chosen (new session, hit, failover, drain, rejected cookie, ...)",
             &decisions,
         )?;
-
-        let mut denials = Vec::new();
-        for stats in &routes {
-            for denial in crate::access::Denial::ALL {
-                let n = stats.denials(denial);
-                if n > 0 {
-                    let mut labels = route_labels(stats);
-                    labels.push(("reason", denial.as_str()));
-                    denials.push((labels, n));
-                }
-            }
-        }
         counter(
             &mut encoder,
             "tether_access_denied",
@@ -298,4 +320,54 @@ fn process() -> Option<Process> {
         status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
     Some(Process { cpu_seconds: ticks as f64 / 100.0, resident_bytes: rss_kb * 1024, open_fds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::stats::{method_index, Outcome, RouteLabels};
+    use crate::model::{ObjectKind, ObjectRef};
+
+    fn route(name: &str, requests: usize) -> Arc<RouteStats> {
+        let labels = RouteLabels {
+            object: Some(ObjectRef::new(ObjectKind::Ingress, "default", name)),
+            host: format!("{name}.example").into(),
+            service: format!("default/{name}:80").into(),
+        };
+        let stats = RouteStats::new(labels, 2);
+        for _ in 0..requests {
+            let ms = std::time::Duration::from_millis(3);
+            stats.record(&Outcome {
+                method: method_index(&http::Method::GET),
+                status: 200,
+                duration: ms,
+                upstream: Some(ms),
+            });
+            stats.connect_error();
+        }
+        Arc::new(stats)
+    }
+
+    fn name<'a>(labels: &Labels<'a>) -> &'a str {
+        labels.iter().find(|(k, _)| *k == "ingress").unwrap().1
+    }
+
+    #[test]
+    fn routes_past_the_cap_are_summed_into_one_series_and_the_busiest_keep_theirs() {
+        let routes = [route("a", 5), route("b", 1), route("c", 3), route("d", 0)];
+        let unmatched = route("", 2);
+        let series = route_series(&routes, &unmatched, 2);
+        let names: Vec<&str> = series.iter().map(|(l, _)| name(l)).collect();
+        assert_eq!(names, ["a", "c", "(other routes)", ""], "the two busiest by label, the others, the unmatched");
+        let others = &series[2].1;
+        assert_eq!(others.requests_total(), 1, "b and d");
+        assert_eq!((others.connect_errors, others.duration.count, others.upstream.count), (1, 1, 1));
+        assert_eq!(others.duration.buckets.len(), series[0].1.duration.buckets.len());
+        assert_eq!(series[3].1.requests_total(), 2);
+
+        let all = route_series(&routes, &unmatched, 4);
+        let names: Vec<&str> = all.iter().map(|(l, _)| name(l)).collect();
+        assert_eq!(names, ["a", "b", "c", "d", ""], "under the cap: every route, in label order, no sum");
+        assert_eq!(all[0].1.requests_total(), 5);
+    }
 }

@@ -46,7 +46,7 @@ fn edge() -> &'static Edge {
             // The peer below is a trusted proxy, so X-Forwarded-* parsing is fuzzed too.
             trusted_proxies: TrustedProxies::parse(&["127.0.0.0/8".into()]).expect("a CIDR"),
             max_body: 1 << 20,
-            telemetry: Telemetry::leak(Metrics::new(1), None),
+            telemetry: Telemetry::leak(Metrics::new(1, 1000), None),
             limit_status: http::StatusCode::TOO_MANY_REQUESTS,
             auth_pools: UpstreamRegistry::new(1, Duration::from_secs(60)),
         });

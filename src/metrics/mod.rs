@@ -42,10 +42,12 @@ pub struct Metrics {
     pub auth_requests: stats::AuthRequestStats,
     /// Responses cut because the pod sent nothing mid-body for `proxy-read-timeout`.
     pub upstream_body_timeouts: AtomicU64,
+    /// Routes shown with series of their own on `/metrics` (`--metrics-max-routes`).
+    pub max_route_series: usize,
 }
 
 impl Metrics {
-    pub fn new(workers: usize) -> Self {
+    pub fn new(workers: usize, max_route_series: usize) -> Self {
         let unmatched = RouteLabels { object: None, host: "".into(), service: "".into() };
         Metrics {
             workers: workers.max(1),
@@ -62,6 +64,7 @@ impl Metrics {
             cert_expiry: ArcSwap::from_pointee(Vec::new()),
             auth_requests: Default::default(),
             upstream_body_timeouts: AtomicU64::new(0),
+            max_route_series,
         }
     }
 

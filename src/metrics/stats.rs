@@ -139,6 +139,58 @@ impl HistogramSnapshot {
     }
 }
 
+impl HistogramSnapshot {
+    /// Adds another histogram's counts (same buckets) to this one.
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        if self.buckets.is_empty() {
+            self.buckets = other.buckets.iter().map(|&(bound, _)| (bound, 0)).collect();
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            mine.1 += theirs.1;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// One route's numbers summed over workers, read at one moment. Totals of several routes add
+/// up: `/metrics` shows the routes past its cap as one sum.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTotals {
+    /// By (method, status class).
+    pub requests: [[u64; STATUS_CLASSES.len()]; METHODS.len()],
+    /// By `AffinityOutcome::index`.
+    pub decisions: [u64; AffinityOutcome::COUNT],
+    /// By `Denial::index`.
+    pub denials: [u64; Denial::ALL.len()],
+    pub connect_errors: u64,
+    pub retries: u64,
+    pub duration: HistogramSnapshot,
+    pub upstream: HistogramSnapshot,
+}
+
+impl RouteTotals {
+    pub fn requests_total(&self) -> u64 {
+        self.requests.iter().flatten().sum()
+    }
+
+    pub fn add(&mut self, other: &RouteTotals) {
+        for (mine, theirs) in self.requests.iter_mut().flatten().zip(other.requests.iter().flatten()) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.decisions.iter_mut().zip(&other.decisions) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.denials.iter_mut().zip(&other.denials) {
+            *mine += theirs;
+        }
+        self.connect_errors += other.connect_errors;
+        self.retries += other.retries;
+        self.duration.add(&other.duration);
+        self.upstream.add(&other.upstream);
+    }
+}
+
 #[derive(Default)]
 struct Shard {
     requests: [[AtomicU64; STATUS_CLASSES.len()]; METHODS.len()],
@@ -215,6 +267,25 @@ impl RouteStats {
 
     pub fn denied(&self, denial: Denial) {
         self.shard().denials[denial.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Every number of the route, summed over workers.
+    pub fn totals(&self) -> RouteTotals {
+        let mut t = RouteTotals { duration: self.duration(), upstream: self.upstream(), ..Default::default() };
+        for (method, row) in t.requests.iter_mut().enumerate() {
+            for (class, n) in row.iter_mut().enumerate() {
+                *n = self.requests(method, class);
+            }
+        }
+        for outcome in AffinityOutcome::all() {
+            t.decisions[outcome.index()] = self.decisions(outcome);
+        }
+        for denial in Denial::ALL {
+            t.denials[denial.index()] = self.denials(denial);
+        }
+        t.connect_errors = self.connect_errors();
+        t.retries = self.retries();
+        t
     }
 
     pub fn denials(&self, denial: Denial) -> u64 {
