@@ -129,6 +129,7 @@ run_tether() {  # run_tether SCALE
     changes "tether-$s" "$log" "$s" --dir "$m"
     storm "tether-$s" "$log" "$s" "$tpid" --dir "$m"
     drive mem --name "tether-$s" --pid "$tpid" --prefix end_ --results "$results"
+    drive pages --name "tether-$s" --results "$results" --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --scale "$s"
   fi
   stop "$tpid"
   cp "$log" "$work/tether-$s.log"

@@ -440,6 +440,38 @@ def cmd_storm(a):
     print(f"  storm: {json.dumps(figures)}", file=sys.stderr)
 
 
+def cmd_pages(a):
+    """One request to every route of the generated configuration (one keep-alive connection;
+    the endpoints do not exist, so each is a quick 502 that still makes the route's series),
+    then each admin page fetched 3 times: time (median, max) and size. /metrics must stay
+    bounded with every route in use."""
+    ingresses = gen.sizes(a.scale)[0]
+    host, port = hostport(a.listen)
+    c = http.client.HTTPConnection(host, port, timeout=30)
+    sent, t0 = 0, time.monotonic()
+    for i in range(ingresses):
+        for path in gen.paths(i):
+            c.request("GET", path, headers={"Host": f"app-{i}.scale.test"})
+            c.getresponse().read()
+            sent += 1
+    c.close()
+    figures = {"requests": sent, "requests_secs": time.monotonic() - t0}
+    ahost, aport = hostport(a.admin)
+    for page in ("metrics", "status", "status.json", "routes"):
+        times, size = [], 0
+        for _ in range(3):
+            t = time.monotonic()
+            c = http.client.HTTPConnection(ahost, aport, timeout=60)
+            c.request("GET", "/" + page)
+            body = c.getresponse().read()
+            c.close()
+            times.append((time.monotonic() - t) * 1000)
+            size = len(body)
+        figures[page] = {"ms_median": statistics.median(times), "ms_max": max(times), "bytes": size}
+    put(a.results, a.name, "pages", figures)
+    print(f"  pages: {json.dumps(figures)}", file=sys.stderr)
+
+
 def cmd_apistats(a):
     stats = Api(a.kube).stats()
     put(a.results, a.name, a.key, stats)
@@ -588,6 +620,11 @@ def cmd_report(a):
                              f" sampled max RSS during the storm {mb(peak)}")
         if r.get("end_hwm_kb"):
             lines.append(f"at the end: RSS {mb(r.get('end_rss_kb'))}, VmHWM {mb(r['end_hwm_kb'])}")
+        pages = r.get("pages")
+        if pages:
+            shown = ", ".join(f"/{p} {pages[p]['ms_median']:.0f} ms (max {pages[p]['ms_max']:.0f}), {pages[p]['bytes'] / 1e6:.1f} MB"
+                              for p in ("metrics", "status", "status.json", "routes") if p in pages)
+            lines.append(f"admin pages after one request to each of the {pages['requests']:,} routes: {shown}")
         a0, a1 = r.get("api_start"), r.get("api_end")
         if a0 and a1:
             more = {k: a1.get(k, 0) - a0.get(k, 0) for k in ("lists", "list pages", "watches", "gones", "not found")}
@@ -667,6 +704,9 @@ def main():
     s.add_argument("--services", type=int, default=100)
     s.add_argument("--timeout", type=float, default=300)
     s.add_argument("--ready", help="a file created once the writes are prepared (wrk starts then)")
+    s = sub.add_parser("pages")
+    for k in ("name", "results", "listen", "admin", "scale"):
+        s.add_argument("--" + k, required=True)
     s = sub.add_parser("apistats")
     for k in ("name", "results", "kube", "key"):
         s.add_argument("--" + k, required=True)
