@@ -101,7 +101,7 @@ const OTHER_ROUTES: [(&str, &str); 5] =
 /// The route series to show: at most `cap` routes, the busiest (most requests) first, each with
 /// its own labels; the rest as one sum labelled `(other routes)`, so a scrape stays bounded on a
 /// cluster of thousands of Ingresses. Requests no route matched are always their own series.
-fn route_series<'a>(
+fn exposed_series<'a>(
     routes: &'a [Arc<RouteStats>],
     unmatched: &'a RouteStats,
     cap: usize,
@@ -133,7 +133,7 @@ impl prometheus_client::collector::Collector for TetherCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let m = self.metrics;
         let routes = m.route_series();
-        let series = route_series(&routes, &m.unmatched, m.max_route_series);
+        let series = exposed_series(&routes, &m.unmatched, m.max_route_series);
 
         let mut requests = Vec::new();
         let mut decisions = Vec::new();
@@ -356,7 +356,7 @@ mod tests {
     fn routes_past_the_cap_are_summed_into_one_series_and_the_busiest_keep_theirs() {
         let routes = [route("a", 5), route("b", 1), route("c", 3), route("d", 0)];
         let unmatched = route("", 2);
-        let series = route_series(&routes, &unmatched, 2);
+        let series = exposed_series(&routes, &unmatched, 2);
         let names: Vec<&str> = series.iter().map(|(l, _)| name(l)).collect();
         assert_eq!(names, ["a", "c", "(other routes)", ""], "the two busiest by label, the others, the unmatched");
         let others = &series[2].1;
@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(others.duration.buckets.len(), series[0].1.duration.buckets.len());
         assert_eq!(series[3].1.requests_total(), 2);
 
-        let all = route_series(&routes, &unmatched, 4);
+        let all = exposed_series(&routes, &unmatched, 4);
         let names: Vec<&str> = all.iter().map(|(l, _)| name(l)).collect();
         assert_eq!(names, ["a", "b", "c", "d", ""], "under the cap: every route, in label order, no sum");
         assert_eq!(all[0].1.requests_total(), 5);

@@ -288,7 +288,7 @@ impl RouteStats {
         t
     }
 
-    pub fn denials(&self, denial: Denial) -> u64 {
+    fn denials(&self, denial: Denial) -> u64 {
         self.sum(|s| &s.denials[denial.index()])
     }
 
@@ -297,27 +297,27 @@ impl RouteStats {
     }
 
     /// Requests by (method, status class), over all workers.
-    pub fn requests(&self, method: usize, class: usize) -> u64 {
+    fn requests(&self, method: usize, class: usize) -> u64 {
         self.sum(|s| &s.requests[method][class])
     }
 
-    pub fn decisions(&self, outcome: AffinityOutcome) -> u64 {
+    fn decisions(&self, outcome: AffinityOutcome) -> u64 {
         self.sum(|s| &s.decisions[outcome.index()])
     }
 
-    pub fn connect_errors(&self) -> u64 {
+    fn connect_errors(&self) -> u64 {
         self.sum(|s| &s.connect_errors)
     }
 
-    pub fn retries(&self) -> u64 {
+    fn retries(&self) -> u64 {
         self.sum(|s| &s.retries)
     }
 
-    pub fn duration(&self) -> HistogramSnapshot {
+    fn duration(&self) -> HistogramSnapshot {
         self.histogram(|s| &s.duration)
     }
 
-    pub fn upstream(&self) -> HistogramSnapshot {
+    fn upstream(&self) -> HistogramSnapshot {
         self.histogram(|s| &s.upstream)
     }
 

@@ -103,15 +103,21 @@ async fn cluster_changes_move_routes_and_sessions_like_the_manifest_source() {
     wait_for("the route to go away", || async { at(None).await.status == 404 }).await;
 }
 
-#[tokio::test]
-async fn a_forbidden_kind_is_reported_and_the_rest_is_served() {
+/// An API server with one Ingress to one pod, Secrets forbidden and no CRDs installed; the
+/// pods live as long as the returned handles.
+async fn one_route_without_secrets(prefix: &str) -> (ApiServer, tempfile::TempDir, Vec<Pod>) {
     let api = ApiServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let pods = start_pods("kf", 1);
+    let pods = start_pods(prefix, 1);
     api.apply(&service_yaml("web"));
     api.apply(&slice_yaml("web", &[&pods[0]]));
     api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
     api.forbid("v1", "Secret");
+    (api, tempfile::tempdir().unwrap(), pods)
+}
+
+#[tokio::test]
+async fn a_forbidden_kind_is_reported_and_the_rest_is_served() {
+    let (api, dir, _pods) = one_route_without_secrets("kf").await;
     let t = start(&api, &dir).await;
     assert_eq!(get(&no_jar(), &t.url("/")).await.status, 200);
     let text = t.diagnostics().await.to_string();
@@ -125,13 +131,7 @@ async fn a_forbidden_kind_is_reported_and_the_rest_is_served() {
 /// server. Five CRD kinds and Secrets are refused here.
 #[tokio::test]
 async fn refused_kinds_are_retried_with_a_growing_wait() {
-    let api = ApiServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let pods = start_pods("kr", 1);
-    api.apply(&service_yaml("web"));
-    api.apply(&slice_yaml("web", &[&pods[0]]));
-    api.apply(&ingress_yaml("web", None, &[("/", "Prefix", "web")], &[]));
-    api.forbid("v1", "Secret");
+    let (api, dir, _pods) = one_route_without_secrets("kr").await;
     let started = std::time::Instant::now();
     let t = start(&api, &dir).await;
     assert_eq!(get(&no_jar(), &t.url("/")).await.status, 200);
