@@ -7,31 +7,29 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, SET_COOKIE, TRANSFER_ENCODING, WWW_AUTHENTICATE};
-use http::{HeaderName, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderName, Request, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::access::external::{ExternalAuth, Vars};
-use crate::proxy::body::ProxyBody;
-use crate::proxy::forward::local;
+use crate::proxy::answer::Answer;
 use crate::proxy::headers::{self, ClientInfo};
-use crate::proxy::send::{send, Failure, Timeouts};
+use crate::proxy::phase::attempt::{send, Failure, Timeouts};
 use crate::upstream::request_body::UpstreamBody;
 use crate::upstream::{ConnectError, PodProtocol, UpstreamRegistry};
 
 /// The auth service's answer, as the proxy acts on it.
 pub enum AuthVerdict {
     Allowed { upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>, set_cookies: Vec<HeaderValue> },
-    Refused(Box<Response<ProxyBody>>),
+    Refused(Answer),
 }
 
 /// The most of an auth response body read (to keep its connection); more closes it.
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub async fn ask(
+pub async fn ask<B>(
     pools: &UpstreamRegistry,
     auth: &ExternalAuth,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     client: &ClientInfo,
     timeouts: &Timeouts,
     metrics: &crate::metrics::Metrics,
@@ -46,7 +44,7 @@ pub async fn ask(
         Err(why) => {
             tracing::warn!(auth_url = %auth.url.0, error = %why, "external auth failed; refusing the request (500)");
             metrics.auth_requests.failed();
-            AuthVerdict::Refused(Box::new(local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n")))
+            AuthVerdict::Refused(internal_error())
         }
     };
     metrics.auth_requests.observe(started.elapsed());
@@ -54,10 +52,10 @@ pub async fn ask(
 }
 
 /// Sends the subrequest; the answer's head and the cookies it set.
-async fn call(
+async fn call<B>(
     pools: &UpstreamRegistry,
     auth: &ExternalAuth,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     client: &ClientInfo,
     timeouts: &Timeouts,
     vars: &Vars<'_>,
@@ -142,13 +140,13 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AuthCallError> {
 
 fn judge(auth: &ExternalAuth, answer: http::response::Parts, vars: &Vars<'_>) -> AuthVerdict {
     let cookies = || answer.headers.get_all(SET_COOKIE).iter().cloned().collect::<Vec<_>>();
-    let with_cookies = |mut response: Response<ProxyBody>| {
+    let with_cookies = |mut answer: Answer| {
         if auth.always_set_cookie {
             for c in cookies() {
-                response.headers_mut().append(SET_COOKIE, c);
+                answer.append(SET_COOKIE, c);
             }
         }
-        AuthVerdict::Refused(Box::new(response))
+        AuthVerdict::Refused(answer)
     };
     match answer.status {
         s if s.is_success() => AuthVerdict::Allowed {
@@ -171,25 +169,26 @@ fn judge(auth: &ExternalAuth, answer: http::response::Parts, vars: &Vars<'_>) ->
                     url.push_str(&rd);
                 }
                 match HeaderValue::try_from(url) {
-                    Ok(location) => with_cookies(crate::proxy::access::redirect(location)),
-                    Err(_) => AuthVerdict::Refused(Box::new(local(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n",
-                    ))),
+                    Ok(location) => with_cookies(Answer::redirect(location)),
+                    Err(_) => AuthVerdict::Refused(internal_error()),
                 }
             }
             None => {
-                let mut response = local(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
+                let mut refusal = Answer::text(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
                 for v in answer.headers.get_all(WWW_AUTHENTICATE) {
-                    response.headers_mut().append(WWW_AUTHENTICATE, v.clone());
+                    refusal.append(WWW_AUTHENTICATE, v.clone());
                 }
-                with_cookies(response)
+                with_cookies(refusal)
             }
         },
-        StatusCode::FORBIDDEN => with_cookies(local(StatusCode::FORBIDDEN, "403 Forbidden\n")),
+        StatusCode::FORBIDDEN => with_cookies(Answer::text(StatusCode::FORBIDDEN, "403 Forbidden\n")),
         other => {
             tracing::warn!(auth_url = %auth.url.0, status = other.as_u16(), "external auth answered neither 2xx nor 401/403; refusing (500)");
-            AuthVerdict::Refused(Box::new(local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n")))
+            AuthVerdict::Refused(internal_error())
         }
     }
+}
+
+fn internal_error() -> Answer {
+    Answer::text(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n")
 }

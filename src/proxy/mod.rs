@@ -1,6 +1,6 @@
 //! The data plane: listeners, client connections, request forwarding.
 
-pub mod access;
+pub mod answer;
 pub mod auth_request;
 pub mod body;
 pub mod client_addr;
@@ -10,9 +10,8 @@ pub mod headers;
 pub mod idle;
 pub mod observe;
 pub mod passthrough;
+pub mod phase;
 pub mod proxy_protocol;
-pub mod request_checks;
-pub mod send;
 pub mod server;
 pub mod sni;
 pub mod upgrade;

@@ -4,17 +4,18 @@
 
 use std::time::Instant;
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{Request, StatusCode};
 
 use crate::access::client_cert::{ClientCertRule, VerifyMode};
 use crate::access::rate::ConcurrencyGuard;
 use crate::access::{basic, AccessPolicy, BasicAuth, Denial};
+use crate::proxy::answer::Answer;
 use crate::proxy::auth_request::{self, AuthVerdict};
-use crate::proxy::body::ProxyBody;
-use crate::proxy::forward::{local, ProxyState};
+use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::ClientInfo;
+use crate::proxy::phase::Exchange;
+use crate::route::Route;
 
 /// What a granted request carries on: a concurrency slot held until its response ends, and
 /// headers the external auth service gave for the pod and for the client.
@@ -29,41 +30,63 @@ pub struct Granted {
 }
 
 /// The answer instead of forwarding; `denial` is `None` for an answered CORS preflight.
-/// Boxed: refusals are rare, and a response is large to move around.
 pub struct Refusal {
     pub denial: Option<Denial>,
-    pub response: Response<ProxyBody>,
+    pub answer: Answer,
 }
 
-fn refuse(denial: Denial, response: Response<ProxyBody>) -> Box<Refusal> {
-    Box::new(Refusal { denial: Some(denial), response })
+fn refuse(denial: Denial, answer: Answer) -> Refusal {
+    Refusal { denial: Some(denial), answer }
 }
 
-fn unavailable() -> Response<ProxyBody> {
-    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n")
+/// The access phase: the route's policy, if it has one. A refusal is counted on the route's
+/// series and noted for the log; a grant's hold and cookies go into the exchange's notes, and
+/// the headers it sets for the pod are returned.
+pub async fn run<B>(
+    state: &ProxyState,
+    route: &Route,
+    req: &Request<B>,
+    client: &ClientInfo,
+    x: &mut Exchange,
+) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, Answer> {
+    let Some(policy) = &route.access else { return Ok(Vec::new()) };
+    match check(state, policy, req, client, &x.timeouts).await {
+        Ok(granted) => {
+            x.notes.access_hold = granted.hold;
+            x.notes.auth_cookies = granted.set_cookies;
+            Ok(granted.upstream_headers)
+        }
+        Err(refusal) => {
+            if let (Some(denial), Some(stats)) = (refusal.denial, route.stats.get()) {
+                stats.denied(denial);
+            }
+            x.notes.denied = refusal.denial.map(|d| d.as_str());
+            Err(refusal.answer)
+        }
+    }
 }
 
 /// Applies `policy` to `req`; `Err` is the answer to send instead of forwarding.
-pub async fn check(
+pub async fn check<B>(
     state: &ProxyState,
     policy: &AccessPolicy,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     client: &ClientInfo,
-    timeouts: &crate::proxy::send::Timeouts,
-) -> Result<Granted, Box<Refusal>> {
+    timeouts: &crate::proxy::phase::attempt::Timeouts,
+) -> Result<Granted, Refusal> {
     if policy.closed.is_some() {
         // The reason is an error in /diagnostics, /routes and `tether check`; not for clients.
-        return Err(refuse(Denial::Closed, unavailable()));
+        return Err(refuse(Denial::Closed, Answer::unavailable()));
     }
     let source_ok = policy.permits_source(client.addr);
     let has_auth = policy.basic.is_some() || policy.external.is_some();
     if !(source_ok || policy.satisfy_any && has_auth) {
-        return Err(refuse(Denial::Ip, local(StatusCode::FORBIDDEN, "403 Forbidden\n")));
+        return Err(refuse(Denial::Ip, Answer::text(StatusCode::FORBIDDEN, "403 Forbidden\n")));
     }
     let mut granted = Granted::default();
     if let Some(rate) = policy.rate.as_ref().filter(|r| !r.exempts(client.addr)) {
         let Some(limiters) = rate.limiters.get() else {
-            return Err(refuse(Denial::Closed, unavailable()));
+            return Err(refuse(Denial::Closed, Answer::unavailable()));
         };
         match limiters.admit(client.addr, Instant::now()) {
             Ok(hold) => granted.hold = hold,
@@ -74,10 +97,7 @@ pub async fn check(
         // A preflight carries no credentials (Fetch standard), reveals nothing but the CORS
         // settings and is never forwarded: it is answered before auth, as ingress-nginx does.
         if let Some(headers) = cors.preflight(req.method(), req.headers()) {
-            let mut response = Response::new(ProxyBody::empty());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            *response.headers_mut() = headers;
-            return Err(Box::new(Refusal { denial: None, response }));
+            return Err(Refusal { denial: None, answer: Answer::bare(StatusCode::NO_CONTENT, headers) });
         }
     }
     if policy.satisfy_any && source_ok {
@@ -88,9 +108,9 @@ pub async fn check(
     }
     if let Some(auth) = &policy.basic {
         if !basic_ok(auth, req).await {
-            let mut response = local(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
-            response.headers_mut().insert(WWW_AUTHENTICATE, auth.challenge.clone());
-            return Err(refuse(Denial::Auth, response));
+            let answer = Answer::text(StatusCode::UNAUTHORIZED, "401 Authorization Required\n")
+                .with(WWW_AUTHENTICATE, auth.challenge.clone());
+            return Err(refuse(Denial::Auth, answer));
         }
     }
     if let Some(external) = &policy.external {
@@ -99,7 +119,7 @@ pub async fn check(
                 granted.upstream_headers.extend(upstream_headers);
                 granted.set_cookies = set_cookies;
             }
-            AuthVerdict::Refused(response) => return Err(refuse(Denial::Auth, *response)),
+            AuthVerdict::Refused(answer) => return Err(refuse(Denial::Auth, answer)),
         }
     }
     Ok(granted)
@@ -108,10 +128,10 @@ pub async fn check(
 /// The connection's client certificate against the route's rule (the handshake verified it
 /// against the CA of the host it named; this checks it is this route's CA). Sets the
 /// `ssl-client-*` headers for the pod, replacing any the client sent.
-fn client_certificate(rule: &ClientCertRule, client: &ClientInfo, granted: &mut Granted) -> Result<(), Box<Refusal>> {
+fn client_certificate(rule: &ClientCertRule, client: &ClientInfo, granted: &mut Granted) -> Result<(), Refusal> {
     if !client.tls {
         // No handshake, no certificate: such a route is only served over TLS.
-        return Err(refuse(Denial::Closed, unavailable()));
+        return Err(refuse(Denial::Closed, Answer::unavailable()));
     }
     let cert = client.peer_cert.as_deref();
     let verified = cert.is_some_and(|c| c.verified_by == Some(rule.ca_id) || rule.mode == VerifyMode::OptionalNoCa);
@@ -121,14 +141,14 @@ fn client_certificate(rule: &ClientCertRule, client: &ClientInfo, granted: &mut 
     } && cert.is_none_or(|c| c.chain_len <= rule.depth);
     if !acceptable {
         let response = match &rule.error_page {
-            Some(page) => redirect(page.clone()),
-            None => local(StatusCode::BAD_REQUEST, "400 No required SSL certificate was sent\n"),
+            Some(page) => Answer::redirect(page.clone()),
+            None => Answer::text(StatusCode::BAD_REQUEST, "400 No required SSL certificate was sent\n"),
         };
         return Err(refuse(Denial::Auth, response));
     }
     if let Some(pattern) = &rule.match_cn {
         if !cert.and_then(|c| c.common_name.as_deref()).is_some_and(|cn| pattern.is_match(cn)) {
-            return Err(refuse(Denial::Auth, local(StatusCode::FORBIDDEN, "403 Forbidden\n")));
+            return Err(refuse(Denial::Auth, Answer::text(StatusCode::FORBIDDEN, "403 Forbidden\n")));
         }
     }
     let header = |name: &'static str| HeaderName::from_static(name);
@@ -144,7 +164,7 @@ fn client_certificate(rule: &ClientCertRule, client: &ClientInfo, granted: &mut 
 
 /// Basic credentials checked against the Secret's users; bcrypt runs on a blocking thread so
 /// a login never stalls the worker's other connections.
-async fn basic_ok(auth: &BasicAuth, req: &Request<Incoming>) -> bool {
+async fn basic_ok<B>(auth: &BasicAuth, req: &Request<B>) -> bool {
     let Some((user, password)) = req.headers().get(AUTHORIZATION).and_then(|v| basic::credentials(v.as_bytes())) else {
         return false;
     };
@@ -155,17 +175,10 @@ async fn basic_ok(auth: &BasicAuth, req: &Request<Incoming>) -> bool {
     tokio::task::spawn_blocking(move || users.verify(&user, &password)).await.unwrap_or(false)
 }
 
-fn over_limit(status: StatusCode) -> Response<ProxyBody> {
+fn over_limit(status: StatusCode) -> Answer {
     match status {
-        StatusCode::TOO_MANY_REQUESTS => local(status, "429 Too Many Requests\n"),
-        StatusCode::SERVICE_UNAVAILABLE => unavailable(),
-        other => local(other, "request refused: over the rate limit\n"),
+        StatusCode::TOO_MANY_REQUESTS => Answer::text(status, "429 Too Many Requests\n"),
+        StatusCode::SERVICE_UNAVAILABLE => Answer::unavailable(),
+        other => Answer::text(other, "request refused: over the rate limit\n"),
     }
-}
-
-/// A 302 to `location` (for `auth-signin`).
-pub fn redirect(location: HeaderValue) -> Response<ProxyBody> {
-    let mut response = local(StatusCode::FOUND, "");
-    response.headers_mut().insert(LOCATION, location);
-    response
 }

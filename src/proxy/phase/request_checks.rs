@@ -3,14 +3,13 @@
 //! transfer codings stacked on `chunked`. hyper takes care of the rest (obs-fold, bad
 //! Content-Length, CL with TE, ...); each shape is pinned by `tests/e2e/hostile.rs`.
 
-use http::header::{HeaderValue, CONNECTION, TRANSFER_ENCODING};
-use http::{Request, Response, StatusCode, Version};
+use http::header::{HeaderValue, TRANSFER_ENCODING};
+use http::{Request, StatusCode, Version};
 
-use crate::proxy::body::ProxyBody;
-use crate::proxy::forward::local;
+use crate::proxy::answer::Answer;
 
 /// The answer for a request that must not be routed, if it is one.
-pub fn refuse<B>(req: &Request<B>, host_header: Option<&HeaderValue>) -> Option<Response<ProxyBody>> {
+pub fn refuse<B>(req: &Request<B>, host_header: Option<&HeaderValue>) -> Option<Answer> {
     let host = host_header.map(HeaderValue::as_bytes);
     // §3.2: an HTTP/1.1 request without a (non-empty) Host MUST get 400. (HTTP/2 has
     // `:authority`; HTTP/1.0 may omit Host.)
@@ -53,8 +52,6 @@ pub fn refuse<B>(req: &Request<B>, host_header: Option<&HeaderValue>) -> Option<
 }
 
 /// The body may be unread: the connection must not be kept for another request.
-fn closing(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut response = local(status, text);
-    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-    response
+fn closing(status: StatusCode, text: &'static str) -> Answer {
+    Answer::text(status, text).closing()
 }

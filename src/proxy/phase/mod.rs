@@ -1,0 +1,104 @@
+//! One request in six phases over one context, the [`Exchange`]: **match** a route (and answer
+//! its redirects), apply its **access** rules, **select** an endpoint, **prepare** the pod's
+//! request, **send** it (walking to other pods on failure) and **respond** with the pod's
+//! answer. A phase moves the request on or ends it with an [`Answer`]; each is a small module
+//! with its own tests, and the order is the one here, nowhere else.
+
+pub mod access;
+pub mod attempt;
+pub mod matching;
+pub mod prepare;
+pub mod request_checks;
+pub mod respond;
+pub mod select;
+pub mod send;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::proxy::answer::Answer;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::conn::OpenTracker;
+use crate::proxy::forward::ProxyState;
+use crate::proxy::headers::ClientInfo;
+use crate::proxy::observe::Notes;
+use crate::route::Route;
+
+pub use attempt::Timeouts;
+
+/// What one request carries from phase to phase.
+pub struct Exchange {
+    /// When its head was read: durations count from here.
+    pub started: Instant,
+    /// Unix seconds, read once (cookie ages, the endpoint windows).
+    pub now: u32,
+    /// The access log is on: the pod and service are noted for its line.
+    pub detailed: bool,
+    /// The global timeouts, then the route's once it is known.
+    pub timeouts: Timeouts,
+    /// What the metrics and the log line are made of.
+    pub notes: Notes,
+}
+
+impl Exchange {
+    pub fn new(started: Instant, detailed: bool, timeouts: Timeouts) -> Self {
+        Exchange { started, now: unix_now(), detailed, timeouts, notes: Notes::default() }
+    }
+}
+
+/// Runs the phases; the route (if one matched) ends up in `x.notes`.
+pub async fn run(
+    state: &ProxyState,
+    client: &ClientInfo,
+    upgrades: &OpenTracker,
+    req: Request<Incoming>,
+    x: &mut Exchange,
+) -> Response<ProxyBody> {
+    let route = match matching::route(state, &req) {
+        Ok(route) => route,
+        Err(answer) => return answer.into_response(),
+    };
+    let response = match through(state, client, upgrades, req, &route, x).await {
+        Ok(response) => response,
+        Err(answer) => answer.into_response(),
+    };
+    x.notes.route = Some(route);
+    response
+}
+
+/// The phases after matching.
+async fn through(
+    state: &ProxyState,
+    client: &ClientInfo,
+    upgrades: &OpenTracker,
+    req: Request<Incoming>,
+    route: &Route,
+    x: &mut Exchange,
+) -> Result<Response<ProxyBody>, Answer> {
+    matching::redirect(route, &req, client, x)?;
+    x.timeouts = state.timeouts.for_route(route.policy.as_deref());
+    // Access before anything else that could reach a pod or start a session.
+    let upstream_headers = access::run(state, route, &req, client, x).await?;
+    let body_limit = select::body_limit(state, route, &req)?;
+    let side = select::side(route, &req, x);
+    let selection = select::endpoint(state, client, &req, side, x)?;
+    let user_agent = select::user_agent(&req, side);
+    let prepared = prepare::request(req, client, route, side.backend, upstream_headers);
+    let upgrading = prepared.upgrade.is_some();
+    let sent = send::walk(route, side, selection, (prepared.req, upgrading), body_limit, x).await?;
+    let cx = respond::Context {
+        client,
+        user_agent: user_agent.as_deref(),
+        upgrade: prepared.upgrade.map(|(_, on)| (on, upgrades)),
+    };
+    Ok(respond::response(state, side, sent, cx, x))
+}
+
+fn unix_now() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+}

@@ -1,0 +1,108 @@
+//! The prepare phase: the client's request becomes the request a pod receives. Origin-form
+//! target with a Host, hop-by-hop headers out, forwarding headers in, the access phase's
+//! headers, the route's header edits and rewrite, and what an HTTP/2 pod or an upgrade needs.
+
+use http::header::{HeaderName, HeaderValue, COOKIE, HOST, TE};
+use http::{Request, Uri, Version};
+use hyper::upgrade::OnUpgrade;
+
+use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::upgrade;
+use crate::route::{Backend, Route};
+
+/// The request for the pod, and the client's side of an upgrade it asks for.
+pub struct Prepared<B> {
+    pub req: Request<B>,
+    /// The protocol asked for (`Upgrade`) and the client connection once hyper hands it over.
+    pub upgrade: Option<(HeaderValue, OnUpgrade)>,
+}
+
+pub fn request<B>(
+    mut req: Request<B>,
+    client: &ClientInfo,
+    route: &Route,
+    backend: &Backend,
+    upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>,
+) -> Prepared<B> {
+    let upgrade = upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+    // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
+    let te_trailers = backend.protocol.h2() && req.headers().get(TE).is_some_and(|v| v == "trailers");
+    to_origin_form(&mut req, client);
+    for (name, value) in upstream_headers {
+        match value {
+            Some(value) => req.headers_mut().insert(name, value),
+            // An auth header the service did not send must not come from the client either.
+            None => req.headers_mut().remove(name),
+        };
+    }
+    if backend.protocol.h2() {
+        for_http2_pod(&mut req, te_trailers, backend.protocol.tls());
+    }
+    if let Some((protocol, _)) = &upgrade {
+        upgrade::restore(req.headers_mut(), protocol);
+    }
+    if let Some(filters) = &route.filters {
+        if let Some(edits) = &filters.headers {
+            edits.apply(req.headers_mut());
+        }
+        if let Some(rewrite) = &filters.rewrite {
+            let (mut parts, body) = req.into_parts();
+            rewrite.apply(&mut parts.uri, &mut parts.headers, &route.path, route.regex.as_ref());
+            req = Request::from_parts(parts, body);
+        }
+    }
+    Prepared { req, upgrade }
+}
+
+/// Rewrites a client request into the HTTP/1.1 request a pod receives.
+fn to_origin_form<B>(req: &mut Request<B>, client: &ClientInfo) {
+    if req.uri().authority().is_some() {
+        // HTTP/2 (`:authority`), or absolute-form from a client that treats us as a forward
+        // proxy: send origin-form with a Host header.
+        let origin = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        if let Ok(uri) = origin.parse::<Uri>() {
+            if !req.headers().contains_key(HOST) {
+                if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                    req.headers_mut().insert(HOST, host);
+                }
+            }
+            *req.uri_mut() = uri;
+        }
+    }
+    if req.version() == Version::HTTP_2 {
+        join_cookie_crumbs(req.headers_mut());
+    }
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    headers::strip_hop_by_hop(headers);
+    let host = headers.get(HOST).cloned();
+    headers::set_forwarded(headers, client, host);
+}
+
+/// An HTTP/2 pod gets `:scheme` and `:authority` (from the Host header) and, for gRPC,
+/// `TE: trailers`.
+fn for_http2_pod<B>(req: &mut Request<B>, te_trailers: bool, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    let authority = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(uri) = format!("{scheme}://{authority}{target}").parse::<Uri>() {
+        *req.uri_mut() = uri;
+        req.headers_mut().remove(HOST);
+    }
+    *req.version_mut() = Version::HTTP_2;
+    if te_trailers {
+        req.headers_mut().insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// HTTP/2 clients may split `Cookie` into one header per cookie; an HTTP/1.1 pod expects one
+/// line (RFC 9113 §8.2.3).
+fn join_cookie_crumbs(headers: &mut http::HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(COOKIE, value);
+    }
+}

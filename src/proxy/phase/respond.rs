@@ -1,0 +1,83 @@
+//! The respond phase: the pod's response becomes the client's. Hop-by-hop headers out, the
+//! session's `Set-Cookie` (or header-mode token) in, a 101 spliced into a tunnel, and the body
+//! streamed with the pod connection going back to its pool when it ends.
+
+use std::time::SystemTime;
+
+use http::header::{HeaderValue, SET_COOKIE, UPGRADE};
+use http::{Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+
+use crate::affinity::cookie::RouteSticky;
+use crate::proxy::body::{PooledBody, ProxyBody};
+use crate::proxy::conn::OpenTracker;
+use crate::proxy::forward::ProxyState;
+use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::phase::select::Side;
+use crate::proxy::phase::send::Sent;
+use crate::proxy::phase::Exchange;
+use crate::proxy::upgrade;
+use crate::route::Backend;
+use crate::selection::Selection;
+
+/// What the response needs from the request besides the pod's answer.
+pub struct Context<'a> {
+    pub client: &'a ClientInfo,
+    /// Kept only where `SameSite=None` depends on it.
+    pub user_agent: Option<&'a [u8]>,
+    /// The client's side of an upgrade it asked for.
+    pub upgrade: Option<(OnUpgrade, &'a OpenTracker)>,
+}
+
+pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>, x: &Exchange) -> Response<ProxyBody> {
+    let Sent { mut response, sender, in_flight, selection } = sent;
+    let backend = side.backend;
+    let upstream = backend.endpoints[selection.endpoint].upstream();
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let protocol = response.headers().get(UPGRADE).cloned();
+    if let (true, Some((client, tracker))) = (switching, cx.upgrade) {
+        upgrade::splice(client, &mut response, tracker);
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    issue(&mut parts.headers, backend, side.sticky, &selection, cx.client.tls, cx.user_agent);
+    if switching {
+        // The pod's connection now belongs to the tunnel: it never returns to the pool.
+        if let Some(protocol) = &protocol {
+            upgrade::restore(&mut parts.headers, protocol);
+        }
+        drop((sender, in_flight, body));
+        return Response::from_parts(parts, ProxyBody::empty());
+    }
+    let stalls = &state.telemetry.metrics.upstream_body_timeouts;
+    let body = PooledBody::new(body, sender, upstream.clone(), in_flight, (x.timeouts.response, stalls));
+    Response::from_parts(parts, ProxyBody::upstream(body))
+}
+
+/// The session's token for the client, when the selection issued one: a `Set-Cookie`, or the
+/// token in the route's header (header mode). Routes that only honour a shared backend's
+/// cookie never set one.
+fn issue(
+    headers: &mut http::HeaderMap,
+    backend: &Backend,
+    sticky: Option<&RouteSticky>,
+    selection: &Selection,
+    tls: bool,
+    user_agent: Option<&[u8]>,
+) {
+    let (Some(token), Some(sticky)) = (&selection.issue, sticky.filter(|s| s.issues_cookies)) else { return };
+    let value = backend.keys.encode(token, backend.scope);
+    match &sticky.policy.header {
+        // Header mode: the client sends the token back in the same header.
+        Some(name) => {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                headers.insert(name.clone(), v);
+            }
+        }
+        None => {
+            if let Some(cookie) = sticky.set_cookie(&value, token.issued, SystemTime::now(), tls, user_agent) {
+                headers.append(SET_COOKIE, cookie);
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Each phase on a real compiled table (the manifests below), without a pod: the order of
+//! refusals, redirects, 413, none available, and the pod's request for a given client request.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{Request, StatusCode};
+
+use super::{access, matching, prepare, select, Exchange, Timeouts};
+use crate::metrics::Metrics;
+use crate::proxy::client_addr::TrustedProxies;
+use crate::proxy::forward::ProxyState;
+use crate::proxy::headers::ClientInfo;
+use crate::proxy::observe::Telemetry;
+use crate::upstream::UpstreamRegistry;
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 9}]
+endpoints:
+- {addresses: ["127.0.0.1"], targetRef: {kind: Pod, name: web-a}}
+- {addresses: ["127.0.0.2"], targetRef: {kind: Pod, name: web-b}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/affinity: cookie
+    nginx.ingress.kubernetes.io/session-cookie-name: SID
+spec:
+  ingressClassName: tether
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: locked
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/whitelist-source-range: "10.0.0.0/8"
+    nginx.ingress.kubernetes.io/proxy-body-size: "1k"
+spec:
+  ingressClassName: tether
+  rules:
+  - host: locked.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: small
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/proxy-body-size: "1k"
+    nginx.ingress.kubernetes.io/force-ssl-redirect: "true"
+spec:
+  ingressClassName: tether
+  rules:
+  - host: small.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: nobody
+  namespace: default
+spec:
+  ingressClassName: tether
+  rules:
+  - host: nobody.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}
+"#;
+
+fn state() -> &'static ProxyState {
+    static STATE: OnceLock<ProxyState> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let parsed = crate::source::parse::parse_file(Path::new("phases.yaml"), MANIFESTS);
+        assert!(!parsed.failed, "{:?}", parsed.diagnostics);
+        let options = crate::compile::CompileOptions {
+            ingress_classes: vec!["tether".into()],
+            keys: crate::fuzz_harness::cookie_keys().clone(),
+            previous: Default::default(),
+            serves_tls: true,
+        };
+        let compiled = crate::compile::compile(&parsed.objects, &options);
+        crate::reload::attach_pools(&compiled.table, &UpstreamRegistry::new(1, Duration::from_secs(60)));
+        ProxyState {
+            table: Arc::new(ArcSwap::new(compiled.table)),
+            accept_nginx_cookies: false,
+            timeouts: Timeouts::default(),
+            trusted_proxies: TrustedProxies::default(),
+            max_body: 0,
+            telemetry: Telemetry::leak(Metrics::new(1, 100), None),
+            limit_status: StatusCode::SERVICE_UNAVAILABLE,
+            auth_pools: UpstreamRegistry::new(1, Duration::from_secs(60)),
+        }
+    })
+}
+
+fn client() -> ClientInfo {
+    ClientInfo::new("127.0.0.1:40000".parse().unwrap(), 80, false)
+}
+
+fn exchange() -> Exchange {
+    Exchange::new(Instant::now(), false, Timeouts::default())
+}
+
+fn get(host: &str, target: &str) -> Request<()> {
+    Request::get(target).header("host", host).body(()).unwrap()
+}
+
+#[test]
+fn matching_refuses_two_hosts_then_a_missing_host_then_finds_no_route() {
+    let two = Request::get("/").header("host", "shop.test").header("host", "shop.test").body(()).unwrap();
+    let refused = matching::route(state(), &two).unwrap_err();
+    assert_eq!(
+        (refused.status, refused.text),
+        (StatusCode::BAD_REQUEST, "400 Bad Request: more than one Host header\n")
+    );
+    let none = Request::get("/").body(()).unwrap();
+    let refused = matching::route(state(), &none).unwrap_err();
+    assert_eq!((refused.status, refused.close), (StatusCode::BAD_REQUEST, true));
+    let unknown = matching::route(state(), &get("else.test", "/")).unwrap_err();
+    assert_eq!((unknown.status, unknown.text), (StatusCode::NOT_FOUND, "default backend - 404\n"));
+    let found = matching::route(state(), &get("shop.test", "/cart")).unwrap();
+    assert_eq!((&*found.host, &*found.source.name), ("shop.test", "shop"));
+}
+
+#[test]
+fn an_absolute_target_must_name_the_host_line() {
+    let req = Request::get("http://other.test/").header("host", "shop.test").body(()).unwrap();
+    let refused = matching::route(state(), &req).unwrap_err();
+    assert_eq!(refused.text, "400 Bad Request: the target's host is not the Host header\n");
+    let agreeing = Request::get("http://shop.test/a").header("host", "shop.test").body(()).unwrap();
+    assert!(matching::route(state(), &agreeing).is_ok());
+}
+
+#[test]
+fn a_forced_https_route_redirects_plain_requests_before_access() {
+    let req = get("small.test", "/pay?x=1");
+    let route = matching::route(state(), &req).unwrap();
+    let redirect = matching::redirect(&route, &req, &client(), &mut exchange()).unwrap_err();
+    assert_eq!(redirect.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.headers().unwrap()["location"], "https://small.test/pay?x=1");
+    let mut tls = client();
+    tls.tls = true;
+    assert!(matching::redirect(&route, &req, &tls, &mut exchange()).is_ok());
+}
+
+#[tokio::test]
+async fn access_refuses_a_source_outside_the_list_and_notes_why() {
+    let req = get("locked.test", "/");
+    let route = matching::route(state(), &req).unwrap();
+    let mut x = exchange();
+    let refused = access::run(state(), &route, &req, &client(), &mut x).await.unwrap_err();
+    assert_eq!((refused.status, refused.text), (StatusCode::FORBIDDEN, "403 Forbidden\n"));
+    assert_eq!(x.notes.denied, Some("ip"));
+    let mut inside = client();
+    inside.addr = "10.1.2.3".parse().unwrap();
+    let mut x = exchange();
+    assert!(access::run(state(), &route, &req, &inside, &mut x).await.unwrap().is_empty());
+    assert_eq!(x.notes.denied, None);
+}
+
+#[test]
+fn a_declared_body_over_the_route_limit_is_413() {
+    let route = matching::route(state(), &get("small.test", "/")).unwrap();
+    let big = Request::post("/").header("host", "small.test").header("content-length", "1025").body(()).unwrap();
+    assert_eq!(select::body_limit(state(), &route, &big).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+    let fits = Request::post("/").header("host", "small.test").header("content-length", "1024").body(()).unwrap();
+    assert_eq!(select::body_limit(state(), &route, &fits).unwrap(), 1024);
+    // No limit where neither the route nor --max-body-size sets one.
+    let open = matching::route(state(), &get("shop.test", "/")).unwrap();
+    assert_eq!(select::body_limit(state(), &open, &big).unwrap(), 0);
+}
+
+#[test]
+fn a_first_visit_is_given_a_session_and_a_backend_without_pods_is_503() {
+    let req = get("shop.test", "/");
+    let route = matching::route(state(), &req).unwrap();
+    let mut x = exchange();
+    let side = select::side(&route, &req, &mut x);
+    let selection = select::endpoint(state(), &client(), &req, side, &mut x).unwrap();
+    assert!(selection.issue.is_some(), "a new session gets a cookie");
+    assert!(selection.endpoint < 2);
+    assert_eq!(x.notes.decision, Some("new"));
+
+    let req = get("nobody.test", "/");
+    let route = matching::route(state(), &req).unwrap();
+    let mut x = exchange();
+    let side = select::side(&route, &req, &mut x);
+    let none = select::endpoint(state(), &client(), &req, side, &mut x).unwrap_err();
+    assert_eq!((none.status, none.text), (StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n"));
+    assert_eq!(x.notes.decision, Some("none-available"));
+}
+
+#[test]
+fn the_pod_gets_origin_form_forwarding_headers_and_no_hop_by_hop_headers() {
+    let req = Request::get("http://shop.test/a?b=1")
+        .header("host", "shop.test")
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("cookie", "SID=x")
+        .body(())
+        .unwrap();
+    let route = matching::route(state(), &req).unwrap();
+    let auth = vec![(http::HeaderName::from_static("x-auth-user"), None)];
+    let prepared = prepare::request(req, &client(), &route, &route.backend, auth);
+    let req = prepared.req;
+    assert!(prepared.upgrade.is_none());
+    assert_eq!(req.uri(), "/a?b=1");
+    assert_eq!(req.version(), http::Version::HTTP_11);
+    let headers = req.headers();
+    assert_eq!(headers["host"], "shop.test");
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "an untrusted peer's chain is replaced");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-host"], "shop.test");
+    assert_eq!(headers["cookie"], "SID=x");
+    for gone in ["connection", "x-secret", "keep-alive", "x-auth-user"] {
+        assert!(!headers.contains_key(gone), "{gone} reached the pod");
+    }
+}
+
+#[test]
+fn an_upgrade_keeps_its_two_headers() {
+    let req = Request::get("/ws")
+        .header("host", "shop.test")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(())
+        .unwrap();
+    let route = matching::route(state(), &req).unwrap();
+    let prepared = prepare::request(req, &client(), &route, &route.backend, Vec::new());
+    assert_eq!(prepared.upgrade.as_ref().map(|(p, _)| p.as_bytes()), Some(&b"websocket"[..]));
+    assert_eq!(prepared.req.headers()["connection"], "upgrade");
+    assert_eq!(prepared.req.headers()["upgrade"], "websocket");
+}
