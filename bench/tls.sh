@@ -4,7 +4,7 @@
 # same three pods (nginx, conf/backends.nginx.conf.in), one proxy thread each, on loopback, in
 # interleaved rounds. Every request carries the target's sticky cookie (an affinity hit).
 #
-#   bench/tls.sh                                  install what is missing, build, all modes (~3 min)
+#   bench/tls.sh                                  install what is missing, build, all modes (~3.5 min)
 #   TETHER_BIN=/tmp/tether-before bench/tls.sh    a given binary instead of building one
 #   MODES="hs ka" DURATION=10s bench/tls.sh
 #
