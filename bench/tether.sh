@@ -113,7 +113,7 @@ for sc in $SCENARIOS; do
     "$HERE/run.sh" start
     cookie=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
     [[ $cookie == route=* ]] || { echo "tether gave no sticky cookie" >&2; exit 1; }
-    [[ $sc == hit ]] && "$HERE/sticky_check.sh" "$PORT" route >&2
+    if [[ $sc == hit ]]; then "$HERE/sticky_check.sh" "$PORT" route >&2; fi
     EXTRA_COOKIE=$cookie EXTRA_START_CMD= "$HERE/run.sh" bench
     "$HERE/run.sh" stop
   )
