@@ -2,11 +2,31 @@
 # Side-by-side benchmark of tether against HAProxy 2.6 and nginx 1.22 (Debian packages), all
 # in front of the same three pods, on loopback, with interleaved wrk rounds (see run.sh).
 #
-#   bench/tether.sh            install what is missing, build, benchmark, print the table
-#   ROUNDS=5 DURATION=20s bench/tether.sh    (any run.sh knob works)
+#   bench/tether.sh            install what is missing, build, benchmark every scenario (~5 min)
+#   SCENARIOS=hit DURATION=10s bench/tether.sh     the sticky hit only, as before issue 15
+#   TETHER_BIN=/tmp/tether-before bench/tether.sh  a given binary instead of building one
+#   ROUNDS=5 DURATION=20s bench/tether.sh          (any run.sh knob works)
+#
+# Scenarios (SCENARIOS="hit new 16k upload 2w", each one table in the same results file):
+#   hit     sticky-cookie hits: wrk replays one real cookie per target (tether's, SRV=pod1,
+#           route=bench), so every request goes through the affinity engine
+#   new     a new session per request: no cookie sent, so tether issues a Set-Cookie and HAProxy
+#           inserts its cookie every time (nginx-hash adds its route cookie)
+#   16k     sticky hits on /16k: the pods answer with a 16 KiB body
+#   upload  sticky hits POSTing 1 MiB each (conf/wrk-upload.lua) to /upload, where the pods read
+#           the whole body before answering; body limits: tether --max-body-size 2m, nginx
+#           client_max_body_size 2m with proxy_request_buffering off (streamed, as HAProxy does)
+#   2w      sticky hits with two workers: tether --workers 2, HAProxy nbthread 2, nginx
+#           worker_processes 2, pinned to W2_PROXY_CPU (default 0,1), wrk to W2_WRK_CPU (1) and the
+#           pods to W2_BACKEND_CPU (0); on a 2-core machine wrk shares a core with one worker
+#
+# Defaults here (override any): DURATION=5s WARMUP=2s ROUNDS=3; TARGETS is
+# "haproxy nginx-hash nginx-rr direct" for hit and "haproxy nginx-hash" for the others (tether
+# is always added after haproxy). RESULTS=file names the results file (default
+# bench/results/<timestamp>.txt; raw rows beside it per scenario).
 #
 # tether runs with a sticky cookie (ingress-nginx annotations, persistent mode, like HAProxy's
-# `cookie insert`); wrk replays one real tether cookie, so every request is an affinity hit.
+# `cookie insert`).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -18,7 +38,18 @@ if ((${#need[@]})); then
   echo "installing ${need[*]} from Debian packages" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-(cd "$ROOT" && cargo build --release --locked -q)
+bin=${TETHER_BIN:-}
+if [[ -z $bin ]]; then
+  (cd "$ROOT" && cargo build --release --locked -q)
+  bin=$ROOT/target/release/tether
+fi
+SCENARIOS=${SCENARIOS:-hit new 16k upload 2w}
+for sc in $SCENARIOS; do
+  case $sc in hit|new|16k|upload|2w) ;; *) echo "unknown scenario '$sc' (hit new 16k upload 2w)" >&2; exit 2 ;; esac
+done
+export DURATION=${DURATION:-5s} WARMUP=${WARMUP:-2s} ROUNDS=${ROUNDS:-3}
+mkdir -p "$HERE/results"
+export RESULTS=${RESULTS:-$HERE/results/$(date +%Y%m%d-%H%M%S).txt}
 
 work=$(mktemp -d /tmp/tether-bench.XXXXXX)
 trap '"$HERE/run.sh" stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -63,10 +94,28 @@ spec:
 YAML
 
 export EXTRA_NAME=tether EXTRA_PORT=$PORT
-export EXTRA_START_CMD="RUST_LOG=warn exec $ROOT/target/release/tether run --manifests $work/manifests \
-  --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers 1 --cookie-key-file $work/cookie.key"
-"$HERE/run.sh" start
-cookie=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
-[[ $cookie == route=* ]] || { echo "tether gave no sticky cookie" >&2; exit 1; }
-"$HERE/sticky_check.sh" "$PORT" route >&2
-EXTRA_COOKIE=$cookie EXTRA_START_CMD= "$HERE/run.sh" bench
+user_targets=${TARGETS:-}
+for sc in $SCENARIOS; do
+  # each scenario starts everything afresh with its own settings, benchmarks, stops
+  (
+    export SCENARIO=$sc WORKERS=1 URL_PATH=/ NO_COOKIE=0 WRK_SCRIPT=$HERE/conf/wrk-report.lua
+    export TARGETS=${user_targets:-haproxy nginx-hash}
+    case $sc in
+      hit) export TARGETS=${user_targets:-haproxy nginx-hash nginx-rr direct} ;;
+      new) export NO_COOKIE=1 ;;
+      16k) export URL_PATH=/16k ;;
+      upload) export URL_PATH=/upload WRK_SCRIPT=$HERE/conf/wrk-upload.lua ;;
+      2w) export WORKERS=2 PROXY_CPU=${W2_PROXY_CPU-0,1} WRK_CPU=${W2_WRK_CPU-1} BACKEND_CPU=${W2_BACKEND_CPU-0} ;;
+    esac
+    export EXTRA_START_CMD="RUST_LOG=warn exec $bin run --manifests $work/manifests \
+      --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers $WORKERS --cookie-key-file $work/cookie.key \
+      --state-dir $work/state --max-body-size 2m"
+    "$HERE/run.sh" start
+    cookie=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
+    [[ $cookie == route=* ]] || { echo "tether gave no sticky cookie" >&2; exit 1; }
+    if [[ $sc == hit ]]; then "$HERE/sticky_check.sh" "$PORT" route >&2; fi
+    EXTRA_COOKIE=$cookie EXTRA_START_CMD= "$HERE/run.sh" bench
+    "$HERE/run.sh" stop
+  )
+done
+echo "all scenarios: $RESULTS" >&2
