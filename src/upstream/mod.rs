@@ -2,6 +2,7 @@
 //! thread, so a worker never touches another worker's connections. An HTTP/1.1 sender is taken
 //! out for one request; an HTTP/2 connection stays in the pool and is shared.
 
+pub mod h1_pod;
 pub mod load;
 pub mod pod_conn;
 pub mod request_body;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::net::TcpStream;
 
+pub use h1_pod::PodConn;
 pub use pod_conn::{PodProtocol, Sender};
 
 /// Idle connections kept per endpoint and worker.
@@ -32,8 +34,15 @@ pub enum ConnectError {
     Tls(SocketAddr, std::io::Error),
 }
 
+/// A connection with no request on it: hyper's (HTTP/2, and HTTP/1.1 on `--h1-path hyper`)
+/// or tether's own HTTP/1.1 one.
+enum Idle {
+    Hyper(Sender),
+    Own(PodConn),
+}
+
 /// One worker's idle connections to one pod, with when each went idle.
-type IdleQueue = ArrayQueue<(Sender, Instant)>;
+type IdleQueue = ArrayQueue<(Idle, Instant)>;
 
 /// One pod address and its idle connections. Small until used: the queues (and the window) are
 /// made on first use, since most endpoints of a big cluster never see a request here.
@@ -92,7 +101,7 @@ impl Upstream {
         Some(ConnectFailure { at: packed >> 8, kind })
     }
 
-    fn note_connect(&self, result: &Result<Sender, ConnectError>) {
+    fn note_connect<T>(&self, result: &Result<T, ConnectError>) {
         use std::sync::atomic::Ordering::Relaxed;
         let kind = match result {
             Ok(_) if self.last_failure.load(Relaxed) == 0 => return,
@@ -116,14 +125,15 @@ impl Upstream {
         // Never used: nothing idle, and no queues made just to look.
         self.idle.get()?;
         let queue = self.my_queue();
-        while let Some((mut sender, since)) = queue.pop() {
+        while let Some((idle, since)) = queue.pop() {
+            let Idle::Hyper(mut sender) = idle else { continue };
             // A pod closes idle connections on its own schedule; one idle too long is more
             // likely to be closing under us than to be useful.
             if sender.is_closed() || since.elapsed() > self.idle_timeout {
                 continue;
             }
             if let Some(shared) = sender.share() {
-                let _ = queue.push((sender, Instant::now()));
+                let _ = queue.push((Idle::Hyper(sender), Instant::now()));
                 return Some(shared);
             }
             // Usually ready at once; a connection whose last response just ended may need
@@ -163,7 +173,7 @@ impl Upstream {
             pod_conn::handshake(stream, self.protocol).await.map_err(handshake)?
         };
         if let Some(shared) = sender.share() {
-            let _ = self.my_queue().push((shared, Instant::now()));
+            let _ = self.my_queue().push((Idle::Hyper(shared), Instant::now()));
         }
         Ok(sender)
     }
@@ -171,8 +181,35 @@ impl Upstream {
     /// Returns a connection whose response has been fully read (HTTP/2 ones stay pooled).
     pub fn put_idle(&self, sender: Sender) {
         if matches!(sender, Sender::H1(_)) && !sender.is_closed() {
-            let _ = self.my_queue().push((sender, Instant::now()));
+            let _ = self.my_queue().push((Idle::Hyper(sender), Instant::now()));
         }
+    }
+
+    /// An idle HTTP/1.1 connection of tether's own that is still open, if any. No await and,
+    /// unless the pod did something while it was idle, no system call.
+    pub fn checkout_h1(&self) -> Option<PodConn> {
+        self.idle.get()?;
+        let queue = self.my_queue();
+        while let Some((idle, since)) = queue.pop() {
+            let Idle::Own(mut conn) = idle else { continue };
+            if since.elapsed() <= self.idle_timeout && conn.still_open() {
+                return Some(conn.reuse());
+            }
+        }
+        None
+    }
+
+    /// A new HTTP/1.1 connection of tether's own (TLS for `Https`).
+    pub async fn connect_h1(&self, timeout: Duration) -> Result<PodConn, ConnectError> {
+        let result = PodConn::connect(self.addr, self.protocol, timeout).await;
+        self.note_connect(&result);
+        result
+    }
+
+    /// Returns a connection whose response ended cleanly (read to its end, no surplus, the
+    /// pod keeps it alive). A full queue closes it.
+    pub fn checkin_h1(&self, conn: PodConn) {
+        let _ = self.my_queue().push((Idle::Own(conn), Instant::now()));
     }
 }
 
