@@ -136,7 +136,8 @@ pub(crate) fn request_facts(buf: &[u8], head: &RequestHead) -> Result<RequestFac
     }
     let close_after = is_te && is_cl;
     tether_checks(buf, head, host_count)?;
-    let upgrade = http11 && head.fields.has(known::UPGRADE) && head.headers(buf, b"connection").any(|v| lists(v, b"upgrade"));
+    let upgrade =
+        http11 && head.fields.has(known::UPGRADE) && head.headers(buf, b"connection").any(|v| lists(v, b"upgrade"));
     Ok(RequestFacts {
         framing,
         keep_alive: keep_alive && !close_after,
@@ -189,9 +190,10 @@ pub(crate) fn authority(target: &[u8]) -> Option<&[u8]> {
     if target.first().is_none_or(|b| *b == b'/') || target == b"*" {
         return None;
     }
-    let scheme_end = target.windows(3).position(|w| w == b"://").filter(|&at| {
-        at > 0 && target[..at].iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-    });
+    let scheme_end = target
+        .windows(3)
+        .position(|w| w == b"://")
+        .filter(|&at| at > 0 && target[..at].iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b)));
     match scheme_end {
         Some(at) => {
             let rest = &target[at + 3..];
@@ -247,7 +249,9 @@ pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
             && fields.headers(buf, b"connection").any(|line| {
                 is_visible_ascii(line)
                     && tokens(line).any(|t| {
-                        !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && t.eq_ignore_ascii_case(name)
+                        !t.eq_ignore_ascii_case(b"close")
+                            && !t.eq_ignore_ascii_case(b"keep-alive")
+                            && t.eq_ignore_ascii_case(name)
                     })
             });
         if fixed || listed {
@@ -274,7 +278,11 @@ pub(crate) struct ResponseFacts {
 }
 
 /// hyper's `Client::decoder` over a response to `method`.
-pub(crate) fn response_framing(method: Method, head: &ResponseHead, buf: &[u8]) -> Result<ResponseFacts, ResponseError> {
+pub(crate) fn response_framing(
+    method: Method,
+    head: &ResponseHead,
+    buf: &[u8],
+) -> Result<ResponseFacts, ResponseError> {
     let mut keep_alive = head.minor == 1;
     let mut saw_close = false;
     let mut lengths = 0u128;

@@ -92,7 +92,8 @@ pub(crate) fn date_at(now: SystemTime) -> [u8; DATE_LEN] {
             return value;
         }
         let mut value = [0u8; DATE_LEN];
-        let _ = write!(&mut value[..], "{}", httpdate::HttpDate::from(UNIX_EPOCH + std::time::Duration::from_secs(secs)));
+        let _ =
+            write!(&mut value[..], "{}", httpdate::HttpDate::from(UNIX_EPOCH + std::time::Duration::from_secs(secs)));
         cached.set((secs, value));
         value
     })
