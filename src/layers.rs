@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by tier, bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["worker", "model"],
+    &["worker", "model", "h1"],
     &["diag"],
     &["access", "affinity", "tls", "access_log"],
     &["metrics"],

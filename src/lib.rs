@@ -11,6 +11,7 @@ pub mod demo;
 pub(crate) mod diag;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub(crate) mod h1;
 pub(crate) mod leader;
 pub(crate) mod metrics;
 pub(crate) mod model;

@@ -1,0 +1,301 @@
+//! Request and response heads: httparse into a stack array of 100 headers inside the parse
+//! function, recorded as [`Span`]s of the caller's buffer. The verdicts are hyper 1's (its
+//! `proto/h1/role.rs` and `io.rs`, default parser settings): bare LF line ends accepted; obs-fold,
+//! whitespace before a colon, control bytes in values or bad names → 400; more than 100 headers
+//! or a head longer than the limit → 431; a target longer than 65,534 bytes → 414.
+
+use super::rules::Refusal;
+use super::Span;
+
+/// hyper's default (and tether's) cap on header lines per head.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// hyper's `MAX_URI_LEN`: a longer request target is a 414.
+pub(crate) const MAX_TARGET: usize = u16::MAX as usize - 1;
+/// "No such header" in [`Fields::known`].
+pub(crate) const NONE: u8 = u8::MAX;
+
+/// The header names whose first line is indexed in [`Fields::known`], by their index there.
+pub(crate) mod known {
+    pub(crate) const HOST: usize = 0;
+    pub(crate) const COOKIE: usize = 1;
+    pub(crate) const CONTENT_LENGTH: usize = 2;
+    pub(crate) const TRANSFER_ENCODING: usize = 3;
+    pub(crate) const CONNECTION: usize = 4;
+    pub(crate) const UPGRADE: usize = 5;
+    pub(crate) const EXPECT: usize = 6;
+    pub(crate) const X_REQUEST_ID: usize = 7;
+    pub(crate) const X_FORWARDED_FOR: usize = 8;
+    pub(crate) const X_FORWARDED_PROTO: usize = 9;
+    pub(crate) const ORIGIN: usize = 10;
+    pub(crate) const AUTHORIZATION: usize = 11;
+    pub(crate) const USER_AGENT: usize = 12;
+    pub(crate) const REFERER: usize = 13;
+    pub(crate) const TE: usize = 14;
+    pub(crate) const KEEP_ALIVE: usize = 15;
+    pub(crate) const PROXY_CONNECTION: usize = 16;
+    pub(crate) const TRAILER: usize = 17;
+    /// Lower-case names, by index.
+    pub(crate) const NAMES: [&[u8]; 18] = [
+        b"host",
+        b"cookie",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"upgrade",
+        b"expect",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"origin",
+        b"authorization",
+        b"user-agent",
+        b"referer",
+        b"te",
+        b"keep-alive",
+        b"proxy-connection",
+        b"trailer",
+    ];
+
+    /// The index of `name` (any case), if it is one of [`NAMES`].
+    pub(crate) fn find(name: &[u8]) -> Option<usize> {
+        // The length picks at most three candidates.
+        NAMES.iter().position(|known| known.len() == name.len() && known.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The request methods tether counts by name; any other is `Other` (its bytes: the method span).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Method {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Connect,
+    Trace,
+    Other,
+}
+
+impl Method {
+    /// Methods are case-sensitive (RFC 9110 §9.1): `get` is `Other`.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Method {
+        match bytes {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"PATCH" => Method::Patch,
+            b"CONNECT" => Method::Connect,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// The header lines of a head: spans of names and values (values trimmed by httparse), and the
+/// first line of each [`known`] name.
+#[derive(Clone, Debug)]
+pub(crate) struct Fields {
+    pub n: usize,
+    pub names: [Span; MAX_HEADERS],
+    pub values: [Span; MAX_HEADERS],
+    pub known: [u8; known::NAMES.len()],
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            n: 0,
+            names: [Span::EMPTY; MAX_HEADERS],
+            values: [Span::EMPTY; MAX_HEADERS],
+            known: [NONE; known::NAMES.len()],
+        }
+    }
+}
+
+impl Fields {
+    /// Records httparse's headers (subslices of `buf`).
+    fn record(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) -> Result<(), ()> {
+        self.n = headers.len();
+        self.known = [NONE; known::NAMES.len()];
+        for (i, h) in headers.iter().enumerate() {
+            // hyper's `record_header_indices`: a name of 64 KiB or more is "too large".
+            if h.name.len() >= 1 << 16 {
+                return Err(());
+            }
+            self.names[i] = Span::within(buf, h.name.as_bytes());
+            self.values[i] = Span::within(buf, h.value);
+            if let Some(k) = known::find(h.name.as_bytes()) {
+                if self.known[k] == NONE {
+                    self.known[k] = i as u8;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first value of `name` (any case).
+    pub(crate) fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        if let Some(k) = known::find(name) {
+            let i = self.known[k];
+            return (i != NONE).then(|| self.values[i as usize].of(buf));
+        }
+        let i = self.names[..self.n].iter().position(|n| n.of(buf).eq_ignore_ascii_case(name))?;
+        Some(self.values[i].of(buf))
+    }
+
+    /// Every value of `name` (any case), in order.
+    pub(crate) fn headers<'a, 'n>(&'a self, buf: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.iter(buf).filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+
+    /// Every (name, value), in order.
+    pub(crate) fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.names[..self.n].iter().zip(&self.values[..self.n]).map(move |(n, v)| (n.of(buf), v.of(buf)))
+    }
+
+    /// Whether `known` name `k` has a line.
+    pub(crate) fn has(&self, k: usize) -> bool {
+        self.known[k] != NONE
+    }
+}
+
+/// A parsed request head. Kept between requests and overwritten by each parse.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RequestHead {
+    pub method: Method,
+    pub method_span: Span,
+    pub target: Span,
+    /// HTTP/1.`minor`: 0 or 1.
+    pub minor: u8,
+    /// Length of the head, final empty line included: the body starts at `buf[len..]`.
+    pub len: usize,
+    pub fields: Fields,
+}
+
+impl RequestHead {
+    pub(crate) fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        self.fields.header(buf, name)
+    }
+    pub(crate) fn headers<'a, 'n>(&'a self, buf: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.fields.headers(buf, name)
+    }
+    pub(crate) fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.fields.iter(buf)
+    }
+}
+
+/// Parses a request head at the start of `buf` into `head`. `Ok(None)`: the head is incomplete,
+/// read more (unless `buf` is `max_head` bytes or longer, then it is a 431). A complete head
+/// longer than `max_head` is a 431 too, whatever arrived with it.
+pub(crate) fn parse_request(buf: &[u8], max_head: usize, head: &mut RequestHead) -> Result<Option<()>, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(Refusal::TOO_LARGE),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TOO_LARGE),
+        Err(_) => return Err(Refusal::BAD),
+    };
+    if len > max_head {
+        return Err(Refusal::TOO_LARGE);
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Refusal::BAD);
+    };
+    if target.len() > MAX_TARGET {
+        return Err(Refusal::URI_TOO_LONG);
+    }
+    head.method = Method::from_bytes(method.as_bytes());
+    head.method_span = Span::within(buf, method.as_bytes());
+    head.target = Span::within(buf, target.as_bytes());
+    head.minor = version.min(1);
+    head.len = len;
+    head.fields.record(buf, req.headers).map_err(|()| Refusal::TOO_LARGE)?;
+    Ok(Some(()))
+}
+
+/// A parsed response head.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ResponseHead {
+    pub status: u16,
+    pub reason: Span,
+    pub minor: u8,
+    pub len: usize,
+    pub fields: Fields,
+}
+
+impl ResponseHead {
+    pub(crate) fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        self.fields.header(buf, name)
+    }
+    pub(crate) fn headers<'a, 'n>(&'a self, buf: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.fields.headers(buf, name)
+    }
+    pub(crate) fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.fields.iter(buf)
+    }
+}
+
+/// Why a pod's response cannot be read (hyper's client fails the request the same way: tether
+/// answers 502).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResponseError {
+    #[error("malformed response head")]
+    Malformed,
+    #[error("response head too large")]
+    TooLarge,
+    #[error("transfer-encoding on an HTTP/1.0 response")]
+    TransferEncodingOnHttp10,
+    #[error("invalid content-length")]
+    InvalidLength,
+}
+
+/// Parses a response head at the start of `buf` (hyper's client rules: a status under 100 is
+/// malformed; obs-fold and whitespace before a colon are refused).
+pub(crate) fn parse_response(
+    buf: &[u8],
+    max_head: usize,
+    head: &mut ResponseHead,
+) -> Result<Option<()>, ResponseError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(ResponseError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
+        Err(_) => return Err(ResponseError::Malformed),
+    };
+    if len > max_head {
+        return Err(ResponseError::TooLarge);
+    }
+    let (Some(status), Some(reason), Some(version)) = (res.code, res.reason, res.version) else {
+        return Err(ResponseError::Malformed);
+    };
+    // `http::StatusCode::from_u16`: 100..=999 (httparse reads exactly three digits).
+    if status < 100 {
+        return Err(ResponseError::Malformed);
+    }
+    head.status = status;
+    head.reason = Span::within(buf, reason.as_bytes());
+    head.minor = version.min(1);
+    head.len = len;
+    head.fields.record(buf, res.headers).map_err(|()| ResponseError::TooLarge)?;
+    Ok(Some(()))
+}
