@@ -113,6 +113,7 @@ pub async fn start(config: RunConfig) -> anyhow::Result<Running> {
         telemetry,
         limit_status: config.limit_status,
         auth_pools: UpstreamRegistry::new(config.workers, config.timeouts.upstream_idle),
+        own_pod_h1: config.limits.h1_path != crate::proxy::server::H1Path::Hyper,
     });
     let control = Arc::new(ControlState::new(proxy.clone()));
     // What the leader writes to the API, sent by the reloader after each swap.

@@ -35,5 +35,5 @@ pub use compile::DEFAULT_CLASS;
 pub use leader::LeaderOptions;
 pub use proxy::client_addr::TrustedProxies;
 pub use proxy::forward::Timeouts;
-pub use proxy::server::ConnLimits;
+pub use proxy::server::{ConnLimits, H1Path};
 pub use source::kube::KubeOptions;

@@ -154,6 +154,10 @@ struct ProxyArgs {
     /// into one series labelled "(other routes)", so a scrape stays bounded.
     #[arg(long, default_value_t = 1000)]
     metrics_max_routes: usize,
+    /// Whose HTTP/1.1 serves clients and pods: hyper's, or tether's own towards pods (a
+    /// transition switch while tether's own HTTP/1.1 path replaces hyper's).
+    #[arg(long, value_enum, default_value = "hyper", env = "TETHER_H1_PATH", hide = true)]
+    h1_path: tether::H1Path,
 }
 
 #[derive(Args)]
@@ -301,6 +305,7 @@ impl ProxyArgs {
                 max_header_bytes: size(&self.max_header_size, "max-header-size")? as usize,
                 max_connections: self.max_connections.max(1),
                 h2c: self.h2c,
+                h1_path: self.h1_path,
             },
             max_body: size(&self.max_body_size, "max-body-size")?,
             limit_status: http::StatusCode::from_u16(self.limit_req_status_code)

@@ -49,6 +49,7 @@ fn edge() -> &'static Edge {
             telemetry: Telemetry::leak(Metrics::new(1, 1000), None),
             limit_status: http::StatusCode::TOO_MANY_REQUESTS,
             auth_pools: UpstreamRegistry::new(1, Duration::from_secs(60)),
+            own_pod_h1: false,
         });
         let limits = ConnLimits { header_timeout: Duration::from_secs(1), ..ConnLimits::default() };
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));

@@ -29,6 +29,8 @@ pub struct ProxyBody {
 
 enum Kind {
     Upstream(PooledBody),
+    /// From a pod over tether's own HTTP/1.1 connection.
+    Pod(crate::proxy::pod_body::PodBody),
     Local(Option<Bytes>),
 }
 
@@ -41,6 +43,9 @@ impl ProxyBody {
     }
     pub fn upstream(body: PooledBody) -> Self {
         Self::of(Kind::Upstream(body))
+    }
+    pub fn pod(body: crate::proxy::pod_body::PodBody) -> Self {
+        Self::of(Kind::Pod(body))
     }
     fn of(kind: Kind) -> Self {
         ProxyBody { kind, done: None, bytes: 0, activity: None }
@@ -85,6 +90,11 @@ pub enum BodyError {
     /// The pod sent nothing for `proxy-read-timeout` in the middle of the body.
     #[error("the pod sent nothing for {0:?} mid-body")]
     Stalled(Duration),
+    /// The pod's framing was broken, or it closed before the body's end (own HTTP/1 path).
+    #[error("pod body: {0}")]
+    Framing(crate::h1::body::BodyError),
+    #[error("pod connection: {0}")]
+    Io(std::io::Error),
 }
 
 /// A pod's response body. When it has been read to the end the connection is reusable.
@@ -177,6 +187,7 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Pod(body) => Pin::new(body).poll_frame(cx),
             Kind::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
         if this.done.is_some() {
@@ -197,6 +208,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Pod(body) => body.is_end_stream(),
             Kind::Local(data) => data.is_none(),
         }
     }
@@ -204,6 +216,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Upstream(body) => body.size_hint(),
+            Kind::Pod(body) => body.size_hint(),
             Kind::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }

@@ -38,6 +38,8 @@ pub struct ProxyState {
     pub limit_status: StatusCode,
     /// Connections to external auth services (`auth-url`), pooled like pods'.
     pub auth_pools: crate::upstream::UpstreamRegistry,
+    /// HTTP/1.1 pods are spoken to over tether's own connections, not hyper's client.
+    pub own_pod_h1: bool,
 }
 
 /// Serves one request. Never fails: errors become short plain-text responses. What it did is
@@ -61,7 +63,17 @@ pub async fn handle(
     let log = telemetry.access_log.as_ref().map(|_| LogRequest::take(&mut req, &client.ip));
     let method = req.method().clone();
     let mut x = Exchange::new(started, log.is_some(), state.timeouts);
-    let mut response = phase::run(&state, client, &upgrades, req, &mut x).await;
+    let mut response = match phase::matching::route(&state, &req) {
+        Err(answer) => answer.into_response(),
+        Ok(route) => {
+            let response = match phase::through(&state, client, &upgrades, req, &route, &mut x).await {
+                Ok(response) => response,
+                Err(answer) => answer.into_response(),
+            };
+            x.notes.route = Some(route);
+            response
+        }
+    };
     let mut notes = x.notes;
     if let Some(cors) = notes.route.as_ref().and_then(|r| r.access.as_ref()).and_then(|a| a.cors.as_ref()) {
         // Every response, errors and refusals included, as ingress-nginx's more_set_headers.

@@ -11,6 +11,7 @@ pub mod idle;
 pub mod observe;
 pub mod passthrough;
 pub mod phase;
+pub mod pod_body;
 pub mod proxy_protocol;
 pub mod server;
 pub mod sni;

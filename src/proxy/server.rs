@@ -46,6 +46,19 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Accept HTTP/2 with prior knowledge (h2c) on plain listeners.
     pub h2c: bool,
+    /// Whose HTTP/1.1 serves clients and pods (hidden `--h1-path`, while tether's own path
+    /// replaces hyper's; docs/h1-plan.md).
+    pub h1_path: H1Path,
+}
+
+/// Which HTTP/1.1 implementation a request meets on each side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum H1Path {
+    /// hyper's on both sides.
+    #[default]
+    Hyper,
+    /// hyper's towards clients, tether's own towards HTTP/1.1 pods.
+    Mixed,
 }
 
 impl Default for ConnLimits {
@@ -57,6 +70,7 @@ impl Default for ConnLimits {
             max_header_bytes: 32 * 1024,
             max_connections: 16_384,
             h2c: false,
+            h1_path: H1Path::Hyper,
         }
     }
 }

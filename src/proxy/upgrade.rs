@@ -45,3 +45,27 @@ pub fn splice<B>(client: OnUpgrade, pod_response: &mut Response<B>, tracker: &Op
         }
     });
 }
+
+/// After a 101 from a pod on tether's own connection: the bytes the pod sent after its head go
+/// to the client first, then both connections are spliced in the background.
+pub fn splice_pod(client: OnUpgrade, mut pod: crate::upstream::PodConn, early: bytes::Bytes, tracker: &OpenTracker) {
+    use tokio::io::AsyncWriteExt;
+    let hold = tracker.hold();
+    tokio::spawn(async move {
+        let _hold = hold;
+        let client = match client.await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(%e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        if !early.is_empty() && client.write_all(&early).await.is_err() {
+            return;
+        }
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut pod.stream).await {
+            tracing::debug!(%e, "upgraded connection ended with an error");
+        }
+    });
+}

@@ -39,18 +39,16 @@ fn refuse(denial: Denial, answer: Answer) -> Refusal {
     Refusal { denial: Some(denial), answer }
 }
 
-/// The access phase: the route's policy, if it has one. A refusal is counted on the route's
-/// series and noted for the log; a grant's hold and cookies go into the exchange's notes, and
-/// the headers it sets for the pod are returned.
-pub async fn run<B>(
-    state: &ProxyState,
+/// What the access phase leaves behind: a refusal is counted on the route's series and noted
+/// for the log; a grant's hold and cookies go into the exchange's notes, and the headers it
+/// sets for the pod are returned. (Separate from [`check`] so the request's future does not
+/// nest one more level: every level is copied when it is made.)
+pub fn settle(
     route: &Route,
-    req: &Request<B>,
-    client: &ClientInfo,
+    checked: Result<Granted, Refusal>,
     x: &mut Exchange,
 ) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, Answer> {
-    let Some(policy) = &route.access else { return Ok(Vec::new()) };
-    match check(state, policy, req, client, &x.timeouts).await {
+    match checked {
         Ok(granted) => {
             x.notes.access_hold = granted.hold;
             x.notes.auth_cookies = granted.set_cookies;

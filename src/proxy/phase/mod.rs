@@ -2,10 +2,11 @@
 //! its redirects), apply its **access** rules, **select** an endpoint, **prepare** the pod's
 //! request, **send** it (walking to other pods on failure) and **respond** with the pod's
 //! answer. A phase moves the request on or ends it with an [`Answer`]; each is a small module
-//! with its own tests, and the order is the one here, nowhere else.
+//! with its own tests, and `through` runs them in this order, nowhere else.
 
 pub mod access;
 pub mod attempt;
+pub mod attempt_h1;
 pub mod matching;
 pub mod prepare;
 pub mod request_checks;
@@ -51,28 +52,10 @@ impl Exchange {
     }
 }
 
-/// Runs the phases; the route (if one matched) ends up in `x.notes`.
-pub async fn run(
-    state: &ProxyState,
-    client: &ClientInfo,
-    upgrades: &OpenTracker,
-    req: Request<Incoming>,
-    x: &mut Exchange,
-) -> Response<ProxyBody> {
-    let route = match matching::route(state, &req) {
-        Ok(route) => route,
-        Err(answer) => return answer.into_response(),
-    };
-    let response = match through(state, client, upgrades, req, &route, x).await {
-        Ok(response) => response,
-        Err(answer) => answer.into_response(),
-    };
-    x.notes.route = Some(route);
-    response
-}
-
-/// The phases after matching.
-async fn through(
+/// The phases after matching (`matching::route`, which the caller runs first so the route
+/// is known whatever the outcome). One future for all of them but the send walk: each nested
+/// future is copied whole when it is made.
+pub async fn through(
     state: &ProxyState,
     client: &ClientInfo,
     upgrades: &OpenTracker,
@@ -83,14 +66,17 @@ async fn through(
     matching::redirect(route, &req, client, x)?;
     x.timeouts = state.timeouts.for_route(route.policy.as_deref());
     // Access before anything else that could reach a pod or start a session.
-    let upstream_headers = access::run(state, route, &req, client, x).await?;
+    let upstream_headers = match &route.access {
+        None => Vec::new(),
+        Some(policy) => access::settle(route, access::check(state, policy, &req, client, &x.timeouts).await, x)?,
+    };
     let body_limit = select::body_limit(state, route, &req)?;
     let side = select::side(route, &req, x);
     let selection = select::endpoint(state, client, &req, side, x)?;
     let user_agent = select::user_agent(&req, side);
     let prepared = prepare::request(req, client, route, side.backend, upstream_headers);
     let upgrading = prepared.upgrade.is_some();
-    let sent = send::walk(route, side, selection, (prepared.req, upgrading), body_limit, x).await?;
+    let sent = send::walk(route, side, selection, (prepared.req, upgrading), (body_limit, state.own_pod_h1), x).await?;
     let cx = respond::Context {
         client,
         user_agent: user_agent.as_deref(),

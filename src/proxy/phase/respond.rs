@@ -13,9 +13,11 @@ use crate::proxy::body::{PooledBody, ProxyBody};
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::phase::attempt_h1::PodReply;
 use crate::proxy::phase::select::Side;
-use crate::proxy::phase::send::Sent;
+use crate::proxy::phase::send::{Reply, Sent};
 use crate::proxy::phase::Exchange;
+use crate::proxy::pod_body::{self, PodBody};
 use crate::proxy::upgrade;
 use crate::route::Backend;
 use crate::selection::Selection;
@@ -30,28 +32,56 @@ pub struct Context<'a> {
 }
 
 pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>, x: &Exchange) -> Response<ProxyBody> {
-    let Sent { mut response, sender, in_flight, selection } = sent;
+    let Sent { reply, in_flight, selection } = sent;
     let backend = side.backend;
     let upstream = backend.endpoints[selection.endpoint].upstream();
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let protocol = response.headers().get(UPGRADE).cloned();
-    if let (true, Some((client, tracker))) = (switching, cx.upgrade) {
-        upgrade::splice(client, &mut response, tracker);
-    }
-    let (mut parts, body) = response.into_parts();
+    let stalls = &state.telemetry.metrics.upstream_body_timeouts;
+    let (mut parts, body) = match reply {
+        Reply::Hyper(mut response, sender) => {
+            let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if let (true, Some((client, tracker))) = (switching, cx.upgrade) {
+                upgrade::splice(client, &mut response, tracker);
+            }
+            let (parts, body) = response.into_parts();
+            // After a 101 the pod's connection belongs to the tunnel: it never returns to the pool.
+            let body = (!switching).then(|| {
+                let pooled = PooledBody::new(body, sender, upstream.clone(), in_flight, (x.timeouts.response, stalls));
+                ProxyBody::upstream(pooled)
+            });
+            (parts, body)
+        }
+        Reply::Own(PodReply { parts, facts, mut conn }) => {
+            let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+            if switching {
+                if let Some((client, tracker)) = cx.upgrade {
+                    let early = pod_body::leftover(&mut conn);
+                    upgrade::splice_pod(client, conn, early, tracker);
+                }
+                (parts, None)
+            } else {
+                let pooled = PodBody::new(
+                    conn,
+                    facts.framing,
+                    facts.keep_alive,
+                    (upstream.clone(), in_flight),
+                    (x.timeouts.response, stalls),
+                );
+                (parts, Some(ProxyBody::pod(pooled)))
+            }
+        }
+    };
+    let protocol = parts.headers.get(UPGRADE).cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
     issue(&mut parts.headers, backend, side.sticky, &selection, cx.client.tls, cx.user_agent);
-    if switching {
-        // The pod's connection now belongs to the tunnel: it never returns to the pool.
-        if let Some(protocol) = &protocol {
-            upgrade::restore(&mut parts.headers, protocol);
+    match body {
+        Some(body) => Response::from_parts(parts, body),
+        None => {
+            if let Some(protocol) = &protocol {
+                upgrade::restore(&mut parts.headers, protocol);
+            }
+            Response::from_parts(parts, ProxyBody::empty())
         }
-        drop((sender, in_flight, body));
-        return Response::from_parts(parts, ProxyBody::empty());
     }
-    let stalls = &state.telemetry.metrics.upstream_body_timeouts;
-    let body = PooledBody::new(body, sender, upstream.clone(), in_flight, (x.timeouts.response, stalls));
-    Response::from_parts(parts, ProxyBody::upstream(body))
 }
 
 /// The session's token for the client, when the selection issued one: a `Set-Cookie`, or the

@@ -1,31 +1,100 @@
 //! The send phase: the request goes to the selected pod, and on failure walks to others (at
 //! most [`MAX_ATTEMPTS`]) when the route's `proxy-next-upstream` and the request allow it.
 
+use std::sync::Arc;
+
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::proxy::answer::Answer;
-use crate::proxy::phase::attempt::{send, Failure};
+use crate::proxy::phase::attempt::{self, Failure, Timeouts};
+use crate::proxy::phase::attempt_h1::{self, Failed, PodReply, SendError, Upload};
 use crate::proxy::phase::select::Side;
 use crate::proxy::phase::Exchange;
 use crate::route::policy::NextUpstream;
 use crate::route::{Backend, Route};
 use crate::selection::{self, Selection};
 use crate::upstream::load::InFlight;
-use crate::upstream::request_body::UpstreamBody;
-use crate::upstream::{ConnectError, Sender};
+use crate::upstream::request_body::{UploadClock, UpstreamBody};
+use crate::upstream::{ConnectError, Sender, Upstream};
 
 /// Endpoints tried at most per request (the first choice plus failovers).
 pub const MAX_ATTEMPTS: usize = 3;
 
-/// A pod's response head, the connection it came on, and who sent it.
+/// A pod's response head and the connection its body comes on: hyper's client, or tether's
+/// own HTTP/1.1 connection.
+pub enum Reply {
+    Hyper(Response<Incoming>, Sender),
+    Own(PodReply),
+}
+
+impl Reply {
+    fn status(&self) -> StatusCode {
+        match self {
+            Reply::Hyper(response, _) => response.status(),
+            Reply::Own(reply) => reply.parts.status,
+        }
+    }
+}
+
+/// The answer of the pod that answered.
 pub struct Sent {
-    pub response: Response<Incoming>,
-    pub sender: Sender,
+    pub reply: Reply,
     pub in_flight: Option<InFlight>,
     /// The selection that answered (a failover's, after a retry).
     pub selection: Selection,
+}
+
+/// The request as each client of pods sends it.
+// One per request, inside the request's future: boxing the larger variant would allocate.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    /// hyper's: the request (handed back when it was not sent) and, when it may go again
+    /// after being sent, a copy.
+    Hyper { req: Option<Request<UpstreamBody>>, upload: Option<Arc<UploadClock>>, copy: Option<ResendCopy> },
+    /// tether's own: the head's bytes, sent again as they are by a retry.
+    Own { head: Vec<u8>, upload: Option<Upload>, method: crate::h1::head::Method },
+}
+
+impl Outgoing {
+    async fn attempt(&mut self, upstream: &Upstream, timeouts: &Timeouts) -> Result<Reply, Failed> {
+        match self {
+            Outgoing::Hyper { req, upload, .. } => {
+                // Always there: a request not sent is handed back, and one sent goes again
+                // only as a copy (`again`).
+                let request = req.take().ok_or(Failed::Sent(SendError::Closed))?;
+                match attempt::send(upstream, request, upload.as_deref(), timeouts).await {
+                    Ok((response, sender)) => Ok(Reply::Hyper(response, sender)),
+                    Err(Failure::NotSent(back, error)) => {
+                        *req = Some(*back);
+                        Err(Failed::NotSent(error))
+                    }
+                    Err(Failure::Sent(error)) => Err(Failed::Sent(SendError::Hyper(error))),
+                    Err(Failure::Timeout) => Err(Failed::Timeout),
+                    Err(Failure::TooLarge) => Err(Failed::TooLarge),
+                }
+            }
+            Outgoing::Own { head, upload, method } => {
+                attempt_h1::send(upstream, head, upload.as_mut(), *method, timeouts).await.map(Reply::Own)
+            }
+        }
+    }
+
+    /// Readies the request to go again after a pod may have seen it; false when it cannot
+    /// (it had a body, or `may_resend` says no).
+    fn again(&mut self, may_resend: bool) -> bool {
+        match self {
+            Outgoing::Hyper { req, copy, .. } => match copy.as_ref().filter(|_| may_resend) {
+                Some(copy) => {
+                    *req = Some(copy.request());
+                    true
+                }
+                None => false,
+            },
+            Outgoing::Own { upload, .. } => may_resend && upload.is_none(),
+        }
+    }
 }
 
 /// Sends `req` to the selected endpoint, then to others while the retry policy allows.
@@ -34,32 +103,39 @@ pub async fn walk(
     side: Side<'_>,
     mut selection: Selection,
     (req, upgrading): (Request<Incoming>, bool),
-    body_limit: u64,
+    (body_limit, own_h1): (u64, bool),
     x: &mut Exchange,
 ) -> Result<Sent, Answer> {
     let backend = side.backend;
     let retry = route.policy.as_ref().map(|p| p.next_upstream).unwrap_or_default();
     let max_tries = tries(&retry);
-    let (parts, body) = req.into_parts();
     // A request the pod may have seen can go to another pod only if it can be sent again (no
     // body), doing it twice is harmless (idempotent, unless `non_idempotent` is set), and its
-    // session may move. Only then is the copy made (it costs about 4% CPU per request).
-    let resend = (max_tries > 1
+    // session may move.
+    let may_resend = max_tries > 1
         && may_move(backend, &selection)
-        && body.is_end_stream()
         && !upgrading
-        && (is_idempotent(&parts.method) || retry.non_idempotent)
-        && backend.ready.len() > 1)
-        .then(|| ResendCopy::of(&parts));
-    let (body, upload) = UpstreamBody::new(body, body_limit);
-    let mut req = Request::from_parts(parts, body);
+        && (is_idempotent(req.method()) || retry.non_idempotent)
+        && backend.ready.len() > 1;
+    let mut outgoing = if own_h1 && !backend.protocol.h2() {
+        let mut head = Vec::with_capacity(512);
+        let (method, upload) = attempt_h1::request_head(req, body_limit, &mut head);
+        Outgoing::Own { head, upload, method }
+    } else {
+        let (parts, body) = req.into_parts();
+        // hyper's request is consumed by a send: the copy (about 4% CPU per request) is made
+        // only when it may be needed.
+        let copy = (may_resend && body.is_end_stream()).then(|| ResendCopy::of(&parts));
+        let (body, upload) = UpstreamBody::new(body, body_limit);
+        Outgoing::Hyper { req: Some(Request::from_parts(parts, body)), upload, copy }
+    };
 
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..max_tries {
         let endpoint = &backend.endpoints[selection.endpoint];
         let in_flight = backend.tracks_load().then(|| InFlight::start(endpoint.upstream()));
-        let (answer, again) = match send(endpoint.upstream(), req, upload.as_deref(), &x.timeouts).await {
-            Ok((response, sender)) => {
+        let (answer, again) = match outgoing.attempt(endpoint.upstream(), &x.timeouts).await {
+            Ok(reply) => {
                 x.notes.upstream = Some(endpoint.addr);
                 // From the request head, not the send: one clock read fewer per request, and
                 // routing takes microseconds.
@@ -69,21 +145,19 @@ pub async fn walk(
                     x.notes.pod = Some(endpoint.identity.clone());
                     x.notes.service = Some(backend.name.clone());
                 }
-                let status = response.status();
-                match resend.as_ref().filter(|_| retry_status(&retry, status) && attempt + 1 < max_tries) {
-                    Some(copy) => {
-                        tracing::warn!(endpoint = %endpoint.identity, status = status.as_u16(), "upstream answered an error; trying another");
-                        (Answer::text(status, "upstream error\n"), Some(copy.request()))
+                let status = reply.status();
+                let last = attempt + 1 == max_tries;
+                if !last && retry_status(&retry, status) && outgoing.again(may_resend) {
+                    tracing::warn!(endpoint = %endpoint.identity, status = status.as_u16(), "upstream answered an error; trying another");
+                    (Answer::text(status, "upstream error\n"), true)
+                } else {
+                    if let Some(f) = &in_flight {
+                        f.responded();
                     }
-                    None => {
-                        if let Some(f) = &in_flight {
-                            f.responded();
-                        }
-                        return Ok(Sent { response, sender, in_flight, selection });
-                    }
+                    return Ok(Sent { reply, in_flight, selection });
                 }
             }
-            Err(Failure::NotSent(returned, error)) => {
+            Err(Failed::NotSent(error)) => {
                 if let Some(stats) = side.stats {
                     stats.connect_error();
                 }
@@ -94,19 +168,17 @@ pub async fn walk(
                     x.notes.service = Some(backend.name.clone());
                 }
                 tracing::warn!(endpoint = %endpoint.identity, %error, "upstream unavailable");
-                (connect_failed(&error), retry.on_error.then_some(*returned))
+                (connect_failed(&error), retry.on_error)
             }
-            Err(Failure::Sent(error)) => {
+            Err(Failed::Sent(error)) => {
                 tracing::warn!(endpoint = %endpoint.identity, %error, "upstream failed after the request was sent");
-                let again = resend.as_ref().filter(|_| retry.on_error).map(ResendCopy::request);
-                (Answer::bad_gateway(), again)
+                (Answer::bad_gateway(), retry.on_error && outgoing.again(may_resend))
             }
-            Err(Failure::Timeout) => {
+            Err(Failed::Timeout) => {
                 tracing::warn!(endpoint = %endpoint.identity, "upstream response timed out");
-                let again = resend.as_ref().filter(|_| retry.on_error).map(ResendCopy::request);
-                (Answer::gateway_timeout(), again)
+                (Answer::gateway_timeout(), retry.on_error && outgoing.again(may_resend))
             }
-            Err(Failure::TooLarge) => return Err(Answer::too_large()),
+            Err(Failed::TooLarge) => return Err(Answer::too_large()),
         };
         failed[attempt] = selection.endpoint;
         let next = if may_move(backend, &selection) {
@@ -114,13 +186,12 @@ pub async fn walk(
         } else {
             None
         };
-        match (next, again) {
-            (Some(next), Some(again)) if attempt + 1 < max_tries => {
+        match next {
+            Some(next) if again && attempt + 1 < max_tries => {
                 if let Some(stats) = side.stats {
                     stats.retry();
                 }
                 selection = next;
-                req = again;
             }
             _ => return Err(answer),
         }

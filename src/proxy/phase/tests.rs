@@ -120,6 +120,7 @@ fn state() -> &'static ProxyState {
             telemetry: Telemetry::leak(Metrics::new(1, 100), None),
             limit_status: StatusCode::SERVICE_UNAVAILABLE,
             auth_pools: UpstreamRegistry::new(1, Duration::from_secs(60)),
+            own_pod_h1: true,
         }
     })
 }
@@ -179,13 +180,16 @@ async fn access_refuses_a_source_outside_the_list_and_notes_why() {
     let req = get("locked.test", "/");
     let route = matching::route(state(), &req).unwrap();
     let mut x = exchange();
-    let refused = access::run(state(), &route, &req, &client(), &mut x).await.unwrap_err();
+    let policy = route.access.as_ref().unwrap();
+    let checked = access::check(state(), policy, &req, &client(), &Timeouts::default()).await;
+    let refused = access::settle(&route, checked, &mut x).unwrap_err();
     assert_eq!((refused.status, refused.text), (StatusCode::FORBIDDEN, "403 Forbidden\n"));
     assert_eq!(x.notes.denied, Some("ip"));
     let mut inside = client();
     inside.addr = "10.1.2.3".parse().unwrap();
     let mut x = exchange();
-    assert!(access::run(state(), &route, &req, &inside, &mut x).await.unwrap().is_empty());
+    let checked = access::check(state(), policy, &req, &inside, &Timeouts::default()).await;
+    assert!(access::settle(&route, checked, &mut x).unwrap().is_empty());
     assert_eq!(x.notes.denied, None);
 }
 

@@ -1,0 +1,312 @@
+//! One attempt over tether's own HTTP/1.1 connection to a pod: the request head written from
+//! one buffer (kept, so a retry sends the same bytes), the client's body streamed by its
+//! framing while watching for an early answer, and the response head read and parsed in the
+//! request's own task: no connection task, no channel, no `Sender::ready`.
+
+use bytes::{Buf, Bytes};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::h1::body::{chunk_header, CRLF, LAST_CHUNK};
+use crate::h1::head::{parse_response, Method, ResponseHead};
+use crate::h1::rules::{response_framing, ResponseFacts};
+use crate::h1::{head::ResponseError, write};
+use crate::proxy::phase::attempt::Timeouts;
+use crate::upstream::{ConnectError, PodConn, Upstream};
+
+/// hyper's client limit for a response head (`8192 + 4096 * 100` bytes).
+const MAX_POD_HEAD: usize = 8192 + 4096 * 100;
+/// Read from the pod at least this much at a time.
+const READ_SIZE: usize = 16 * 1024;
+
+/// The client's body on its way to the pod.
+pub struct Upload {
+    body: Incoming,
+    chunked: bool,
+    /// Bytes still allowed (`u64::MAX` without a limit).
+    allowed: u64,
+    /// Some of it was taken from the client: the request can no longer be sent again.
+    pub started: bool,
+    /// Scratch for a chunk's header, data and CRLF, written with one call.
+    chunk: Vec<u8>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failed {
+    /// No connection could be had; the request is untouched.
+    #[error("{0}")]
+    NotSent(ConnectError),
+    /// The pod got (part of) the request and then failed.
+    #[error("{0}")]
+    Sent(SendError),
+    /// No response head within the response timeout, or the pod stopped taking the upload.
+    #[error("timed out")]
+    Timeout,
+    /// The upload passed the body limit.
+    #[error("request body over the limit")]
+    TooLarge,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the pod closed the connection before answering")]
+    Closed,
+    #[error("the pod had closed the connection")]
+    Stale,
+    #[error("pod connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("pod response: {0}")]
+    Head(ResponseError),
+    #[error("client body: {0}")]
+    Upload(hyper::Error),
+    /// From hyper's client (`--h1-path hyper`, HTTP/2 pods).
+    #[error("{0}")]
+    Hyper(hyper::Error),
+}
+
+/// A pod's response head and the connection its body comes on.
+pub struct PodReply {
+    pub parts: http::response::Parts,
+    pub facts: ResponseFacts,
+    pub conn: PodConn,
+}
+
+/// The request head for the pod (its target and headers as `prepare` left them), with the
+/// framing line the body needs; and the upload, if there is a body.
+pub fn request_head(req: Request<Incoming>, limit: u64, out: &mut Vec<u8>) -> (Method, Option<Upload>) {
+    let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    write::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
+    let length = match body.size_hint().exact() {
+        _ if body.is_end_stream() => None,
+        // hyper's client rule: GET, HEAD and CONNECT "almost never have bodies", so one of
+        // unknown length (chunked) is not sent (the client connection closes after it).
+        None if matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::CONNECT) => None,
+        exact => Some(exact),
+    };
+    for (name, value) in &parts.headers {
+        // The framing line is tether's, from what it read (CL with TE reads as chunked).
+        let framing = name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
+        if !framing || (name == CONTENT_LENGTH && length.is_none()) {
+            write::header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    match length {
+        Some(Some(n)) => write::header_u64(out, b"content-length", n),
+        Some(None) => write::header(out, b"transfer-encoding", b"chunked"),
+        None => {}
+    }
+    write::end(out);
+    let method = Method::from_bytes(parts.method.as_str().as_bytes());
+    let allowed = if limit == 0 { u64::MAX } else { limit };
+    let upload = length.map(|n| Upload { body, chunked: n.is_none(), allowed, started: false, chunk: Vec::new() });
+    (method, upload)
+}
+
+/// Sends `head` (and the upload) to `upstream`, on an idle connection or a new one. A pooled
+/// connection the pod had closed, found out by the head's write failing, is replaced by a
+/// fresh one: the pod never saw the request. (One the pod closes after reading the request is
+/// a failure like any other: the request is never sent twice behind the route's back.)
+pub async fn send(
+    upstream: &Upstream,
+    head: &[u8],
+    mut upload: Option<&mut Upload>,
+    method: Method,
+    timeouts: &Timeouts,
+) -> Result<PodReply, Failed> {
+    loop {
+        let mut conn = match upstream.checkout_h1() {
+            Some(conn) => conn,
+            None => upstream.connect_h1(timeouts.connect).await.map_err(Failed::NotSent)?,
+        };
+        match exchange(&mut conn, head, upload.as_deref_mut(), method, timeouts).await {
+            Ok((parts, facts)) => return Ok(PodReply { parts, facts, conn }),
+            Err(Failed::Sent(SendError::Stale)) if conn.reused() => continue,
+            Err(Failed::Sent(SendError::Stale)) => return Err(Failed::Sent(SendError::Closed)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn exchange(
+    conn: &mut PodConn,
+    head: &[u8],
+    upload: Option<&mut Upload>,
+    method: Method,
+    timeouts: &Timeouts,
+) -> Result<(http::response::Parts, ResponseFacts), Failed> {
+    write_within(conn, head, timeouts).await.map_err(|e| match e {
+        Failed::Sent(SendError::Closed) => Failed::Sent(SendError::Stale),
+        e => e,
+    })?;
+    let mut answered_early = false;
+    if let Some(upload) = upload {
+        answered_early = send_body(conn, upload, method, timeouts).await?;
+    }
+    let deadline = tokio::time::Instant::now() + timeouts.response;
+    loop {
+        if let Some((parts, mut facts)) = parse_buffered(conn, method)? {
+            // The pod did not read the whole request: the connection cannot carry another.
+            facts.keep_alive &= !answered_early;
+            return Ok((parts, facts));
+        }
+        conn.buf.reserve(READ_SIZE);
+        let had = conn.buf.len();
+        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut conn.buf)).await {
+            Err(_) => return Err(Failed::Timeout),
+            Ok(Ok(0)) if had == 0 => return Err(Failed::Sent(SendError::Closed)),
+            Ok(Ok(0)) => return Err(Failed::Sent(SendError::Head(ResponseError::Malformed))),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Failed::Sent(closed_or(e))),
+        }
+    }
+}
+
+/// Streams the client's body to the pod; `true` when the pod answered before it ended (the
+/// rest is not sent). The response timeout starts after this returns.
+async fn send_body(
+    conn: &mut PodConn,
+    upload: &mut Upload,
+    method: Method,
+    timeouts: &Timeouts,
+) -> Result<bool, Failed> {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            read = conn.stream.read_buf(&mut conn.buf) => {
+                match read {
+                    Ok(0) => return Err(Failed::Sent(SendError::Closed)),
+                    Err(e) => return Err(Failed::Sent(closed_or(e))),
+                    Ok(_) if answered(conn, method)? => return Ok(true),
+                    Ok(_) => continue,
+                }
+            }
+            frame = upload.body.frame() => frame,
+        };
+        let data = match frame {
+            None => {
+                if upload.chunked {
+                    write_within(conn, LAST_CHUNK, timeouts).await?;
+                }
+                return Ok(false);
+            }
+            Some(Err(e)) => return Err(Failed::Sent(SendError::Upload(e))),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers are not forwarded (as hyper's client side drops them for HTTP/1.1).
+                Err(_) => continue,
+            },
+        };
+        upload.started = true;
+        if data.is_empty() {
+            continue;
+        }
+        upload.allowed = upload.allowed.checked_sub(data.len() as u64).ok_or(Failed::TooLarge)?;
+        if upload.chunked {
+            let mut header = [0u8; 18];
+            upload.chunk.clear();
+            upload.chunk.extend_from_slice(chunk_header(data.len(), &mut header));
+            upload.chunk.extend_from_slice(&data);
+            upload.chunk.extend_from_slice(CRLF);
+            let chunk = std::mem::take(&mut upload.chunk);
+            let written = write_within(conn, &chunk, timeouts).await;
+            upload.chunk = chunk;
+            written?;
+        } else {
+            write_within(conn, &data, timeouts).await?;
+        }
+    }
+}
+
+/// Writes all of `data`; a pod that takes none of it for `proxy-send-timeout` fails the
+/// attempt. The first write is tried at once, so a socket with room costs no timer.
+async fn write_within(conn: &mut PodConn, data: &[u8], timeouts: &Timeouts) -> Result<(), Failed> {
+    use futures_util::FutureExt;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = match conn.stream.write(rest).now_or_never() {
+            Some(written) => written,
+            None => match tokio::time::timeout(timeouts.send, conn.stream.write(rest)).await {
+                Ok(written) => written,
+                Err(_) => return Err(Failed::Timeout),
+            },
+        };
+        match n {
+            Ok(0) => return Err(Failed::Sent(SendError::Closed)),
+            Ok(n) => rest = &rest[n..],
+            Err(e) => return Err(Failed::Sent(closed_or(e))),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the pod has answered (a final head is buffered); informational heads are consumed.
+fn answered(conn: &mut PodConn, method: Method) -> Result<bool, Failed> {
+    let mut head = ResponseHead::default();
+    loop {
+        match parse_response(&conn.buf, MAX_POD_HEAD, &mut head) {
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(Failed::Sent(SendError::Head(e))),
+            Ok(Some(())) => {
+                let facts = response_framing(method, &head, &conn.buf).map_err(|e| Failed::Sent(SendError::Head(e)))?;
+                if !facts.informational {
+                    return Ok(true);
+                }
+                conn.buf.advance(head.len);
+            }
+        }
+    }
+}
+
+/// The final response head at the start of the buffer, taken out of it (1xx heads other than
+/// 101 are dropped, as hyper's client drops them), or `None` when more bytes are needed.
+fn parse_buffered(
+    conn: &mut PodConn,
+    method: Method,
+) -> Result<Option<(http::response::Parts, ResponseFacts)>, Failed> {
+    let bad = |e| Failed::Sent(SendError::Head(e));
+    let mut head = ResponseHead::default();
+    loop {
+        if parse_response(&conn.buf, MAX_POD_HEAD, &mut head).map_err(bad)?.is_none() {
+            return Ok(None);
+        }
+        let facts = response_framing(method, &head, &conn.buf).map_err(bad)?;
+        if facts.informational {
+            conn.buf.advance(head.len);
+            continue;
+        }
+        let bytes = conn.buf.split_to(head.len).freeze();
+        return Ok(Some((parts_of(&head, &bytes).map_err(bad)?, facts)));
+    }
+}
+
+/// hyper's view of the head: status, version and header lines (values share `bytes`).
+fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts, ResponseError> {
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed)?;
+    *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    let fields = &head.fields;
+    let mut headers = HeaderMap::with_capacity(fields.n);
+    for (name, value) in fields.names[..fields.n].iter().zip(&fields.values[..fields.n]) {
+        let name = HeaderName::from_bytes(name.of(bytes)).map_err(|_| ResponseError::Malformed)?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value.start as usize..value.end()))
+            .map_err(|_| ResponseError::Malformed)?;
+        headers.append(name, value);
+    }
+    *response.headers_mut() = headers;
+    Ok(response.into_parts().0)
+}
+
+/// A reset or broken pipe is the pod closing; other errors are reported as they are.
+fn closed_or(e: std::io::Error) -> SendError {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    match e.kind() {
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof => SendError::Closed,
+        _ => SendError::Io(e),
+    }
+}

@@ -1,0 +1,204 @@
+//! A pod's response body read from tether's own HTTP/1.1 connection, decoded by its framing and
+//! handed to hyper's server as `Bytes` that share the connection's read buffer (no copy). When
+//! the body ends cleanly the connection goes back to its pool; a stall of `proxy-read-timeout`
+//! between two reads cuts the response (as `PooledBody` does on hyper's client).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::h1::body::Decoder;
+use crate::h1::rules::Framing;
+use crate::proxy::body::BodyError;
+use crate::upstream::load::InFlight;
+use crate::upstream::{PodConn, Upstream};
+
+/// Read from the pod at least this much at a time.
+const READ_SIZE: usize = 16 * 1024;
+
+pub struct PodBody {
+    /// `None` once the body ended (the connection went back to the pool or was closed).
+    conn: Option<PodConn>,
+    decoder: Decoder,
+    /// Bytes the framing announced (`Content-Length`), for hyper's framing to the client.
+    length: Option<u64>,
+    /// The pod keeps the connection open after this response.
+    keep_alive: bool,
+    upstream: Arc<Upstream>,
+    in_flight: Option<InFlight>,
+    read_timeout: Duration,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalls: &'static std::sync::atomic::AtomicU64,
+    /// The pod cut the body: reported at the next poll, so what came before is flushed to the
+    /// client first (hyper drops its unflushed output when a body fails).
+    cut: Option<BodyError>,
+}
+
+impl PodBody {
+    pub fn new(
+        conn: PodConn,
+        framing: Framing,
+        keep_alive: bool,
+        (upstream, in_flight): (Arc<Upstream>, Option<InFlight>),
+        (read_timeout, stalls): (Duration, &'static std::sync::atomic::AtomicU64),
+    ) -> Self {
+        let length = match framing {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => Some(n),
+            Framing::Chunked | Framing::UntilClose => None,
+        };
+        let mut body = PodBody {
+            conn: Some(conn),
+            decoder: Decoder::new(framing),
+            length,
+            keep_alive,
+            upstream,
+            in_flight,
+            read_timeout,
+            stall: None,
+            stalls,
+            cut: None,
+        };
+        if body.decoder.is_done() {
+            body.release();
+        }
+        body
+    }
+
+    /// The body ended: a connection with nothing left over and kept alive by the pod goes back
+    /// to the pool; any other is closed.
+    fn release(&mut self) {
+        self.in_flight = None;
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive && conn.buf.is_empty() {
+                self.upstream.checkin_h1(conn);
+            }
+        }
+    }
+
+    /// Decodes what is buffered: a piece of payload, the end, or `None` when more bytes are
+    /// needed. Framing bytes (chunk headers) are skipped in place.
+    fn decode_buffered(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
+        loop {
+            let conn = self.conn.as_mut()?;
+            if conn.buf.is_empty() {
+                return None;
+            }
+            let step = match self.decoder.decode(&conn.buf) {
+                Ok(step) => step,
+                Err(e) => return Some(Err(BodyError::Framing(e))),
+            };
+            let data = if step.payload.is_empty() {
+                conn.buf.advance(step.consumed);
+                None
+            } else {
+                Some(conn.buf.split_to(step.consumed).freeze().slice(step.payload))
+            };
+            if step.done {
+                self.release();
+            }
+            match data {
+                Some(data) => return Some(Ok(Some(data))),
+                None if self.decoder.is_done() => return Some(Ok(None)),
+                None if step.consumed == 0 => return None,
+                None => continue,
+            }
+        }
+    }
+}
+
+impl PodBody {
+    fn report_later(&mut self, cut: BodyError, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.cut = Some(cut);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Body for PodBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Some(cut) = this.cut.take() {
+            return Poll::Ready(Some(Err(cut)));
+        }
+        loop {
+            if this.conn.is_none() {
+                return Poll::Ready(None);
+            }
+            match this.decode_buffered() {
+                Some(Ok(Some(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(Ok(None)) => return Poll::Ready(None),
+                Some(Err(e)) => {
+                    this.conn = None;
+                    this.in_flight = None;
+                    return this.report_later(e, cx);
+                }
+                None => {}
+            }
+            let conn = this.conn.as_mut().expect("checked above");
+            conn.buf.reserve(READ_SIZE);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
+                Poll::Ready(Ok(0)) => {
+                    // The pod closed: the end of a close-delimited body, else a cut one.
+                    let ended = this.decoder.eof();
+                    this.keep_alive = false;
+                    this.release();
+                    return match ended {
+                        Ok(()) => Poll::Ready(None),
+                        Err(e) => this.report_later(BodyError::Framing(e), cx),
+                    };
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Some(stall) = this.stall.as_mut() {
+                        // Data came: the next wait gets a full timeout again.
+                        stall.as_mut().reset(tokio::time::Instant::now() + this.read_timeout);
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    this.conn = None;
+                    this.in_flight = None;
+                    return this.report_later(BodyError::Io(e), cx);
+                }
+                Poll::Pending => {
+                    let timeout = this.read_timeout;
+                    let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if stall.as_mut().poll(cx).is_ready() {
+                        // The client gets a truncated response, never a well-framed wrong one;
+                        // the pod connection is closed, not pooled.
+                        this.conn = None;
+                        this.in_flight = None;
+                        this.stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(endpoint = %this.upstream.addr, timeout = ?this.read_timeout, "pod stalled mid-body; response cut");
+                        return Poll::Ready(Some(Err(BodyError::Stalled(this.read_timeout))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.cut.is_none() && (self.conn.is_none() || self.decoder.is_done())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Unused bytes a tunnel must pass on before splicing (what the pod sent after its 101).
+pub fn leftover(conn: &mut PodConn) -> Bytes {
+    let n = conn.buf.remaining();
+    conn.buf.split_to(n).freeze()
+}
