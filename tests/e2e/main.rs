@@ -25,6 +25,7 @@ mod kube_access;
 mod limits;
 mod migration;
 mod observe;
+mod pod_conn;
 mod proxying;
 mod reload;
 mod routing;

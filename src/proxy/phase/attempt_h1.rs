@@ -216,10 +216,30 @@ async fn send_body(
             let chunk = std::mem::take(&mut upload.chunk);
             let written = write_within(conn, &chunk, timeouts).await;
             upload.chunk = chunk;
-            written?;
-        } else {
-            write_within(conn, &data, timeouts).await?;
+            if let Err(failed) = written {
+                return answered_anyway(conn, method, failed);
+            }
+        } else if let Err(failed) = write_within(conn, &data, timeouts).await {
+            return answered_anyway(conn, method, failed);
         }
+    }
+}
+
+/// A pod that answered and closed without reading the whole upload makes the next write fail;
+/// its answer may be waiting to be read, and is the one the client should get.
+fn answered_anyway(conn: &mut PodConn, method: Method, failed: Failed) -> Result<bool, Failed> {
+    use futures_util::FutureExt;
+    if !matches!(failed, Failed::Sent(SendError::Closed)) {
+        return Err(failed);
+    }
+    while let Some(Ok(n)) = conn.stream.read_buf(&mut conn.buf).now_or_never() {
+        if n == 0 {
+            break;
+        }
+    }
+    match answered(conn, method) {
+        Ok(true) => Ok(true),
+        _ => Err(failed),
     }
 }
 
