@@ -4,6 +4,7 @@
 //! never panic except on a broken invariant it asserts. Fixed state (keys, the route table, a
 //! runtime) is built once per process.
 
+mod h1_codec;
 mod http;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use crate::route::conditions::RequestView;
 use crate::route::RouteTable;
 use crate::upstream::UpstreamRegistry;
 
+pub use h1_codec::h1_codec;
 pub use http::http_request;
 
 /// One fuzz target's body.
@@ -38,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("access", access),
     ("http_request", http_request),
+    ("h1_codec", h1_codec),
 ];
 
 /// The scope the corpus' real cookies were issued for.

@@ -62,7 +62,8 @@ pub(crate) struct RequestFacts {
     pub close_after: bool,
     /// HTTP/1.1 with `Connection: upgrade` and an `Upgrade` line.
     pub upgrade: bool,
-    /// The last `Expect` line is `100-continue` (any case), as hyper reads it.
+    /// Send `100 Continue` when the body is first wanted: HTTP/1.1, a body to come, and the
+    /// last `Expect` line is `100-continue` (any case), as hyper decides it.
     pub expect_continue: bool,
     /// Host lines (saturating).
     pub host_count: u8,
@@ -143,7 +144,7 @@ pub(crate) fn request_facts(buf: &[u8], head: &RequestHead) -> Result<RequestFac
         keep_alive: keep_alive && !close_after,
         close_after,
         upgrade,
-        expect_continue,
+        expect_continue: expect_continue && http11 && !matches!(framing, Framing::Empty | Framing::Length(0)),
         host_count,
         drop: hop_by_hop(buf, &head.fields),
         lengths,

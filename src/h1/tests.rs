@@ -117,7 +117,7 @@ fn malformed_header_lines_are_refused_bare() {
         ("bad name", b"GET / HTTP/1.1\r\nHost: a\r\nX(A): 1\r\n\r\n"),
         ("space in a name", b"GET / HTTP/1.1\r\nHost: a\r\nX A: 1\r\n\r\n"),
     ]);
-    assert!(Refusal::BAD.bare && Refusal::BAD.close && Refusal::BAD.text.is_empty());
+    const { assert!(Refusal::BAD.bare && Refusal::BAD.close && Refusal::BAD.text.is_empty()) };
 }
 
 #[test]
@@ -222,13 +222,19 @@ fn keep_alive_follows_the_version_and_connection() {
 
 #[test]
 fn expect_upgrade_and_hop_by_hop_lines_are_noted() {
-    let bytes = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Secret\r\nUpgrade: websocket\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Kept: 2\r\nExpect: 100-Continue\r\n\r\n";
+    let bytes = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Secret\r\nUpgrade: websocket\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Kept: 2\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n";
     let facts = request(bytes).unwrap();
     assert!(facts.upgrade && facts.expect_continue && facts.host_count == 1);
     assert_eq!(facts.drop, 0b0011_1110, "connection, upgrade, x-secret, keep-alive, te");
     let old = request(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").unwrap();
     assert!(!old.upgrade, "hyper upgrades HTTP/1.1 only");
-    let plain = request(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: nothing\r\n\r\n").unwrap();
+    let no_body = request(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n").unwrap();
+    assert!(!no_body.expect_continue, "hyper ignores Expect without a body");
+    let old = request(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
+    assert!(!old.expect_continue, "and on HTTP/1.0");
+    let plain =
+        request(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: nothing\r\nContent-Length: 1\r\n\r\n")
+            .unwrap();
     assert_eq!((plain.upgrade, plain.expect_continue, plain.drop), (false, false, 0), "the last Expect counts");
 }
 

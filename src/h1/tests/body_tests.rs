@@ -15,7 +15,9 @@ pub(crate) fn decode_pieces(framing: Framing, pieces: &[&[u8]]) -> Outcome {
     let mut decoder = Decoder::new(framing);
     let mut pending: Vec<u8> = Vec::new();
     let mut payload = Vec::new();
-    for piece in pieces {
+    // An empty read first: a body of no bytes is done before any arrive.
+    let reads: Vec<&[u8]> = std::iter::once(&[][..]).chain(pieces.iter().copied()).collect();
+    for (i, piece) in reads.iter().enumerate() {
         pending.extend_from_slice(piece);
         loop {
             match decoder.decode(&pending) {
@@ -26,7 +28,8 @@ pub(crate) fn decode_pieces(framing: Framing, pieces: &[&[u8]]) -> Outcome {
                     pending.drain(..consumed);
                     if done {
                         // Whatever else arrives is surplus.
-                        return (payload, Ok(Some(surplus_after(&pending, pieces, piece))));
+                        let surplus = [&pending[..], &reads[i + 1..].concat()].concat();
+                        return (payload, Ok(Some(surplus)));
                     }
                     if consumed == 0 {
                         break;
@@ -36,16 +39,6 @@ pub(crate) fn decode_pieces(framing: Framing, pieces: &[&[u8]]) -> Outcome {
         }
     }
     (payload, Ok(None))
-}
-
-/// `pending` plus every piece after `current` (by address: the pieces are distinct slices).
-fn surplus_after(pending: &[u8], pieces: &[&[u8]], current: &[u8]) -> Vec<u8> {
-    let at = pieces.iter().position(|p| std::ptr::eq(*p, current)).expect("a piece");
-    let mut rest = pending.to_vec();
-    for p in &pieces[at + 1..] {
-        rest.extend_from_slice(p);
-    }
-    rest
 }
 
 /// One-shot, at every split point, and byte by byte: all the same.
