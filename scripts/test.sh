@@ -27,4 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+# The HTTP/1 behaviour again on tether's own pod side (hidden `--h1-path mixed`, issue 15),
+# until it is the only path: every file whose tests pin what clients and pods see.
+TETHER_H1_PATH=mixed exec cargo test --locked "$@" --test e2e -- \
+  proxying hostile bad_pod pod_conn edge limits sticky hardening access auth observe dialects routing gateway

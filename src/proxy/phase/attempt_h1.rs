@@ -3,10 +3,9 @@
 //! framing while watching for an early answer, and the response head read and parsed in the
 //! request's own task: no connection task, no channel, no `Sender::ready`.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode, Version};
-use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,17 +79,31 @@ pub struct PodReply {
 /// framing line the body needs; and the upload, if there is a body.
 pub fn request_head(req: Request<Incoming>, limit: u64, out: &mut Vec<u8>) -> (Method, Option<Upload>) {
     let (parts, body) = req.into_parts();
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    write::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
-    let length = match body.size_hint().exact() {
+    let length = body_length(&parts.method, &body);
+    write_head(&parts, length, out);
+    let method = Method::from_bytes(parts.method.as_str().as_bytes());
+    let allowed = if limit == 0 { u64::MAX } else { limit };
+    let upload = length.map(|n| Upload { body, chunked: n.is_none(), allowed, started: false, chunk: Vec::new() });
+    (method, upload)
+}
+
+/// `None`: no body goes to the pod; `Some(Some(n))`: `n` bytes; `Some(None)`: chunked.
+fn body_length<B: http_body::Body>(method: &http::Method, body: &B) -> Option<Option<u64>> {
+    match body.size_hint().exact() {
         _ if body.is_end_stream() => None,
         // hyper's client rule: GET, HEAD and CONNECT "almost never have bodies", so one of
         // unknown length (chunked) is not sent (the client connection closes after it).
-        None if matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::CONNECT) => None,
+        None if matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::CONNECT) => None,
         exact => Some(exact),
-    };
+    }
+}
+
+fn write_head(parts: &http::request::Parts, length: Option<Option<u64>>, out: &mut Vec<u8>) {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    write::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
     for (name, value) in &parts.headers {
-        // The framing line is tether's, from what it read (CL with TE reads as chunked).
+        // The framing line is tether's, from what it read (CL with TE reads as chunked); a
+        // bodyless request keeps the client's `Content-Length: 0`.
         let framing = name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
         if !framing || (name == CONTENT_LENGTH && length.is_none()) {
             write::header(out, name.as_str().as_bytes(), value.as_bytes());
@@ -102,10 +115,6 @@ pub fn request_head(req: Request<Incoming>, limit: u64, out: &mut Vec<u8>) -> (M
         None => {}
     }
     write::end(out);
-    let method = Method::from_bytes(parts.method.as_str().as_bytes());
-    let allowed = if limit == 0 { u64::MAX } else { limit };
-    let upload = length.map(|n| Upload { body, chunked: n.is_none(), allowed, started: false, chunk: Vec::new() });
-    (method, upload)
 }
 
 /// Sends `head` (and the upload) to `upstream`, on an idle connection or a new one. A pooled
@@ -150,7 +159,7 @@ async fn exchange(
     }
     let deadline = tokio::time::Instant::now() + timeouts.response;
     loop {
-        if let Some((parts, mut facts)) = parse_buffered(conn, method)? {
+        if let Some((parts, mut facts)) = parse_buffered(&mut conn.buf, method)? {
             // The pod did not read the whole request: the connection cannot carry another.
             facts.keep_alive &= !answered_early;
             return Ok((parts, facts));
@@ -286,21 +295,21 @@ fn answered(conn: &mut PodConn, method: Method) -> Result<bool, Failed> {
 /// The final response head at the start of the buffer, taken out of it (1xx heads other than
 /// 101 are dropped, as hyper's client drops them), or `None` when more bytes are needed.
 fn parse_buffered(
-    conn: &mut PodConn,
+    buf: &mut BytesMut,
     method: Method,
 ) -> Result<Option<(http::response::Parts, ResponseFacts)>, Failed> {
     let bad = |e| Failed::Sent(SendError::Head(e));
     let mut head = ResponseHead::default();
     loop {
-        if parse_response(&conn.buf, MAX_POD_HEAD, &mut head).map_err(bad)?.is_none() {
+        if parse_response(buf, MAX_POD_HEAD, &mut head).map_err(bad)?.is_none() {
             return Ok(None);
         }
-        let facts = response_framing(method, &head, &conn.buf).map_err(bad)?;
+        let facts = response_framing(method, &head, buf).map_err(bad)?;
         if facts.informational {
-            conn.buf.advance(head.len);
+            buf.advance(head.len);
             continue;
         }
-        let bytes = conn.buf.split_to(head.len).freeze();
+        let bytes = buf.split_to(head.len).freeze();
         return Ok(Some((parts_of(&head, &bytes).map_err(bad)?, facts)));
     }
 }
@@ -328,5 +337,84 @@ fn closed_or(e: std::io::Error) -> SendError {
     match e.kind() {
         BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof => SendError::Closed,
         _ => SendError::Io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Empty, Full, StreamBody};
+
+    fn head_of<B: http_body::Body>(req: Request<B>) -> String {
+        let (parts, body) = req.into_parts();
+        let mut out = Vec::new();
+        write_head(&parts, body_length(&parts.method, &body), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A body of unknown length (a chunked upload).
+    fn streamed() -> impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> {
+        let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+            Bytes::from_static(b"x"),
+        ))]);
+        StreamBody::new(chunks)
+    }
+
+    #[test]
+    fn a_bodyless_request_has_no_framing_line_unless_the_client_said_zero() {
+        let get = Request::get("/a?b=1").header("host", "app.test").body(Empty::<Bytes>::new()).unwrap();
+        assert_eq!(head_of(get), "GET /a?b=1 HTTP/1.1\r\nhost: app.test\r\n\r\n");
+        let zero = Request::post("/").header("content-length", "0").body(Empty::<Bytes>::new()).unwrap();
+        assert_eq!(head_of(zero), "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn a_known_length_is_written_once() {
+        let post = Request::post("/up")
+            .header("content-length", "5")
+            .header("x-a", "1")
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .unwrap();
+        assert_eq!(head_of(post), "POST /up HTTP/1.1\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n");
+    }
+
+    #[test]
+    fn an_unknown_length_is_chunked_and_any_content_length_dropped() {
+        let post = Request::post("/up")
+            .header("content-length", "44")
+            .header("transfer-encoding", "chunked")
+            .body(streamed())
+            .unwrap();
+        assert_eq!(head_of(post), "POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+    }
+
+    #[test]
+    fn a_get_of_unknown_length_goes_without_its_body() {
+        let get = Request::get("/").header("transfer-encoding", "chunked").body(streamed()).unwrap();
+        assert_eq!(head_of(get), "GET / HTTP/1.1\r\n\r\n");
+        let body = streamed();
+        assert_eq!(body_length(&http::Method::GET, &body), None);
+        assert_eq!(body_length(&http::Method::PUT, &body), Some(None));
+    }
+
+    #[test]
+    fn informational_answers_are_skipped_and_the_body_stays_buffered() {
+        let text = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-b: 2\r\n\r\nok";
+        let mut buf = BytesMut::from(&text[..]);
+        let (parts, facts) = parse_buffered(&mut buf, Method::Get).ok().flatten().expect("a final head");
+        assert_eq!(facts.framing, crate::h1::rules::Framing::Length(2));
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.headers["x-b"], "2");
+        assert_eq!(&buf[..], b"ok");
+    }
+
+    #[test]
+    fn a_partial_head_waits_and_a_broken_one_fails() {
+        let start = &b"HTTP/1.1 200 OK\r\ncontent-le"[..];
+        let mut partial = BytesMut::from(start);
+        assert!(matches!(parse_buffered(&mut partial, Method::Get), Ok(None)));
+        assert_eq!(&partial[..], start, "nothing consumed");
+        let mut broken = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 2, 3\r\n\r\nok"[..]);
+        assert!(matches!(parse_buffered(&mut broken, Method::Get), Err(Failed::Sent(SendError::Head(_)))));
     }
 }
