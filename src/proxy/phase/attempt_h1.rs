@@ -271,7 +271,12 @@ async fn write_within(conn: &mut PodConn, data: &[u8], timeouts: &Timeouts) -> R
             Err(e) => return Err(Failed::Sent(closed_or(e))),
         }
     }
-    Ok(())
+    // TLS may keep records it could not write yet; a plain socket has nothing to flush.
+    let flushed = match conn.stream.flush().now_or_never() {
+        Some(flushed) => flushed,
+        None => tokio::time::timeout(timeouts.send, conn.stream.flush()).await.map_err(|_| Failed::Timeout)?,
+    };
+    flushed.map_err(|e| Failed::Sent(closed_or(e)))
 }
 
 /// Whether the pod has answered (a final head is buffered); informational heads are consumed.
