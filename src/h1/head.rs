@@ -181,21 +181,6 @@ pub(crate) struct RequestHead {
     pub fields: Fields,
 }
 
-impl RequestHead {
-    pub(crate) fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-        self.fields.header(buf, name)
-    }
-    pub(crate) fn headers<'a, 'n>(&'a self, buf: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n
-    where
-        'a: 'n,
-    {
-        self.fields.headers(buf, name)
-    }
-    pub(crate) fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        self.fields.iter(buf)
-    }
-}
-
 /// Parses a request head at the start of `buf` into `head`. `Ok(None)`: the head is incomplete,
 /// read more (unless `buf` is `max_head` bytes or longer, then it is a 431). A complete head
 /// longer than `max_head` is a 431 too, whatever arrived with it.
@@ -235,21 +220,6 @@ pub(crate) struct ResponseHead {
     pub minor: u8,
     pub len: usize,
     pub fields: Fields,
-}
-
-impl ResponseHead {
-    pub(crate) fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-        self.fields.header(buf, name)
-    }
-    pub(crate) fn headers<'a, 'n>(&'a self, buf: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n
-    where
-        'a: 'n,
-    {
-        self.fields.headers(buf, name)
-    }
-    pub(crate) fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        self.fields.iter(buf)
-    }
 }
 
 /// Why a pod's response cannot be read (hyper's client fails the request the same way: tether

@@ -91,7 +91,7 @@ pub(crate) fn request_facts(buf: &[u8], head: &RequestHead) -> Result<RequestFac
     let mut expect_continue = false;
     let mut host_count = 0u8;
     let mut lengths = 0u128;
-    for (i, (name, value)) in head.iter(buf).enumerate() {
+    for (i, (name, value)) in head.fields.iter(buf).enumerate() {
         match known::find(name) {
             Some(known::TRANSFER_ENCODING) => {
                 if !http11 {
@@ -137,8 +137,9 @@ pub(crate) fn request_facts(buf: &[u8], head: &RequestHead) -> Result<RequestFac
     }
     let close_after = is_te && is_cl;
     tether_checks(buf, head, host_count)?;
-    let upgrade =
-        http11 && head.fields.has(known::UPGRADE) && head.headers(buf, b"connection").any(|v| lists(v, b"upgrade"));
+    let upgrade = http11
+        && head.fields.has(known::UPGRADE)
+        && head.fields.headers(buf, b"connection").any(|v| lists(v, b"upgrade"));
     Ok(RequestFacts {
         framing,
         keep_alive: keep_alive && !close_after,
@@ -156,7 +157,7 @@ fn tether_checks(buf: &[u8], head: &RequestHead, host_count: u8) -> Result<(), R
     if host_count > 1 {
         return Err(Refusal::TWO_HOSTS);
     }
-    let host = head.header(buf, b"host");
+    let host = head.fields.header(buf, b"host");
     if head.minor == 1 && host.is_none_or(|h| h.iter().all(u8::is_ascii_whitespace)) {
         return Err(Refusal::NO_HOST);
     }
@@ -166,7 +167,7 @@ fn tether_checks(buf: &[u8], head: &RequestHead, host_count: u8) -> Result<(), R
         }
     }
     let (mut chunked, mut other) = (0, false);
-    for value in head.headers(buf, b"transfer-encoding") {
+    for value in head.fields.headers(buf, b"transfer-encoding") {
         let value: &[u8] = if is_visible_ascii(value) { value } else { b"?" };
         for coding in tokens(value).filter(|c| !c.is_empty()) {
             if coding.eq_ignore_ascii_case(b"chunked") {
@@ -287,7 +288,7 @@ pub(crate) fn response_framing(
     let mut keep_alive = head.minor == 1;
     let mut saw_close = false;
     let mut lengths = 0u128;
-    for (i, (name, value)) in head.iter(buf).enumerate() {
+    for (i, (name, value)) in head.fields.iter(buf).enumerate() {
         match known::find(name) {
             Some(known::CONNECTION) => {
                 if saw_close || lists(value, b"close") {
@@ -324,7 +325,7 @@ pub(crate) fn response_framing(
         if head.minor == 0 {
             return Err(ResponseError::TransferEncodingOnHttp10);
         }
-        let last = head.headers(buf, b"transfer-encoding").last().unwrap_or_default();
+        let last = head.fields.headers(buf, b"transfer-encoding").last().unwrap_or_default();
         let framing = if last_coding_is_chunked(last) { Framing::Chunked } else { Framing::UntilClose };
         return Ok(facts(framing, false));
     }
@@ -333,7 +334,7 @@ pub(crate) fn response_framing(
     }
     // hyper's `content_length_parse_all`: every value of every line, equal.
     let mut length = None;
-    for line in head.headers(buf, b"content-length") {
+    for line in head.fields.headers(buf, b"content-length") {
         if !is_visible_ascii(line) {
             return Err(ResponseError::InvalidLength);
         }

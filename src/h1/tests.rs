@@ -94,7 +94,7 @@ fn bare_lf_lines_are_accepted() {
     let mut head = RequestHead::default();
     assert_eq!(parse_request(bytes, MAX, &mut head), Ok(Some(())));
     assert_eq!(
-        (head.len, head.target.of(bytes), head.header(bytes, b"x-a")),
+        (head.len, head.target.of(bytes), head.fields.header(bytes, b"x-a")),
         (bytes.len(), &b"/lf"[..], Some(&b"a"[..]))
     );
     assert_eq!(request_facts(bytes, &head).map(|f| f.framing), Ok(Framing::Empty));
@@ -275,9 +275,9 @@ fn partial_heads_ask_for_more() {
     assert_eq!(parse_request(bytes, MAX, &mut head), Ok(Some(())));
     assert_eq!((head.method, head.len, head.minor), (Method::Post, bytes.len() - 5, 1));
     assert_eq!((head.method_span.of(bytes), head.target.of(bytes)), (&b"POST"[..], &b"/p?q=1"[..]));
-    let names: Vec<&[u8]> = head.iter(bytes).map(|(n, _)| n).collect();
+    let names: Vec<&[u8]> = head.fields.iter(bytes).map(|(n, _)| n).collect();
     assert_eq!(names, [&b"Host"[..], b"Content-Length"]);
-    assert_eq!(head.headers(bytes, b"content-length").collect::<Vec<_>>(), [b"5"]);
+    assert_eq!(head.fields.headers(bytes, b"content-length").collect::<Vec<_>>(), [b"5"]);
 }
 
 fn response(method: Method, bytes: &[u8]) -> Result<ResponseFacts, ResponseError> {
