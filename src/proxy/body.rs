@@ -97,6 +97,42 @@ pub enum BodyError {
     Io(std::io::Error),
 }
 
+/// `proxy-read-timeout` between two reads of a pod's body, as nginx's: armed only when a read
+/// has to wait (one timer per slow body, none for a body that is already there). Shared by
+/// hyper's pod bodies and tether's own.
+pub struct StallTimer {
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Counted when the pod stalls (`tether_upstream_body_timeouts_total`).
+    stalls: &'static std::sync::atomic::AtomicU64,
+}
+
+impl StallTimer {
+    pub fn new((timeout, stalls): (Duration, &'static std::sync::atomic::AtomicU64)) -> Self {
+        StallTimer { timeout, sleep: None, stalls }
+    }
+
+    /// A read had to wait. `Some` (the error to end the body with) once the pod has sent
+    /// nothing for the whole timeout; the stall is counted and logged. The client then gets a
+    /// truncated response, never a well-framed wrong one.
+    pub fn waited(&mut self, cx: &mut Context<'_>, endpoint: std::net::SocketAddr) -> Option<BodyError> {
+        let timeout = self.timeout;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        sleep.as_mut().poll(cx).is_ready().then(|| {
+            self.stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%endpoint, ?timeout, "pod stalled mid-body; response cut");
+            BodyError::Stalled(timeout)
+        })
+    }
+
+    /// A read came back: the next wait gets a full timeout again.
+    pub fn progressed(&mut self) {
+        if let Some(sleep) = self.sleep.as_mut() {
+            sleep.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+        }
+    }
+}
+
 /// A pod's response body. When it has been read to the end the connection is reusable.
 pub struct PooledBody {
     body: Incoming,
@@ -104,12 +140,7 @@ pub struct PooledBody {
     upstream: Arc<Upstream>,
     /// Counts the request as in flight until its response ends (load-aware balancers only).
     in_flight: Option<InFlight>,
-    /// `proxy-read-timeout` between two reads of the body, as nginx's: armed only when a read
-    /// has to wait (one timer per slow body, none for a body that is already there).
-    read_timeout: Duration,
-    stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Counted when the pod stalls (`tether_upstream_body_timeouts_total`).
-    stalls: &'static std::sync::atomic::AtomicU64,
+    stall: StallTimer,
 }
 
 impl PooledBody {
@@ -118,10 +149,9 @@ impl PooledBody {
         sender: Sender,
         upstream: Arc<Upstream>,
         in_flight: Option<InFlight>,
-        (read_timeout, stalls): (Duration, &'static std::sync::atomic::AtomicU64),
+        stall: StallTimer,
     ) -> Self {
-        let mut pooled =
-            PooledBody { body, sender: Some(sender), upstream, in_flight, read_timeout, stall: None, stalls };
+        let mut pooled = PooledBody { body, sender: Some(sender), upstream, in_flight, stall };
         if pooled.body.is_end_stream() {
             pooled.release();
         }
@@ -149,23 +179,18 @@ impl Body for PooledBody {
             // An error mid-body: the connection is unusable; dropping the sender closes it.
             Poll::Ready(Some(Err(_))) => this.sender = None,
             Poll::Pending => {
-                let timeout = this.read_timeout;
-                let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if stall.as_mut().poll(cx).is_ready() {
-                    // The client gets a truncated response (hyper closes it mid-body), never a
-                    // well-framed wrong one; the pod connection is closed, not pooled.
+                if let Some(stalled) = this.stall.waited(cx, this.upstream.addr) {
+                    // hyper closes the client's response mid-body; the pod connection is
+                    // closed, not pooled.
                     this.sender = None;
                     this.in_flight = None;
-                    this.stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(endpoint = %this.upstream.addr, timeout = ?this.read_timeout, "pod stalled mid-body; response cut");
-                    return Poll::Ready(Some(Err(BodyError::Stalled(this.read_timeout))));
+                    return Poll::Ready(Some(Err(stalled)));
                 }
             }
             Poll::Ready(Some(Ok(_))) => {}
         }
-        if let (Poll::Ready(_), Some(stall)) = (&polled, this.stall.as_mut()) {
-            // Data came: the next wait gets a full timeout again.
-            stall.as_mut().reset(tokio::time::Instant::now() + this.read_timeout);
+        if polled.is_ready() {
+            this.stall.progressed();
         }
         polled.map(|p| p.map(|r| r.map_err(BodyError::from)))
     }

@@ -3,23 +3,19 @@
 //! the body ends cleanly the connection goes back to its pool; a stall of `proxy-read-timeout`
 //! between two reads cuts the response (as `PooledBody` does on hyper's client).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::h1::body::Decoder;
 use crate::h1::rules::Framing;
-use crate::proxy::body::BodyError;
+use crate::proxy::body::{BodyError, StallTimer};
+use crate::upstream::h1_pod::READ_SIZE;
 use crate::upstream::load::InFlight;
 use crate::upstream::{PodConn, Upstream};
-
-/// Read from the pod at least this much at a time.
-const READ_SIZE: usize = 16 * 1024;
 
 pub struct PodBody {
     /// `None` once the body ended (the connection went back to the pool or was closed).
@@ -31,9 +27,7 @@ pub struct PodBody {
     keep_alive: bool,
     upstream: Arc<Upstream>,
     in_flight: Option<InFlight>,
-    read_timeout: Duration,
-    stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    stalls: &'static std::sync::atomic::AtomicU64,
+    stall: StallTimer,
     /// The pod cut the body: reported at the next poll, so what came before is flushed to the
     /// client first (hyper drops its unflushed output when a body fails).
     cut: Option<BodyError>,
@@ -45,7 +39,7 @@ impl PodBody {
         framing: Framing,
         keep_alive: bool,
         (upstream, in_flight): (Arc<Upstream>, Option<InFlight>),
-        (read_timeout, stalls): (Duration, &'static std::sync::atomic::AtomicU64),
+        stall: StallTimer,
     ) -> Self {
         let length = match framing {
             Framing::Empty => Some(0),
@@ -59,9 +53,7 @@ impl PodBody {
             keep_alive,
             upstream,
             in_flight,
-            read_timeout,
-            stall: None,
-            stalls,
+            stall,
             cut: None,
         };
         if body.decoder.is_done() {
@@ -156,28 +148,18 @@ impl Body for PodBody {
                         Err(e) => this.report_later(BodyError::Framing(e), cx),
                     };
                 }
-                Poll::Ready(Ok(_)) => {
-                    if let Some(stall) = this.stall.as_mut() {
-                        // Data came: the next wait gets a full timeout again.
-                        stall.as_mut().reset(tokio::time::Instant::now() + this.read_timeout);
-                    }
-                }
+                Poll::Ready(Ok(_)) => this.stall.progressed(),
                 Poll::Ready(Err(e)) => {
                     this.conn = None;
                     this.in_flight = None;
                     return this.report_later(BodyError::Io(e), cx);
                 }
                 Poll::Pending => {
-                    let timeout = this.read_timeout;
-                    let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    if stall.as_mut().poll(cx).is_ready() {
-                        // The client gets a truncated response, never a well-framed wrong one;
-                        // the pod connection is closed, not pooled.
+                    if let Some(stalled) = this.stall.waited(cx, this.upstream.addr) {
+                        // The pod connection is closed, not pooled.
                         this.conn = None;
                         this.in_flight = None;
-                        this.stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(endpoint = %this.upstream.addr, timeout = ?this.read_timeout, "pod stalled mid-body; response cut");
-                        return Poll::Ready(Some(Err(BodyError::Stalled(this.read_timeout))));
+                        return Poll::Ready(Some(Err(stalled)));
                     }
                     return Poll::Pending;
                 }
@@ -195,10 +177,4 @@ impl Body for PodBody {
             None => SizeHint::default(),
         }
     }
-}
-
-/// Unused bytes a tunnel must pass on before splicing (what the pod sent after its 101).
-pub fn leftover(conn: &mut PodConn) -> Bytes {
-    let n = conn.buf.remaining();
-    conn.buf.split_to(n).freeze()
 }

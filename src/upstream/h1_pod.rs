@@ -15,6 +15,9 @@ use tokio_rustls::client::TlsStream;
 use crate::upstream::pod_conn::{tls_config, PodProtocol};
 use crate::upstream::ConnectError;
 
+/// Room made in a connection's buffer before each read from the pod.
+pub const READ_SIZE: usize = 16 * 1024;
+
 /// The bytes under a pod connection.
 pub enum PodStream {
     Tcp(TcpStream),

@@ -15,12 +15,11 @@ use crate::h1::head::{parse_response, Method, ResponseHead};
 use crate::h1::rules::{response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
 use crate::proxy::phase::attempt::Timeouts;
+use crate::upstream::h1_pod::READ_SIZE;
 use crate::upstream::{ConnectError, PodConn, Upstream};
 
 /// hyper's client limit for a response head (`8192 + 4096 * 100` bytes).
 const MAX_POD_HEAD: usize = 8192 + 4096 * 100;
-/// Read from the pod at least this much at a time.
-const READ_SIZE: usize = 16 * 1024;
 
 /// The client's body on its way to the pod.
 pub struct Upload {

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 
 use crate::affinity::cookie::RouteSticky;
-use crate::proxy::body::{PooledBody, ProxyBody};
+use crate::proxy::body::{PooledBody, ProxyBody, StallTimer};
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::{self, ClientInfo};
@@ -17,7 +17,7 @@ use crate::proxy::phase::attempt_h1::PodReply;
 use crate::proxy::phase::select::Side;
 use crate::proxy::phase::send::{Reply, Sent};
 use crate::proxy::phase::Exchange;
-use crate::proxy::pod_body::{self, PodBody};
+use crate::proxy::pod_body::PodBody;
 use crate::proxy::upgrade;
 use crate::route::Backend;
 use crate::selection::Selection;
@@ -45,7 +45,8 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
             let (parts, body) = response.into_parts();
             // After a 101 the pod's connection belongs to the tunnel: it never returns to the pool.
             let body = (!switching).then(|| {
-                let pooled = PooledBody::new(body, sender, upstream.clone(), in_flight, (x.timeouts.response, stalls));
+                let stall = StallTimer::new((x.timeouts.response, stalls));
+                let pooled = PooledBody::new(body, sender, upstream.clone(), in_flight, stall);
                 ProxyBody::upstream(pooled)
             });
             (parts, body)
@@ -54,7 +55,8 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
             let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
             if switching {
                 if let Some((client, tracker)) = cx.upgrade {
-                    let early = pod_body::leftover(&mut conn);
+                    // What the pod sent after its 101 goes to the client first.
+                    let early = conn.buf.split().freeze();
                     upgrade::splice_pod(client, conn, early, tracker);
                 }
                 (parts, None)
@@ -64,7 +66,7 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
                     facts.framing,
                     facts.keep_alive,
                     (upstream.clone(), in_flight),
-                    (x.timeouts.response, stalls),
+                    StallTimer::new((x.timeouts.response, stalls)),
                 );
                 (parts, Some(ProxyBody::pod(pooled)))
             }
