@@ -29,6 +29,8 @@ fi
 
 cargo test --workspace --locked "$@"
 # The HTTP/1 behaviour again on tether's own pod side (hidden `--h1-path mixed`, issue 15),
-# until it is the only path: every file whose tests pin what clients and pods see.
-TETHER_H1_PATH=mixed exec cargo test --locked "$@" --test e2e -- \
-  proxying hostile bad_pod pod_conn edge limits sticky hardening access auth observe dialects routing gateway
+# then on its own client side too (`own`), until it is the only path: every file whose tests
+# pin what clients and pods see.
+h1_files=(proxying hostile bad_pod pod_conn edge limits sticky hardening access auth observe dialects routing gateway)
+TETHER_H1_PATH=mixed cargo test --locked "$@" --test e2e -- "${h1_files[@]}"
+TETHER_H1_PATH=own exec cargo test --locked "$@" --test e2e -- "${h1_files[@]}" tls client_cert migration

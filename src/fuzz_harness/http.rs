@@ -8,14 +8,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::metrics::Metrics;
 use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::conn::{Builders, OpenTracker};
-use crate::proxy::forward::{self, ProxyState, Timeouts};
+use crate::proxy::forward::{ProxyState, Timeouts};
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::Telemetry;
 use crate::proxy::server::ConnLimits;
@@ -66,8 +65,7 @@ pub fn http_request(data: &[u8]) {
     let (state, info) = (edge.state.clone(), edge.client.clone());
     let open = OpenTracker::default();
     let activity = crate::proxy::idle::ConnActivity::new();
-    let service =
-        service_fn(move |req| forward::handle(state.clone(), info.clone(), open.clone(), activity.begin(), req));
+    let service = crate::proxy::conn::service(state, info, open, activity);
     let conn = edge.builders.http1.serve_connection(TokioIo::new(server), service).with_upgrades();
     let talk = async move {
         let mut answer = Vec::new();

@@ -246,10 +246,18 @@ impl Decoder {
 
 /// The size line of a chunk of `len` bytes (lower-case hex, then CRLF) in `out`.
 pub(crate) fn chunk_header(len: usize, out: &mut [u8; 18]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    chunk_header_in(b"0123456789abcdef", len, out)
+}
+
+/// The same in upper-case hex, as hyper's server writes it to clients.
+pub(crate) fn chunk_header_upper(len: usize, out: &mut [u8; 18]) -> &[u8] {
+    chunk_header_in(b"0123456789ABCDEF", len, out)
+}
+
+fn chunk_header_in<'a>(hex: &[u8; 16], len: usize, out: &'a mut [u8; 18]) -> &'a [u8] {
     let digits = ((usize::BITS - len.leading_zeros()).div_ceil(4)).max(1) as usize;
     for i in 0..digits {
-        out[digits - 1 - i] = HEX[(len >> (4 * i)) & 0xf];
+        out[digits - 1 - i] = hex[(len >> (4 * i)) & 0xf];
     }
     out[digits..digits + 2].copy_from_slice(CRLF);
     &out[..digits + 2]

@@ -82,6 +82,14 @@ const MAX_LEN: u64 = u64::MAX - 2;
 /// checks while it reads the lines, then tether's (two Host lines, no Host, a target whose host
 /// is not the Host, stacked codings).
 pub(crate) fn request_facts(buf: &[u8], head: &RequestHead) -> Result<RequestFacts, Refusal> {
+    let facts = request_framing(buf, head)?;
+    tether_checks(buf, head, facts.host_count)?;
+    Ok(facts)
+}
+
+/// hyper's checks alone (what its server refuses before a request reaches tether's service):
+/// tether's own refusals are left to the phases, which count and log them.
+pub(crate) fn request_framing(buf: &[u8], head: &RequestHead) -> Result<RequestFacts, Refusal> {
     let http11 = head.minor == 1;
     let mut keep_alive = http11;
     let mut saw_close = false;
@@ -136,7 +144,6 @@ pub(crate) fn request_facts(buf: &[u8], head: &RequestHead) -> Result<RequestFac
         return Err(Refusal::BAD);
     }
     let close_after = is_te && is_cl;
-    tether_checks(buf, head, host_count)?;
     let upgrade = http11
         && head.fields.has(known::UPGRADE)
         && head.fields.headers(buf, b"connection").any(|v| lists(v, b"upgrade"));

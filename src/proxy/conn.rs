@@ -17,10 +17,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::proxy::forward::{self, ProxyState};
+use crate::proxy::h1_server;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::idle::ConnActivity;
 use crate::proxy::passthrough::Recording;
-use crate::proxy::server::{ConnLimits, ListenerConfig};
+use crate::proxy::server::{ConnLimits, H1Path, ListenerConfig};
 use crate::proxy::write_timeout::WriteTimeout;
 
 /// The protocol builders of a worker, configured once. HTTP/1.1 and HTTP/2 use hyper's own
@@ -158,8 +159,14 @@ pub async fn serve(accepted: Accepted) {
     // The PROXY header names the client; forwarding headers are believed only from a trusted
     // peer (the balancer's own address when it sends no PROXY header).
     let trusted = trusted_peer && !config.proxy_protocol;
+    let own_h1 = limits.h1_path == H1Path::Own;
     let Some(tls) = &config.tls else {
         let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
+        if own_h1 && !limits.h2c {
+            let io = WriteTimeout::new(stream, limits.send_timeout);
+            h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop).await;
+            return;
+        }
         let activity = ConnActivity::new();
         let service = service(state, client, open, activity.clone());
         let io = TokioIo::new(WriteTimeout::new(stream, limits.send_timeout));
@@ -224,6 +231,11 @@ pub async fn serve(accepted: Accepted) {
         client.peer_cert = crate::access::client_cert::PeerCertificate::new(chain, verified).map(Arc::new);
     }
     let client = Arc::new(client);
+    if own_h1 && !h2 {
+        let io = WriteTimeout::new(tls_stream, limits.send_timeout);
+        h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop).await;
+        return;
+    }
     let activity = ConnActivity::new();
     let service = service(state, client, open, activity.clone());
     let io = TokioIo::new(WriteTimeout::new(tls_stream, limits.send_timeout));
@@ -236,7 +248,8 @@ pub async fn serve(accepted: Accepted) {
     }
 }
 
-fn service(
+/// The hyper service of a client connection (also what the HTTP fuzz target serves with).
+pub(crate) fn service(
     state: Arc<ProxyState>,
     client: Arc<ClientInfo>,
     open: OpenTracker,
@@ -247,7 +260,10 @@ fn service(
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<http::Response<crate::proxy::body::ProxyBody>, std::convert::Infallible>> + Send,
 > + Clone {
-    service_fn(move |req| forward::handle(state.clone(), client.clone(), open.clone(), activity.begin(), req))
+    service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let req = req.map(crate::upstream::client_body::ClientBody::Hyper);
+        forward::handle(state.clone(), client.clone(), open.clone(), activity.begin(), req)
+    })
 }
 
 /// Over `--max-connections`: a short 503 on plain listeners, then close.

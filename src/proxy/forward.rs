@@ -9,7 +9,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::SET_COOKIE;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::proxy::body::ProxyBody;
 use crate::proxy::client_addr::TrustedProxies;
@@ -18,6 +17,7 @@ use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::{Completion, LogRequest, Telemetry};
 use crate::proxy::phase::{self, Exchange};
 use crate::route::RouteTable;
+use crate::upstream::client_body::ClientBody;
 
 pub use crate::proxy::phase::Timeouts;
 
@@ -49,7 +49,7 @@ pub async fn handle(
     client: Arc<ClientInfo>,
     upgrades: OpenTracker,
     activity: crate::proxy::idle::ActivityGuard,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let behind_proxy;

@@ -6,6 +6,8 @@ pub mod body;
 pub mod client_addr;
 pub mod conn;
 pub mod forward;
+pub mod h1_reply;
+pub mod h1_server;
 pub mod headers;
 pub mod idle;
 pub mod observe;

@@ -59,6 +59,9 @@ pub enum H1Path {
     Hyper,
     /// hyper's towards clients, tether's own towards HTTP/1.1 pods.
     Mixed,
+    /// tether's own on both sides (HTTP/1.1 clients on plain listeners without `--h2c`, and
+    /// on TLS listeners when ALPN does not choose h2).
+    Own,
 }
 
 impl Default for ConnLimits {

@@ -2,6 +2,7 @@
 //! thread, so a worker never touches another worker's connections. An HTTP/1.1 sender is taken
 //! out for one request; an HTTP/2 connection stays in the pool and is shared.
 
+pub mod client_body;
 pub mod h1_pod;
 pub mod load;
 pub mod pod_conn;

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use crate::upstream::client_body::{ClientBody, ClientBodyError};
 
 /// When the upload ended, in milliseconds since `start` (+1, so 0 means "still sending").
 #[derive(Debug)]
@@ -55,13 +56,13 @@ pub enum UploadError {
     #[error("request body larger than {0} bytes")]
     TooLarge(u64),
     #[error(transparent)]
-    Client(#[from] hyper::Error),
+    Client(#[from] ClientBodyError),
 }
 
 /// A client's request body on its way to a pod.
 pub struct UpstreamBody {
     /// `None` for a request re-sent without a body.
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// Present only for requests that have a body (no allocation for a GET).
     clock: Option<Arc<UploadClock>>,
     /// Bytes still allowed (`u64::MAX` without a limit).
@@ -71,7 +72,7 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     /// Wraps a body; returns the clock to watch when there is an upload. `limit` 0 = none.
-    pub fn new(inner: Incoming, limit: u64) -> (Self, Option<Arc<UploadClock>>) {
+    pub fn new(inner: ClientBody, limit: u64) -> (Self, Option<Arc<UploadClock>>) {
         let clock = (!inner.is_end_stream()).then(|| {
             Arc::new(UploadClock {
                 start: Instant::now(),

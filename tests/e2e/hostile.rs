@@ -9,7 +9,7 @@
 //! the comment says so.
 
 #[path = "hostile_pod.rs"]
-mod pod;
+pub mod pod;
 
 use crate::harness::*;
 use pod::*;

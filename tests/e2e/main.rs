@@ -15,6 +15,7 @@ mod hostile;
 mod demo;
 mod deploy;
 mod dialects;
+mod differential;
 mod edge;
 mod examples;
 mod examples_readme;

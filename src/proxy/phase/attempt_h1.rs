@@ -7,7 +7,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::h1::body::{chunk_header, CRLF, LAST_CHUNK};
@@ -15,6 +14,7 @@ use crate::h1::head::{parse_response, Method, ResponseHead};
 use crate::h1::rules::{response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
 use crate::proxy::phase::attempt::Timeouts;
+use crate::upstream::client_body::{ClientBody, ClientBodyError};
 use crate::upstream::h1_pod::READ_SIZE;
 use crate::upstream::{ConnectError, PodConn, Upstream};
 
@@ -23,7 +23,7 @@ const MAX_POD_HEAD: usize = 8192 + 4096 * 100;
 
 /// The client's body on its way to the pod.
 pub struct Upload {
-    body: Incoming,
+    body: ClientBody,
     chunked: bool,
     /// Bytes still allowed (`u64::MAX` without a limit).
     allowed: u64,
@@ -61,7 +61,7 @@ pub enum SendError {
     #[error("pod response: {0}")]
     Head(ResponseError),
     #[error("client body: {0}")]
-    Upload(hyper::Error),
+    Upload(ClientBodyError),
     /// From hyper's client (`--h1-path hyper`, HTTP/2 pods).
     #[error("{0}")]
     Hyper(hyper::Error),
@@ -76,7 +76,7 @@ pub struct PodReply {
 
 /// The request head for the pod (its target and headers as `prepare` left them), with the
 /// framing line the body needs; and the upload, if there is a body.
-pub fn request_head(req: Request<Incoming>, limit: u64, out: &mut Vec<u8>) -> (Method, Option<Upload>) {
+pub fn request_head(req: Request<ClientBody>, limit: u64, out: &mut Vec<u8>) -> (Method, Option<Upload>) {
     let (parts, body) = req.into_parts();
     let length = body_length(&parts.method, &body);
     write_head(&parts, length, out);
@@ -100,15 +100,21 @@ fn body_length<B: http_body::Body>(method: &http::Method, body: &B) -> Option<Op
 fn write_head(parts: &http::request::Parts, length: Option<Option<u64>>, out: &mut Vec<u8>) {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     write::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
+    let mut length_written = false;
     for (name, value) in &parts.headers {
         // The framing line is tether's, from what it read (CL with TE reads as chunked); a
-        // bodyless request keeps the client's `Content-Length: 0`.
+        // bodyless request keeps the client's `Content-Length: 0`. A length goes where the
+        // client's was, as hyper's client leaves it.
         let framing = name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
         if !framing || (name == CONTENT_LENGTH && length.is_none()) {
             write::header(out, name.as_str().as_bytes(), value.as_bytes());
+        } else if let (Some(Some(n)), true, false) = (length, name == CONTENT_LENGTH, length_written) {
+            write::header_u64(out, b"content-length", n);
+            length_written = true;
         }
     }
     match length {
+        Some(Some(_)) if length_written => {}
         Some(Some(n)) => write::header_u64(out, b"content-length", n),
         Some(None) => write::header(out, b"transfer-encoding", b"chunked"),
         None => {}
@@ -332,6 +338,15 @@ fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts,
         headers.append(name, value);
     }
     *response.headers_mut() = headers;
+    // As hyper's client: a reason that is not the status's canonical one is kept for the client.
+    let reason = head.reason.of(bytes);
+    if Some(reason) != response.status().canonical_reason().map(str::as_bytes) {
+        if let Ok(reason) =
+            hyper::ext::ReasonPhrase::try_from(bytes.slice(head.reason.start as usize..head.reason.end()))
+        {
+            response.extensions_mut().insert(reason);
+        }
+    }
     Ok(response.into_parts().0)
 }
 
@@ -379,6 +394,9 @@ mod tests {
             .header("x-a", "1")
             .body(Full::new(Bytes::from_static(b"hello")))
             .unwrap();
+        // Where the client's line was, as hyper's client leaves it.
+        assert_eq!(head_of(post), "POST /up HTTP/1.1\r\ncontent-length: 5\r\nx-a: 1\r\n\r\n");
+        let post = Request::post("/up").header("x-a", "1").body(Full::new(Bytes::from_static(b"hello"))).unwrap();
         assert_eq!(head_of(post), "POST /up HTTP/1.1\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n");
     }
 

@@ -20,7 +20,6 @@ mod tests;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use crate::proxy::answer::Answer;
 use crate::proxy::body::ProxyBody;
@@ -29,6 +28,7 @@ use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::Notes;
 use crate::route::Route;
+use crate::upstream::client_body::ClientBody;
 
 pub use attempt::Timeouts;
 
@@ -59,7 +59,7 @@ pub async fn through(
     state: &ProxyState,
     client: &ClientInfo,
     upgrades: &OpenTracker,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     route: &Route,
     x: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Answer> {

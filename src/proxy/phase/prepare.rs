@@ -4,17 +4,16 @@
 
 use http::header::{HeaderName, HeaderValue, COOKIE, HOST, TE};
 use http::{Request, Uri, Version};
-use hyper::upgrade::OnUpgrade;
 
 use crate::proxy::headers::{self, ClientInfo};
-use crate::proxy::upgrade;
+use crate::proxy::upgrade::{self, ClientUpgrade};
 use crate::route::{Backend, Route};
 
 /// The request for the pod, and the client's side of an upgrade it asks for.
 pub struct Prepared<B> {
     pub req: Request<B>,
-    /// The protocol asked for (`Upgrade`) and the client connection once hyper hands it over.
-    pub upgrade: Option<(HeaderValue, OnUpgrade)>,
+    /// The protocol asked for (`Upgrade`) and the client connection once its server hands it over.
+    pub upgrade: Option<(HeaderValue, ClientUpgrade)>,
 }
 
 pub fn request<B>(
@@ -24,7 +23,7 @@ pub fn request<B>(
     backend: &Backend,
     upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>,
 ) -> Prepared<B> {
-    let upgrade = upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+    let upgrade = upgrade::requested(&req).map(|protocol| (protocol, ClientUpgrade::take(&mut req)));
     // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
     let te_trailers = backend.protocol.h2() && req.headers().get(TE).is_some_and(|v| v == "trailers");
     to_origin_form(&mut req, client);

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use http::header::{HeaderValue, SET_COOKIE, UPGRADE};
 use http::{Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
 
 use crate::affinity::cookie::RouteSticky;
 use crate::proxy::body::{PooledBody, ProxyBody, StallTimer};
@@ -18,7 +17,7 @@ use crate::proxy::phase::select::Side;
 use crate::proxy::phase::send::{Reply, Sent};
 use crate::proxy::phase::Exchange;
 use crate::proxy::pod_body::PodBody;
-use crate::proxy::upgrade;
+use crate::proxy::upgrade::{self, ClientUpgrade};
 use crate::route::Backend;
 use crate::selection::Selection;
 
@@ -28,7 +27,7 @@ pub struct Context<'a> {
     /// Kept only where `SameSite=None` depends on it.
     pub user_agent: Option<&'a [u8]>,
     /// The client's side of an upgrade it asked for.
-    pub upgrade: Option<(OnUpgrade, &'a OpenTracker)>,
+    pub upgrade: Option<(ClientUpgrade, &'a OpenTracker)>,
 }
 
 pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>, x: &Exchange) -> Response<ProxyBody> {

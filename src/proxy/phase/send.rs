@@ -15,6 +15,7 @@ use crate::proxy::phase::Exchange;
 use crate::route::policy::NextUpstream;
 use crate::route::{Backend, Route};
 use crate::selection::{self, Selection};
+use crate::upstream::client_body::ClientBody;
 use crate::upstream::load::InFlight;
 use crate::upstream::request_body::{UploadClock, UpstreamBody};
 use crate::upstream::{ConnectError, Sender, Upstream};
@@ -102,7 +103,7 @@ pub async fn walk(
     route: &Route,
     side: Side<'_>,
     mut selection: Selection,
-    (req, upgrading): (Request<Incoming>, bool),
+    (req, upgrading): (Request<ClientBody>, bool),
     (body_limit, own_h1): (u64, bool),
     x: &mut Exchange,
 ) -> Result<Sent, Answer> {
