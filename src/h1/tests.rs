@@ -426,3 +426,16 @@ fn chunk_headers_are_lower_hex() {
     let _ = BodyError::Incomplete;
     let _ = Decoder::new(Framing::Empty);
 }
+
+#[test]
+fn every_known_name_is_found_in_any_case_and_no_other() {
+    use super::head::known;
+    for (i, name) in known::NAMES.iter().enumerate() {
+        assert_eq!(known::find(name), Some(i), "{}", String::from_utf8_lossy(name));
+        assert_eq!(known::find(&name.to_ascii_uppercase()), Some(i));
+        let mut near = name.to_vec();
+        near[0] ^= 0x01;
+        assert_eq!(known::find(&near), None);
+    }
+    assert_eq!(known::find(b"x-forwarded-host"), None);
+}
