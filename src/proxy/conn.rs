@@ -141,7 +141,9 @@ pub struct Accepted {
     pub stop: Stop,
 }
 
-/// Serves one connection to the end.
+/// Serves one connection to the end. Each protocol's connection future is boxed (once per
+/// connection): the task's own future is then as small as the handshake, not as large as the
+/// largest of them all.
 pub async fn serve(accepted: Accepted) {
     let Accepted { mut stream, mut peer, local_port, config, state, limits, builders, open, stop } = accepted;
     let _open = open.hold();
@@ -160,11 +162,11 @@ pub async fn serve(accepted: Accepted) {
     // peer (the balancer's own address when it sends no PROXY header).
     let trusted = trusted_peer && !config.proxy_protocol;
     let own_h1 = limits.h1_path == H1Path::Own;
-    let Some(tls) = &config.tls else {
+    let Some(tls) = config.tls.clone() else {
         let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
         if own_h1 && !limits.h2c {
             let io = WriteTimeout::new(stream, limits.send_timeout);
-            h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop).await;
+            Box::pin(h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop)).await;
             return;
         }
         let activity = ConnActivity::new();
@@ -173,13 +175,39 @@ pub async fn serve(accepted: Accepted) {
         let idle = (&*activity, limits.idle_timeout);
         if limits.h2c {
             let conn = builders.sniffing.serve_connection_with_upgrades(io, service);
-            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
+            Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
         } else {
             let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
+            Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
         }
         return;
     };
+    let tls_start = TlsStart { stream, peer, local_port, tls, trusted, own_h1 };
+    Box::pin(serve_tls(tls_start, state, limits, builders, open, stop)).await;
+}
+
+/// A connection to a TLS listener, its PROXY header read.
+struct TlsStart {
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    local_port: u16,
+    tls: Arc<rustls::ServerConfig>,
+    trusted: bool,
+    own_h1: bool,
+}
+
+/// The TLS handshake, then HTTP/1.1 or HTTP/2 as ALPN chose (boxed by `serve`: its states are
+/// the larger ones, and plain connections need not carry them).
+async fn serve_tls(
+    start: TlsStart,
+    state: Arc<ProxyState>,
+    limits: ConnLimits,
+    builders: Arc<Builders>,
+    open: OpenTracker,
+    stop: Stop,
+) {
+    let TlsStart { stream, peer, local_port, tls, trusted, own_h1 } = start;
+    let tls = &tls;
     // The ClientHello first: its server name may belong to a passthrough Route.
     let deadline = tokio::time::Instant::now() + limits.header_timeout;
     let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), Recording::new(stream));
@@ -233,7 +261,7 @@ pub async fn serve(accepted: Accepted) {
     let client = Arc::new(client);
     if own_h1 && !h2 {
         let io = WriteTimeout::new(tls_stream, limits.send_timeout);
-        h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop).await;
+        Box::pin(h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop)).await;
         return;
     }
     let activity = ConnActivity::new();
@@ -241,10 +269,11 @@ pub async fn serve(accepted: Accepted) {
     let io = TokioIo::new(WriteTimeout::new(tls_stream, limits.send_timeout));
     let idle = (&*activity, limits.idle_timeout);
     if h2 {
-        drive(builders.http2.serve_connection(io, service), stop, idle, |c| c.graceful_shutdown()).await;
+        let conn = builders.http2.serve_connection(io, service);
+        Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
     } else {
         let conn = builders.http1.serve_connection(io, service).with_upgrades();
-        drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
+        Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
     }
 }
 

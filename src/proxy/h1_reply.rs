@@ -87,51 +87,47 @@ where
         Encoding::Length(n) => n,
         _ => u64::MAX,
     };
-    // The first bytes ride with the head when the pod's are already here.
-    let mut ended = false;
-    match body.frame().now_or_never() {
-        Some(Some(Ok(frame))) => {
-            if let Ok(data) = frame.into_data() {
-                if data.len() <= COPY_LIMIT {
-                    encode_copied(out, encoding, &data, &mut remaining);
-                } else {
-                    w.write_all(out).await?;
-                    out.clear();
-                    write_data(w, out, encoding, data, &mut remaining).await?;
-                }
+    // Whatever of the body is already here leaves with the head (and the end with it, when
+    // the pod's last bytes came with the rest): one write for a small response.
+    loop {
+        match gather(out, &mut body, encoding, &mut remaining) {
+            Next::Ended => break,
+            Next::Failed => {
+                w.write_all(out).await?;
+                w.flush().await?;
+                return Ok(false);
             }
-        }
-        Some(None) => ended = true,
-        Some(Some(Err(_))) => {
-            w.write_all(out).await?;
-            w.flush().await?;
-            return Ok(false);
-        }
-        None => {}
-    }
-    if !ended {
-        w.write_all(out).await?;
-        w.flush().await?;
-        out.clear();
-        loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        write_data(w, out, encoding, data, &mut remaining).await?;
-                        w.flush().await?;
+            Next::Large(data) => {
+                w.write_all(out).await?;
+                out.clear();
+                write_large(w, encoding, data, &mut remaining).await?;
+            }
+            Next::Pending => {
+                w.write_all(out).await?;
+                w.flush().await?;
+                out.clear();
+                match body.frame().await {
+                    None => break,
+                    Some(Err(_)) => return Ok(false),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            if data.len() <= COPY_LIMIT {
+                                encode_copied(out, encoding, &data, &mut remaining);
+                            } else {
+                                write_large(w, encoding, data, &mut remaining).await?;
+                            }
+                        }
                     }
                 }
-                Some(Err(_)) => return Ok(false),
-                None => break,
             }
         }
     }
-    out.clear();
     match encoding {
         Encoding::Chunked => out.extend_from_slice(LAST_CHUNK),
         // A body shorter than its length: the client cannot tell where the next answer starts.
         Encoding::Length(_) if remaining != 0 => {
             w.write_all(out).await?;
+            w.flush().await?;
             return Ok(false);
         }
         _ => {}
@@ -139,6 +135,35 @@ where
     w.write_all(out).await?;
     w.flush().await?;
     Ok(keep_alive)
+}
+
+/// What [`gather`] stopped at.
+enum Next {
+    Ended,
+    Failed,
+    /// The body has nothing more yet.
+    Pending,
+    /// A frame too large to copy (or more than the buffer should hold): written on its own.
+    Large(Bytes),
+}
+
+/// Encodes into `out` the frames the body has ready, without waiting.
+fn gather(out: &mut Vec<u8>, body: &mut ProxyBody, encoding: Encoding, remaining: &mut u64) -> Next {
+    loop {
+        match body.frame().now_or_never() {
+            None => return Next::Pending,
+            Some(None) => return Next::Ended,
+            Some(Some(Err(_))) => return Next::Failed,
+            Some(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if data.len() > COPY_LIMIT || out.len() > 4 * COPY_LIMIT {
+                        return Next::Large(data);
+                    }
+                    encode_copied(out, encoding, &data, remaining);
+                }
+            }
+        }
+    }
 }
 
 fn encode_copied(out: &mut Vec<u8>, encoding: Encoding, data: &Bytes, remaining: &mut u64) {
@@ -158,21 +183,10 @@ fn encode_copied(out: &mut Vec<u8>, encoding: Encoding, data: &Bytes, remaining:
     }
 }
 
-async fn write_data<W>(
-    w: &mut W,
-    out: &mut Vec<u8>,
-    encoding: Encoding,
-    data: Bytes,
-    remaining: &mut u64,
-) -> io::Result<()>
+async fn write_large<W>(w: &mut W, encoding: Encoding, data: Bytes, remaining: &mut u64) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    if data.len() <= COPY_LIMIT {
-        out.clear();
-        encode_copied(out, encoding, &data, remaining);
-        return w.write_all(out).await;
-    }
     match encoding {
         Encoding::Chunked => {
             w.write_all(chunk_header_upper(data.len(), &mut [0; 18])).await?;
