@@ -5,7 +5,7 @@
 //! [`write`] writes heads into a reused buffer. Nothing here allocates, awaits or does I/O: the
 //! connection loops that own the sockets come in later steps.
 //!
-//! Where it differs from hyper (to close before the own path serves clients, step 5):
+//! Where it differs from hyper (`tests/e2e/differential.rs` lists what a client can see of it):
 //! - request targets are not checked as `http::Uri` (hyper answers 400 to one it rejects: bytes
 //!   outside its URI table, a bad authority); only hyper's 414 over 65,534 bytes is applied;
 //! - trailer lines are counted and capped (100 lines, 16 KiB) but not parsed; hyper fails a
@@ -13,8 +13,8 @@
 //! - a complete head longer than the limit is always a 431 (hyper's verdict depends on how much
 //!   its first read happened to get).
 //!
-//! Not wired into the proxy yet (step 4 of `docs/h1-plan.md`), hence the `dead_code` allowance.
-#![allow(dead_code)]
+//! Used by tether's own connections to pods (`--h1-path mixed`) and its own server for
+//! clients (`--h1-path own`).
 
 pub(crate) mod body;
 pub(crate) mod head;
