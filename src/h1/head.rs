@@ -4,6 +4,9 @@
 //! whitespace before a colon, control bytes in values or bad names → 400; more than 100 headers
 //! or a head longer than the limit → 431; a target longer than 65,534 bytes → 414.
 
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
 use super::rules::Refusal;
 use super::Span;
 
@@ -180,6 +183,22 @@ impl Fields {
     /// Whether `known` name `k` has a line.
     pub(crate) fn has(&self, k: usize) -> bool {
         self.known[k] != NONE
+    }
+
+    /// The lines as an `http::HeaderMap` whose values share `bytes` (the buffer the head was
+    /// parsed from), but those whose index bit is set in `skip`. `None`: a name or a value
+    /// `http` refuses.
+    pub(crate) fn header_map(&self, bytes: &Bytes, skip: u128) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::with_capacity(self.n);
+        for (i, (name, value)) in self.names[..self.n].iter().zip(&self.values[..self.n]).enumerate() {
+            if i < 128 && skip & (1 << i) != 0 {
+                continue;
+            }
+            let name = HeaderName::from_bytes(name.of(bytes)).ok()?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(value.start as usize..value.end())).ok()?;
+            headers.append(name, value);
+        }
+        Some(headers)
     }
 }
 

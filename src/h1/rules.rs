@@ -214,17 +214,17 @@ pub(crate) fn authority(target: &[u8]) -> Option<&[u8]> {
 }
 
 /// hyper's `is_chunked_`: the last coding of the line, if the line is visible ASCII.
-fn last_coding_is_chunked(value: &[u8]) -> bool {
+pub(crate) fn last_coding_is_chunked(value: &[u8]) -> bool {
     is_visible_ascii(value) && tokens(value).last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// hyper's `connection_has`: a token of the (visible ASCII) line is `token`, any case.
-fn lists(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn lists(value: &[u8], token: &[u8]) -> bool {
     is_visible_ascii(value) && tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// hyper's `from_digits`: one or more ASCII digits, no sign, no overflow.
-fn digits(value: &[u8]) -> Option<u64> {
+pub(crate) fn digits(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
         return None;
     }

@@ -7,13 +7,14 @@ use std::io;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
 use http::{Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::h1::body::{chunk_header_upper, CRLF, LAST_CHUNK};
+use crate::h1::rules::{digits, last_coding_is_chunked, lists};
 use crate::h1::write;
 use crate::proxy::body::ProxyBody;
 
@@ -230,7 +231,7 @@ fn encode_head(
     // `enforce_version`: an HTTP/1.0 client gets HTTP/1.0, and `keep-alive` when it stays.
     let mut added_connection: Option<&'static str> = None;
     if asked.minor == 0 {
-        if !parts.headers.get_all(CONNECTION).iter().any(|v| lists(v, "keep-alive")) {
+        if !parts.headers.get_all(CONNECTION).iter().any(|v| lists(v.as_bytes(), b"keep-alive")) {
             if version == Version::HTTP_10 {
                 keep_alive = false;
             } else if keep_alive {
@@ -238,7 +239,7 @@ fn encode_head(
             }
         }
         version = Version::HTTP_10;
-    } else if !keep_alive && !parts.headers.get_all(CONNECTION).iter().any(|v| lists(v, "close")) {
+    } else if !keep_alive && !parts.headers.get_all(CONNECTION).iter().any(|v| lists(v.as_bytes(), b"close")) {
         added_connection = Some("close");
     }
     let http10 = version == Version::HTTP_10;
@@ -289,11 +290,7 @@ fn encode_head(
                         }
                     }
                     BodyLength::Unknown => {
-                        let n = std::str::from_utf8(value.as_bytes())
-                            .ok()
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .filter(|_| value.as_bytes().iter().all(u8::is_ascii_digit))
-                            .ok_or(BadHead)?;
+                        let n = digits(value.as_bytes()).ok_or(BadHead)?;
                         match prev_len {
                             Some(prev) if prev != n => return Err(BadHead),
                             Some(_) => {}
@@ -328,7 +325,7 @@ fn encode_head(
                     wrote_len = true;
                     encoding = Encoding::Chunked;
                 }
-                if line == "connection" && lists(value, "close") {
+                if line == "connection" && lists(value.as_bytes(), b"close") {
                     last = true;
                 }
                 match &mut open {
@@ -336,7 +333,7 @@ fn encode_head(
                         out.extend_from_slice(b", ");
                         out.extend_from_slice(value.as_bytes());
                         if line == "transfer-encoding" {
-                            *owes = !is_chunked(value);
+                            *owes = !last_coding_is_chunked(value.as_bytes());
                         }
                     }
                     None => {
@@ -344,7 +341,7 @@ fn encode_head(
                         out.extend_from_slice(line.as_bytes());
                         out.extend_from_slice(b": ");
                         out.extend_from_slice(value.as_bytes());
-                        open = Some((line, line == "transfer-encoding" && !is_chunked(value)));
+                        open = Some((line, line == "transfer-encoding" && !last_coding_is_chunked(value.as_bytes())));
                     }
                 }
                 any = true;
@@ -399,16 +396,6 @@ fn encode_head(
     }
     write::end(out);
     Ok((encoding, last || encoding == Encoding::UntilClose))
-}
-
-/// A token of the comma-separated `value` is `token` (any case).
-fn lists(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
-/// hyper's `is_chunked_`: the line's last coding is `chunked`.
-fn is_chunked(value: &HeaderValue) -> bool {
-    value.to_str().is_ok_and(|v| v.rsplit(',').next().is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked")))
 }
 
 #[cfg(test)]

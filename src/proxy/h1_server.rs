@@ -16,8 +16,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::h1::body::Decoder;
@@ -222,17 +221,7 @@ fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Res
         Framing::Chunked => lengths,
         _ => lengths & lengths.wrapping_sub(1),
     };
-    let fields = &head.fields;
-    let mut headers = HeaderMap::with_capacity(fields.n);
-    for i in 0..fields.n {
-        if i < 128 && skip & (1 << i) != 0 {
-            continue;
-        }
-        let (name, value) = (fields.names[i], fields.values[i]);
-        let name = HeaderName::from_bytes(name.of(bytes)).map_err(drop)?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value.start as usize..value.end())).map_err(drop)?;
-        headers.append(name, value);
-    }
+    let headers = head.fields.header_map(bytes, skip).ok_or(())?;
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;

@@ -4,7 +4,7 @@
 //! request's own task: no connection task, no channel, no `Sender::ready`.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,9 +108,11 @@ fn write_head(parts: &http::request::Parts, length: Option<Option<u64>>, out: &m
         let framing = name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
         if !framing || (name == CONTENT_LENGTH && length.is_none()) {
             write::header(out, name.as_str().as_bytes(), value.as_bytes());
-        } else if let (Some(Some(n)), true, false) = (length, name == CONTENT_LENGTH, length_written) {
-            write::header_u64(out, b"content-length", n);
-            length_written = true;
+        } else if name == CONTENT_LENGTH && !length_written {
+            if let Some(Some(n)) = length {
+                write::header_u64(out, b"content-length", n);
+                length_written = true;
+            }
         }
     }
     match length {
@@ -329,15 +331,7 @@ fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts,
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed)?;
     *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    let fields = &head.fields;
-    let mut headers = HeaderMap::with_capacity(fields.n);
-    for (name, value) in fields.names[..fields.n].iter().zip(&fields.values[..fields.n]) {
-        let name = HeaderName::from_bytes(name.of(bytes)).map_err(|_| ResponseError::Malformed)?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value.start as usize..value.end()))
-            .map_err(|_| ResponseError::Malformed)?;
-        headers.append(name, value);
-    }
-    *response.headers_mut() = headers;
+    *response.headers_mut() = head.fields.header_map(bytes, 0).ok_or(ResponseError::Malformed)?;
     // As hyper's client: a reason that is not the status's canonical one is kept for the client.
     let reason = head.reason.of(bytes);
     if Some(reason) != response.status().canonical_reason().map(str::as_bytes) {
