@@ -149,7 +149,8 @@ pub async fn serve(accepted: Accepted) {
     let _open = open.hold();
     let trusted_peer = state.trusted_proxies.contains(peer.ip());
     if config.proxy_protocol {
-        match crate::proxy::proxy_protocol::read_header(&mut stream, limits.header_timeout).await {
+        // Boxed: its peek buffer would otherwise sit in every connection's future for good.
+        match Box::pin(crate::proxy::proxy_protocol::read_header(&mut stream, limits.header_timeout)).await {
             Ok(Some(client)) => peer = client,
             Ok(None) => {}
             Err(e) => {

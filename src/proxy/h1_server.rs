@@ -1,40 +1,42 @@
 //! tether's own HTTP/1.1 server for client connections (`--h1-path own`; docs/h1-plan.md
-//! step 5): heads read into the connection's buffer and parsed by the `h1` codec, the request
-//! handed to the same phases as hyper's (`forward::handle`), the response written by
+//! steps 5 and 6): heads read into the connection's buffer and parsed by the `h1` codec, the
+//! request handed to the same phases as hyper's (`forward::handle`), the response written by
 //! [`h1_reply`](crate::proxy::h1_reply), in order, one request at a time (pipelined requests
-//! wait in the buffer). A request body is read in this task and handed over one chunk at a
-//! time (`upstream::client_body`), `100 Continue` going out when the pod's side first wants
-//! it. An upgrade hands the connection to the tunnel after the 101.
+//! wait in the buffer). A request body is read in this task ([`h1_upload`]), `100 Continue`
+//! going out when the pod's side first wants it. An upgrade hands the connection to the tunnel
+//! after the 101.
+//!
+//! What a connection holds while it waits for a request is small: the socket, one timer and
+//! its buffer only while unread bytes are in it. A request runs in a heap slot, and reads and
+//! writes through buffers, that the worker lends it ([`spares`]) and takes back.
 //!
 //! Timeouts are hyper's: a head must arrive within `--client-header-timeout` of the wait for
 //! it starting (the wait between requests included), and a connection with no request for
-//! `--client-idle-timeout` is closed.
+//! `--client-idle-timeout` is closed. Both are one timer per connection ([`deadline`]).
 
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::FutureExt;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Uri, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
-use crate::h1::body::Decoder;
 use crate::h1::head::{parse_request, RequestHead};
 use crate::h1::rules::{request_framing, Framing, Refusal, RequestFacts};
 use crate::h1::write;
 use crate::proxy::conn::{OpenTracker, Stop};
+use crate::proxy::deadline;
 use crate::proxy::forward::{self, ProxyState};
 use crate::proxy::h1_reply::{write_response, Asked};
+use crate::proxy::h1_upload;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::idle::ConnActivity;
 use crate::proxy::server::ConnLimits;
+use crate::proxy::spares::{self, READ_SIZE};
 use crate::proxy::upgrade::{OwnUpgrade, Tunnel, TunnelIo};
-use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
-
-/// What a client read asks for at least: a head usually fits.
-const READ_SIZE: usize = 4096;
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// What serving a connection needs besides the connection.
 pub struct Serving {
@@ -44,169 +46,207 @@ pub struct Serving {
     pub limits: ConnLimits,
 }
 
+/// What every request of a connection shares.
+struct Shared {
+    serving: Serving,
+    activity: Arc<ConnActivity>,
+}
+
+/// What a connection owns between requests; a request takes it and gives it back.
+struct Conn<S> {
+    io: S,
+    /// Bytes read and not yet taken; no memory at all while empty and waiting.
+    buf: BytesMut,
+    stop: Stop,
+}
+
+/// A request head taken from the buffer.
+struct Taken {
+    req: Request<()>,
+    facts: RequestFacts,
+    minor: u8,
+}
+
 enum Wait {
-    /// A head is parsed into the `RequestHead`.
-    Head,
+    Head(Taken),
     /// The connection ends: closed, timed out, stopping, or a head that is refused.
     End(Option<Refusal>),
 }
 
 /// Serves HTTP/1.1 on `io` until the client closes, a timeout, an error, or `stop`.
-pub async fn serve<S>(mut io: S, serving: Serving, mut stop: Stop)
+pub async fn serve<S>(io: S, serving: Serving, stop: Stop)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Serving { state, client, open, limits } = serving;
-    let activity = ConnActivity::new();
-    let max_head = limits.max_header_bytes.max(8192);
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut head = Box::<RequestHead>::default();
-    // The request's future lives on the heap, in one slot reused by every request of the
-    // connection (as hyper's dispatcher keeps it): a connection that never completes a head
-    // does not carry its size, and a request allocates nothing for it.
-    let mut in_flight = None;
+    let shared = Arc::new(Shared { serving, activity: ConnActivity::new() });
+    let mut conn = Conn { io, buf: BytesMut::new(), stop };
+    let mut timer = std::pin::pin!(deadline::timer());
     loop {
-        let facts = match read_head(&mut io, &mut buf, &mut head, max_head, &limits, &mut stop).await {
-            Wait::Head => request_framing(&buf, &head),
-            Wait::End(Some(refusal)) => Err(refusal),
-            Wait::End(None) => return,
-        };
-        let facts = match facts {
-            Ok(facts) => facts,
-            Err(refusal) => return refuse(&mut io, &mut out, refusal).await,
-        };
-        let head_bytes = buf.split_to(head.len).freeze();
-        let Ok(mut req) = build_request(&head_bytes, &head, &facts) else {
-            return refuse(&mut io, &mut out, Refusal::BAD).await;
-        };
-        let mut asked = Asked {
-            minor: head.minor,
-            head: req.method() == Method::HEAD,
-            connect: req.method() == Method::CONNECT,
-            keep_alive: facts.keep_alive,
-        };
-        let tunnel = facts.upgrade.then(|| {
-            let (give, take) = tokio::sync::oneshot::channel::<Tunnel>();
-            req.extensions_mut().insert(OwnUpgrade(Arc::new(Mutex::new(Some(take)))));
-            give
-        });
-        let (body, mut upload) = match facts.framing {
-            Framing::Empty | Framing::Length(0) | Framing::UntilClose => (ClientBody::Empty, None),
-            framing => {
-                let (body, feed) = own_body(match framing {
-                    Framing::Length(n) => Some(n),
-                    _ => None,
-                });
-                let upload =
-                    Upload { decoder: Decoder::new(framing), feed, expect: facts.expect_continue, ended: None };
-                (ClientBody::Own(body), Some(upload))
-            }
-        };
-        let handling =
-            forward::handle(state.clone(), client.clone(), open.clone(), activity.begin(), req.map(|()| body));
-        let slot = match &mut in_flight {
-            Some(slot) => {
-                Pin::set(slot, Some(handling));
+        // The request runs in a slot on the heap that the worker lends (as hyper's dispatcher
+        // keeps its request's future out of line): the connection's own future stays small.
+        let mut slot = match read_head(&mut conn, &shared.serving.limits, timer.as_mut()).await {
+            Wait::Head(taken) => {
+                let mut slot = spares::slot();
+                slot.set(Some(exchange(conn, shared.clone(), taken)));
                 slot
             }
-            None => in_flight.insert(Box::pin(Some(handling))),
+            Wait::End(Some(refusal)) => return refuse(&mut conn.io, refusal).await,
+            Wait::End(None) => return,
         };
-        let mut handling = slot.as_mut().as_pin_mut().expect("just set");
-        let keep_alive = match upload.as_mut() {
-            None => {
-                let Ok(response) = handling.await;
-                asked.keep_alive &= stop.borrow().is_none();
-                let status = response.status();
-                let written = write_response(&mut io, &mut out, response, asked).await;
-                if let (Some(give), true) = (tunnel, status == http::StatusCode::SWITCHING_PROTOCOLS) {
-                    if written.is_ok() {
-                        let early = buf.split().freeze();
-                        let _ = give.send(Tunnel { io: Box::new(io) as Box<dyn TunnelIo>, early });
-                    }
-                    return;
-                }
-                written.unwrap_or(false)
-            }
-            Some(upload) => {
-                let (mut rd, mut wr) = tokio::io::split(io);
-                // The body first, as hyper's dispatcher reads it: its first chunk is taken
-                // before the request is looked at (unless `100 Continue` must be asked for).
-                let response = tokio::select! {
-                    biased;
-                    () = upload.pump(&mut rd, Some(&mut wr), &mut buf) => {
-                        let Ok(response) = handling.as_mut().await;
-                        response
-                    }
-                    Ok(response) = handling.as_mut() => response,
-                };
-                asked.keep_alive &= stop.borrow().is_none();
-                if upload.ended.is_none() && upload.feed.abandoned() {
-                    // As hyper: what of the body is already here is skipped, and the
-                    // connection stays open only if that was all of it.
-                    upload.skip_arrived(&mut rd, &mut buf);
-                    asked.keep_alive &= upload.ended == Some(true);
-                }
-                let written = {
-                    let mut writing = std::pin::pin!(write_response(&mut wr, &mut out, response, asked));
-                    loop {
-                        tokio::select! {
-                            biased;
-                            written = &mut writing => break written,
-                            () = upload.pump(&mut rd, None::<&mut tokio::io::WriteHalf<S>>, &mut buf), if upload.ended.is_none() => {}
-                        }
-                    }
-                };
-                io = rd.unsplit(wr);
-                // A body not read to its end leaves no way to find the next request.
-                written.unwrap_or(false) && upload.ended == Some(true)
-            }
-        };
-        if !keep_alive || facts.close_after {
-            let _ = io.shutdown().await;
-            return;
+        let next = slot.as_mut().as_pin_mut().expect("just set").await;
+        spares::give_slot(slot);
+        match next {
+            Some(next) => conn = next,
+            None => return,
         }
     }
 }
 
+/// One request, from its parsed head to the end of its response. The connection comes back
+/// if it may carry another request.
+async fn exchange<S>(mut conn: Conn<S>, shared: Arc<Shared>, taken: Taken) -> Option<Conn<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Taken { mut req, facts, minor } = taken;
+    let mut asked = Asked {
+        minor,
+        head: req.method() == Method::HEAD,
+        connect: req.method() == Method::CONNECT,
+        keep_alive: facts.keep_alive,
+    };
+    let tunnel = facts.upgrade.then(|| {
+        let (give, take) = tokio::sync::oneshot::channel::<Tunnel>();
+        req.extensions_mut().insert(OwnUpgrade(Arc::new(Mutex::new(Some(take)))));
+        give
+    });
+    let (body, upload) = h1_upload::client_body(facts.framing, facts.expect_continue);
+    let Serving { state, client, open, .. } = &shared.serving;
+    let handling =
+        forward::handle(state.clone(), client.clone(), open.clone(), shared.activity.begin(), req.map(|()| body));
+    let mut handling = std::pin::pin!(handling);
+    let mut out = spares::head_buffer();
+    let keep_alive = match upload {
+        None => {
+            let Ok(response) = handling.await;
+            asked.keep_alive &= conn.stop.borrow().is_none();
+            let status = response.status();
+            let written = write_response(&mut conn.io, &mut out, response, asked).await;
+            spares::give_head_buffer(out);
+            if let (Some(give), true) = (tunnel, status == http::StatusCode::SWITCHING_PROTOCOLS) {
+                if written.is_ok() {
+                    let early = conn.buf.split().freeze();
+                    let _ = give.send(Tunnel { io: Box::new(conn.io) as Box<dyn TunnelIo>, early });
+                }
+                return None;
+            }
+            written.unwrap_or(false)
+        }
+        Some(mut upload) => {
+            let (mut rd, mut wr) = tokio::io::split(conn.io);
+            let buf = &mut conn.buf;
+            // The body first, as hyper's dispatcher reads it: its first chunk is taken
+            // before the request is looked at (unless `100 Continue` must be asked for).
+            let response = tokio::select! {
+                biased;
+                () = upload.pump(&mut rd, Some(&mut wr), buf) => {
+                    let Ok(response) = handling.as_mut().await;
+                    response
+                }
+                Ok(response) = handling.as_mut() => response,
+            };
+            asked.keep_alive &= conn.stop.borrow().is_none();
+            if upload.ended.is_none() && upload.feed.abandoned() {
+                // As hyper: what of the body is already here is skipped, and the
+                // connection stays open only if that was all of it.
+                upload.skip_arrived(&mut rd, buf);
+                asked.keep_alive &= upload.ended == Some(true);
+            }
+            let written = {
+                let mut writing = std::pin::pin!(write_response(&mut wr, &mut out, response, asked));
+                loop {
+                    tokio::select! {
+                        biased;
+                        written = &mut writing => break written,
+                        () = upload.pump(&mut rd, None::<&mut tokio::io::WriteHalf<S>>, buf), if upload.ended.is_none() => {}
+                    }
+                }
+            };
+            spares::give_head_buffer(out);
+            conn.io = rd.unsplit(wr);
+            // A body not read to its end leaves no way to find the next request.
+            written.unwrap_or(false) && upload.ended == Some(true)
+        }
+    };
+    if !keep_alive || facts.close_after {
+        let _ = conn.io.shutdown().await;
+        return None;
+    }
+    Some(conn)
+}
+
 /// Reads until a head parses, the connection ends, or the wait is over.
-async fn read_head<S>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    head: &mut RequestHead,
-    max_head: usize,
-    limits: &ConnLimits,
-    stop: &mut Stop,
-) -> Wait
+async fn read_head<S>(conn: &mut Conn<S>, limits: &ConnLimits, mut timer: Pin<&mut Sleep>) -> Wait
 where
     S: AsyncRead + Unpin,
 {
+    let max_head = limits.max_header_bytes.max(8192);
     let started = Instant::now();
-    let for_head = tokio::time::Instant::from_std(started + limits.header_timeout);
-    let for_idle = tokio::time::Instant::from_std(started + limits.idle_timeout);
+    let for_head = started + limits.header_timeout;
+    let for_idle = started + limits.idle_timeout;
     loop {
-        if !buf.is_empty() {
-            match parse_request(buf, max_head, head) {
-                Ok(Some(())) => return Wait::Head,
+        if !conn.buf.is_empty() {
+            match take_request(&mut conn.buf, max_head) {
+                Ok(Some(taken)) => return Wait::Head(taken),
                 Ok(None) => {}
                 Err(refusal) => return Wait::End(Some(refusal)),
             }
         }
-        let waiting = buf.is_empty();
-        let deadline = if waiting { for_head.min(for_idle) } else { for_head };
-        if buf.capacity() - buf.len() < READ_SIZE / 4 {
-            buf.reserve(buf.len().max(READ_SIZE));
-        }
+        let waiting = conn.buf.is_empty();
+        let due = if waiting { for_head.min(for_idle) } else { for_head };
         let read = tokio::select! {
             biased;
-            read = io.read_buf(buf) => read,
-            () = tokio::time::sleep_until(deadline) => return Wait::End(None),
-            _ = stop.wait_for(Option::is_some), if waiting => return Wait::End(None),
+            read = read_more(&mut conn.io, &mut conn.buf) => read,
+            () = deadline::reached(timer.as_mut(), due) => return Wait::End(None),
+            _ = conn.stop.wait_for(Option::is_some), if waiting => return Wait::End(None),
         };
         if !matches!(read, Ok(n) if n > 0) {
             return Wait::End(None);
         }
     }
+}
+
+/// Reads what the client sent into `buf`, holding a buffer only while there is something in
+/// it: an empty one goes back to the worker's spares whenever the read has to wait.
+fn read_more<'a, S>(io: &'a mut S, buf: &'a mut BytesMut) -> impl Future<Output = io::Result<usize>> + 'a
+where
+    S: AsyncRead + Unpin,
+{
+    std::future::poll_fn(move |cx| {
+        if buf.is_empty() && buf.capacity() < READ_SIZE / 4 {
+            *buf = spares::read_buffer();
+        } else if buf.capacity() - buf.len() < READ_SIZE / 4 {
+            buf.reserve(buf.len().max(READ_SIZE));
+        }
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf);
+        if read.is_pending() {
+            spares::give_read_buffer(buf);
+        }
+        read
+    })
+}
+
+/// The request at the start of `buf`, if its head is all there: the head's bytes leave the
+/// buffer and the request's values share them.
+fn take_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Taken>, Refusal> {
+    let mut head = RequestHead::default();
+    if parse_request(buf, max_head, &mut head)?.is_none() {
+        return Ok(None);
+    }
+    let facts = request_framing(buf, &head)?;
+    let bytes = buf.split_to(head.len).freeze();
+    let req = build_request(&bytes, &head, &facts).map_err(|()| Refusal::BAD)?;
+    Ok(Some(Taken { req, facts, minor: head.minor }))
 }
 
 /// The request the phases see, its values sharing the head's bytes. hyper's reading of the
@@ -231,113 +271,18 @@ fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Res
 }
 
 /// hyper's automatic answer to a head it cannot take, then the connection closes.
-async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, out: &mut Vec<u8>, refusal: Refusal) {
-    out.clear();
-    write::status_line(out, 1, refusal.status, None);
-    write::header(out, b"connection", b"close");
-    write::header(out, b"content-length", b"0");
-    write::header(out, b"date", &write::date_now());
-    write::end(out);
-    if w.write_all(out).await.is_ok() {
+async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, refusal: Refusal) {
+    let mut out = spares::head_buffer();
+    write::status_line(&mut out, 1, refusal.status, None);
+    write::header(&mut out, b"connection", b"close");
+    write::header(&mut out, b"content-length", b"0");
+    write::header(&mut out, b"date", &write::date_now());
+    write::end(&mut out);
+    if w.write_all(&out).await.is_ok() {
         let _ = w.flush().await;
         let _ = w.shutdown().await;
     }
-}
-
-/// A request body on its way from the client to the request.
-struct Upload {
-    decoder: Decoder,
-    feed: BodyFeed,
-    /// `100 Continue` is owed when the body is first wanted.
-    expect: bool,
-    /// `Some(true)`: read to its end; `Some(false)`: broken or cut.
-    ended: Option<bool>,
-}
-
-impl Upload {
-    /// Feeds the body until it ends or breaks (then returns), or until the request stops
-    /// taking it (then never returns: the select that polls it ends it). `continue_to` is
-    /// where `100 Continue` goes while the response has not started.
-    async fn pump<R, W>(&mut self, rd: &mut R, continue_to: Option<&mut W>, buf: &mut BytesMut)
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        if self.ended.is_some() {
-            return std::future::pending().await;
-        }
-        if self.expect {
-            let Some(w) = continue_to else { return std::future::pending().await };
-            if !self.feed.wanted().await {
-                return std::future::pending().await;
-            }
-            if w.write_all(CONTINUE).await.is_err() || w.flush().await.is_err() {
-                return self.end(Err("the client connection failed"));
-            }
-            self.expect = false;
-        }
-        loop {
-            while !buf.is_empty() {
-                if self.feed.ready().await.is_err() {
-                    return std::future::pending().await;
-                }
-                let step = match self.decoder.decode(buf) {
-                    Ok(step) => step,
-                    Err(_) => return self.end(Err("invalid chunked body")),
-                };
-                let taken = buf.split_to(step.consumed);
-                if !step.payload.is_empty() {
-                    self.feed.put(taken.freeze().slice(step.payload));
-                }
-                if step.done {
-                    return self.end(Ok(()));
-                }
-            }
-            if self.decoder.is_done() {
-                return self.end(Ok(()));
-            }
-            buf.reserve(READ_SIZE);
-            match rd.read_buf(buf).await {
-                Ok(n) if n > 0 => {}
-                _ => return self.end(Err("the client closed the connection before the body ended")),
-            }
-        }
-    }
-
-    /// Skips what hyper's server skips of a body the request dropped: one read's worth (one
-    /// chunk's data, for chunked), from what is buffered or one read finds waiting.
-    fn skip_arrived<R: AsyncRead + Unpin>(&mut self, rd: &mut R, buf: &mut BytesMut) {
-        for read_more in [true, false] {
-            while !buf.is_empty() {
-                match self.decoder.decode(buf) {
-                    Ok(step) => {
-                        buf.advance(step.consumed);
-                        if step.done {
-                            return self.end(Ok(()));
-                        }
-                        if !step.payload.is_empty() {
-                            return;
-                        }
-                    }
-                    Err(_) => return self.end(Err("invalid chunked body")),
-                }
-            }
-            if self.decoder.is_done() {
-                return self.end(Ok(()));
-            }
-            if read_more {
-                buf.reserve(READ_SIZE);
-                if !matches!(rd.read_buf(buf).now_or_never(), Some(Ok(n)) if n > 0) {
-                    return;
-                }
-            }
-        }
-    }
-
-    fn end(&mut self, end: Result<(), &'static str>) {
-        self.ended = Some(end.is_ok());
-        self.feed.finish(end);
-    }
+    spares::give_head_buffer(out);
 }
 
 #[cfg(test)]
@@ -393,15 +338,15 @@ mod sizes {
         std::mem::size_of::<R>()
     }
 
-    /// Every open connection carries these futures whatever it is doing (the request's own,
-    /// 12 KB today, is on the heap only once a head arrived). Step 6 of docs/h1-plan.md takes
-    /// them under 1 KiB; until then this keeps them from growing back (they were 25 and 31 KB
-    /// with the request and every protocol's connection inline).
+    /// Every open connection carries these futures whatever it is doing; a request's own
+    /// (16 KB) is in a slot the worker lends only while it runs. They were 25 and 31 KB with
+    /// the request and every protocol's connection inline, then 3.8 and 2.9 KB with the
+    /// request's slot kept by the connection and the PROXY header's buffer inline.
     #[test]
     fn the_connection_futures_stay_small() {
         let own = output_size_3(&super::serve::<crate::proxy::write_timeout::WriteTimeout<tokio::net::TcpStream>>);
         let accepted = output_size_1(&crate::proxy::conn::serve);
-        assert!(own <= 4096, "the own HTTP/1.1 connection future is {own} bytes");
-        assert!(accepted <= 3072, "the accepted connection's future is {accepted} bytes");
+        assert!(own <= 1152, "the own HTTP/1.1 connection future is {own} bytes");
+        assert!(accepted <= 512, "the accepted connection's future is {accepted} bytes");
     }
 }

@@ -1,0 +1,125 @@
+//! A request body on its way from a client connection of the own HTTP/1.1 server to the
+//! request (`upstream::client_body`): read in the connection's task, decoded by its framing and
+//! handed over one chunk at a time, one chunk ahead, as hyper's dispatcher reads it.
+
+use bytes::{Buf, BytesMut};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::h1::body::Decoder;
+use crate::h1::rules::Framing;
+use crate::proxy::spares::READ_SIZE;
+use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A request body on its way from the client to the request.
+pub(super) struct Upload {
+    decoder: Decoder,
+    pub feed: BodyFeed,
+    /// `100 Continue` is owed when the body is first wanted.
+    expect: bool,
+    /// `Some(true)`: read to its end; `Some(false)`: broken or cut.
+    pub ended: Option<bool>,
+}
+
+/// The body the request sees, and the upload that fills it (none for a request without one).
+pub(super) fn client_body(framing: Framing, expect_continue: bool) -> (ClientBody, Option<Upload>) {
+    match framing {
+        Framing::Empty | Framing::Length(0) | Framing::UntilClose => (ClientBody::Empty, None),
+        framing => {
+            let (body, feed) = own_body(match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            });
+            let upload = Upload { decoder: Decoder::new(framing), feed, expect: expect_continue, ended: None };
+            (ClientBody::Own(body), Some(upload))
+        }
+    }
+}
+
+impl Upload {
+    /// Feeds the body until it ends or breaks (then returns), or until the request stops
+    /// taking it (then never returns: the select that polls it ends it). `continue_to` is
+    /// where `100 Continue` goes while the response has not started.
+    pub async fn pump<R, W>(&mut self, rd: &mut R, continue_to: Option<&mut W>, buf: &mut BytesMut)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.ended.is_some() {
+            return std::future::pending().await;
+        }
+        if self.expect {
+            let Some(w) = continue_to else { return std::future::pending().await };
+            if !self.feed.wanted().await {
+                return std::future::pending().await;
+            }
+            if w.write_all(CONTINUE).await.is_err() || w.flush().await.is_err() {
+                return self.end(Err("the client connection failed"));
+            }
+            self.expect = false;
+        }
+        loop {
+            while !buf.is_empty() {
+                if self.feed.ready().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let step = match self.decoder.decode(buf) {
+                    Ok(step) => step,
+                    Err(_) => return self.end(Err("invalid chunked body")),
+                };
+                let taken = buf.split_to(step.consumed);
+                if !step.payload.is_empty() {
+                    self.feed.put(taken.freeze().slice(step.payload));
+                }
+                if step.done {
+                    return self.end(Ok(()));
+                }
+            }
+            if self.decoder.is_done() {
+                return self.end(Ok(()));
+            }
+            buf.reserve(READ_SIZE);
+            match rd.read_buf(buf).await {
+                Ok(n) if n > 0 => {}
+                _ => return self.end(Err("the client closed the connection before the body ended")),
+            }
+        }
+    }
+
+    /// Skips what hyper's server skips of a body the request dropped: one read's worth (one
+    /// chunk's data, for chunked), from what is buffered or one read finds waiting.
+    pub fn skip_arrived<R: AsyncRead + Unpin>(&mut self, rd: &mut R, buf: &mut BytesMut) {
+        for read_more in [true, false] {
+            while !buf.is_empty() {
+                match self.decoder.decode(buf) {
+                    Ok(step) => {
+                        buf.advance(step.consumed);
+                        if step.done {
+                            return self.end(Ok(()));
+                        }
+                        if !step.payload.is_empty() {
+                            return;
+                        }
+                    }
+                    Err(_) => return self.end(Err("invalid chunked body")),
+                }
+            }
+            if self.decoder.is_done() {
+                return self.end(Ok(()));
+            }
+            if read_more {
+                buf.reserve(READ_SIZE);
+                if !matches!(rd.read_buf(buf).now_or_never(), Some(Ok(n)) if n > 0) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, end: Result<(), &'static str>) {
+        self.ended = Some(end.is_ok());
+        self.feed.finish(end);
+    }
+}

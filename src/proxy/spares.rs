@@ -1,0 +1,142 @@
+//! What a worker keeps for its connections' next requests: read buffers, response-head
+//! buffers and the heap slots requests run in (docs/h1-plan.md step 6). A connection takes
+//! them when a request arrives and gives them back when it waits, so an idle connection
+//! holds none of them and a request in the steady state allocates none of them. Each worker
+//! is a single-threaded runtime, so one set per thread; each kind keeps at most [`KEEP`], so
+//! a burst's worth is not held for ever.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::pin::Pin;
+
+use bytes::BytesMut;
+
+/// What a client read asks for at least: a head usually fits.
+pub const READ_SIZE: usize = 4096;
+/// Spares of each kind a worker keeps (about the connections it serves at once under load).
+const KEEP: usize = 128;
+/// A response-head buffer that grew past this (a huge head) is not kept.
+const HEAD_KEEP: usize = 16 * 1024;
+
+struct Spares {
+    reads: Vec<BytesMut>,
+    heads: Vec<Vec<u8>>,
+    /// Empty request slots, of whichever future types the worker's connections run.
+    slots: Vec<Box<dyn Any>>,
+}
+
+thread_local! {
+    static SPARES: RefCell<Spares> =
+        const { RefCell::new(Spares { reads: Vec::new(), heads: Vec::new(), slots: Vec::new() }) };
+}
+
+/// A buffer to read a client into, with at least [`READ_SIZE`] free when it is unshared.
+pub fn read_buffer() -> BytesMut {
+    let mut buf = SPARES.with_borrow_mut(|s| s.reads.pop()).unwrap_or_default();
+    // Reclaims the whole allocation in place once the last request's head is dropped.
+    buf.reserve(READ_SIZE);
+    buf
+}
+
+/// Takes back a read buffer that holds nothing (a buffer with unread bytes stays with its
+/// connection).
+pub fn give_read_buffer(buf: &mut BytesMut) {
+    if !buf.is_empty() {
+        return;
+    }
+    let buf = std::mem::take(buf);
+    if buf.capacity() == 0 {
+        return;
+    }
+    SPARES.with_borrow_mut(|s| {
+        if s.reads.len() < KEEP {
+            s.reads.push(buf);
+        }
+    });
+}
+
+/// A buffer to write a response head into, empty.
+pub fn head_buffer() -> Vec<u8> {
+    SPARES.with_borrow_mut(|s| s.heads.pop()).unwrap_or_default()
+}
+
+pub fn give_head_buffer(mut out: Vec<u8>) {
+    if out.capacity() == 0 || out.capacity() > HEAD_KEEP {
+        return;
+    }
+    out.clear();
+    SPARES.with_borrow_mut(|s| {
+        if s.heads.len() < KEEP {
+            s.heads.push(out);
+        }
+    });
+}
+
+/// A heap slot a request's future runs in, empty.
+pub fn slot<F: 'static>() -> Pin<Box<Option<F>>> {
+    let spare = SPARES.with_borrow_mut(|s| {
+        let at = s.slots.iter().position(|slot| (**slot).is::<Option<F>>())?;
+        Some(s.slots.swap_remove(at))
+    });
+    match spare.map(|slot| slot.downcast::<Option<F>>()) {
+        Some(Ok(slot)) => Box::into_pin(slot),
+        _ => Box::pin(None),
+    }
+}
+
+/// Takes back a request slot; what it still holds is dropped first.
+pub fn give_slot<F: 'static>(mut slot: Pin<Box<Option<F>>>) {
+    slot.set(None);
+    // SAFETY: the slot holds no value: `set(None)` dropped the future in place, so the pinning
+    // promise (a pinned value is dropped before its memory is reused) is kept, and an empty
+    // `Option` has nothing pinned to move.
+    let slot = unsafe { Pin::into_inner_unchecked(slot) };
+    let slot: Box<dyn Any> = slot;
+    SPARES.with_borrow_mut(|s| {
+        if s.slots.len() < KEEP {
+            s.slots.push(slot);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_buffer_comes_back_with_its_memory() {
+        let mut buf = read_buffer();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let first = buf.as_ptr();
+        let head = buf.split_to(18).freeze();
+        give_read_buffer(&mut buf);
+        assert_eq!(buf.capacity(), 0, "given back: the connection holds nothing");
+        drop(head);
+        let again = read_buffer();
+        assert_eq!(again.as_ptr(), first, "the same allocation, reclaimed whole");
+        assert!(again.capacity() >= READ_SIZE);
+    }
+
+    #[test]
+    fn a_buffer_with_unread_bytes_stays() {
+        let mut buf = read_buffer();
+        buf.extend_from_slice(b"GET");
+        give_read_buffer(&mut buf);
+        assert_eq!(&buf[..], b"GET");
+    }
+
+    #[test]
+    fn slots_come_back_by_type() {
+        let a: Pin<Box<Option<u64>>> = slot();
+        let a_at = &*a as *const Option<u64> as usize;
+        give_slot(a);
+        let mut b: Pin<Box<Option<[u8; 64]>>> = slot();
+        b.set(Some([1; 64]));
+        give_slot(b);
+        let again: Pin<Box<Option<u64>>> = slot();
+        assert_eq!(&*again as *const Option<u64> as usize, a_at);
+        assert!(again.is_none());
+        let other: Pin<Box<Option<[u8; 64]>>> = slot();
+        assert!(other.is_none(), "what a slot held is dropped when it is given back");
+    }
+}
