@@ -67,12 +67,6 @@ struct Taken {
     minor: u8,
 }
 
-enum Wait {
-    Head(Taken),
-    /// The connection ends: closed, timed out, stopping, or a head that is refused.
-    End(Option<Refusal>),
-}
-
 /// Serves HTTP/1.1 on `io` until the client closes, a timeout, an error, or `stop`.
 pub async fn serve<S>(io: S, serving: Serving, stop: Stop)
 where
@@ -85,13 +79,13 @@ where
         // The request runs in a slot on the heap that the worker lends (as hyper's dispatcher
         // keeps its request's future out of line): the connection's own future stays small.
         let mut slot = match read_head(&mut conn, &shared.serving.limits, timer.as_mut()).await {
-            Wait::Head(taken) => {
+            Ok(taken) => {
                 let mut slot = spares::slot();
                 slot.set(Some(exchange(conn, shared.clone(), taken)));
                 slot
             }
-            Wait::End(Some(refusal)) => return refuse(&mut conn.io, refusal).await,
-            Wait::End(None) => return,
+            Err(Some(refusal)) => return refuse(&mut conn.io, refusal).await,
+            Err(None) => return,
         };
         let next = slot.as_mut().as_pin_mut().expect("just set").await;
         spares::give_slot(slot);
@@ -185,8 +179,13 @@ where
     Some(conn)
 }
 
-/// Reads until a head parses, the connection ends, or the wait is over.
-async fn read_head<S>(conn: &mut Conn<S>, limits: &ConnLimits, mut timer: Pin<&mut Sleep>) -> Wait
+/// Reads until a head parses, the connection ends, or the wait is over. `Err`: the connection
+/// ends (closed, timed out, stopping), with a refusal for a head it cannot take.
+async fn read_head<S>(
+    conn: &mut Conn<S>,
+    limits: &ConnLimits,
+    mut timer: Pin<&mut Sleep>,
+) -> Result<Taken, Option<Refusal>>
 where
     S: AsyncRead + Unpin,
 {
@@ -197,9 +196,9 @@ where
     loop {
         if !conn.buf.is_empty() {
             match take_request(&mut conn.buf, max_head) {
-                Ok(Some(taken)) => return Wait::Head(taken),
+                Ok(Some(taken)) => return Ok(taken),
                 Ok(None) => {}
-                Err(refusal) => return Wait::End(Some(refusal)),
+                Err(refusal) => return Err(Some(refusal)),
             }
         }
         let waiting = conn.buf.is_empty();
@@ -207,11 +206,11 @@ where
         let read = tokio::select! {
             biased;
             read = read_more(&mut conn.io, &mut conn.buf) => read,
-            () = deadline::reached(timer.as_mut(), due) => return Wait::End(None),
-            _ = conn.stop.wait_for(Option::is_some), if waiting => return Wait::End(None),
+            () = deadline::reached(timer.as_mut(), due) => return Err(None),
+            _ = conn.stop.wait_for(Option::is_some), if waiting => return Err(None),
         };
         if !matches!(read, Ok(n) if n > 0) {
-            return Wait::End(None);
+            return Err(None);
         }
     }
 }
