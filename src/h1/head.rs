@@ -185,11 +185,12 @@ impl Fields {
         self.known[k] != NONE
     }
 
-    /// The lines as an `http::HeaderMap` whose values share `bytes` (the buffer the head was
-    /// parsed from), but those whose index bit is set in `skip`. `None`: a name or a value
+    /// The lines, into `headers` (empty; a reused map allocates nothing), with values that
+    /// share `bytes` (the buffer the head was parsed from), but those whose index bit is set in
+    /// `skip`. Room is left for the forwarding headers a proxy adds. `None`: a name or a value
     /// `http` refuses.
-    pub(crate) fn header_map(&self, bytes: &Bytes, skip: u128) -> Option<HeaderMap> {
-        let mut headers = HeaderMap::with_capacity(self.n);
+    pub(crate) fn header_map(&self, bytes: &Bytes, skip: u128, mut headers: HeaderMap) -> Option<HeaderMap> {
+        headers.reserve(self.n + 8);
         for (i, (name, value)) in self.names[..self.n].iter().zip(&self.values[..self.n]).enumerate() {
             if i < 128 && skip & (1 << i) != 0 {
                 continue;

@@ -17,6 +17,7 @@ use crate::h1::body::{chunk_header_upper, CRLF, LAST_CHUNK};
 use crate::h1::rules::{digits, last_coding_is_chunked, lists};
 use crate::h1::write;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::spares;
 
 /// Body bytes up to this size are copied next to their chunk line and sent in one write;
 /// larger ones go in their own write.
@@ -66,14 +67,16 @@ pub async fn write_response<W>(
 where
     W: AsyncWrite + Unpin,
 {
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     let length = if body.is_end_stream() {
         BodyLength::None
     } else {
         body.size_hint().exact().map_or(BodyLength::Unknown, BodyLength::Known)
     };
     out.clear();
-    let Ok((encoding, last)) = encode_head(out, &parts, length, asked) else {
+    let encoded = encode_head(out, &parts, length, asked);
+    spares::give_header_map(std::mem::take(&mut parts.headers));
+    let Ok((encoding, last)) = encoded else {
         return Ok(false);
     };
     let keep_alive = !last && encoding != Encoding::UntilClose;

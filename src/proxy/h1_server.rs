@@ -119,14 +119,14 @@ where
     let handling =
         forward::handle(state.clone(), client.clone(), open.clone(), shared.activity.begin(), req.map(|()| body));
     let mut handling = std::pin::pin!(handling);
-    let mut out = spares::head_buffer();
+    let mut out = spares::HeadBuffer::lend();
     let keep_alive = match upload {
         None => {
             let Ok(response) = handling.await;
             asked.keep_alive &= conn.stop.borrow().is_none();
             let status = response.status();
             let written = write_response(&mut conn.io, &mut out, response, asked).await;
-            spares::give_head_buffer(out);
+            drop(out);
             if let (Some(give), true) = (tunnel, status == http::StatusCode::SWITCHING_PROTOCOLS) {
                 if written.is_ok() {
                     let early = conn.buf.split().freeze();
@@ -166,7 +166,7 @@ where
                     }
                 }
             };
-            spares::give_head_buffer(out);
+            drop(out);
             conn.io = rd.unsplit(wr);
             // A body not read to its end leaves no way to find the next request.
             written.unwrap_or(false) && upload.ended == Some(true)
@@ -260,7 +260,7 @@ fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Res
         Framing::Chunked => lengths,
         _ => lengths & lengths.wrapping_sub(1),
     };
-    let headers = head.fields.header_map(bytes, skip).ok_or(())?;
+    let headers = head.fields.header_map(bytes, skip, spares::header_map()).ok_or(())?;
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -271,7 +271,7 @@ fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Res
 
 /// hyper's automatic answer to a head it cannot take, then the connection closes.
 async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, refusal: Refusal) {
-    let mut out = spares::head_buffer();
+    let mut out = spares::HeadBuffer::lend();
     write::status_line(&mut out, 1, refusal.status, None);
     write::header(&mut out, b"connection", b"close");
     write::header(&mut out, b"content-length", b"0");
@@ -281,7 +281,6 @@ async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, refusal: Refusal) {
         let _ = w.flush().await;
         let _ = w.shutdown().await;
     }
-    spares::give_head_buffer(out);
 }
 
 #[cfg(test)]

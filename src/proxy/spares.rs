@@ -1,33 +1,47 @@
-//! What a worker keeps for its connections' next requests: read buffers, response-head
-//! buffers and the heap slots requests run in (docs/h1-plan.md step 6). A connection takes
-//! them when a request arrives and gives them back when it waits, so an idle connection
-//! holds none of them and a request in the steady state allocates none of them. Each worker
-//! is a single-threaded runtime, so one set per thread; each kind keeps at most [`KEEP`], so
-//! a burst's worth is not held for ever.
+//! What a worker keeps for its connections' next requests: read buffers, head buffers, header
+//! maps and the heap slots requests run in (docs/h1-plan.md step 6). A connection takes them
+//! when a request arrives and gives them back when it waits, so an idle connection holds none
+//! of them and a request in the steady state allocates none of them. Each worker is a
+//! single-threaded runtime, so one set per thread; each kind keeps at most [`KEEP`], so a
+//! burst's worth is not held for ever.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::pin::Pin;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 
 /// What a client read asks for at least: a head usually fits.
 pub const READ_SIZE: usize = 4096;
 /// Spares of each kind a worker keeps (about the connections it serves at once under load).
 const KEEP: usize = 128;
-/// A response-head buffer that grew past this (a huge head) is not kept.
+/// A head buffer that grew past this (a huge head) is not kept.
 const HEAD_KEEP: usize = 16 * 1024;
+/// A header map that grew past this many lines is not kept.
+const MAP_KEEP: usize = 128;
+/// The block small per-request values are copied into.
+const SMALL_BLOCK: usize = 2048;
 
 struct Spares {
     reads: Vec<BytesMut>,
     heads: Vec<Vec<u8>>,
+    maps: Vec<HeaderMap>,
+    /// Where the next small value is copied (see [`small_bytes`]).
+    small: Option<BytesMut>,
     /// Empty request slots, of whichever future types the worker's connections run.
     slots: Vec<Box<dyn Any>>,
 }
 
 thread_local! {
     static SPARES: RefCell<Spares> =
-        const { RefCell::new(Spares { reads: Vec::new(), heads: Vec::new(), slots: Vec::new() }) };
+        const { RefCell::new(Spares {
+            reads: Vec::new(),
+            heads: Vec::new(),
+            maps: Vec::new(),
+            small: None,
+            slots: Vec::new(),
+        }) };
 }
 
 /// A buffer to read a client into, with at least [`READ_SIZE`] free when it is unshared.
@@ -55,21 +69,76 @@ pub fn give_read_buffer(buf: &mut BytesMut) {
     });
 }
 
-/// A buffer to write a response head into, empty.
-pub fn head_buffer() -> Vec<u8> {
-    SPARES.with_borrow_mut(|s| s.heads.pop()).unwrap_or_default()
+/// A buffer to write a head into, lent until it is dropped.
+pub struct HeadBuffer(Vec<u8>);
+
+impl HeadBuffer {
+    pub fn lend() -> HeadBuffer {
+        HeadBuffer(SPARES.with_borrow_mut(|s| s.heads.pop()).unwrap_or_else(|| Vec::with_capacity(512)))
+    }
 }
 
-pub fn give_head_buffer(mut out: Vec<u8>) {
-    if out.capacity() == 0 || out.capacity() > HEAD_KEEP {
+impl std::ops::Deref for HeadBuffer {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HeadBuffer {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for HeadBuffer {
+    fn drop(&mut self) {
+        let mut out = std::mem::take(&mut self.0);
+        if out.capacity() == 0 || out.capacity() > HEAD_KEEP {
+            return;
+        }
+        out.clear();
+        SPARES.with_borrow_mut(|s| {
+            if s.heads.len() < KEEP {
+                s.heads.push(out);
+            }
+        });
+    }
+}
+
+/// An empty header map.
+pub fn header_map() -> HeaderMap {
+    SPARES.with_borrow_mut(|s| s.maps.pop()).unwrap_or_default()
+}
+
+/// Takes back a header map whose request or response is written; its values are dropped.
+pub fn give_header_map(mut map: HeaderMap) {
+    if map.capacity() == 0 || map.capacity() > MAP_KEEP {
         return;
     }
-    out.clear();
+    map.clear();
     SPARES.with_borrow_mut(|s| {
-        if s.heads.len() < KEEP {
-            s.heads.push(out);
+        if s.maps.len() < KEEP {
+            s.maps.push(map);
         }
     });
+}
+
+/// `value` as `Bytes` of its own, copied into a block shared with the worker's other small
+/// values (a request ID): one allocation per block, not one per value. A block is freed when
+/// the last value in it is dropped.
+pub fn small_bytes(value: &[u8]) -> Bytes {
+    if value.len() > SMALL_BLOCK / 8 {
+        return Bytes::copy_from_slice(value);
+    }
+    SPARES.with_borrow_mut(|s| {
+        let block = s.small.get_or_insert_with(|| BytesMut::with_capacity(SMALL_BLOCK));
+        if block.capacity() - block.len() < value.len() {
+            *block = BytesMut::with_capacity(SMALL_BLOCK);
+        }
+        block.extend_from_slice(value);
+        block.split().freeze()
+    })
 }
 
 /// A heap slot a request's future runs in, empty.
@@ -123,6 +192,35 @@ mod tests {
         buf.extend_from_slice(b"GET");
         give_read_buffer(&mut buf);
         assert_eq!(&buf[..], b"GET");
+    }
+
+    #[test]
+    fn small_values_share_a_block_and_keep_their_bytes() {
+        let a = small_bytes(b"0123456789abcdef0123456789abcdef");
+        let b = small_bytes(b"fedcba9876543210fedcba9876543210");
+        assert_eq!(&a[..], b"0123456789abcdef0123456789abcdef");
+        assert_eq!(&b[..], b"fedcba9876543210fedcba9876543210");
+        assert_eq!(a.as_ptr() as usize + 32, b.as_ptr() as usize, "one block");
+        let many: Vec<Bytes> = (0..200u8).map(|i| small_bytes(&[i; 32])).collect();
+        assert!(many.iter().enumerate().all(|(i, v)| v[..] == [i as u8; 32]), "a new block when one is full");
+    }
+
+    #[test]
+    fn header_maps_and_head_buffers_come_back_empty() {
+        let mut map = header_map();
+        map.insert("x-a", http::HeaderValue::from_static("1"));
+        let capacity = map.capacity();
+        give_header_map(map);
+        let map = header_map();
+        assert!(map.is_empty());
+        assert_eq!(map.capacity(), capacity);
+        let mut out = HeadBuffer::lend();
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let at = out.as_ptr();
+        drop(out);
+        let out = HeadBuffer::lend();
+        assert!(out.is_empty());
+        assert_eq!(out.as_ptr(), at);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::h1::head::{parse_response, Method, ResponseHead};
 use crate::h1::rules::{response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
 use crate::proxy::phase::attempt::Timeouts;
+use crate::proxy::spares;
 use crate::upstream::client_body::{ClientBody, ClientBodyError};
 use crate::upstream::h1_pod::READ_SIZE;
 use crate::upstream::{ConnectError, PodConn, Upstream};
@@ -83,6 +84,7 @@ pub fn request_head(req: Request<ClientBody>, limit: u64, out: &mut Vec<u8>) -> 
     let method = Method::from_bytes(parts.method.as_str().as_bytes());
     let allowed = if limit == 0 { u64::MAX } else { limit };
     let upload = length.map(|n| Upload { body, chunked: n.is_none(), allowed, started: false, chunk: Vec::new() });
+    spares::give_header_map(parts.headers);
     (method, upload)
 }
 
@@ -331,7 +333,7 @@ fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts,
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed)?;
     *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    *response.headers_mut() = head.fields.header_map(bytes, 0).ok_or(ResponseError::Malformed)?;
+    *response.headers_mut() = head.fields.header_map(bytes, 0, spares::header_map()).ok_or(ResponseError::Malformed)?;
     // As hyper's client: a reason that is not the status's canonical one is kept for the client.
     let reason = head.reason.of(bytes);
     if Some(reason) != response.status().canonical_reason().map(str::as_bytes) {

@@ -12,6 +12,7 @@ use crate::proxy::phase::attempt::{self, Failure, Timeouts};
 use crate::proxy::phase::attempt_h1::{self, Failed, PodReply, SendError, Upload};
 use crate::proxy::phase::select::Side;
 use crate::proxy::phase::Exchange;
+use crate::proxy::spares;
 use crate::route::policy::NextUpstream;
 use crate::route::{Backend, Route};
 use crate::selection::{self, Selection};
@@ -55,7 +56,7 @@ enum Outgoing {
     /// after being sent, a copy.
     Hyper { req: Option<Request<UpstreamBody>>, upload: Option<Arc<UploadClock>>, copy: Option<ResendCopy> },
     /// tether's own: the head's bytes, sent again as they are by a retry.
-    Own { head: Vec<u8>, upload: Option<Upload>, method: crate::h1::head::Method },
+    Own { head: spares::HeadBuffer, upload: Option<Upload>, method: crate::h1::head::Method },
 }
 
 impl Outgoing {
@@ -119,7 +120,7 @@ pub async fn walk(
         && (is_idempotent(req.method()) || retry.non_idempotent)
         && backend.ready.len() > 1;
     let mut outgoing = if own_h1 && !backend.protocol.h2() {
-        let mut head = Vec::with_capacity(512);
+        let mut head = spares::HeadBuffer::lend();
         let (method, upload) = attempt_h1::request_head(req, body_limit, &mut head);
         Outgoing::Own { head, upload, method }
     } else {
