@@ -165,9 +165,24 @@ pub async fn serve(accepted: Accepted) {
     let own_h1 = limits.h1_path == H1Path::Own;
     let Some(tls) = config.tls.clone() else {
         let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
-        if own_h1 && !limits.h2c {
-            let io = WriteTimeout::new(stream, limits.send_timeout);
-            Box::pin(h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop)).await;
+        if own_h1 {
+            // With h2c, the first bytes say which protocol this is (as hyper's `auto` reads them).
+            let h2 = limits.h2c && {
+                match Box::pin(sniff_h2c_preface(&stream, limits.header_timeout)).await {
+                    Some(h2) => h2,
+                    None => return,
+                }
+            };
+            if !h2 {
+                let io = WriteTimeout::new(stream, limits.send_timeout);
+                Box::pin(h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop)).await;
+                return;
+            }
+            let activity = ConnActivity::new();
+            let service = service(state, client, open, activity.clone());
+            let io = TokioIo::new(WriteTimeout::new(stream, limits.send_timeout));
+            let conn = builders.http2.serve_connection(io, service);
+            Box::pin(drive(conn, stop, (&*activity, limits.idle_timeout), |c| c.graceful_shutdown())).await;
             return;
         }
         let activity = ConnActivity::new();
@@ -185,6 +200,34 @@ pub async fn serve(accepted: Accepted) {
     };
     let tls_start = TlsStart { stream, peer, local_port, tls, trusted, own_h1 };
     Box::pin(serve_tls(tls_start, state, limits, builders, open, stop)).await;
+}
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the connection starts with the HTTP/2 preface (`Some(true)`) or with anything
+/// else (`Some(false)`: HTTP/1.1), peeking so that the protocol's parser reads every byte.
+/// `None`: closed, or undecided within `timeout`.
+async fn sniff_h2c_preface(stream: &TcpStream, timeout: Duration) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut first = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if first[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A prefix of the preface so far: peeking again at once would return the same bytes.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// A connection to a TLS listener, its PROXY header read.

@@ -8,9 +8,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::h1::body::Decoder;
 use crate::h1::rules::Framing;
-use crate::proxy::spares::READ_SIZE;
 use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
 
+/// What a read for a request body asks for at least.
+const READ_SIZE: usize = 4096;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A request body on its way from the client to the request.

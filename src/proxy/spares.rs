@@ -12,8 +12,10 @@ use std::pin::Pin;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
-/// What a client read asks for at least: a head usually fits.
-pub const READ_SIZE: usize = 4096;
+/// What a read for a request head asks for at least: most heads fit, and a slow client's
+/// half head holds no more (nginx's `client_header_buffer_size` is 1 KiB). A longer head
+/// grows the buffer.
+pub const READ_SIZE: usize = 2048;
 /// Spares of each kind a worker keeps (about the connections it serves at once under load).
 const KEEP: usize = 128;
 /// A head buffer that grew past this (a huge head) is not kept.
