@@ -2,12 +2,20 @@
 //! request (`upstream::client_body`): read in the connection's task, decoded by its framing and
 //! handed over one chunk at a time, one chunk ahead, as hyper's dispatcher reads it.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
+use http::Response;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::h1::body::Decoder;
 use crate::h1::rules::Framing;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::conn::Stop;
+use crate::proxy::h1_reply::{write_response, Asked};
 use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
 
 /// What a read for a request body asks for at least.
@@ -17,11 +25,11 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// A request body on its way from the client to the request.
 pub(super) struct Upload {
     decoder: Decoder,
-    pub feed: BodyFeed,
+    feed: BodyFeed,
     /// `100 Continue` is owed when the body is first wanted.
     expect: bool,
     /// `Some(true)`: read to its end; `Some(false)`: broken or cut.
-    pub ended: Option<bool>,
+    ended: Option<bool>,
 }
 
 /// The body the request sees, and the upload that fills it (none for a request without one).
@@ -39,11 +47,58 @@ pub(super) fn client_body(framing: Framing, expect_continue: bool) -> (ClientBod
     }
 }
 
+/// The response to a request whose body is still coming, the body read meanwhile: `io` back,
+/// and whether it may carry another request.
+pub(super) async fn answer<S, F>(
+    io: S,
+    buf: &mut BytesMut,
+    mut upload: Upload,
+    mut handling: Pin<&mut F>,
+    out: &mut Vec<u8>,
+    mut asked: Asked,
+    stop: &Stop,
+) -> (S, bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+{
+    let (mut rd, mut wr) = tokio::io::split(io);
+    // The body first, as hyper's dispatcher reads it: its first chunk is taken before the
+    // request is looked at (unless `100 Continue` must be asked for).
+    let response = tokio::select! {
+        biased;
+        () = upload.pump(&mut rd, Some(&mut wr), buf) => {
+            let Ok(response) = handling.as_mut().await;
+            response
+        }
+        Ok(response) = handling.as_mut() => response,
+    };
+    asked.keep_alive &= stop.borrow().is_none();
+    if upload.ended.is_none() && upload.feed.abandoned() {
+        // As hyper: what of the body is already here is skipped, and the connection stays
+        // open only if that was all of it.
+        upload.skip_arrived(&mut rd, buf);
+        asked.keep_alive &= upload.ended == Some(true);
+    }
+    let written = {
+        let mut writing = std::pin::pin!(write_response(&mut wr, out, response, asked));
+        loop {
+            tokio::select! {
+                biased;
+                written = &mut writing => break written,
+                () = upload.pump(&mut rd, None::<&mut tokio::io::WriteHalf<S>>, buf), if upload.ended.is_none() => {}
+            }
+        }
+    };
+    // A body not read to its end leaves no way to find the next request.
+    (rd.unsplit(wr), written.unwrap_or(false) && upload.ended == Some(true))
+}
+
 impl Upload {
     /// Feeds the body until it ends or breaks (then returns), or until the request stops
     /// taking it (then never returns: the select that polls it ends it). `continue_to` is
     /// where `100 Continue` goes while the response has not started.
-    pub async fn pump<R, W>(&mut self, rd: &mut R, continue_to: Option<&mut W>, buf: &mut BytesMut)
+    async fn pump<R, W>(&mut self, rd: &mut R, continue_to: Option<&mut W>, buf: &mut BytesMut)
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -91,7 +146,7 @@ impl Upload {
 
     /// Skips what hyper's server skips of a body the request dropped: one read's worth (one
     /// chunk's data, for chunked), from what is buffered or one read finds waiting.
-    pub fn skip_arrived<R: AsyncRead + Unpin>(&mut self, rd: &mut R, buf: &mut BytesMut) {
+    fn skip_arrived<R: AsyncRead + Unpin>(&mut self, rd: &mut R, buf: &mut BytesMut) {
         for read_more in [true, false] {
             while !buf.is_empty() {
                 match self.decoder.decode(buf) {

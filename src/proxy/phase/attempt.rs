@@ -65,7 +65,9 @@ pub async fn send(
     loop {
         let (mut sender, reused) = match upstream.take_idle().await {
             Some(sender) => (sender, true),
-            None => match upstream.connect(timeouts.connect).await {
+            // Boxed: a TLS or h2 handshake's states are kilobytes, and every request's future
+            // would carry them (and be copied with them) for the rare new connection.
+            None => match Box::pin(upstream.connect(timeouts.connect)).await {
                 Ok(sender) => (sender, false),
                 Err(e) => return Err(Failure::NotSent(Box::new(req), e)),
             },
