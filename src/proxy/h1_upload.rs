@@ -18,8 +18,11 @@ use crate::proxy::conn::Stop;
 use crate::proxy::h1_reply::{write_response, Asked};
 use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
 
-/// What a read for a request body asks for at least.
-const READ_SIZE: usize = 4096;
+/// What the first read for a request body asks for (hyper's first read is 8 KiB).
+const READ_SIZE: usize = 8 * 1024;
+/// Reads that fill what they asked for ask for twice as much next time, up to this (as
+/// hyper's adaptive reads): a large upload takes few reads and few writes to the pod.
+const MOST_READ_SIZE: usize = 256 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A request body on its way from the client to the request.
@@ -30,6 +33,8 @@ pub(super) struct Upload {
     expect: bool,
     /// `Some(true)`: read to its end; `Some(false)`: broken or cut.
     ended: Option<bool>,
+    /// What the next read asks for.
+    read_size: usize,
 }
 
 /// The body the request sees, and the upload that fills it (none for a request without one).
@@ -41,7 +46,13 @@ pub(super) fn client_body(framing: Framing, expect_continue: bool) -> (ClientBod
                 Framing::Length(n) => Some(n),
                 _ => None,
             });
-            let upload = Upload { decoder: Decoder::new(framing), feed, expect: expect_continue, ended: None };
+            let upload = Upload {
+                decoder: Decoder::new(framing),
+                feed,
+                expect: expect_continue,
+                ended: None,
+                read_size: READ_SIZE,
+            };
             (ClientBody::Own(body), Some(upload))
         }
     }
@@ -136,9 +147,14 @@ impl Upload {
             if self.decoder.is_done() {
                 return self.end(Ok(()));
             }
-            buf.reserve(READ_SIZE);
+            buf.reserve(self.read_size);
+            let room = buf.capacity() - buf.len();
             match rd.read_buf(buf).await {
-                Ok(n) if n > 0 => {}
+                Ok(n) if n > 0 => {
+                    if n == room {
+                        self.read_size = (self.read_size * 2).min(MOST_READ_SIZE);
+                    }
+                }
                 _ => return self.end(Err("the client closed the connection before the body ended")),
             }
         }

@@ -61,7 +61,8 @@ pub fn give_read_buffer(buf: &mut BytesMut) {
         return;
     }
     let buf = std::mem::take(buf);
-    if buf.capacity() == 0 {
+    // (One an upload grew is not kept: spares stay small.)
+    if buf.capacity() == 0 || buf.capacity() > 4 * READ_SIZE {
         return;
     }
     SPARES.with_borrow_mut(|s| {
