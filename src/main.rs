@@ -154,9 +154,10 @@ struct ProxyArgs {
     /// into one series labelled "(other routes)", so a scrape stays bounded.
     #[arg(long, default_value_t = 1000)]
     metrics_max_routes: usize,
-    /// Whose HTTP/1.1 serves clients and pods: hyper's, or tether's own towards pods (a
-    /// transition switch while tether's own HTTP/1.1 path replaces hyper's).
-    #[arg(long, value_enum, default_value = "hyper", env = "TETHER_H1_PATH", hide = true)]
+    /// Whose HTTP/1.1 serves clients and pods: tether's own (the default), hyper's towards
+    /// clients only (`mixed`), or hyper's on both sides (`hyper`, kept for one release while
+    /// tether's own replaces it).
+    #[arg(long, value_enum, default_value = "own", env = "TETHER_H1_PATH", hide = true)]
     h1_path: tether::H1Path,
 }
 

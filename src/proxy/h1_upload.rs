@@ -21,8 +21,9 @@ use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
 /// What the first read for a request body asks for (hyper's first read is 8 KiB).
 const READ_SIZE: usize = 8 * 1024;
 /// Reads that fill what they asked for ask for twice as much next time, up to this (as
-/// hyper's adaptive reads): a large upload takes few reads and few writes to the pod.
-const MOST_READ_SIZE: usize = 256 * 1024;
+/// hyper's adaptive reads): a large upload takes few reads and few writes to the pod (256 KiB
+/// took 41 MB of RSS for 64 uploads at once).
+const MOST_READ_SIZE: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A request body on its way from the client to the request.

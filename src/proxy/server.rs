@@ -55,12 +55,12 @@ pub struct ConnLimits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum H1Path {
     /// hyper's on both sides.
-    #[default]
     Hyper,
     /// hyper's towards clients, tether's own towards HTTP/1.1 pods.
     Mixed,
-    /// tether's own on both sides (HTTP/1.1 clients on plain listeners without `--h2c`, and
-    /// on TLS listeners when ALPN does not choose h2).
+    /// tether's own on both sides (HTTP/1.1 clients on plain listeners, h2c ones after the
+    /// preface is sniffed, and TLS ones when ALPN does not choose h2). The default.
+    #[default]
     Own,
 }
 
@@ -73,7 +73,7 @@ impl Default for ConnLimits {
             max_header_bytes: 32 * 1024,
             max_connections: 16_384,
             h2c: false,
-            h1_path: H1Path::Hyper,
+            h1_path: H1Path::Own,
         }
     }
 }
