@@ -46,6 +46,12 @@ thread_local! {
         }) };
 }
 
+/// Puts something back, unless the thread is ending (its spares are gone: what is given back
+/// then is simply dropped).
+fn keep(put: impl FnOnce(&mut Spares)) {
+    let _ = SPARES.try_with(|s| put(&mut s.borrow_mut()));
+}
+
 /// A buffer to read a client into, with at least [`READ_SIZE`] free when it is unshared.
 pub fn read_buffer() -> BytesMut {
     let mut buf = SPARES.with_borrow_mut(|s| s.reads.pop()).unwrap_or_default();
@@ -65,7 +71,7 @@ pub fn give_read_buffer(buf: &mut BytesMut) {
     if buf.capacity() == 0 || buf.capacity() > 4 * READ_SIZE {
         return;
     }
-    SPARES.with_borrow_mut(|s| {
+    keep(|s| {
         if s.reads.len() < KEEP {
             s.reads.push(buf);
         }
@@ -101,7 +107,7 @@ impl Drop for HeadBuffer {
             return;
         }
         out.clear();
-        SPARES.with_borrow_mut(|s| {
+        keep(|s| {
             if s.heads.len() < KEEP {
                 s.heads.push(out);
             }
@@ -120,7 +126,7 @@ pub fn give_header_map(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    SPARES.with_borrow_mut(|s| {
+    keep(|s| {
         if s.maps.len() < KEEP {
             s.maps.push(map);
         }
@@ -164,7 +170,7 @@ pub fn give_slot<F: 'static>(mut slot: Pin<Box<Option<F>>>) {
     // `Option` has nothing pinned to move.
     let slot = unsafe { Pin::into_inner_unchecked(slot) };
     let slot: Box<dyn Any> = slot;
-    SPARES.with_borrow_mut(|s| {
+    keep(|s| {
         if s.slots.len() < KEEP {
             s.slots.push(slot);
         }
