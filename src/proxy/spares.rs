@@ -46,15 +46,26 @@ thread_local! {
         }) };
 }
 
-/// Puts something back, unless the thread is ending (its spares are gone: what is given back
-/// then is simply dropped).
-fn keep(put: impl FnOnce(&mut Spares)) {
-    let _ = SPARES.try_with(|s| put(&mut s.borrow_mut()));
+/// A spare from `list`, if the worker has one.
+fn take<T>(list: fn(&mut Spares) -> &mut Vec<T>) -> Option<T> {
+    SPARES.with_borrow_mut(|s| list(s).pop())
+}
+
+/// Puts `spare` back on `list` unless it holds [`KEEP`] already, or the thread is ending (its
+/// spares are gone): then it is simply dropped.
+fn keep<T>(list: fn(&mut Spares) -> &mut Vec<T>, spare: T) {
+    let _ = SPARES.try_with(|s| {
+        let mut spares = s.borrow_mut();
+        let list = list(&mut spares);
+        if list.len() < KEEP {
+            list.push(spare);
+        }
+    });
 }
 
 /// A buffer to read a client into, with at least [`READ_SIZE`] free when it is unshared.
 pub fn read_buffer() -> BytesMut {
-    let mut buf = SPARES.with_borrow_mut(|s| s.reads.pop()).unwrap_or_default();
+    let mut buf = take(|s| &mut s.reads).unwrap_or_default();
     // Reclaims the whole allocation in place once the last request's head is dropped.
     buf.reserve(READ_SIZE);
     buf
@@ -71,11 +82,7 @@ pub fn give_read_buffer(buf: &mut BytesMut) {
     if buf.capacity() == 0 || buf.capacity() > 4 * READ_SIZE {
         return;
     }
-    keep(|s| {
-        if s.reads.len() < KEEP {
-            s.reads.push(buf);
-        }
-    });
+    keep(|s| &mut s.reads, buf);
 }
 
 /// A buffer to write a head into, lent until it is dropped.
@@ -83,7 +90,7 @@ pub struct HeadBuffer(Vec<u8>);
 
 impl HeadBuffer {
     pub fn lend() -> HeadBuffer {
-        HeadBuffer(SPARES.with_borrow_mut(|s| s.heads.pop()).unwrap_or_else(|| Vec::with_capacity(512)))
+        HeadBuffer(take(|s| &mut s.heads).unwrap_or_else(|| Vec::with_capacity(512)))
     }
 }
 
@@ -107,17 +114,13 @@ impl Drop for HeadBuffer {
             return;
         }
         out.clear();
-        keep(|s| {
-            if s.heads.len() < KEEP {
-                s.heads.push(out);
-            }
-        });
+        keep(|s| &mut s.heads, out);
     }
 }
 
 /// An empty header map.
 pub fn header_map() -> HeaderMap {
-    SPARES.with_borrow_mut(|s| s.maps.pop()).unwrap_or_default()
+    take(|s| &mut s.maps).unwrap_or_default()
 }
 
 /// Takes back a header map whose request or response is written; its values are dropped.
@@ -126,11 +129,7 @@ pub fn give_header_map(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    keep(|s| {
-        if s.maps.len() < KEEP {
-            s.maps.push(map);
-        }
-    });
+    keep(|s| &mut s.maps, map);
 }
 
 /// `value` as `Bytes` of its own, copied into a block shared with the worker's other small
@@ -169,12 +168,7 @@ pub fn give_slot<F: 'static>(mut slot: Pin<Box<Option<F>>>) {
     // promise (a pinned value is dropped before its memory is reused) is kept, and an empty
     // `Option` has nothing pinned to move.
     let slot = unsafe { Pin::into_inner_unchecked(slot) };
-    let slot: Box<dyn Any> = slot;
-    keep(|s| {
-        if s.slots.len() < KEEP {
-            s.slots.push(slot);
-        }
-    });
+    keep(|s| &mut s.slots, slot as Box<dyn Any>);
 }
 
 #[cfg(test)]
