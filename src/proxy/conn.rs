@@ -165,36 +165,21 @@ pub async fn serve(accepted: Accepted) {
     let own_h1 = limits.h1_path == H1Path::Own;
     let Some(tls) = config.tls.clone() else {
         let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
-        if own_h1 {
+        let serving = h1_server::Serving { state, client, open, limits };
+        let hyper = match (own_h1, limits.h2c) {
+            (true, false) => None,
             // With h2c, the first bytes say which protocol this is (as hyper's `auto` reads them).
-            let h2 = limits.h2c && {
-                match Box::pin(sniff_h2c_preface(&stream, limits.header_timeout)).await {
-                    Some(h2) => h2,
-                    None => return,
-                }
-            };
-            if !h2 {
-                let io = WriteTimeout::new(stream, limits.send_timeout);
-                Box::pin(h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop)).await;
-                return;
-            }
-            let activity = ConnActivity::new();
-            let service = service(state, client, open, activity.clone());
-            let io = TokioIo::new(WriteTimeout::new(stream, limits.send_timeout));
-            let conn = builders.http2.serve_connection(io, service);
-            Box::pin(drive(conn, stop, (&*activity, limits.idle_timeout), |c| c.graceful_shutdown())).await;
-            return;
-        }
-        let activity = ConnActivity::new();
-        let service = service(state, client, open, activity.clone());
-        let io = TokioIo::new(WriteTimeout::new(stream, limits.send_timeout));
-        let idle = (&*activity, limits.idle_timeout);
-        if limits.h2c {
-            let conn = builders.sniffing.serve_connection_with_upgrades(io, service);
-            Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
-        } else {
-            let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
+            (true, true) => match Box::pin(sniff_h2c_preface(&stream, limits.header_timeout)).await {
+                Some(true) => Some(HyperProtocol::Http2),
+                Some(false) => None,
+                None => return,
+            },
+            (false, true) => Some(HyperProtocol::Sniffing),
+            (false, false) => Some(HyperProtocol::Http1),
+        };
+        match hyper {
+            None => Box::pin(h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop)).await,
+            Some(protocol) => Box::pin(serve_with_hyper(stream, protocol, serving, &builders, stop)).await,
         }
         return;
     };
@@ -303,21 +288,54 @@ async fn serve_tls(
         client.peer_cert = crate::access::client_cert::PeerCertificate::new(chain, verified).map(Arc::new);
     }
     let client = Arc::new(client);
-    if own_h1 && !h2 {
-        let io = WriteTimeout::new(tls_stream, limits.send_timeout);
-        Box::pin(h1_server::serve(io, h1_server::Serving { state, client, open, limits }, stop)).await;
-        return;
+    let serving = h1_server::Serving { state, client, open, limits };
+    match (own_h1, h2) {
+        (true, false) => {
+            Box::pin(h1_server::serve(WriteTimeout::new(tls_stream, limits.send_timeout), serving, stop)).await
+        }
+        (_, true) => Box::pin(serve_with_hyper(tls_stream, HyperProtocol::Http2, serving, &builders, stop)).await,
+        (false, false) => Box::pin(serve_with_hyper(tls_stream, HyperProtocol::Http1, serving, &builders, stop)).await,
     }
+}
+
+/// The protocol hyper serves a connection with.
+#[derive(Clone, Copy)]
+enum HyperProtocol {
+    Http1,
+    Http2,
+    /// `--h2c` on hyper's HTTP/1.1 server: hyper's `auto` reads the first bytes.
+    Sniffing,
+}
+
+/// Serves a connection with hyper's server for `protocol`, to its end (callers box it: its
+/// states are kilobytes).
+async fn serve_with_hyper<S>(
+    stream: S,
+    protocol: HyperProtocol,
+    serving: h1_server::Serving,
+    builders: &Builders,
+    stop: Stop,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let h1_server::Serving { state, client, open, limits } = serving;
     let activity = ConnActivity::new();
     let service = service(state, client, open, activity.clone());
-    let io = TokioIo::new(WriteTimeout::new(tls_stream, limits.send_timeout));
+    let io = TokioIo::new(WriteTimeout::new(stream, limits.send_timeout));
     let idle = (&*activity, limits.idle_timeout);
-    if h2 {
-        let conn = builders.http2.serve_connection(io, service);
-        Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
-    } else {
-        let conn = builders.http1.serve_connection(io, service).with_upgrades();
-        Box::pin(drive(conn, stop, idle, |c| c.graceful_shutdown())).await;
+    match protocol {
+        HyperProtocol::Http1 => {
+            let conn = builders.http1.serve_connection(io, service).with_upgrades();
+            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
+        }
+        HyperProtocol::Http2 => {
+            let conn = builders.http2.serve_connection(io, service);
+            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
+        }
+        HyperProtocol::Sniffing => {
+            let conn = builders.sniffing.serve_connection_with_upgrades(io, service);
+            drive(conn, stop, idle, |c| c.graceful_shutdown()).await;
+        }
     }
 }
 
