@@ -115,13 +115,15 @@ impl Method {
     }
 }
 
-/// The header lines of a head: spans of names and values (values trimmed by httparse), and the
-/// first line of each [`known`] name.
+/// The header lines of a head: spans of names and values (values trimmed by httparse), which
+/// [`known`] name each line has, and the first line of each.
 #[derive(Clone, Debug)]
 pub(crate) struct Fields {
     pub n: usize,
     pub names: [Span; MAX_HEADERS],
     pub values: [Span; MAX_HEADERS],
+    /// Each line's [`known`] index, or [`NONE`] (found once, when the head is parsed).
+    pub kinds: [u8; MAX_HEADERS],
     pub known: [u8; known::NAMES.len()],
 }
 
@@ -131,6 +133,7 @@ impl Default for Fields {
             n: 0,
             names: [Span::EMPTY; MAX_HEADERS],
             values: [Span::EMPTY; MAX_HEADERS],
+            kinds: [NONE; MAX_HEADERS],
             known: [NONE; known::NAMES.len()],
         }
     }
@@ -148,7 +151,9 @@ impl Fields {
             }
             self.names[i] = Span::within(buf, h.name.as_bytes());
             self.values[i] = Span::within(buf, h.value);
+            self.kinds[i] = NONE;
             if let Some(k) = known::find(h.name.as_bytes()) {
+                self.kinds[i] = k as u8;
                 if self.known[k] == NONE {
                     self.known[k] = i as u8;
                 }
@@ -178,6 +183,12 @@ impl Fields {
     /// Every (name, value), in order.
     pub(crate) fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         self.names[..self.n].iter().zip(&self.values[..self.n]).map(move |(n, v)| (n.of(buf), v.of(buf)))
+    }
+
+    /// Line `i`'s [`known`] index, if its name is one of them.
+    pub(crate) fn kind(&self, i: usize) -> Option<usize> {
+        let k = self.kinds[i];
+        (k != NONE).then_some(k as usize)
     }
 
     /// Whether `known` name `k` has a line.

@@ -99,8 +99,8 @@ pub(crate) fn request_framing(buf: &[u8], head: &RequestHead) -> Result<RequestF
     let mut expect_continue = false;
     let mut host_count = 0u8;
     let mut lengths = 0u128;
-    for (i, (name, value)) in head.fields.iter(buf).enumerate() {
-        match known::find(name) {
+    for (i, (_, value)) in head.fields.iter(buf).enumerate() {
+        match head.fields.kind(i) {
             Some(known::TRANSFER_ENCODING) => {
                 if !http11 {
                     return Err(Refusal::BAD);
@@ -253,7 +253,7 @@ pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
     }
     let listing = fields.has(known::CONNECTION);
     for (i, (name, _)) in fields.iter(buf).enumerate() {
-        let fixed = known::find(name).is_some_and(|k| FIXED.contains(&k));
+        let fixed = fields.kind(i).is_some_and(|k| FIXED.contains(&k));
         let listed = listing
             && fields.headers(buf, b"connection").any(|line| {
                 is_visible_ascii(line)
@@ -295,8 +295,8 @@ pub(crate) fn response_framing(
     let mut keep_alive = head.minor == 1;
     let mut saw_close = false;
     let mut lengths = 0u128;
-    for (i, (name, value)) in head.fields.iter(buf).enumerate() {
-        match known::find(name) {
+    for (i, (_, value)) in head.fields.iter(buf).enumerate() {
+        match head.fields.kind(i) {
             Some(known::CONNECTION) => {
                 if saw_close || lists(value, b"close") {
                     saw_close = true;
