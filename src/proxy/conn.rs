@@ -164,8 +164,6 @@ pub async fn serve(accepted: Accepted) {
     let trusted = trusted_peer && !config.proxy_protocol;
     let own_h1 = limits.h1_path == H1Path::Own;
     let Some(tls) = config.tls.clone() else {
-        let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
-        let serving = h1_server::Serving { state, client, open, limits };
         let hyper = match (own_h1, limits.h2c) {
             (true, false) => None,
             // With h2c, the first bytes say which protocol this is (as hyper's `auto` reads them).
@@ -177,6 +175,8 @@ pub async fn serve(accepted: Accepted) {
             (false, true) => Some(HyperProtocol::Sniffing),
             (false, false) => Some(HyperProtocol::Http1),
         };
+        let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
+        let serving = h1_server::Serving { state, client, open, limits };
         match hyper {
             None => Box::pin(h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop)).await,
             Some(protocol) => Box::pin(serve_with_hyper(stream, protocol, serving, &builders, stop)).await,
