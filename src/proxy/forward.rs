@@ -3,6 +3,7 @@
 //! what it leaves behind (metrics, the access log) recorded when its body ends.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,45 +44,49 @@ pub struct ProxyState {
 }
 
 /// Serves one request. Never fails: errors become short plain-text responses. What it did is
-/// recorded (metrics, access log) when the response body ends.
-pub async fn handle(
+/// recorded (metrics, access log) when the response body ends. (A plain function returning its
+/// future: an `async fn`'s future would keep the request twice, as argument and as local.)
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+pub fn handle(
     state: Arc<ProxyState>,
     client: Arc<ClientInfo>,
     upgrades: OpenTracker,
     activity: crate::proxy::idle::ActivityGuard,
     mut req: Request<ClientBody>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
-    let behind_proxy;
-    let client: &ClientInfo = if client.trusted {
-        behind_proxy = client.behind_proxy(req.headers(), &state.trusted_proxies);
-        &behind_proxy
-    } else {
-        &client
-    };
-    let telemetry = state.telemetry;
-    let log = telemetry.access_log.as_ref().map(|_| LogRequest::take(&mut req, &client.ip));
-    let method = req.method().clone();
-    let mut x = Exchange::new(started, log.is_some(), state.timeouts);
-    let mut response = match phase::matching::route(&state, &req) {
-        Err(answer) => answer.into_response(),
-        Ok(route) => {
-            let response = match phase::through(&state, client, &upgrades, req, &route, &mut x).await {
-                Ok(response) => response,
-                Err(answer) => answer.into_response(),
-            };
-            x.notes.route = Some(route);
-            response
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send {
+    async move {
+        let started = Instant::now();
+        let behind_proxy;
+        let client: &ClientInfo = if client.trusted {
+            behind_proxy = client.behind_proxy(req.headers(), &state.trusted_proxies);
+            &behind_proxy
+        } else {
+            &client
+        };
+        let telemetry = state.telemetry;
+        let log = telemetry.access_log.as_ref().map(|_| LogRequest::take(&mut req, &client.ip));
+        let method = req.method().clone();
+        let mut x = Exchange::new(started, log.is_some(), state.timeouts);
+        let mut response = match phase::matching::route(&state, &req) {
+            Err(answer) => answer.into_response(),
+            Ok(route) => {
+                let response = match phase::through(&state, client, &upgrades, req, &route, &mut x).await {
+                    Ok(response) => response,
+                    Err(answer) => answer.into_response(),
+                };
+                x.notes.route = Some(route);
+                response
+            }
+        };
+        let mut notes = x.notes;
+        if let Some(cors) = notes.route.as_ref().and_then(|r| r.access.as_ref()).and_then(|a| a.cors.as_ref()) {
+            // Every response, errors and refusals included, as ingress-nginx's more_set_headers.
+            cors.decorate(notes.cors_origin.as_ref(), response.headers_mut());
         }
-    };
-    let mut notes = x.notes;
-    if let Some(cors) = notes.route.as_ref().and_then(|r| r.access.as_ref()).and_then(|a| a.cors.as_ref()) {
-        // Every response, errors and refusals included, as ingress-nginx's more_set_headers.
-        cors.decorate(notes.cors_origin.as_ref(), response.headers_mut());
+        for cookie in std::mem::take(&mut notes.auth_cookies) {
+            response.headers_mut().append(SET_COOKIE, cookie);
+        }
+        let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
+        Ok(response.map(|body| body.observed(completion).holding(activity)))
     }
-    for cookie in std::mem::take(&mut notes.auth_cookies) {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
-    Ok(response.map(|body| body.observed(completion).holding(activity)))
 }

@@ -3,6 +3,7 @@
 //! but for header-name case it never had), and the body streamed by the framing the head
 //! chose. The first body bytes, when they are already there, leave in the head's write.
 
+use std::future::Future;
 use std::io;
 
 use bytes::Bytes;
@@ -58,16 +59,19 @@ enum BodyLength {
 pub struct BadHead;
 
 /// Writes `response` to the client. `Ok(true)`: the connection may carry another request.
-pub async fn write_response<W>(
-    w: &mut W,
-    out: &mut Vec<u8>,
+///
+/// The head is encoded before the future is made, so that the future holds only the body:
+/// it is made and moved for every response.
+pub fn write_response<'a, W>(
+    w: &'a mut W,
+    out: &'a mut Vec<u8>,
     response: Response<ProxyBody>,
     asked: Asked,
-) -> io::Result<bool>
+) -> impl Future<Output = io::Result<bool>> + 'a
 where
     W: AsyncWrite + Unpin,
 {
-    let (mut parts, mut body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let length = if body.is_end_stream() {
         BodyLength::None
     } else {
@@ -76,69 +80,74 @@ where
     out.clear();
     let encoded = encode_head(out, &parts, length, asked);
     spares::give_header_map(std::mem::take(&mut parts.headers));
-    let Ok((encoding, last)) = encoded else {
-        return Ok(false);
+    // hyper drops a body it may not send, unpolled.
+    let mut body = match encoded {
+        Ok((encoding, _)) if encoding == Encoding::Length(0) || matches!(length, BodyLength::None) => None,
+        _ => Some(body),
     };
-    let keep_alive = !last && encoding != Encoding::UntilClose;
-    if encoding == Encoding::Length(0) || matches!(length, BodyLength::None) {
-        // hyper drops a body it may not send, unpolled.
-        drop(body);
-        w.write_all(out).await?;
-        w.flush().await?;
-        return Ok(keep_alive);
-    }
-    let mut remaining = match encoding {
-        Encoding::Length(n) => n,
-        _ => u64::MAX,
-    };
-    // Whatever of the body is already here leaves with the head (and the end with it, when
-    // the pod's last bytes came with the rest): one write for a small response.
-    loop {
-        match gather(out, &mut body, encoding, &mut remaining) {
-            Next::Ended => break,
-            Next::Failed => {
-                w.write_all(out).await?;
-                w.flush().await?;
-                return Ok(false);
-            }
-            Next::Large(data) => {
-                w.write_all(out).await?;
-                out.clear();
-                write_large(w, encoding, data, &mut remaining).await?;
-            }
-            Next::Pending => {
-                w.write_all(out).await?;
-                w.flush().await?;
-                out.clear();
-                match body.frame().await {
-                    None => break,
-                    Some(Err(_)) => return Ok(false),
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            if data.len() <= COPY_LIMIT {
-                                encode_copied(out, encoding, &data, &mut remaining);
-                            } else {
-                                write_large(w, encoding, data, &mut remaining).await?;
+    async move {
+        let Ok((encoding, last)) = encoded else {
+            return Ok(false);
+        };
+        let keep_alive = !last && encoding != Encoding::UntilClose;
+        let Some(body) = body.as_mut() else {
+            w.write_all(out).await?;
+            w.flush().await?;
+            return Ok(keep_alive);
+        };
+        let mut remaining = match encoding {
+            Encoding::Length(n) => n,
+            _ => u64::MAX,
+        };
+        // Whatever of the body is already here leaves with the head (and the end with it, when
+        // the pod's last bytes came with the rest): one write for a small response.
+        loop {
+            match gather(out, body, encoding, &mut remaining) {
+                Next::Ended => break,
+                Next::Failed => {
+                    w.write_all(out).await?;
+                    w.flush().await?;
+                    return Ok(false);
+                }
+                Next::Large(data) => {
+                    w.write_all(out).await?;
+                    out.clear();
+                    write_large(w, encoding, data, &mut remaining).await?;
+                }
+                Next::Pending => {
+                    w.write_all(out).await?;
+                    w.flush().await?;
+                    out.clear();
+                    match body.frame().await {
+                        None => break,
+                        Some(Err(_)) => return Ok(false),
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                if data.len() <= COPY_LIMIT {
+                                    encode_copied(out, encoding, &data, &mut remaining);
+                                } else {
+                                    write_large(w, encoding, data, &mut remaining).await?;
+                                }
                             }
                         }
                     }
                 }
             }
         }
-    }
-    match encoding {
-        Encoding::Chunked => out.extend_from_slice(LAST_CHUNK),
-        // A body shorter than its length: the client cannot tell where the next answer starts.
-        Encoding::Length(_) if remaining != 0 => {
-            w.write_all(out).await?;
-            w.flush().await?;
-            return Ok(false);
+        match encoding {
+            Encoding::Chunked => out.extend_from_slice(LAST_CHUNK),
+            // A body shorter than its length: the client cannot tell where the next answer starts.
+            Encoding::Length(_) if remaining != 0 => {
+                w.write_all(out).await?;
+                w.flush().await?;
+                return Ok(false);
+            }
+            _ => {}
         }
-        _ => {}
+        w.write_all(out).await?;
+        w.flush().await?;
+        Ok(keep_alive)
     }
-    w.write_all(out).await?;
-    w.flush().await?;
-    Ok(keep_alive)
 }
 
 /// What [`gather`] stopped at.

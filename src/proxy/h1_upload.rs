@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
@@ -65,7 +64,7 @@ pub(super) async fn answer<S, F>(
     io: S,
     buf: &mut BytesMut,
     mut upload: Upload,
-    mut handling: Pin<&mut F>,
+    handling: F,
     out: &mut Vec<u8>,
     mut asked: Asked,
     stop: &Stop,
@@ -74,6 +73,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
 {
+    let mut handling = std::pin::pin!(handling);
     let (mut rd, mut wr) = tokio::io::split(io);
     // The body first, as hyper's dispatcher reads it: its first chunk is taken before the
     // request is looked at (unless `100 Continue` must be asked for).

@@ -17,6 +17,7 @@ pub mod send;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
@@ -55,34 +56,42 @@ impl Exchange {
 /// The phases after matching (`matching::route`, which the caller runs first so the route
 /// is known whatever the outcome). One future for all of them but the send walk: each nested
 /// future is copied whole when it is made.
-pub async fn through(
-    state: &ProxyState,
-    client: &ClientInfo,
-    upgrades: &OpenTracker,
+///
+/// A plain function returning its future, not an `async fn`: an `async fn`'s future keeps its
+/// arguments twice (as arguments and as locals), and the request is 264 bytes that every move
+/// of the future copies.
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+pub fn through<'a>(
+    state: &'a ProxyState,
+    client: &'a ClientInfo,
+    upgrades: &'a OpenTracker,
     req: Request<ClientBody>,
-    route: &Route,
-    x: &mut Exchange,
-) -> Result<Response<ProxyBody>, Answer> {
-    matching::redirect(route, &req, client, x)?;
-    x.timeouts = state.timeouts.for_route(route.policy.as_deref());
-    // Access before anything else that could reach a pod or start a session.
-    let upstream_headers = match &route.access {
-        None => Vec::new(),
-        Some(policy) => access::settle(route, access::check(state, policy, &req, client, &x.timeouts).await, x)?,
-    };
-    let body_limit = select::body_limit(state, route, &req)?;
-    let side = select::side(route, &req, x);
-    let selection = select::endpoint(state, client, &req, side, x)?;
-    let user_agent = select::user_agent(&req, side);
-    let prepared = prepare::request(req, client, route, side.backend, upstream_headers);
-    let upgrading = prepared.upgrade.is_some();
-    let sent = send::walk(route, side, selection, (prepared.req, upgrading), (body_limit, state.own_pod_h1), x).await?;
-    let cx = respond::Context {
-        client,
-        user_agent: user_agent.as_deref(),
-        upgrade: prepared.upgrade.map(|(_, on)| (on, upgrades)),
-    };
-    Ok(respond::response(state, side, sent, cx, x))
+    route: &'a Route,
+    x: &'a mut Exchange,
+) -> impl Future<Output = Result<Response<ProxyBody>, Answer>> + Send + 'a {
+    async move {
+        matching::redirect(route, &req, client, x)?;
+        x.timeouts = state.timeouts.for_route(route.policy.as_deref());
+        // Access before anything else that could reach a pod or start a session.
+        let upstream_headers = match &route.access {
+            None => Vec::new(),
+            Some(policy) => access::settle(route, access::check(state, policy, &req, client, &x.timeouts).await, x)?,
+        };
+        let body_limit = select::body_limit(state, route, &req)?;
+        let side = select::side(route, &req, x);
+        let selection = select::endpoint(state, client, &req, side, x)?;
+        let user_agent = select::user_agent(&req, side);
+        let prepare::Prepared { req, upgrade } = prepare::request(req, client, route, side.backend, upstream_headers);
+        let mut outgoing =
+            send::outgoing(route, side.backend, &selection, (req, upgrade.is_some()), (body_limit, state.own_pod_h1));
+        let sent = send::walk(route, side, selection, &mut outgoing, x).await?;
+        let cx = respond::Context {
+            client,
+            user_agent: user_agent.as_deref(),
+            upgrade: upgrade.map(|(_, on)| (on, upgrades)),
+        };
+        Ok(respond::response(state, side, sent, cx, x))
+    }
 }
 
 fn unix_now() -> u32 {

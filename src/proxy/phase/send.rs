@@ -66,7 +66,9 @@ impl Outgoing {
                 // Always there: a request not sent is handed back, and one sent goes again
                 // only as a copy (`again`).
                 let request = req.take().ok_or(Failed::Sent(SendError::Closed))?;
-                match attempt::send(upstream, request, upload.as_deref(), timeouts).await {
+                // Boxed: hyper's client (HTTP/2 and TLS pods, `--h1-path hyper`) allocates per
+                // request anyway, and its 1.5 KB future would make the own path's larger.
+                match Box::pin(attempt::send(upstream, request, upload.as_deref(), timeouts)).await {
                     Ok((response, sender)) => Ok(Reply::Hyper(response, sender)),
                     Err(Failure::NotSent(back, error)) => {
                         *req = Some(*back);
@@ -99,27 +101,31 @@ impl Outgoing {
     }
 }
 
-/// Sends `req` to the selected endpoint, then to others while the retry policy allows.
-pub async fn walk(
+/// What is sent to a pod, and again to the next one if the request may be resent. Made before
+/// the walk so that the request itself is not part of the walk's future.
+pub struct ToSend {
+    outgoing: Outgoing,
+    may_resend: bool,
+}
+
+/// Readies `req` for [`walk`]: tether's own head for HTTP/1.1 pods, hyper's request otherwise.
+pub fn outgoing(
     route: &Route,
-    side: Side<'_>,
-    mut selection: Selection,
+    backend: &Backend,
+    selection: &Selection,
     (req, upgrading): (Request<ClientBody>, bool),
     (body_limit, own_h1): (u64, bool),
-    x: &mut Exchange,
-) -> Result<Sent, Answer> {
-    let backend = side.backend;
+) -> ToSend {
     let retry = route.policy.as_ref().map(|p| p.next_upstream).unwrap_or_default();
-    let max_tries = tries(&retry);
     // A request the pod may have seen can go to another pod only if it can be sent again (no
     // body), doing it twice is harmless (idempotent, unless `non_idempotent` is set), and its
     // session may move.
-    let may_resend = max_tries > 1
-        && may_move(backend, &selection)
+    let may_resend = tries(&retry) > 1
+        && may_move(backend, selection)
         && !upgrading
         && (is_idempotent(req.method()) || retry.non_idempotent)
         && backend.ready.len() > 1;
-    let mut outgoing = if own_h1 && !backend.protocol.h2() {
+    let outgoing = if own_h1 && !backend.protocol.h2() {
         let mut head = spares::HeadBuffer::lend();
         let (method, upload) = attempt_h1::request_head(req, body_limit, &mut head);
         Outgoing::Own { head, upload, method }
@@ -131,7 +137,22 @@ pub async fn walk(
         let (body, upload) = UpstreamBody::new(body, body_limit);
         Outgoing::Hyper { req: Some(Request::from_parts(parts, body)), upload, copy }
     };
+    ToSend { outgoing, may_resend }
+}
 
+/// Sends the request to the selected endpoint, then to others while the retry policy allows.
+pub async fn walk(
+    route: &Route,
+    side: Side<'_>,
+    mut selection: Selection,
+    to_send: &mut ToSend,
+    x: &mut Exchange,
+) -> Result<Sent, Answer> {
+    let backend = side.backend;
+    let retry = route.policy.as_ref().map(|p| p.next_upstream).unwrap_or_default();
+    let max_tries = tries(&retry);
+    let ToSend { outgoing, may_resend } = to_send;
+    let may_resend = *may_resend;
     let mut failed = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..max_tries {
         let endpoint = &backend.endpoints[selection.endpoint];
