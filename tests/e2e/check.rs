@@ -18,20 +18,7 @@ fn check(args: &[&str]) -> (String, i32) {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = root().join("tests/golden/check").join(name);
-    if std::env::var_os("TETHER_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
-        panic!(
-            "{name} differs from the golden file (first differing line {first:?}); TETHER_UPDATE_GOLDEN=1 rewrites it\n\
-             --- actual ---\n{actual}"
-        );
-    }
+    crate::harness::golden(&root().join("tests/golden/check").join(name), actual);
 }
 
 #[test]

@@ -7,6 +7,10 @@
 //! The cases are the hostile shapes, framing and connection handling (pipelining, HTTP/1.0,
 //! `Expect`, bodyless answers, a pod's reason phrase and repeated or hop-by-hop headers), and
 //! the first inputs of the `http_request` fuzz corpus.
+//!
+//! What hyper's server did is also kept, case by case, in `tests/golden/h1/` (recorded from
+//! hyper with `TETHER_UPDATE_GOLDEN=1`; the intended differences from tether's own): the own
+//! server is held to those transcripts, and will be once hyper's HTTP/1.1 is gone.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -212,6 +216,45 @@ fn cases() -> Vec<(String, Vec<u8>)> {
     cases
 }
 
+/// Where a case's transcript is kept.
+fn golden_path(case: &str) -> std::path::PathBuf {
+    let file = format!("{}.txt", case.replace(' ', "-"));
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/h1").join(file)
+}
+
+/// What the client got and what the pod received, as a golden file holds it.
+fn transcript(client: &str, pod: &[String]) -> String {
+    format!("{client}\n--- the pod received {} request(s) ---\n{}\n", pod.len(), pod.join("\n---\n"))
+}
+
+#[tokio::test]
+async fn tethers_own_server_answers_as_the_golden_transcripts_say() {
+    if std::env::var_os("TETHER_UPDATE_GOLDEN").is_some() {
+        return; // recorded from hyper's server by the test below
+    }
+    let own = side("own").await;
+    let mut differences = Vec::new();
+    let cases = cases();
+    for (name, bytes) in &cases {
+        let seen = own.pod.requests().len();
+        let got = exchange(own.t.addr, bytes).await;
+        let actual = transcript(&client_view(&got), &pod_view(&own.pod.requests()[seen..]));
+        let path = golden_path(name);
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if expected != actual {
+            differences.push(format!("{name}:\n  golden: {expected:?}\n  own:    {actual:?}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} cases differ from tests/golden/h1:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    let goldens = std::fs::read_dir(golden_path("x").parent().unwrap()).unwrap().count();
+    assert_eq!(goldens, cases.len(), "a golden transcript for every case, and none left over");
+}
+
 #[tokio::test]
 async fn hypers_server_and_tethers_own_answer_every_case_alike() {
     let (hyper, own) = tokio::join!(side("hyper"), side("own"));
@@ -220,7 +263,15 @@ async fn hypers_server_and_tethers_own_answer_every_case_alike() {
         let (seen_hyper, seen_own) = (hyper.pod.requests().len(), own.pod.requests().len());
         let (got_hyper, got_own) = tokio::join!(exchange(hyper.t.addr, &bytes), exchange(own.t.addr, &bytes));
         let (client_hyper, client_own) = (client_view(&got_hyper), client_view(&got_own));
-        if let Some((_, expected)) = ON_PURPOSE.iter().find(|(n, _)| *n == name) {
+        let pod_hyper = pod_view(&hyper.pod.requests()[seen_hyper..]);
+        let pod_own = pod_view(&own.pod.requests()[seen_own..]);
+        let on_purpose = ON_PURPOSE.iter().find(|(n, _)| *n == name);
+        if std::env::var_os("TETHER_UPDATE_GOLDEN").is_some() {
+            let (client, pod) =
+                if on_purpose.is_some() { (&client_own, &pod_own) } else { (&client_hyper, &pod_hyper) };
+            crate::harness::golden(&golden_path(&name), &transcript(client, pod));
+        }
+        if let Some((_, expected)) = on_purpose {
             assert!(client_own.starts_with(expected), "{name}: {client_own:?}");
             assert!(!client_own.contains("GET /last"), "{name}: the connection stayed open: {client_own:?}");
             assert_eq!(own.pod.requests().len(), seen_own, "{name}: the pod got a request");
@@ -229,8 +280,6 @@ async fn hypers_server_and_tethers_own_answer_every_case_alike() {
         if client_hyper != client_own {
             differences.push(format!("{name}: the client got\n  hyper: {client_hyper:?}\n  own:   {client_own:?}"));
         }
-        let pod_hyper = pod_view(&hyper.pod.requests()[seen_hyper..]);
-        let pod_own = pod_view(&own.pod.requests()[seen_own..]);
         if pod_hyper != pod_own {
             differences.push(format!("{name}: the pod got\n  hyper: {pod_hyper:?}\n  own:   {pod_own:?}"));
         }

@@ -414,3 +414,22 @@ pub async fn get_with(request: reqwest::RequestBuilder) -> Hit {
 pub fn cookie_pair(hit: &Hit) -> String {
     hit.set_cookies.first().expect("a Set-Cookie").split(';').next().unwrap().to_owned()
 }
+
+/// `actual` must be what the golden file at `path` holds; `TETHER_UPDATE_GOLDEN=1` writes it
+/// instead (review the diff).
+pub fn golden(path: &std::path::Path, actual: &str) {
+    if std::env::var_os("TETHER_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if expected != actual {
+        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        panic!(
+            "{} differs from the golden file (first differing line {first:?}); TETHER_UPDATE_GOLDEN=1 rewrites it\n\
+             --- actual ---\n{actual}",
+            path.display()
+        );
+    }
+}
