@@ -58,6 +58,31 @@ pub(crate) mod known {
         b"proxy-connection",
         b"trailer",
     ];
+    /// The same names as `http` types: a map built from a head takes these instead of parsing
+    /// the name again (and `http`'s own names are the standard ones, which hash cheaply).
+    pub(crate) static HEADER_NAMES: [http::header::HeaderName; 18] = {
+        use http::header::{self, HeaderName};
+        [
+            header::HOST,
+            header::COOKIE,
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+            header::UPGRADE,
+            header::EXPECT,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderName::from_static("x-forwarded-proto"),
+            header::ORIGIN,
+            header::AUTHORIZATION,
+            header::USER_AGENT,
+            header::REFERER,
+            header::TE,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+            header::TRAILER,
+        ]
+    };
 
     /// The index of `name` (any case), if it is one of [`NAMES`].
     pub(crate) fn find(name: &[u8]) -> Option<usize> {
@@ -206,7 +231,10 @@ impl Fields {
             if i < 128 && skip & (1 << i) != 0 {
                 continue;
             }
-            let name = HeaderName::from_bytes(name.of(bytes)).ok()?;
+            let name = match self.kinds[i] {
+                NONE => HeaderName::from_bytes(name.of(bytes)).ok()?,
+                k => known::HEADER_NAMES[k as usize].clone(),
+            };
             let value = HeaderValue::from_maybe_shared(bytes.slice(value.start as usize..value.end())).ok()?;
             headers.append(name, value);
         }
