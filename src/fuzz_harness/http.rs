@@ -1,6 +1,6 @@
-//! The HTTP edge: the fuzz input is what a client sends on a plain connection, served by the
-//! proxy's own HTTP/1.1 builder and `forward::handle` (as `proxy::conn::serve` does after the
-//! accept), over an in-memory duplex. The table is `fixture.yaml`'s: hosts under `fuzz.test`
+//! The HTTP edge: the fuzz input is what a client sends on a plain connection, served by
+//! tether's own HTTP/1.1 server (`proxy::h1_server`, as `proxy::conn::serve` does after the
+//! accept) and the phases, over an in-memory duplex. The table is `fixture.yaml`'s: hosts under `fuzz.test`
 //! reach routes with access checks, redirects, canaries and affinity but no endpoints (503, so
 //! nothing is ever dialled); every other host sees what an empty table answers.
 
@@ -8,13 +8,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::proxy::client_addr::TrustedProxies;
-use crate::proxy::conn::{Builders, OpenTracker};
+use crate::proxy::conn::OpenTracker;
 use crate::proxy::forward::{ProxyState, Timeouts};
+use crate::proxy::h1_server::{self, Serving};
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::Telemetry;
 use crate::proxy::server::ConnLimits;
@@ -30,8 +31,10 @@ const CAP: Duration = Duration::from_secs(5);
 struct Edge {
     runtime: tokio::runtime::Runtime,
     state: Arc<ProxyState>,
-    builders: Builders,
+    limits: ConnLimits,
     client: Arc<ClientInfo>,
+    /// Never sent: a connection stops when its client is done.
+    stop: watch::Sender<Option<Duration>>,
 }
 
 fn edge() -> &'static Edge {
@@ -53,7 +56,7 @@ fn edge() -> &'static Edge {
         let limits = ConnLimits { header_timeout: Duration::from_secs(1), ..ConnLimits::default() };
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
         let client = Arc::new(ClientInfo::new(peer, 80, false).trusted(true));
-        Edge { runtime, state, builders: Builders::new(&limits), client }
+        Edge { runtime, state, limits, client, stop: watch::channel(None).0 }
     })
 }
 
@@ -62,17 +65,19 @@ pub fn http_request(data: &[u8]) {
     let edge = edge();
     // Room for every answer: the client only reads once it has written everything.
     let (mut client, server) = tokio::io::duplex(MAX_RESPONSE + data.len());
-    let (state, info) = (edge.state.clone(), edge.client.clone());
-    let open = OpenTracker::default();
-    let activity = crate::proxy::idle::ConnActivity::new();
-    let service = crate::proxy::conn::service(state, info, open, activity);
-    let conn = edge.builders.http1.serve_connection(TokioIo::new(server), service).with_upgrades();
+    let serving = Serving {
+        state: edge.state.clone(),
+        client: edge.client.clone(),
+        open: OpenTracker::default(),
+        limits: edge.limits,
+    };
+    let conn = h1_server::serve(server, serving, edge.stop.subscribe());
     let talk = async move {
         let mut answer = Vec::new();
         let _ = client.write_all(data).await;
-        // The proxy's builder does not take half-closed connections: a client that closes its
-        // side at once gets no answer to its last request. So first let the server answer what
-        // it has (all in memory: it is done when a few turns of the runtime bring nothing new).
+        // A server may take a closed side as the end of the connection (hyper's did, dropping
+        // the last request's answer). So first let the server answer what it has (all in
+        // memory: it is done when a few turns of the runtime bring nothing new).
         let mut idle = 0;
         while idle < IDLE_TURNS && answer.len() < MAX_RESPONSE {
             tokio::task::yield_now().await;
@@ -89,7 +94,7 @@ pub fn http_request(data: &[u8]) {
     // (The timeout is made inside the runtime: it needs the runtime's timer.)
     let answer = edge.runtime.block_on(async { tokio::time::timeout(CAP, async { tokio::join!(conn, talk).1 }).await });
     let answer = answer.unwrap_or_else(|_| panic!("the connection was still open {CAP:?} after the client closed"));
-    // Whatever came back is HTTP/1.x responses (hyper answers even garbage with a 400).
+    // Whatever came back is HTTP/1.x responses (garbage gets a 400).
     assert!(answer.is_empty() || answer.starts_with(b"HTTP/1."), "{:?}", String::from_utf8_lossy(&answer));
 }
 
