@@ -79,11 +79,7 @@ where
         // The request runs in a slot on the heap that the worker lends (as hyper's dispatcher
         // keeps its request's future out of line): the connection's own future stays small.
         let mut slot = match read_head(&mut conn, &shared.serving.limits, timer.as_mut()).await {
-            Ok(taken) => {
-                let mut slot = spares::slot();
-                slot.set(Some(exchange(conn, shared.clone(), taken)));
-                slot
-            }
+            Ok(taken) => spares::slot(|| exchange(conn, shared.clone(), taken)),
             Err(Some(refusal)) => return refuse(&mut conn.io, refusal).await,
             Err(None) => return,
         };

@@ -149,16 +149,20 @@ pub fn small_bytes(value: &[u8]) -> Bytes {
     })
 }
 
-/// A heap slot a request's future runs in, empty.
-pub fn slot<F: 'static>() -> Pin<Box<Option<F>>> {
+/// A heap slot for a request's future, with the future `make` gives made in it: made where it
+/// will run rather than made, then moved there (a request's future is kilobytes).
+pub fn slot<F: 'static>(make: impl FnOnce() -> F) -> Pin<Box<Option<F>>> {
     let spare = SPARES.with_borrow_mut(|s| {
         let at = s.slots.iter().position(|slot| (**slot).is::<Option<F>>())?;
         Some(s.slots.swap_remove(at))
     });
-    match spare.map(|slot| slot.downcast::<Option<F>>()) {
-        Some(Ok(slot)) => Box::into_pin(slot),
-        _ => Box::pin(None),
-    }
+    let mut slot = match spare.map(|slot| slot.downcast::<Option<F>>()) {
+        Some(Ok(slot)) => slot,
+        _ => Box::new(None),
+    };
+    // Spares are empty: the future is written straight into the box, which is pinned after.
+    slot.get_or_insert_with(make);
+    Box::into_pin(slot)
 }
 
 /// Takes back a request slot; what it still holds is dropped first.
@@ -228,16 +232,16 @@ mod tests {
 
     #[test]
     fn slots_come_back_by_type() {
-        let a: Pin<Box<Option<u64>>> = slot();
+        let a: Pin<Box<Option<u64>>> = slot(|| 7);
         let a_at = &*a as *const Option<u64> as usize;
         give_slot(a);
-        let mut b: Pin<Box<Option<[u8; 64]>>> = slot();
-        b.set(Some([1; 64]));
+        let b: Pin<Box<Option<[u8; 64]>>> = slot(|| [1; 64]);
+        assert_eq!(*b, Some([1; 64]));
         give_slot(b);
-        let again: Pin<Box<Option<u64>>> = slot();
+        let again: Pin<Box<Option<u64>>> = slot(|| 8);
         assert_eq!(&*again as *const Option<u64> as usize, a_at);
-        assert!(again.is_none());
-        let other: Pin<Box<Option<[u8; 64]>>> = slot();
-        assert!(other.is_none(), "what a slot held is dropped when it is given back");
+        assert_eq!(*again, Some(8), "made anew in the same memory");
+        let other: Pin<Box<Option<[u8; 64]>>> = slot(|| [2; 64]);
+        assert_eq!(*other, Some([2; 64]), "what a slot held is dropped when it is given back");
     }
 }
