@@ -1,8 +1,9 @@
 //! The HTTP edge: the fuzz input is what a client sends on a plain connection, served by
 //! tether's own HTTP/1.1 server (`proxy::h1_server`, as `proxy::conn::serve` does after the
-//! accept) and the phases, over an in-memory duplex. The table is `fixture.yaml`'s: hosts under `fuzz.test`
-//! reach routes with access checks, redirects, canaries and affinity but no endpoints (503, so
-//! nothing is ever dialled); every other host sees what an empty table answers.
+//! accept) and the phases, over an in-memory duplex. The table is `fixture.yaml`'s: hosts under
+//! `fuzz.test` reach routes with access checks, redirects, canaries and affinity but no
+//! endpoints (503, so nothing is ever dialled); every other host sees what an empty table
+//! answers.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
