@@ -7,7 +7,7 @@
 
 use crate::h1::body::{chunk_header, BodyError, Decoder, Step, CRLF, LAST_CHUNK};
 use crate::h1::head::{parse_request, parse_response, Fields, Method, RequestHead, ResponseHead};
-use crate::h1::rules::{request_facts, response_framing, Framing};
+use crate::h1::rules::{hop_by_hop, request_facts, response_framing, Framing};
 use crate::h1::{write, Span};
 
 const MAX_HEAD: usize = 8192;
@@ -28,7 +28,7 @@ pub fn h1_codec(data: &[u8]) {
         rewrite(data, &req);
         let body = &data[req.len..];
         if let Ok(facts) = request_facts(data, &req) {
-            assert!(facts.drop >> req.fields.n == 0 && facts.lengths >> req.fields.n == 0);
+            assert!(hop_by_hop(data, &req.fields) >> req.fields.n == 0 && facts.lengths >> req.fields.n == 0);
             decode_checked(facts.framing, body, split);
         }
         for framing in [Framing::Chunked, Framing::Length(split as u64), Framing::UntilClose] {

@@ -67,10 +67,6 @@ pub(crate) struct RequestFacts {
     pub expect_continue: bool,
     /// Host lines (saturating).
     pub host_count: u8,
-    /// Header indices not to forward: hop-by-hop (`connection`, `keep-alive`,
-    /// `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`) and the names the
-    /// `Connection` lines list, as `proxy/headers.rs` `strip_hop_by_hop` removes them.
-    pub drop: u128,
     /// Header indices of the `Content-Length` lines (the forwarder writes its own framing line).
     pub lengths: u128,
 }
@@ -154,7 +150,6 @@ pub(crate) fn request_framing(buf: &[u8], head: &RequestHead) -> Result<RequestF
         upgrade,
         expect_continue: expect_continue && http11 && !matches!(framing, Framing::Empty | Framing::Length(0)),
         host_count,
-        drop: hop_by_hop(buf, &head.fields),
         lengths,
     })
 }
@@ -235,7 +230,9 @@ pub(crate) fn digits(value: &[u8]) -> Option<u64> {
 }
 
 /// The header indices `strip_hop_by_hop` removes: the fixed hop-by-hop names, and every name a
-/// `Connection` line lists (but `close` and `keep-alive`, which are options).
+/// `Connection` line lists (but `close` and `keep-alive`, which are options). Not computed per
+/// message: the phases strip the map they read, and this is for heads read as views (step 2 of
+/// docs/h1-plan.md) and for the writer's tests.
 pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
     const FIXED: [usize; 7] = [
         known::CONNECTION,
@@ -280,8 +277,6 @@ pub(crate) struct ResponseFacts {
     pub upgrade: bool,
     /// The pod keeps the connection open after this response.
     pub keep_alive: bool,
-    /// As for requests (hop-by-hop and `Connection`-listed lines).
-    pub drop: u128,
     /// The `Content-Length` lines (a HEAD response keeps them; 204/304 lose them).
     pub lengths: u128,
 }
@@ -314,7 +309,6 @@ pub(crate) fn response_framing(
         informational: false,
         upgrade,
         keep_alive: keep_alive && !upgrade,
-        drop: hop_by_hop(buf, &head.fields),
         lengths,
     };
     match head.status {
