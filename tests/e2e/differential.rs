@@ -6,7 +6,7 @@
 //!
 //! The cases are the hostile shapes, framing and connection handling (pipelining, HTTP/1.0,
 //! `Expect`, bodyless answers, a pod's reason phrase and repeated or hop-by-hop headers), and
-//! the first inputs of the `http_request` fuzz corpus.
+//! 40 inputs of an early `http_request` fuzz corpus (`tests/fixtures/h1_corpus/`).
 //!
 //! What hyper's server did is also kept, case by case, in `tests/golden/h1/` (recorded from
 //! hyper with `TETHER_UPDATE_GOLDEN=1`; the intended differences from tether's own): the own
@@ -25,7 +25,8 @@ use crate::hostile::pod::{RawPod, Seen};
 const LAST: &[u8] = b"GET /last HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
 /// A case that leaves a body unfinished gets no more bytes from either server.
 const QUIET: Duration = Duration::from_secs(3);
-/// Fuzz corpus inputs replayed (the first ones by name).
+/// Inputs from the `http_request` fuzz corpus replayed (40 of an early corpus, kept in
+/// `tests/fixtures/h1_corpus/`).
 const FROM_CORPUS: usize = 40;
 /// Where the own path differs on purpose, and what it answers instead:
 /// - a complete head over the limit (32 KiB here) is always a 431 (src/h1/mod.rs); hyper's
@@ -206,10 +207,13 @@ fn cases() -> Vec<(String, Vec<u8>)> {
         ("garbage", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"),
     ];
     let mut cases: Vec<(String, Vec<u8>)> = named.iter().map(|(n, b)| (n.to_string(), b.to_vec())).collect();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http_request");
+    // Kept apart from the fuzz corpus, which every campaign rewrites: the golden transcripts
+    // are of these inputs.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h1_corpus");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    for file in files.into_iter().take(FROM_CORPUS) {
+    assert_eq!(files.len(), FROM_CORPUS, "{}", dir.display());
+    for file in files {
         let name = format!("corpus {}", file.file_name().unwrap().to_string_lossy());
         cases.push((name, std::fs::read(file).unwrap()));
     }
