@@ -160,7 +160,8 @@ pub fn slot<F: 'static>(make: impl FnOnce() -> F) -> Pin<Box<Option<F>>> {
         Some(Ok(slot)) => slot,
         _ => Box::new(None),
     };
-    // Spares are empty: the future is written straight into the box, which is pinned after.
+    // A spare is empty, so nothing pinned is overwritten; the box is pinned once the future is
+    // in it (`Pin::set` would drop the old value first, which makes the new one a temporary).
     slot.get_or_insert_with(make);
     Box::into_pin(slot)
 }

@@ -32,10 +32,10 @@ pub struct PodConn {
     /// It came from the idle queue: a request that got no byte back on it may be sent again
     /// on a fresh connection (the pod may have closed it as it was taken).
     reused: bool,
-    /// The response timeout's timer, kept with the connection and moved only when it must
-    /// (`proxy::deadline::reached`): a timer made per request would be registered and removed
-    /// on tokio's wheel every time.
-    pub timer: Pin<Box<tokio::time::Sleep>>,
+    /// The response timeout's timer (`proxy::deadline`), made by the first wait and kept with
+    /// the connection, moved only when it must: a timer made per request would be registered
+    /// and removed on tokio's wheel every time.
+    pub timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl PodConn {
@@ -62,9 +62,7 @@ impl PodConn {
         } else {
             PodStream::Tcp(stream)
         };
-        // Not armed until a wait polls it.
-        let timer = Box::pin(tokio::time::sleep(Duration::from_secs(86_400)));
-        Ok(PodConn { stream, buf: BytesMut::new(), reused: false, timer })
+        Ok(PodConn { stream, buf: BytesMut::new(), reused: false, timer: None })
     }
 
     /// Taken from the idle queue for a request.

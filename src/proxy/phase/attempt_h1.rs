@@ -178,10 +178,11 @@ async fn exchange(
         }
         conn.buf.reserve(READ_SIZE);
         let had = conn.buf.len();
+        let timer = conn.timer.get_or_insert_with(|| Box::pin(deadline::timer()));
         let read = tokio::select! {
             biased;
             read = conn.stream.read_buf(&mut conn.buf) => read,
-            () = deadline::reached(conn.timer.as_mut(), due) => return Err(Failed::Timeout),
+            () = deadline::reached(timer.as_mut(), due) => return Err(Failed::Timeout),
         };
         match read {
             Ok(0) if had == 0 => return Err(Failed::Sent(SendError::Closed)),
