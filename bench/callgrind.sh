@@ -5,6 +5,8 @@
 # cancel start-up and shutdown: Ir per request = (Ir(2N) - Ir(N)) / N.
 #
 #   bench/callgrind.sh [TETHER_BINARY]      N=500 by default
+#   BROWSER=1 bench/callgrind.sh ...         the request a browser sends (Chromium's header lines,
+#                                            seven names outside http's standard set)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -53,10 +55,21 @@ count() { # requests -> total instructions
   cookie=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
   local urls=()
   for _ in $(seq "$n"); do urls+=("http://127.0.0.1:$PORT/"); done
-  curl -s -H "Cookie: $cookie" "${urls[@]}" >/dev/null
+  local browser=()
+  if [[ -n ${BROWSER:-} ]]; then
+    browser=(-H 'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"' -H 'sec-ch-ua-mobile: ?0'
+      -H 'sec-ch-ua-platform: "Linux"' -H 'Upgrade-Insecure-Requests: 1'
+      -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+      -H 'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8'
+      -H 'Sec-Fetch-Site: same-origin' -H 'Sec-Fetch-Mode: navigate' -H 'Sec-Fetch-User: ?1'
+      -H 'Sec-Fetch-Dest: document' -H "Referer: http://127.0.0.1:$PORT/"
+      -H 'Accept-Encoding: gzip, deflate, br, zstd' -H 'Accept-Language: en-GB,en;q=0.9')
+    cookie="$cookie; JSESSIONID=2F1C7A9E0B4D"
+  fi
+  curl -s "${browser[@]}" -H "Cookie: $cookie" "${urls[@]}" >/dev/null
   kill -TERM $vpid; wait $vpid 2>/dev/null || true
   awk '/^summary:/{print $2}' "$out"
 }
 a=$(count "$N"); b=$(count $((2 * N)))
 [[ -n ${KEEP:-} ]] && echo "callgrind output kept in $work" >&2
-echo "instructions per sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
+echo "instructions per ${BROWSER:+browser }sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"

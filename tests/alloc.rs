@@ -42,7 +42,24 @@ const MOST_PER_HIT: f64 = 0.05;
 /// A new session's `Set-Cookie` value is built per request.
 const MOST_PER_NEW_SESSION: f64 = 4.0;
 
-const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+/// With two header names of the application's own, as Tomcat's or a framework's answers carry.
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nX-Powered-By: Servlet/6.0\r\nX-Cart-Items: 3\r\n\r\nok";
+
+/// A browser's navigation (Chromium's header lines, in its order and case): seven of its names
+/// are none of `http`'s standard ones.
+fn browser_request(cookie: &str) -> Vec<u8> {
+    format!(
+        "GET /cart HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive\r\n\
+         sec-ch-ua: \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"\r\nsec-ch-ua-mobile: ?0\r\n\
+         sec-ch-ua-platform: \"Linux\"\r\nUpgrade-Insecure-Requests: 1\r\n\
+         User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n\
+         Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
+         Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-User: ?1\r\nSec-Fetch-Dest: document\r\n\
+         Referer: http://shop.test/\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-GB,en;q=0.9\r\n\
+         Cookie: {cookie}; JSESSIONID=2F1C7A9E0B4D\r\n\r\n"
+    )
+    .into_bytes()
+}
 
 /// A pod that answers every request head with [`ANSWER`], from fixed buffers.
 fn start_pod() -> SocketAddr {
@@ -182,6 +199,7 @@ fn a_sticky_hit_allocates_nothing_and_a_new_session_only_its_cookie() {
         "GET /cart HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: alloc-test\r\nAccept: */*\r\nCookie: {cookie}\r\n\r\n"
     )
     .into_bytes();
+    let browser = browser_request(&cookie);
     let new_session = b"GET /cart HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
     let mut hits = |count: usize, request: &[u8]| {
         for _ in 0..count {
@@ -198,6 +216,7 @@ fn a_sticky_hit_allocates_nothing_and_a_new_session_only_its_cookie() {
     let start = ALLOCATIONS.load(Relaxed);
     hits(200, &hit);
     hits(50, new_session);
+    hits(50, &browser);
     assert!(ALLOCATIONS.load(Relaxed) > start, "the counter sees tether's allocations");
     const HITS: usize = 1000;
     let mut per_request = |request: &[u8]| {
@@ -207,8 +226,16 @@ fn a_sticky_hit_allocates_nothing_and_a_new_session_only_its_cookie() {
     };
     let per_hit = per_request(&hit);
     let per_new_session = per_request(new_session);
-    eprintln!("heap allocations per request (own path): sticky hit {per_hit:.2}, new session {per_new_session:.2}");
+    let per_browser_hit = per_request(&browser);
+    eprintln!(
+        "heap allocations per request (own path): sticky hit {per_hit:.2}, new session {per_new_session:.2}, \
+         a browser's sticky hit {per_browser_hit:.2}"
+    );
     assert!(per_hit <= MOST_PER_HIT, "{per_hit:.2} allocations per sticky hit, over the budget of {MOST_PER_HIT}");
+    assert!(
+        per_browser_hit <= MOST_PER_HIT,
+        "{per_browser_hit:.2} allocations per browser's sticky hit, over the budget of {MOST_PER_HIT}"
+    );
     assert!(
         per_new_session <= MOST_PER_NEW_SESSION,
         "{per_new_session:.2} allocations per new session, over the budget of {MOST_PER_NEW_SESSION}"

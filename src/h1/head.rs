@@ -5,10 +5,13 @@
 //! or a head longer than the limit → 431; a target longer than 65,534 bytes → 414.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+use http::header::{HeaderMap, HeaderValue};
 
 use super::rules::Refusal;
-use super::Span;
+use super::{names, Span};
 
 /// hyper's default (and tether's) cap on header lines per head.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -152,15 +155,19 @@ pub(crate) struct Fields {
     pub known: [u8; known::NAMES.len()],
 }
 
+impl Fields {
+    const EMPTY: Fields = Fields {
+        n: 0,
+        names: [Span::EMPTY; MAX_HEADERS],
+        values: [Span::EMPTY; MAX_HEADERS],
+        kinds: [NONE; MAX_HEADERS],
+        known: [NONE; known::NAMES.len()],
+    };
+}
+
 impl Default for Fields {
     fn default() -> Self {
-        Fields {
-            n: 0,
-            names: [Span::EMPTY; MAX_HEADERS],
-            values: [Span::EMPTY; MAX_HEADERS],
-            kinds: [NONE; MAX_HEADERS],
-            known: [NONE; known::NAMES.len()],
-        }
+        Fields::EMPTY
     }
 }
 
@@ -232,17 +239,22 @@ impl Fields {
                 continue;
             }
             let name = match self.kinds[i] {
-                NONE => HeaderName::from_bytes(name.of(bytes)).ok()?,
+                NONE => names::header_name(name.of(bytes))?,
                 k => known::HEADER_NAMES[k as usize].clone(),
             };
-            let value = HeaderValue::from_maybe_shared(bytes.slice(value.start as usize..value.end())).ok()?;
+            let value = bytes.slice(value.start as usize..value.end());
+            // SAFETY (a validity promise, not a memory one): httparse accepts exactly the bytes
+            // `HeaderValue` does in a value (tab, space to `~`, 0x80 and up), so checking each
+            // byte again cost more than the parse did (`a_parsed_value_is_a_valid_header_value`
+            // pins the two tables equal; debug builds check every value anyway).
+            let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
             headers.append(name, value);
         }
         Some(headers)
     }
 }
 
-/// A parsed request head. Kept between requests and overwritten by each parse.
+/// A parsed request head, overwritten by each parse (see [`Scratch`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RequestHead {
     pub method: Method,
@@ -255,13 +267,62 @@ pub(crate) struct RequestHead {
     pub fields: Fields,
 }
 
+impl RequestHead {
+    const EMPTY: RequestHead = RequestHead {
+        method: Method::Get,
+        method_span: Span::EMPTY,
+        target: Span::EMPTY,
+        minor: 0,
+        len: 0,
+        fields: Fields::EMPTY,
+    };
+}
+
+thread_local! {
+    static REQUEST: RefCell<RequestHead> = const { RefCell::new(RequestHead::EMPTY) };
+    static RESPONSE: RefCell<ResponseHead> = const { RefCell::new(ResponseHead::EMPTY) };
+}
+
+/// A head to parse into, one per thread and kind: a head is 1.7 KB of spans, and filling a new
+/// one for every request and response cost more than a short head's parse. Every parse
+/// overwrites what it reads back, so what a head held before is never seen.
+pub(crate) trait Scratch: Default + 'static {
+    fn with<R>(f: impl FnOnce(&mut Self) -> R) -> R;
+}
+
+impl Scratch for RequestHead {
+    fn with<R>(f: impl FnOnce(&mut Self) -> R) -> R {
+        scratch(&REQUEST, f)
+    }
+}
+
+impl Scratch for ResponseHead {
+    fn with<R>(f: impl FnOnce(&mut Self) -> R) -> R {
+        scratch(&RESPONSE, f)
+    }
+}
+
+/// `f` with the thread's head, or a new one while it is in use (a nested parse) or gone (the
+/// thread is ending).
+fn scratch<T: Default + 'static, R>(key: &'static std::thread::LocalKey<RefCell<T>>, f: impl FnOnce(&mut T) -> R) -> R {
+    let mut f = Some(f);
+    let done = key.try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut head| f.take().map(|f| f(&mut head))));
+    match (done, f) {
+        (Ok(Some(out)), _) => out,
+        (_, Some(f)) => f(&mut T::default()),
+        (_, None) => unreachable!("`f` ran and returned"),
+    }
+}
+
 /// Parses a request head at the start of `buf` into `head`. `Ok(None)`: the head is incomplete,
 /// read more (unless `buf` is `max_head` bytes or longer, then it is a 431). A complete head
 /// longer than `max_head` is a 431 too, whatever arrived with it.
 pub(crate) fn parse_request(buf: &[u8], max_head: usize, head: &mut RequestHead) -> Result<Option<()>, Refusal> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialised: httparse writes the lines it finds (filling 100 empty ones first
+    // cost more than most heads' parse).
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(Refusal::TOO_LARGE),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -286,7 +347,7 @@ pub(crate) fn parse_request(buf: &[u8], max_head: usize, head: &mut RequestHead)
     Ok(Some(()))
 }
 
-/// A parsed response head.
+/// A parsed response head, overwritten by each parse (see [`Scratch`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ResponseHead {
     pub status: u16,
@@ -294,6 +355,11 @@ pub(crate) struct ResponseHead {
     pub minor: u8,
     pub len: usize,
     pub fields: Fields,
+}
+
+impl ResponseHead {
+    const EMPTY: ResponseHead =
+        ResponseHead { status: 0, reason: Span::EMPTY, minor: 0, len: 0, fields: Fields::EMPTY };
 }
 
 /// Why a pod's response cannot be read (hyper's client fails the request the same way: tether
@@ -317,9 +383,9 @@ pub(crate) fn parse_response(
     max_head: usize,
     head: &mut ResponseHead,
 ) -> Result<Option<()>, ResponseError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf) {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(ResponseError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),

@@ -2,8 +2,9 @@
 //! by httparse into offsets ([`Span`]s) of the caller's buffer, [`rules`] turns a head into its
 //! framing or a refusal by the very rules hyper's server and client apply today (plus tether's
 //! own refusals of `proxy/request_checks.rs`), [`body`] decodes and encodes bodies in place and
-//! [`write`] writes heads into a reused buffer. Nothing here allocates, awaits or does I/O: the
-//! connection loops that own the sockets come in later steps.
+//! [`write`] writes heads into a reused buffer. Nothing here awaits or does I/O (the connection
+//! loops that own the sockets are `proxy/h1_server.rs` and `upstream/h1_pod.rs`), and nothing
+//! allocates but [`names`] on its first sight of a header name.
 //!
 //! Where it differs from hyper (`tests/e2e/differential.rs` lists what a client can see of it):
 //! - request targets are not checked as `http::Uri` (hyper answers 400 to one it rejects: bytes
@@ -18,6 +19,7 @@
 
 pub(crate) mod body;
 pub(crate) mod head;
+pub(crate) mod names;
 pub(crate) mod rules;
 pub(crate) mod write;
 

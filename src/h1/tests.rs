@@ -88,6 +88,20 @@ pub(super) const REQUESTS: &[(&str, &[u8], u16)] = &[
     ("HTTP/1.0 no host", b"GET / HTTP/1.0\r\n\r\n", 200),
 ];
 
+/// `Fields::header_map` takes a parsed value as a `HeaderValue` unchecked: every byte httparse
+/// lets into a value must be one `http` accepts, and the other way round.
+#[test]
+fn a_parsed_value_is_a_valid_header_value() {
+    for b in 0..=255u8 {
+        let mut head = b"GET / HTTP/1.1\r\nhost: a\r\nx-v: a".to_vec();
+        head.extend_from_slice(&[b, b'a']);
+        head.extend_from_slice(b"\r\n\r\n");
+        let parsed = parse_request(&head, 8192, &mut RequestHead::default()).is_ok_and(|done| done.is_some());
+        let valid = http::HeaderValue::from_bytes(&[b'a', b, b'a']).is_ok();
+        assert_eq!(parsed, valid, "byte {b:#04x}: httparse {parsed}, http {valid}");
+    }
+}
+
 #[test]
 fn the_request_table_gives_the_expected_statuses() {
     for (name, bytes, expected) in REQUESTS {

@@ -24,7 +24,7 @@ use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
-use crate::h1::head::{parse_request, RequestHead};
+use crate::h1::head::{parse_request, RequestHead, Scratch};
 use crate::h1::rules::{request_framing, Framing, Refusal, RequestFacts};
 use crate::h1::write;
 use crate::proxy::conn::{OpenTracker, Stop};
@@ -216,14 +216,15 @@ where
 /// The request at the start of `buf`, if its head is all there: the head's bytes leave the
 /// buffer and the request's values share them.
 fn take_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Taken>, Refusal> {
-    let mut head = RequestHead::default();
-    if parse_request(buf, max_head, &mut head)?.is_none() {
-        return Ok(None);
-    }
-    let facts = request_framing(buf, &head)?;
-    let bytes = buf.split_to(head.len).freeze();
-    let req = build_request(&bytes, &head, &facts).map_err(|()| Refusal::BAD)?;
-    Ok(Some(Taken { req, facts, minor: head.minor }))
+    RequestHead::with(|head| {
+        if parse_request(buf, max_head, head)?.is_none() {
+            return Ok(None);
+        }
+        let facts = request_framing(buf, head)?;
+        let bytes = buf.split_to(head.len).freeze();
+        let req = build_request(&bytes, head, &facts).map_err(|()| Refusal::BAD)?;
+        Ok(Some(Taken { req, facts, minor: head.minor }))
+    })
 }
 
 /// The request the phases see, its values sharing the head's bytes. hyper's reading of the

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::h1::body::{chunk_header, CRLF, LAST_CHUNK};
-use crate::h1::head::{parse_response, Method, ResponseHead};
+use crate::h1::head::{parse_response, Method, ResponseHead, Scratch};
 use crate::h1::rules::{response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
 use crate::proxy::deadline;
@@ -298,20 +298,19 @@ async fn write_within(conn: &mut PodConn, data: &[u8], timeouts: &Timeouts) -> R
 
 /// Whether the pod has answered (a final head is buffered); informational heads are consumed.
 fn answered(conn: &mut PodConn, method: Method) -> Result<bool, Failed> {
-    let mut head = ResponseHead::default();
-    loop {
-        match parse_response(&conn.buf, MAX_POD_HEAD, &mut head) {
+    ResponseHead::with(|head| loop {
+        match parse_response(&conn.buf, MAX_POD_HEAD, head) {
             Ok(None) => return Ok(false),
             Err(e) => return Err(Failed::Sent(SendError::Head(e))),
             Ok(Some(())) => {
-                let facts = response_framing(method, &head, &conn.buf).map_err(|e| Failed::Sent(SendError::Head(e)))?;
+                let facts = response_framing(method, head, &conn.buf).map_err(|e| Failed::Sent(SendError::Head(e)))?;
                 if !facts.informational {
                     return Ok(true);
                 }
                 conn.buf.advance(head.len);
             }
         }
-    }
+    })
 }
 
 /// The final response head at the start of the buffer, taken out of it (1xx heads other than
@@ -321,19 +320,18 @@ fn parse_buffered(
     method: Method,
 ) -> Result<Option<(http::response::Parts, ResponseFacts)>, Failed> {
     let bad = |e| Failed::Sent(SendError::Head(e));
-    let mut head = ResponseHead::default();
-    loop {
-        if parse_response(buf, MAX_POD_HEAD, &mut head).map_err(bad)?.is_none() {
+    ResponseHead::with(|head| loop {
+        if parse_response(buf, MAX_POD_HEAD, head).map_err(bad)?.is_none() {
             return Ok(None);
         }
-        let facts = response_framing(method, &head, buf).map_err(bad)?;
+        let facts = response_framing(method, head, buf).map_err(bad)?;
         if facts.informational {
             buf.advance(head.len);
             continue;
         }
         let bytes = buf.split_to(head.len).freeze();
-        return Ok(Some((parts_of(&head, &bytes).map_err(bad)?, facts)));
-    }
+        return Ok(Some((parts_of(head, &bytes).map_err(bad)?, facts)));
+    })
 }
 
 /// hyper's view of the head: status, version and header lines (values share `bytes`).
