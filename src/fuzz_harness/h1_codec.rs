@@ -3,7 +3,7 @@
 //! asks for more), the facts of each, the written head parsed back by httparse to the same
 //! lines, and the bytes after the head decoded under every framing at a split point the input
 //! picks, which must give what one-shot decoding gives; a chunked body that ends re-encodes and
-//! decodes to the same payload.
+//! decodes to the same payload. Every parsed value is one `http::HeaderValue` accepts.
 
 use crate::h1::body::{chunk_header, BodyError, Decoder, Step, CRLF, LAST_CHUNK};
 use crate::h1::head::{parse_request, parse_response, Fields, Method, RequestHead, ResponseHead};
@@ -20,6 +20,7 @@ pub fn h1_codec(data: &[u8]) {
         assert!(req.len <= data.len() && req.len <= MAX_HEAD);
         in_bounds(data, req.len, &[req.method_span, req.target]);
         fields_in_bounds(data, req.len, &req.fields);
+        values_are_header_values(data, &req.fields);
         let mut alone = Box::<RequestHead>::default();
         assert_eq!(parse_request(&data[..req.len], MAX_HEAD, &mut alone), Ok(Some(())), "the head alone");
         assert_eq!((alone.len, alone.target, alone.fields.n), (req.len, req.target, req.fields.n));
@@ -40,6 +41,7 @@ pub fn h1_codec(data: &[u8]) {
         assert!(res.len <= data.len() && (100..=999).contains(&res.status));
         in_bounds(data, res.len, &[res.reason]);
         fields_in_bounds(data, res.len, &res.fields);
+        values_are_header_values(data, &res.fields);
         for method in [Method::Get, Method::Head, Method::Connect] {
             if let Ok(facts) = response_framing(method, &res, data) {
                 decode_checked(facts.framing, &data[res.len..], split);
@@ -47,6 +49,13 @@ pub fn h1_codec(data: &[u8]) {
         }
     }
     decode_checked(Framing::Chunked, data, split);
+}
+
+/// `Fields::header_map` takes parsed values unchecked: each must be one `http` accepts.
+fn values_are_header_values(data: &[u8], fields: &Fields) {
+    for (_, value) in fields.iter(data) {
+        assert!(http::HeaderValue::from_bytes(value).is_ok(), "{:?}", String::from_utf8_lossy(value));
+    }
 }
 
 fn in_bounds(data: &[u8], len: usize, spans: &[Span]) {
