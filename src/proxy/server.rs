@@ -132,9 +132,7 @@ pub fn start(
         let worker = Worker { state: state.clone(), limits, open: open.clone(), stop: stop.subscribe() };
         let handle = std::thread::Builder::new().name(format!("tether-worker-{index}")).spawn(move || {
             worker::set_index(index);
-            // Sockets and timers only: a worker never waits on signals or child processes, and
-            // their driver would be polled on every park (callgrind: ~150 instructions a request).
-            match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime.block_on(worker.run(sockets)),
                 Err(e) => tracing::error!(%e, "cannot start worker runtime"),
             }
