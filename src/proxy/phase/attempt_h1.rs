@@ -171,7 +171,9 @@ async fn exchange(
     }
     let due = tokio::time::Instant::now() + timeouts.response;
     loop {
-        if let Some((parts, mut facts)) = parse_buffered(&mut conn.buf, method)? {
+        // (A pooled connection's buffer is empty until the pod answers: nothing to parse yet.)
+        let parsed = if conn.buf.is_empty() { None } else { parse_buffered(&mut conn.buf, method)? };
+        if let Some((parts, mut facts)) = parsed {
             // The pod did not read the whole request: the connection cannot carry another.
             facts.keep_alive &= !answered_early;
             return Ok((parts, facts));
