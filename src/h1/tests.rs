@@ -2,7 +2,7 @@
 //! decides (checked against hyper's own server in `hyper_agrees_on_the_request_tables`).
 
 use super::body::{chunk_header, BodyError, Decoder, LAST_CHUNK};
-use super::head::{parse_request, parse_response, Method, RequestHead, ResponseError, ResponseHead};
+use super::head::{known, parse_request, parse_response, Method, RequestHead, ResponseError, ResponseHead, Scratch};
 use super::rules::{hop_by_hop, request_facts, response_framing, Framing, Refusal, RequestFacts, ResponseFacts};
 use super::write;
 
@@ -87,6 +87,30 @@ pub(super) const REQUESTS: &[(&str, &[u8], u16)] = &[
     ("two spaces", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("HTTP/1.0 no host", b"GET / HTTP/1.0\r\n\r\n", 200),
 ];
+
+/// The thread's scratch head shows the last parse only, and a parse inside another's gets a
+/// head of its own.
+#[test]
+fn a_scratch_head_shows_only_the_last_parse() {
+    let long = b"GET /a HTTP/1.1\r\nHost: a\r\nCookie: c=1\r\nX-A: 1\r\n\r\n";
+    let short = b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n";
+    RequestHead::with(|head| {
+        parse_request(long, 8192, head).unwrap().unwrap();
+        assert_eq!(head.fields.n, 3);
+    });
+    RequestHead::with(|head| {
+        parse_request(short, 8192, head).unwrap().unwrap();
+        assert_eq!((head.fields.n, head.target.of(short)), (1, &b"/b"[..]));
+        assert!(!head.fields.has(known::COOKIE), "the last head's cookie is gone");
+        assert_eq!(head.fields.header(short, b"x-a"), None);
+        assert_eq!(head.fields.header(short, b"host"), Some(&b"b"[..]));
+    });
+    RequestHead::with(|outer| {
+        parse_request(long, 8192, outer).unwrap().unwrap();
+        RequestHead::with(|inner| parse_request(short, 8192, inner).unwrap().unwrap());
+        assert_eq!((outer.fields.n, outer.fields.header(long, b"cookie")), (3, Some(&b"c=1"[..])));
+    });
+}
 
 /// `Fields::header_map` takes a parsed value as a `HeaderValue` unchecked: every byte httparse
 /// lets into a value must be one `http` accepts, and the other way round.
