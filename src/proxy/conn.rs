@@ -353,7 +353,10 @@ pub(crate) fn service(
 > + Clone {
     service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let req = req.map(crate::upstream::client_body::ClientBody::Hyper);
-        forward::handle(state.clone(), client.clone(), open.clone(), activity.begin(), req)
+        // In a lent slot: hyper spawns each HTTP/2 stream's future as a task, and moved the
+        // request's 3 KB twice on the way (callgrind: ~1,300 instructions per h2c request).
+        let activity = activity.begin();
+        crate::proxy::spares::Lent::new(|| forward::handle(state.clone(), client.clone(), open.clone(), activity, req))
     })
 }
 

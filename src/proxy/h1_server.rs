@@ -78,14 +78,12 @@ where
     loop {
         // The request runs in a slot on the heap that the worker lends (as hyper's dispatcher
         // keeps its request's future out of line): the connection's own future stays small.
-        let mut slot = match read_head(&mut conn, &shared.serving.limits, timer.as_mut()).await {
-            Ok(taken) => spares::slot(|| exchange(conn, shared.clone(), taken)),
+        let exchanging = match read_head(&mut conn, &shared.serving.limits, timer.as_mut()).await {
+            Ok(taken) => spares::Lent::new(|| exchange(conn, shared.clone(), taken)),
             Err(Some(refusal)) => return refuse(&mut conn.io, refusal).await,
             Err(None) => return,
         };
-        let next = slot.as_mut().as_pin_mut().expect("just set").await;
-        spares::give_slot(slot);
-        match next {
+        match exchanging.await {
             Some(next) => conn = next,
             None => return,
         }

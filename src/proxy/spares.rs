@@ -151,7 +151,7 @@ pub fn small_bytes(value: &[u8]) -> Bytes {
 
 /// A heap slot for a request's future, with the future `make` gives made in it: made where it
 /// will run rather than made, then moved there (a request's future is kilobytes).
-pub fn slot<F: 'static>(make: impl FnOnce() -> F) -> Pin<Box<Option<F>>> {
+fn slot<F: 'static>(make: impl FnOnce() -> F) -> Pin<Box<Option<F>>> {
     let spare = SPARES.with_borrow_mut(|s| {
         let at = s.slots.iter().position(|slot| (**slot).is::<Option<F>>())?;
         Some(s.slots.swap_remove(at))
@@ -167,13 +167,47 @@ pub fn slot<F: 'static>(make: impl FnOnce() -> F) -> Pin<Box<Option<F>>> {
 }
 
 /// Takes back a request slot; what it still holds is dropped first.
-pub fn give_slot<F: 'static>(mut slot: Pin<Box<Option<F>>>) {
+fn give_slot<F: 'static>(mut slot: Pin<Box<Option<F>>>) {
     slot.set(None);
     // SAFETY: the slot holds no value: `set(None)` dropped the future in place, so the pinning
     // promise (a pinned value is dropped before its memory is reused) is kept, and an empty
     // `Option` has nothing pinned to move.
     let slot = unsafe { Pin::into_inner_unchecked(slot) };
     keep(|s| &mut s.slots, slot as Box<dyn Any>);
+}
+
+/// A future made in a slot the worker lends ([`slot`]) and given back when it ends or is dropped:
+/// a request's future is kilobytes, and whoever holds a `Lent` (a connection, hyper's HTTP/2
+/// stream task) holds and moves a pointer instead.
+pub struct Lent<F: 'static> {
+    slot: Option<Pin<Box<Option<F>>>>,
+}
+
+impl<F: 'static> Lent<F> {
+    pub fn new(make: impl FnOnce() -> F) -> Self {
+        Lent { slot: Some(slot(make)) }
+    }
+}
+
+impl<F: std::future::Future + 'static> std::future::Future for Lent<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let slot = self.slot.as_mut().expect("a `Lent` polled after it ended");
+        let out = std::task::ready!(slot.as_mut().as_pin_mut().expect("made in its slot").poll(cx));
+        if let Some(slot) = self.slot.take() {
+            give_slot(slot);
+        }
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl<F: 'static> Drop for Lent<F> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            give_slot(slot);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +263,35 @@ mod tests {
         let out = HeadBuffer::lend();
         assert!(out.is_empty());
         assert_eq!(out.as_ptr(), at);
+    }
+
+    #[test]
+    fn a_lent_future_gives_its_slot_back_when_it_ends_or_is_dropped() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let mut cx = Context::from_waker(Waker::noop());
+        // Ends: the slot is back, and the next future of the type is made in it.
+        let mut ended = Lent::new(|| std::future::ready(7u16));
+        let at = &**ended.slot.as_ref().unwrap() as *const Option<std::future::Ready<u16>> as usize;
+        assert_eq!(Pin::new(&mut ended).poll(&mut cx), Poll::Ready(7));
+        assert!(ended.slot.is_none(), "given back as it ended");
+        let again = Lent::new(|| std::future::ready(8u16));
+        assert_eq!(&**again.slot.as_ref().unwrap() as *const Option<std::future::Ready<u16>> as usize, at);
+        // Dropped before it ends (a stream the client reset): what it held is dropped too.
+        drop(again);
+        let held = std::sync::Arc::new(());
+        let pending = {
+            let held = held.clone();
+            Lent::new(move || async move {
+                std::future::pending::<()>().await;
+                drop(held);
+            })
+        };
+        let mut pending = pending;
+        assert!(Pin::new(&mut pending).poll(&mut cx).is_pending());
+        assert_eq!(std::sync::Arc::strong_count(&held), 2);
+        drop(pending);
+        assert_eq!(std::sync::Arc::strong_count(&held), 1, "the future was dropped with its slot");
     }
 
     #[test]
