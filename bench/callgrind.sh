@@ -7,12 +7,21 @@
 #   bench/callgrind.sh [TETHER_BINARY]      N=500 by default
 #   BROWSER=1 bench/callgrind.sh ...         the request a browser sends (Chromium's header lines,
 #                                            seven names outside http's standard set)
+#   H2C=1 bench/callgrind.sh ...             HTTP/2 in clear text (tether --h2c), h2load sending the
+#                                            N requests one stream at a time on one connection
+#                                            (Debian's nghttp2-client; curl 7.88 sends nothing after
+#                                            the first request of a multi-URL h2 prior-knowledge run)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 bin=${1:-}
 if [[ -z $bin ]]; then (cd "$ROOT" && cargo build --release --locked -q); bin=$ROOT/target/release/tether; fi
 N=${N:-500} PORT=18600 POD=18601
+h2c=()
+if [[ -n ${H2C:-} ]]; then
+  command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+  h2c=(--h2c)
+fi
 work=$(mktemp -d /tmp/tether-cg.XXXXXX)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
@@ -48,7 +57,7 @@ YAML
 count() { # requests -> total instructions
   local n=$1 out=$work/cg.$1
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run --manifests "$work/m" \
-    --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers 1 --state-dir "$work/state" --cookie-key-file "$work/key" \
+    --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers 1 "${h2c[@]}" --state-dir "$work/state" --cookie-key-file "$work/key" \
     >/dev/null 2>"$work/log.$n" & local vpid=$!
   for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
   local cookie
@@ -66,10 +75,14 @@ count() { # requests -> total instructions
       -H 'Accept-Encoding: gzip, deflate, br, zstd' -H 'Accept-Language: en-GB,en;q=0.9')
     cookie="$cookie; JSESSIONID=2F1C7A9E0B4D"
   fi
-  curl -s "${browser[@]}" -H "Cookie: $cookie" "${urls[@]}" >/dev/null
+  if [[ -n ${H2C:-} ]]; then
+    h2load -n "$n" -c 1 -m 1 -H "Cookie: $cookie" "http://127.0.0.1:$PORT/" >/dev/null
+  else
+    curl -s "${browser[@]}" -H "Cookie: $cookie" "${urls[@]}" >/dev/null
+  fi
   kill -TERM $vpid; wait $vpid 2>/dev/null || true
   awk '/^summary:/{print $2}' "$out"
 }
 a=$(count "$N"); b=$(count $((2 * N)))
 [[ -n ${KEEP:-} ]] && echo "callgrind output kept in $work" >&2
-echo "instructions per ${BROWSER:+browser }sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
+echo "instructions per ${BROWSER:+browser }${H2C:+h2c }sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
