@@ -300,40 +300,43 @@ async fn write_within(conn: &mut PodConn, data: &[u8], timeouts: &Timeouts) -> R
 
 /// Whether the pod has answered (a final head is buffered); informational heads are consumed.
 fn answered(conn: &mut PodConn, method: Method) -> Result<bool, Failed> {
-    ResponseHead::with(|head| loop {
-        match parse_response(&conn.buf, MAX_POD_HEAD, head) {
-            Ok(None) => return Ok(false),
-            Err(e) => return Err(Failed::Sent(SendError::Head(e))),
-            Ok(Some(())) => {
-                let facts = response_framing(method, head, &conn.buf).map_err(|e| Failed::Sent(SendError::Head(e)))?;
-                if !facts.informational {
-                    return Ok(true);
-                }
-                conn.buf.advance(head.len);
-            }
-        }
-    })
+    ResponseHead::with(|head| final_head(&mut conn.buf, method, head))
+        .map(|facts| facts.is_some())
+        .map_err(|e| Failed::Sent(SendError::Head(e)))
 }
 
-/// The final response head at the start of the buffer, taken out of it (1xx heads other than
-/// 101 are dropped, as hyper's client drops them), or `None` when more bytes are needed.
+/// The final response head at the start of the buffer, taken out of it, or `None` when more
+/// bytes are needed.
 fn parse_buffered(
     buf: &mut BytesMut,
     method: Method,
 ) -> Result<Option<(http::response::Parts, ResponseFacts)>, Failed> {
     let bad = |e| Failed::Sent(SendError::Head(e));
-    ResponseHead::with(|head| loop {
-        if parse_response(buf, MAX_POD_HEAD, head).map_err(bad)?.is_none() {
+    ResponseHead::with(|head| {
+        let Some(facts) = final_head(buf, method, head).map_err(bad)? else { return Ok(None) };
+        let bytes = buf.split_to(head.len).freeze();
+        Ok(Some((parts_of(head, &bytes).map_err(bad)?, facts)))
+    })
+}
+
+/// Parses the heads at the start of `buf` into `head` until a final one, whose facts it gives
+/// (`None`: more bytes are needed). Informational heads other than 101 are dropped from the
+/// buffer, as hyper's client drops them; the final head stays in it.
+fn final_head(
+    buf: &mut BytesMut,
+    method: Method,
+    head: &mut ResponseHead,
+) -> Result<Option<ResponseFacts>, ResponseError> {
+    loop {
+        if parse_response(buf, MAX_POD_HEAD, head)?.is_none() {
             return Ok(None);
         }
-        let facts = response_framing(method, head, buf).map_err(bad)?;
-        if facts.informational {
-            buf.advance(head.len);
-            continue;
+        let facts = response_framing(method, head, buf)?;
+        if !facts.informational {
+            return Ok(Some(facts));
         }
-        let bytes = buf.split_to(head.len).freeze();
-        return Ok(Some((parts_of(head, &bytes).map_err(bad)?, facts)));
-    })
+        buf.advance(head.len);
+    }
 }
 
 /// hyper's view of the head: status, version and header lines (values share `bytes`).
