@@ -187,6 +187,13 @@ impl<F: 'static> Lent<F> {
     pub fn new(make: impl FnOnce() -> F) -> Self {
         Lent { slot: Some(slot(make)) }
     }
+
+    /// The slot back to the worker (once), what it holds dropped.
+    fn give_back(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            give_slot(slot);
+        }
+    }
 }
 
 impl<F: std::future::Future + 'static> std::future::Future for Lent<F> {
@@ -195,18 +202,14 @@ impl<F: std::future::Future + 'static> std::future::Future for Lent<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
         let slot = self.slot.as_mut().expect("a `Lent` polled after it ended");
         let out = std::task::ready!(slot.as_mut().as_pin_mut().expect("made in its slot").poll(cx));
-        if let Some(slot) = self.slot.take() {
-            give_slot(slot);
-        }
+        self.give_back();
         std::task::Poll::Ready(out)
     }
 }
 
 impl<F: 'static> Drop for Lent<F> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            give_slot(slot);
-        }
+        self.give_back();
     }
 }
 
