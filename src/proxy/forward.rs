@@ -87,6 +87,7 @@ pub fn handle(
             response.headers_mut().append(SET_COOKIE, cookie);
         }
         let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
-        Ok(response.map(|body| body.observed(completion).holding(activity)))
+        response.body_mut().observe(completion, activity);
+        Ok(response)
     }
 }

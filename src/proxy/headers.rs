@@ -130,13 +130,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The forwarding headers a pod sees whatever the request carried, in the order it sees them
+/// (`X-Forwarded-Host` and `X-Request-ID` follow): one list for the map's inserts and the head's
+/// writer, so the two cannot drift apart.
+fn forwarded(client: &ClientInfo) -> [(&'static HeaderName, &HeaderValue); 4] {
+    [
+        (&X_FORWARDED_FOR, client.forwarded_for.as_ref().unwrap_or(&client.ip)),
+        (&X_REAL_IP, &client.ip),
+        (&X_FORWARDED_PROTO, &client.proto),
+        (&X_FORWARDED_PORT, &client.port),
+    ]
+}
+
 /// Sets the forwarding headers a pod sees, as ingress-nginx does by default: the peer is the
 /// client (incoming `X-Forwarded-*` from an untrusted peer are replaced, not trusted).
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
-    headers.insert(X_FORWARDED_FOR.clone(), client.forwarded_for.clone().unwrap_or_else(|| client.ip.clone()));
-    headers.insert(X_REAL_IP.clone(), client.ip.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
-    headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
+    for (name, value) in forwarded(client) {
+        headers.insert(name.clone(), value.clone());
+    }
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host);
@@ -146,20 +157,72 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<
         }
     }
     if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+        let id = new_request_id();
+        headers.insert(
+            X_REQUEST_ID.clone(),
+            HeaderValue::from_maybe_shared(crate::proxy::spares::small_bytes(&id))
+                .unwrap_or_else(|_| HeaderValue::from_static("0")),
+        );
+    }
+}
+
+/// The forwarding lines of a request that carries none of the lines they replace, left to the
+/// pod head's writer ([`write_forwarded`]): six map inserts of names `http` does not know
+/// (hashed byte by byte) cost more than the rest of preparing a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToWrite {
+    /// No `X-Request-ID` came with the request: the writer makes one.
+    pub request_id: bool,
+}
+
+/// `Some` when `headers` has none of the lines [`set_forwarded`] replaces (its inserts would
+/// go at the end, where the writer puts them); `None` when one is there (the insert replaces
+/// it where it stands, so the map must do it).
+pub fn forwarding_to_write(headers: &HeaderMap) -> Option<ToWrite> {
+    let mut request_id = true;
+    for name in headers.keys() {
+        // The length first: most names are none of these, and comparing it is cheap.
+        let candidates: &[&HeaderName] = match name.as_str().len() {
+            9 => &[&X_REAL_IP],
+            12 if name == X_REQUEST_ID => {
+                request_id = false;
+                continue;
+            }
+            15 => &[&X_FORWARDED_FOR],
+            16 => &[&X_FORWARDED_PORT, &X_FORWARDED_HOST],
+            17 => &[&X_FORWARDED_PROTO],
+            _ => continue,
+        };
+        if candidates.contains(&name) {
+            return None;
+        }
+    }
+    Some(ToWrite { request_id })
+}
+
+/// Writes what [`set_forwarded`] would have set, as head lines after the request's own:
+/// `host` is the request's `Host` value (`X-Forwarded-Host`).
+pub fn write_forwarded(out: &mut Vec<u8>, client: &ClientInfo, host: Option<&[u8]>, to_write: ToWrite) {
+    for (name, value) in forwarded(client) {
+        crate::h1::write::header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(host) = host {
+        crate::h1::write::header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
+    }
+    if to_write.request_id {
+        crate::h1::write::header(out, X_REQUEST_ID.as_str().as_bytes(), &new_request_id());
     }
 }
 
 /// 32 lowercase hex digits, like ingress-nginx's `$request_id`.
-fn new_request_id() -> HeaderValue {
+fn new_request_id() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
     let mut buf = [0u8; 32];
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (i * 4)) & 0xf) as usize];
     }
-    HeaderValue::from_maybe_shared(crate::proxy::spares::small_bytes(&buf))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    buf
 }
 
 #[cfg(test)]
@@ -197,15 +260,14 @@ mod tests {
 
     #[test]
     fn request_ids_are_32_lower_case_hex_digits_and_differ() {
-        let ids: Vec<HeaderValue> = (0..64).map(|_| new_request_id()).collect();
+        let ids: Vec<[u8; 32]> = (0..64).map(|_| new_request_id()).collect();
         for id in &ids {
-            assert_eq!(id.len(), 32);
-            assert!(id.as_bytes().iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)), "{id:?}");
+            assert!(id.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)), "{id:?}");
         }
-        let distinct: std::collections::HashSet<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        let distinct: std::collections::HashSet<&[u8; 32]> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         // Every digit turns up: both halves of each random byte are written.
-        let digits: std::collections::HashSet<u8> = ids.iter().flat_map(|id| id.as_bytes().iter().copied()).collect();
+        let digits: std::collections::HashSet<u8> = ids.iter().flat_map(|id| id.iter().copied()).collect();
         assert_eq!(digits.len(), 16);
     }
 

@@ -4,7 +4,7 @@
 //! request's own task: no connection task, no channel, no `Sender::ready`.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +14,7 @@ use crate::h1::head::{parse_response, Method, ResponseHead, Scratch};
 use crate::h1::rules::{response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
 use crate::proxy::deadline;
+use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::Timeouts;
 use crate::proxy::spares;
 use crate::upstream::client_body::{ClientBody, ClientBodyError};
@@ -78,10 +79,16 @@ pub struct PodReply {
 
 /// The request head for the pod (its target and headers as `prepare` left them), with the
 /// framing line the body needs; and the upload, if there is a body.
-pub fn request_head(req: Request<ClientBody>, limit: u64, out: &mut Vec<u8>) -> (Method, Option<Upload>) {
+/// `forwarding`: the forwarding headers `prepare` left to this writer.
+pub fn request_head(
+    req: Request<ClientBody>,
+    limit: u64,
+    forwarding: Option<(&ClientInfo, ToWrite)>,
+    out: &mut Vec<u8>,
+) -> (Method, Option<Upload>) {
     let (parts, body) = req.into_parts();
     let length = body_length(&parts.method, &body);
-    write_head(&parts, length, out);
+    write_head(&parts, length, forwarding, out);
     let method = Method::from_bytes(parts.method.as_str().as_bytes());
     let allowed = if limit == 0 { u64::MAX } else { limit };
     let upload = length.map(|n| Upload { body, chunked: n.is_none(), allowed, started: false, chunk: Vec::new() });
@@ -100,11 +107,20 @@ fn body_length<B: http_body::Body>(method: &http::Method, body: &B) -> Option<Op
     }
 }
 
-fn write_head(parts: &http::request::Parts, length: Option<Option<u64>>, out: &mut Vec<u8>) {
+fn write_head(
+    parts: &http::request::Parts,
+    length: Option<Option<u64>>,
+    forwarding: Option<(&ClientInfo, ToWrite)>,
+    out: &mut Vec<u8>,
+) {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     write::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
     let mut length_written = false;
+    let mut host = None;
     for (name, value) in &parts.headers {
+        if name == HOST && host.is_none() {
+            host = Some(value.as_bytes());
+        }
         // The framing line is tether's, from what it read (CL with TE reads as chunked); a
         // bodyless request keeps the client's `Content-Length: 0`. A length goes where the
         // client's was, as hyper's client leaves it.
@@ -117,6 +133,10 @@ fn write_head(parts: &http::request::Parts, length: Option<Option<u64>>, out: &m
                 length_written = true;
             }
         }
+    }
+    // Where `set_forwarded`'s inserts would have put them: after the request's own lines.
+    if let Some((client, to_write)) = forwarding {
+        headers::write_forwarded(out, client, host, to_write);
     }
     match length {
         Some(Some(_)) if length_written => {}
@@ -374,8 +394,59 @@ mod tests {
     fn head_of<B: http_body::Body>(req: Request<B>) -> String {
         let (parts, body) = req.into_parts();
         let mut out = Vec::new();
-        write_head(&parts, body_length(&parts.method, &body), &mut out);
+        write_head(&parts, body_length(&parts.method, &body), None, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    /// The request IDs of a head, which are random, as `-`.
+    fn without_ids(head: String) -> String {
+        head.split("\r\n")
+            .map(|line| if line.starts_with("x-request-id: ") && line.len() == 46 { "x-request-id: -" } else { line })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    /// Forwarding headers written by the head's writer give the pod the bytes the map's inserts
+    /// give it, for every request the writer is left them (none of the lines they replace).
+    #[test]
+    fn forwarding_lines_written_with_the_head_are_the_lines_the_map_would_hold() {
+        let client = ClientInfo::new("10.1.2.3:4000".parse().unwrap(), 8443, true);
+        let requests = || {
+            [
+                Request::get("/a").header("host", "shop.test").header("user-agent", "ua").body(streamed()).unwrap(),
+                Request::get("/b").header("x-request-id", "given").header("host", "h").body(streamed()).unwrap(),
+                Request::get("/c").header("accept", "*/*").body(streamed()).unwrap(),
+                Request::post("/d").header("host", "h").header("content-length", "1").body(streamed()).unwrap(),
+                Request::post("/e").header("host", "h").header("x-cart", "3").body(streamed()).unwrap(),
+            ]
+        };
+        for (by_map, written) in requests().into_iter().zip(requests()) {
+            let (mut parts, body) = by_map.into_parts();
+            let host = parts.headers.get(HOST).cloned();
+            headers::set_forwarded(&mut parts.headers, &client, host);
+            let mut expected = Vec::new();
+            write_head(&parts, body_length(&parts.method, &body), None, &mut expected);
+
+            let (parts, body) = written.into_parts();
+            let to_write = headers::forwarding_to_write(&parts.headers).expect("no forwarding line to replace");
+            let mut out = Vec::new();
+            write_head(&parts, body_length(&parts.method, &body), Some((&client, to_write)), &mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(without_ids(out.clone()), without_ids(String::from_utf8(expected).unwrap()));
+            assert_eq!(out.contains("x-request-id: given"), parts.headers.contains_key("x-request-id"), "{out}");
+        }
+    }
+
+    /// A line the forwarding headers replace stays where it is when the map replaces it, so such
+    /// a request is not left to the writer.
+    #[test]
+    fn a_request_with_a_forwarding_line_keeps_the_map_inserts() {
+        for name in ["x-forwarded-for", "X-Real-IP", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-host"] {
+            let req = Request::get("/").header("host", "h").header(name, "1").body(()).unwrap();
+            assert_eq!(headers::forwarding_to_write(req.headers()), None, "{name}");
+        }
+        let req = Request::get("/").header("x-request-id", "1").header("x-forwarded-hosts", "1").body(()).unwrap();
+        assert_eq!(headers::forwarding_to_write(req.headers()), Some(headers::ToWrite { request_id: false }));
     }
 
     /// A body of unknown length (a chunked upload).

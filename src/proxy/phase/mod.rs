@@ -81,9 +81,15 @@ pub fn through<'a>(
         let side = select::side(route, &req, x);
         let selection = select::endpoint(state, client, &req, side, x)?;
         let user_agent = select::user_agent(&req, side);
-        let prepare::Prepared { req, upgrade } = prepare::request(req, client, route, side.backend, upstream_headers);
-        let mut outgoing =
-            send::outgoing(route, side.backend, &selection, (req, upgrade.is_some()), (body_limit, state.own_pod_h1));
+        let prepare::Prepared { req, upgrade, forwarding } =
+            prepare::request(req, client, route, (side.backend, state.own_pod_h1), upstream_headers);
+        let mut outgoing = send::outgoing(
+            route,
+            side.backend,
+            &selection,
+            (req, upgrade.is_some(), forwarding.map(|f| (client, f))),
+            (body_limit, state.own_pod_h1),
+        );
         let sent = send::walk(route, side, selection, &mut outgoing, x).await?;
         let cx = respond::Context {
             client,

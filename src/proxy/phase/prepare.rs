@@ -14,19 +14,28 @@ pub struct Prepared<B> {
     pub req: Request<B>,
     /// The protocol asked for (`Upgrade`) and the client connection once its server hands it over.
     pub upgrade: Option<(HeaderValue, ClientUpgrade)>,
+    /// The forwarding headers, when they are left to the writer of the pod's head (`req` has
+    /// them otherwise).
+    pub forwarding: Option<headers::ToWrite>,
 }
 
+/// `own_h1`: an HTTP/1.1 pod's head is written by tether's own client (`send::outgoing`).
 pub fn request<B>(
     mut req: Request<B>,
     client: &ClientInfo,
     route: &Route,
-    backend: &Backend,
+    (backend, own_h1): (&Backend, bool),
     upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>,
 ) -> Prepared<B> {
     let upgrade = upgrade::requested(&req).map(|protocol| (protocol, ClientUpgrade::take(&mut req)));
     // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
     let te_trailers = backend.protocol.h2() && req.headers().get(TE).is_some_and(|v| v == "trailers");
-    to_origin_form(&mut req, client);
+    // Left to the head's writer only when nothing after this could set, remove or move a
+    // forwarding line (an auth header, a header filter, a rewritten Host, the upgrade's two
+    // lines after them): the pod then gets the same bytes either way.
+    let writable =
+        own_h1 && !backend.protocol.h2() && upstream_headers.is_empty() && route.filters.is_none() && upgrade.is_none();
+    let forwarding = to_origin_form(&mut req, client, writable);
     for (name, value) in upstream_headers {
         match value {
             Some(value) => req.headers_mut().insert(name, value),
@@ -50,11 +59,12 @@ pub fn request<B>(
             req = Request::from_parts(parts, body);
         }
     }
-    Prepared { req, upgrade }
+    Prepared { req, upgrade, forwarding }
 }
 
-/// Rewrites a client request into the HTTP/1.1 request a pod receives.
-fn to_origin_form<B>(req: &mut Request<B>, client: &ClientInfo) {
+/// Rewrites a client request into the HTTP/1.1 request a pod receives; its forwarding headers
+/// are left to the head's writer when `writable` and the request carries none they replace.
+fn to_origin_form<B>(req: &mut Request<B>, client: &ClientInfo, writable: bool) -> Option<headers::ToWrite> {
     if req.uri().authority().is_some() {
         // HTTP/2 (`:authority`), or absolute-form from a client that treats us as a forward
         // proxy: send origin-form with a Host header.
@@ -74,8 +84,12 @@ fn to_origin_form<B>(req: &mut Request<B>, client: &ClientInfo) {
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     headers::strip_hop_by_hop(headers);
-    let host = headers.get(HOST).cloned();
-    headers::set_forwarded(headers, client, host);
+    let to_write = writable.then(|| headers::forwarding_to_write(headers)).flatten();
+    if to_write.is_none() {
+        let host = headers.get(HOST).cloned();
+        headers::set_forwarded(headers, client, host);
+    }
+    to_write
 }
 
 /// An HTTP/2 pod gets `:scheme` and `:authority` (from the Host header) and, for gRPC,

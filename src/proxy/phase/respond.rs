@@ -71,7 +71,8 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
             }
         }
     };
-    let protocol = parts.headers.get(UPGRADE).cloned();
+    // Only a 101 has no body here, and only its `Upgrade` is restored below.
+    let protocol = body.is_none().then(|| parts.headers.get(UPGRADE).cloned()).flatten();
     headers::strip_hop_by_hop(&mut parts.headers);
     issue(&mut parts.headers, backend, side.sticky, &selection, cx.client.tls, cx.user_agent);
     match body {

@@ -8,6 +8,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::proxy::answer::Answer;
+use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::{self, Failure, Timeouts};
 use crate::proxy::phase::attempt_h1::{self, Failed, PodReply, SendError, Upload};
 use crate::proxy::phase::select::Side;
@@ -109,11 +110,12 @@ pub struct ToSend {
 }
 
 /// Readies `req` for [`walk`]: tether's own head for HTTP/1.1 pods, hyper's request otherwise.
+/// `forwarding`: the forwarding headers `prepare` left to the head's writer.
 pub fn outgoing(
     route: &Route,
     backend: &Backend,
     selection: &Selection,
-    (req, upgrading): (Request<ClientBody>, bool),
+    (mut req, upgrading, forwarding): (Request<ClientBody>, bool, Option<(&ClientInfo, ToWrite)>),
     (body_limit, own_h1): (u64, bool),
 ) -> ToSend {
     let retry = route.policy.as_ref().map(|p| p.next_upstream).unwrap_or_default();
@@ -127,9 +129,15 @@ pub fn outgoing(
         && backend.ready.len() > 1;
     let outgoing = if own_h1 && !backend.protocol.h2() {
         let mut head = spares::HeadBuffer::lend();
-        let (method, upload) = attempt_h1::request_head(req, body_limit, &mut head);
+        let (method, upload) = attempt_h1::request_head(req, body_limit, forwarding, &mut head);
         Outgoing::Own { head, upload, method }
     } else {
+        // `prepare` leaves them only to the own client's writer; should that ever differ from
+        // this choice, they are set here rather than lost.
+        if let Some((client, _)) = forwarding {
+            let host = req.headers().get(http::header::HOST).cloned();
+            headers::set_forwarded(req.headers_mut(), client, host);
+        }
         let (parts, body) = req.into_parts();
         // hyper's request is consumed by a send: the copy (about 4% CPU per request) is made
         // only when it may be needed.

@@ -238,7 +238,7 @@ fn the_pod_gets_origin_form_forwarding_headers_and_no_hop_by_hop_headers() {
         .unwrap();
     let route = matching::route(state(), &req).unwrap();
     let auth = vec![(http::HeaderName::from_static("x-auth-user"), None)];
-    let prepared = prepare::request(req, &client(), &route, &route.backend, auth);
+    let prepared = prepare::request(req, &client(), &route, (&route.backend, true), auth);
     let req = prepared.req;
     assert!(prepared.upgrade.is_none());
     assert_eq!(req.uri(), "/a?b=1");
@@ -264,7 +264,7 @@ fn an_upgrade_keeps_its_two_headers() {
         .body(())
         .unwrap();
     let route = matching::route(state(), &req).unwrap();
-    let prepared = prepare::request(req, &client(), &route, &route.backend, Vec::new());
+    let prepared = prepare::request(req, &client(), &route, (&route.backend, true), Vec::new());
     assert_eq!(prepared.upgrade.as_ref().map(|(p, _)| p.as_bytes()), Some(&b"websocket"[..]));
     assert_eq!(prepared.req.headers()["connection"], "upgrade");
     assert_eq!(prepared.req.headers()["upgrade"], "websocket");
