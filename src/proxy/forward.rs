@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::header::SET_COOKIE;
@@ -19,6 +18,7 @@ use crate::proxy::observe::{Completion, LogRequest, Telemetry};
 use crate::proxy::phase::{self, Exchange};
 use crate::route::RouteTable;
 use crate::upstream::client_body::ClientBody;
+use crate::worker::clock;
 
 pub use crate::proxy::phase::Timeouts;
 
@@ -55,7 +55,7 @@ pub fn handle(
     mut req: Request<ClientBody>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send {
     async move {
-        let started = Instant::now();
+        let started = clock::now();
         let behind_proxy;
         let client: &ClientInfo = if client.trusted {
             behind_proxy = client.behind_proxy(req.headers(), &state.trusted_proxies);

@@ -37,6 +37,7 @@ use crate::proxy::idle::ConnActivity;
 use crate::proxy::server::ConnLimits;
 use crate::proxy::spares::{self, READ_SIZE};
 use crate::proxy::upgrade::{OwnUpgrade, Tunnel, TunnelIo};
+use crate::worker::clock;
 
 /// What serving a connection needs besides the connection.
 pub struct Serving {
@@ -166,7 +167,7 @@ where
     S: AsyncRead + Unpin,
 {
     let max_head = limits.max_header_bytes.max(8192);
-    let started = Instant::now();
+    let started = Instant::from_std(clock::now());
     let for_head = started + limits.header_timeout;
     let for_idle = started + limits.idle_timeout;
     loop {

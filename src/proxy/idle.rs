@@ -3,6 +3,7 @@
 //! `--client-idle-timeout`, the connection is asked to finish (HTTP/2: GOAWAY; HTTP/1: close
 //! between requests).
 
+use crate::worker::clock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,8 +43,10 @@ pub struct ActivityGuard(Arc<ConnActivity>);
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
         let activity = &self.0;
-        // Stamped before the count drops, so a deadline read in between is never too early.
-        activity.idle_since_ms.store(activity.started.elapsed().as_millis() as u64, Relaxed);
+        // Stamped before the count drops, so a deadline read in between is never too early (but
+        // for the microseconds of this wake-up: `clock::now` is when it began).
+        let idle_since = clock::now().saturating_duration_since(activity.started);
+        activity.idle_since_ms.store(idle_since.as_millis() as u64, Relaxed);
         activity.open.fetch_sub(1, Relaxed);
     }
 }

@@ -12,6 +12,7 @@ use http::Request;
 use crate::access_log::{AccessLog, Entry};
 use crate::metrics::{stats::method_index, Metrics, Outcome};
 use crate::route::Route;
+use crate::worker::clock;
 
 /// Metrics and the access log; one per process.
 pub struct Telemetry {
@@ -139,7 +140,7 @@ impl Completion {
     }
 
     pub fn finish(self, bytes: u64) {
-        let duration = self.started.elapsed();
+        let duration = clock::now().saturating_duration_since(self.started);
         let metrics = &self.telemetry.metrics;
         let stats = self.notes.route.as_deref().and_then(|r| series(r, self.notes.canary));
         let stats = stats.map_or(&metrics.unmatched, |s| &**s);

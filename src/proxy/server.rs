@@ -209,10 +209,11 @@ impl Worker {
                 open: open.clone(),
                 stop: self.stop.clone(),
             };
-            tokio::spawn(async move {
+            // Each wake-up of the connection reads the clock once (`worker::clock`).
+            tokio::spawn(crate::worker::clock::Woken::new(async move {
                 let _slot = slot;
                 conn::serve(accepted).await;
-            });
+            }));
         };
         // Closing the listening sockets makes new connections go elsewhere (or be refused).
         drop(listeners);

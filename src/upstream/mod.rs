@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::worker::clock;
 use crossbeam_queue::ArrayQueue;
 use tokio::net::TcpStream;
 
@@ -193,7 +194,7 @@ impl Upstream {
         let queue = self.my_queue();
         while let Some((idle, since)) = queue.pop() {
             let Idle::Own(mut conn) = idle else { continue };
-            if since.elapsed() <= self.idle_timeout && conn.still_open() {
+            if clock::now().saturating_duration_since(since) <= self.idle_timeout && conn.still_open() {
                 return Some(conn.reuse());
             }
         }
@@ -210,7 +211,7 @@ impl Upstream {
     /// Returns a connection whose response ended cleanly (read to its end, no surplus, the
     /// pod keeps it alive). A full queue closes it.
     pub fn checkin_h1(&self, conn: PodConn) {
-        let _ = self.my_queue().push((Idle::Own(conn), Instant::now()));
+        let _ = self.my_queue().push((Idle::Own(conn), clock::now()));
     }
 }
 

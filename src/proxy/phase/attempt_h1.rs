@@ -20,6 +20,7 @@ use crate::proxy::spares;
 use crate::upstream::client_body::{ClientBody, ClientBodyError};
 use crate::upstream::h1_pod::READ_SIZE;
 use crate::upstream::{ConnectError, PodConn, Upstream};
+use crate::worker::clock;
 
 /// hyper's client limit for a response head (`8192 + 4096 * 100` bytes).
 const MAX_POD_HEAD: usize = 8192 + 4096 * 100;
@@ -189,7 +190,7 @@ async fn exchange(
     if let Some(upload) = upload {
         answered_early = send_body(conn, upload, method, timeouts).await?;
     }
-    let due = tokio::time::Instant::now() + timeouts.response;
+    let due = tokio::time::Instant::from_std(clock::now()) + timeouts.response;
     loop {
         // (A pooled connection's buffer is empty until the pod answers: nothing to parse yet.)
         let parsed = if conn.buf.is_empty() { None } else { parse_buffered(&mut conn.buf, method)? };

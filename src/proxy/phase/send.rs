@@ -21,6 +21,7 @@ use crate::upstream::client_body::ClientBody;
 use crate::upstream::load::InFlight;
 use crate::upstream::request_body::{UploadClock, UpstreamBody};
 use crate::upstream::{ConnectError, Sender, Upstream};
+use crate::worker::clock;
 
 /// Endpoints tried at most per request (the first choice plus failovers).
 pub const MAX_ATTEMPTS: usize = 3;
@@ -170,7 +171,7 @@ pub async fn walk(
                 x.notes.upstream = Some(endpoint.addr);
                 // From the request head, not the send: one clock read fewer per request, and
                 // routing takes microseconds.
-                x.notes.upstream_time = Some(x.started.elapsed());
+                x.notes.upstream_time = Some(clock::now().saturating_duration_since(x.started));
                 endpoint.upstream().window.record(x.now, selection.session);
                 if x.detailed {
                     x.notes.pod = Some(endpoint.identity.clone());

@@ -1,7 +1,10 @@
 //! Which proxy worker thread this is. Per-worker state (connection pools, counters, windows)
-//! is indexed by it, so a worker only ever touches its own shard and never takes a lock.
+//! is indexed by it, so a worker only ever touches its own shard and never takes a lock. And
+//! the time its task woke at ([`clock`]).
 
 use std::cell::Cell;
+
+pub mod clock;
 
 thread_local! {
     static WORKER_INDEX: Cell<usize> = const { Cell::new(0) };
