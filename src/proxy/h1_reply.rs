@@ -8,7 +8,7 @@ use std::io;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
 use http::{Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -269,116 +269,98 @@ fn encode_head(
     let mut prev_len: Option<u64> = None;
     // The merged line being written, and whether it still owes `, chunked`.
     let mut open: Option<(&'static str, bool)> = None;
-    let close_line = |out: &mut Vec<u8>, open: &mut Option<(&'static str, bool)>| {
-        if let Some((_, owes_chunked)) = open.take() {
-            out.extend_from_slice(if owes_chunked { b", chunked\r\n" } else { b"\r\n" });
+    let chunked_ok = !http10 && can_chunked(asked, status);
+    // `HeaderMap::iter` yields a name's values one after another: a name's group ends where
+    // the name changes (a lookup per name, as hyper's encoder does, hashed each name again).
+    let mut group: Option<&HeaderName> = None;
+    let mut saw_connection = false;
+    for (name, value) in parts.headers.iter() {
+        if group != Some(name) {
+            if let Some(ended) = group {
+                end_group(out, ended, &mut open, added_connection, &mut last);
+            }
+            group = Some(name);
+            saw_connection |= name == CONNECTION;
         }
-    };
-    let has_connection = parts.headers.contains_key(CONNECTION);
-    let added_line = added_connection.filter(|_| !has_connection).map(|_| CONNECTION);
-    for name in parts.headers.keys().chain(added_line.as_ref()) {
-        let values = parts.headers.get_all(name);
-        let merged: Option<&'static str> = match *name {
-            CONNECTION => Some("connection"),
-            TRANSFER_ENCODING => Some("transfer-encoding"),
-            TRAILER => Some("trailer"),
-            _ => None,
-        };
         if name == CONTENT_LENGTH {
-            for value in values {
-                if wrote_len && prev_len.is_none() && !matches!(length, BodyLength::Known(_)) {
-                    return Err(BadHead);
+            if wrote_len && prev_len.is_none() && !matches!(length, BodyLength::Known(_)) {
+                return Err(BadHead);
+            }
+            match length {
+                BodyLength::Known(n) => {
+                    if prev_len.is_none() {
+                        if wrote_len {
+                            return Err(BadHead);
+                        }
+                        write::header(out, b"content-length", value.as_bytes());
+                        encoding = Encoding::Length(n);
+                        wrote_len = true;
+                        prev_len = Some(n);
+                    }
                 }
-                match length {
-                    BodyLength::Known(n) => {
-                        if prev_len.is_none() {
-                            if wrote_len {
-                                return Err(BadHead);
-                            }
+                BodyLength::Unknown => {
+                    let n = digits(value.as_bytes()).ok_or(BadHead)?;
+                    match prev_len {
+                        Some(prev) if prev != n => return Err(BadHead),
+                        Some(_) => {}
+                        None => {
                             write::header(out, b"content-length", value.as_bytes());
                             encoding = Encoding::Length(n);
                             wrote_len = true;
                             prev_len = Some(n);
                         }
                     }
-                    BodyLength::Unknown => {
-                        let n = digits(value.as_bytes()).ok_or(BadHead)?;
-                        match prev_len {
-                            Some(prev) if prev != n => return Err(BadHead),
-                            Some(_) => {}
-                            None => {
-                                write::header(out, b"content-length", value.as_bytes());
-                                encoding = Encoding::Length(n);
-                                wrote_len = true;
-                                prev_len = Some(n);
-                            }
-                        }
-                    }
-                    BodyLength::None if asked.head => {
-                        write::header(out, b"content-length", value.as_bytes());
-                        wrote_len = true;
-                    }
-                    BodyLength::None => {}
                 }
+                BodyLength::None if asked.head => {
+                    write::header(out, b"content-length", value.as_bytes());
+                    wrote_len = true;
+                }
+                BodyLength::None => {}
             }
             continue;
         }
-        if let Some(line) = merged {
-            let chunked_ok = !http10 && can_chunked(asked, status);
+        if let Some(line) = merged_line(name) {
             if line != "connection" && !chunked_ok {
                 continue;
             }
-            let mut any = false;
-            for value in values.iter() {
-                if line == "transfer-encoding" {
-                    if wrote_len && open.is_none() {
-                        return Err(BadHead);
-                    }
-                    wrote_len = true;
-                    encoding = Encoding::Chunked;
+            if line == "transfer-encoding" {
+                if wrote_len && open.is_none() {
+                    return Err(BadHead);
                 }
-                if line == "connection" && lists(value.as_bytes(), b"close") {
-                    last = true;
-                }
-                match &mut open {
-                    Some((_, owes)) => {
-                        out.extend_from_slice(b", ");
-                        out.extend_from_slice(value.as_bytes());
-                        if line == "transfer-encoding" {
-                            *owes = !last_coding_is_chunked(value.as_bytes());
-                        }
-                    }
-                    None => {
-                        close_line(out, &mut open);
-                        out.extend_from_slice(line.as_bytes());
-                        out.extend_from_slice(b": ");
-                        out.extend_from_slice(value.as_bytes());
-                        open = Some((line, line == "transfer-encoding" && !last_coding_is_chunked(value.as_bytes())));
-                    }
-                }
-                any = true;
+                wrote_len = true;
+                encoding = Encoding::Chunked;
             }
-            if let (Some(extra), "connection") = (added_connection, line) {
-                if any {
+            if line == "connection" && lists(value.as_bytes(), b"close") {
+                last = true;
+            }
+            match &mut open {
+                Some((_, owes)) => {
                     out.extend_from_slice(b", ");
-                } else {
-                    out.extend_from_slice(b"connection: ");
-                    open = Some((line, false));
+                    out.extend_from_slice(value.as_bytes());
+                    if line == "transfer-encoding" {
+                        *owes = !last_coding_is_chunked(value.as_bytes());
+                    }
                 }
-                out.extend_from_slice(extra.as_bytes());
-                if extra == "close" {
-                    last = true;
+                None => {
+                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    open = Some((line, line == "transfer-encoding" && !last_coding_is_chunked(value.as_bytes())));
                 }
             }
-            close_line(out, &mut open);
             continue;
         }
         if name == DATE {
             wrote_date = true;
         }
-        for value in values {
-            write::header(out, name.as_str().as_bytes(), value.as_bytes());
-        }
+        write::header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(ended) = group {
+        end_group(out, ended, &mut open, added_connection, &mut last);
+    }
+    if let (Some(extra), false) = (added_connection, saw_connection) {
+        write::header(out, b"connection", extra.as_bytes());
+        last |= extra == "close";
     }
     if !wrote_len {
         encoding = match length {
@@ -408,6 +390,35 @@ fn encode_head(
     }
     write::end(out);
     Ok((encoding, last || encoding == Encoding::UntilClose))
+}
+
+/// The lines whose values are merged into one (`connection: a, b`), as hyper's encoder does.
+fn merged_line(name: &HeaderName) -> Option<&'static str> {
+    match *name {
+        CONNECTION => Some("connection"),
+        TRANSFER_ENCODING => Some("transfer-encoding"),
+        TRAILER => Some("trailer"),
+        _ => None,
+    }
+}
+
+/// The end of a name's values: a merged line gets the `Connection` option tether adds, and its
+/// line end (with `, chunked` when it owes it).
+fn end_group(
+    out: &mut Vec<u8>,
+    name: &HeaderName,
+    open: &mut Option<(&'static str, bool)>,
+    added_connection: Option<&'static str>,
+    last: &mut bool,
+) {
+    if let (Some(extra), true) = (added_connection, name == CONNECTION) {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(extra.as_bytes());
+        *last |= extra == "close";
+    }
+    if let Some((_, owes_chunked)) = open.take() {
+        out.extend_from_slice(if owes_chunked { b", chunked\r\n" } else { b"\r\n" });
+    }
 }
 
 #[cfg(test)]
