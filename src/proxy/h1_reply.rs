@@ -482,6 +482,31 @@ mod tests {
         assert_eq!((text.as_str(), enc), ("HTTP/1.1 200 OK\ntransfer-encoding: gzip, chunked\n", Encoding::Chunked));
     }
 
+    /// A name's values stay together in the order they were added, whatever came between, and
+    /// the merged lines take every value of their name.
+    #[test]
+    fn every_value_of_a_name_is_written_with_its_name() {
+        let r = Response::builder()
+            .status(200)
+            .header("x-a", "1")
+            .header("set-cookie", "a=1")
+            .header("connection", "x-hop")
+            .header("x-b", "2")
+            .header("set-cookie", "b=2")
+            .header("transfer-encoding", "gzip")
+            .header("connection", "keep-alive")
+            .header("transfer-encoding", "br")
+            .body(())
+            .unwrap();
+        let (text, enc, last) = head_of(r, BodyLength::Unknown, Asked { keep_alive: false, ..asked() });
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\nx-a: 1\nset-cookie: a=1\nset-cookie: b=2\nconnection: x-hop, keep-alive, close\n\
+             x-b: 2\ntransfer-encoding: gzip, br, chunked\n"
+        );
+        assert_eq!((enc, last), (Encoding::Chunked, true));
+    }
+
     #[test]
     fn a_pods_reason_phrase_is_kept() {
         let mut r = Response::builder().status(200).body(()).unwrap();
