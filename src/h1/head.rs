@@ -87,7 +87,8 @@ pub(crate) mod known {
         ]
     };
 
-    /// The index of `name` (any case), if it is one of [`NAMES`].
+    /// The index of `name` (any case; a token, as every name of a parsed head is), if it is
+    /// one of [`NAMES`].
     pub(crate) fn find(name: &[u8]) -> Option<usize> {
         // The length picks at most three candidates (callgrind: a scan of all 18 cost about
         // 2,000 instructions per proxied request, over both heads).
@@ -105,7 +106,31 @@ pub(crate) mod known {
             17 => &[TRANSFER_ENCODING, X_FORWARDED_PROTO],
             _ => return None,
         };
-        candidates.iter().copied().find(|&k| NAMES[k].eq_ignore_ascii_case(name))
+        candidates.iter().copied().find(|&k| eq_folded(NAMES[k], name))
+    }
+
+    /// `known` (lower case, letters and `-`) and `name` (a token: httparse checked it) are the
+    /// same name in any case: both read as two overlapping words with bit 5 of every byte set. For token bytes that is
+    /// exactly an ASCII case-insensitive compare (only an upper-case letter folds into a
+    /// lower-case one, and only CR, never in a token, into `-`), for a word's cost instead of a
+    /// byte's (callgrind: about 40 instructions per header line).
+    fn eq_folded(known: &[u8], name: &[u8]) -> bool {
+        let w2 = |s: &[u8], at: usize| u16::from_le_bytes([s[at], s[at + 1]]) | 0x2020;
+        let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap()) | 0x2020_2020;
+        let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap()) | 0x2020_2020_2020_2020;
+        let n = name.len();
+        if n != known.len() {
+            return false;
+        }
+        match n {
+            2..=3 => w2(known, 0) == w2(name, 0) && w2(known, n - 2) == w2(name, n - 2),
+            4..=7 => w4(known, 0) == w4(name, 0) && w4(known, n - 4) == w4(name, n - 4),
+            8..=16 => w8(known, 0) == w8(name, 0) && w8(known, n - 8) == w8(name, n - 8),
+            17..=24 => {
+                w8(known, 0) == w8(name, 0) && w8(known, 8) == w8(name, 8) && w8(known, n - 8) == w8(name, n - 8)
+            }
+            _ => known.eq_ignore_ascii_case(name),
+        }
     }
 }
 

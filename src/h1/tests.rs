@@ -498,4 +498,20 @@ fn every_known_name_is_found_in_any_case_and_no_other() {
         assert_eq!(known::HEADER_NAMES[i].as_str().as_bytes(), *name);
     }
     assert_eq!(known::find(b"x-forwarded-host"), None);
+    // Every byte counts, the middle ones of the longest names too, and only letters fold (in
+    // a token: a head's names are, and a CR is never one).
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for (i, name) in known::NAMES.iter().enumerate() {
+        for at in 0..name.len() {
+            for flip in [0x01u8, 0x02, 0x20, 0x40] {
+                let mut near = name.to_vec();
+                near[at] ^= flip;
+                if !token(near[at]) {
+                    continue;
+                }
+                let same = flip == 0x20 && near[at].is_ascii_alphabetic();
+                assert_eq!(known::find(&near), same.then_some(i), "{:?}", String::from_utf8_lossy(&near));
+            }
+        }
+    }
 }
