@@ -141,37 +141,51 @@ impl RouteSticky {
         tls: bool,
         user_agent: Option<&[u8]>,
     ) -> Option<HeaderValue> {
+        let mut out = Vec::with_capacity(160);
+        self.write_set_cookie(&mut out, value, session_started, now, (tls, user_agent));
+        HeaderValue::try_from(out).ok()
+    }
+
+    /// [`set_cookie`](Self::set_cookie)'s value, written into `out` (a buffer the caller
+    /// reuses: a new session's cookie is made on the request path and allocates nothing).
+    pub fn write_set_cookie(
+        &self,
+        out: &mut Vec<u8>,
+        value: &str,
+        session_started: u32,
+        now: SystemTime,
+        (tls, user_agent): (bool, Option<&[u8]>),
+    ) {
+        use std::io::Write as _;
         let p = &self.policy;
         let unix_now = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let remaining = p.absolute_timeout.map(|t| t.saturating_sub(unix_now.saturating_sub(session_started.into())));
         let lifetime = |secs: u64| remaining.map_or(secs, |r| secs.min(r));
-        let mut out = String::with_capacity(160);
-        out.push_str(&p.cookie_name);
-        out.push('=');
-        out.push_str(value);
+        out.extend_from_slice(p.cookie_name.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(value.as_bytes());
         if let Some(secs) = p.expires.map(lifetime) {
-            out.push_str("; Expires=");
-            out.push_str(&httpdate::fmt_http_date(now + Duration::from_secs(secs)));
+            // (Writing into a `Vec` cannot fail.)
+            let _ = write!(out, "; Expires={}", httpdate::HttpDate::from(now + Duration::from_secs(secs)));
         }
         if let Some(secs) = p.max_age.map(lifetime) {
-            out.push_str("; Max-Age=");
-            out.push_str(&secs.to_string());
+            let _ = write!(out, "; Max-Age={secs}");
         }
         if let Some(domain) = &p.domain {
-            out.push_str("; Domain=");
-            out.push_str(domain);
+            out.extend_from_slice(b"; Domain=");
+            out.extend_from_slice(domain.as_bytes());
         }
-        out.push_str("; Path=");
-        out.push_str(&self.cookie_path);
+        out.extend_from_slice(b"; Path=");
+        out.extend_from_slice(self.cookie_path.as_bytes());
         let secure = p.secure || tls;
         if secure {
-            out.push_str("; Secure");
+            out.extend_from_slice(b"; Secure");
         }
         if p.http_only {
-            out.push_str("; HttpOnly");
+            out.extend_from_slice(b"; HttpOnly");
         }
         if p.partitioned {
-            out.push_str("; Partitioned");
+            out.extend_from_slice(b"; Partitioned");
         }
         if let Some(same_site) = p.same_site {
             // Browsers drop a `SameSite=None` cookie that is not `Secure` altogether; without
@@ -179,11 +193,10 @@ impl RouteSticky {
             let omit = same_site == SameSite::None
                 && (!secure || (p.conditional_same_site_none && user_agent.is_some_and(same_site_none_incompatible)));
             if !omit {
-                out.push_str("; SameSite=");
-                out.push_str(same_site.as_str());
+                out.extend_from_slice(b"; SameSite=");
+                out.extend_from_slice(same_site.as_str().as_bytes());
             }
         }
-        HeaderValue::try_from(out).ok()
     }
 }
 

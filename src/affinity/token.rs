@@ -93,6 +93,13 @@ impl CookieKey {
 
     /// Encodes a token for a backend scope.
     pub fn encode(&self, token: &Token, scope: u64) -> String {
+        let mut out = [0u8; ENCODED_LEN];
+        self.encode_into(token, scope, &mut out).to_owned()
+    }
+
+    /// [`encode`](Self::encode) into `out`, without an allocation (a new session's cookie is
+    /// made on the request path).
+    pub fn encode_into<'a>(&self, token: &Token, scope: u64, out: &'a mut [u8; ENCODED_LEN]) -> &'a str {
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
         raw[1] = token.mode as u8;
@@ -102,7 +109,9 @@ impl CookieKey {
         raw[18..26].copy_from_slice(&token.endpoint.to_be_bytes());
         let tag = self.tag(scope, &raw[..BODY_LEN]);
         raw[BODY_LEN..].copy_from_slice(&tag);
-        URL_SAFE_NO_PAD.encode(raw)
+        let n = URL_SAFE_NO_PAD.encode_slice(raw, out).expect("38 bytes are 51 base64 characters");
+        debug_assert_eq!(n, ENCODED_LEN);
+        std::str::from_utf8(&out[..n]).expect("base64 is ASCII")
     }
 
     /// Decodes and authenticates a cookie value; anything malformed, forged or issued for
@@ -253,6 +262,11 @@ impl CookieKeys {
 
     pub fn encode(&self, token: &Token, scope: u64) -> String {
         self.current.encode(token, scope)
+    }
+
+    /// Encodes with the current key into `out` (no allocation).
+    pub fn encode_into<'a>(&self, token: &Token, scope: u64, out: &'a mut [u8; ENCODED_LEN]) -> &'a str {
+        self.current.encode_into(token, scope, out)
     }
 
     /// Tries the current key, then the previous one.

@@ -8,6 +8,7 @@ use http::header::{HeaderValue, SET_COOKIE, UPGRADE};
 use http::{Response, StatusCode};
 
 use crate::affinity::cookie::RouteSticky;
+use crate::affinity::token::ENCODED_LEN;
 use crate::proxy::body::{PooledBody, ProxyBody, StallTimer};
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::forward::ProxyState;
@@ -17,6 +18,7 @@ use crate::proxy::phase::select::Side;
 use crate::proxy::phase::send::{Reply, Sent};
 use crate::proxy::phase::Exchange;
 use crate::proxy::pod_body::PodBody;
+use crate::proxy::spares;
 use crate::proxy::upgrade::{self, ClientUpgrade};
 use crate::route::Backend;
 use crate::selection::Selection;
@@ -98,16 +100,21 @@ fn issue(
     user_agent: Option<&[u8]>,
 ) {
     let (Some(token), Some(sticky)) = (&selection.issue, sticky.filter(|s| s.issues_cookies)) else { return };
-    let value = backend.keys.encode(token, backend.scope);
+    // Made in buffers the worker lends and copied into its block of small values: a new
+    // session allocates nothing (it was three allocations: the token, the cookie, its bytes).
+    let mut encoded = [0u8; ENCODED_LEN];
+    let value = backend.keys.encode_into(token, backend.scope, &mut encoded);
     match &sticky.policy.header {
         // Header mode: the client sends the token back in the same header.
         Some(name) => {
-            if let Ok(v) = HeaderValue::try_from(value) {
+            if let Ok(v) = HeaderValue::from_maybe_shared(spares::small_bytes(value.as_bytes())) {
                 headers.insert(name.clone(), v);
             }
         }
         None => {
-            if let Some(cookie) = sticky.set_cookie(&value, token.issued, SystemTime::now(), tls, user_agent) {
+            let mut cookie = spares::HeadBuffer::lend();
+            sticky.write_set_cookie(&mut cookie, value, token.issued, SystemTime::now(), (tls, user_agent));
+            if let Ok(cookie) = HeaderValue::from_maybe_shared(spares::small_bytes(&cookie)) {
                 headers.append(SET_COOKIE, cookie);
             }
         }
