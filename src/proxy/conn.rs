@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -23,6 +23,7 @@ use crate::proxy::idle::ConnActivity;
 use crate::proxy::passthrough::Recording;
 use crate::proxy::server::{ConnLimits, H1Path, ListenerConfig};
 use crate::proxy::write_timeout::WriteTimeout;
+use crate::worker::hyper_rt::{WorkerExecutor, WorkerTimer};
 
 /// The protocol builders of a worker, configured once. HTTP/1.1 and HTTP/2 use hyper's own
 /// builders: hyper-util's `auto` builder measured about 2 µs more CPU per request even when
@@ -30,38 +31,38 @@ use crate::proxy::write_timeout::WriteTimeout;
 pub struct Builders {
     /// Crate-visible so the HTTP fuzz target serves with the very same settings.
     pub(crate) http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
-    sniffing: auto::Builder<TokioExecutor>,
+    http2: http2::Builder<WorkerExecutor>,
+    sniffing: auto::Builder<WorkerExecutor>,
 }
 
 impl Builders {
     pub fn new(limits: &ConnLimits) -> Self {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
+        h1.timer(WorkerTimer::default())
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .writev(false)
             .keep_alive(true);
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        let mut h2 = http2::Builder::new(WorkerExecutor);
         // Rapid reset (CVE-2023-44487) and its cousin: a client that cancels (or makes us
         // reset) streams faster than they are served gets a GOAWAY, so a burst of them costs
         // bounded work.
-        h2.timer(TokioTimer::new())
+        h2.timer(WorkerTimer::default())
             .max_header_list_size(limits.max_header_bytes as u32)
             .max_concurrent_streams(256)
             .max_pending_accept_reset_streams(20)
             .max_local_error_reset_streams(1024)
             .keep_alive_interval(Duration::from_secs(30));
-        let mut sniffing = auto::Builder::new(TokioExecutor::new());
+        let mut sniffing = auto::Builder::new(WorkerExecutor);
         sniffing
             .http1()
-            .timer(TokioTimer::new())
+            .timer(WorkerTimer::default())
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .writev(false);
         sniffing
             .http2()
-            .timer(TokioTimer::new())
+            .timer(WorkerTimer::default())
             .max_header_list_size(limits.max_header_bytes as u32)
             .max_concurrent_streams(256)
             .max_pending_accept_reset_streams(20)

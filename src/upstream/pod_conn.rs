@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -107,7 +107,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if protocol.h2() {
-        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
+        let (sender, conn) = http2::handshake(crate::worker::hyper_rt::WorkerExecutor, TokioIo::new(io)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });

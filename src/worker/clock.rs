@@ -1,11 +1,11 @@
-//! The time a connection's task woke at, read once per wake-up. A proxied request asks what
+//! The time a connection's task woke at, read at most once per wake-up. A proxied request asks what
 //! time it is at seven places (its start, the pooled pod connection's age, the response
 //! timeout's deadline, the pod's answer, the connection's return to the pool, the end of the
 //! response, the client connection's idle mark), and each ask is a vDSO call of about 25 ns
 //! here: seven of them were more than 1% of a sticky hit's CPU. HAProxy and nginx read the
 //! clock once per turn of their event loop for the same reason.
 //!
-//! Within one wake-up the time stands still: what a wake-up does takes microseconds (tokio's
+//! Within one wake-up the time stands still from its first ask: what a wake-up does takes microseconds (tokio's
 //! budget makes a busy task yield), so a deadline set from it is early by as much at most, and
 //! a duration measured across wake-ups is exact to as much. Outside a wake-up [`now`] reads
 //! the clock.
@@ -17,17 +17,34 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 thread_local! {
-    static WOKE_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+    static WAKE_UP: Cell<WakeUp> = const { Cell::new(WakeUp::Outside) };
 }
 
-/// When the current wake-up of a [`Woken`] task began; the clock's time outside one.
+/// Where the current thread is: in no [`Woken`] poll, in one that has not asked the time yet
+/// (a poll that only moves bytes never reads the clock), or in one that has.
+#[derive(Clone, Copy)]
+enum WakeUp {
+    Outside,
+    Unread,
+    At(Instant),
+}
+
+/// The time the current wake-up of a [`Woken`] task first asked; the clock's time outside one.
 pub fn now() -> Instant {
-    WOKE_AT.with(Cell::get).unwrap_or_else(Instant::now)
+    WAKE_UP.with(|wake_up| match wake_up.get() {
+        WakeUp::At(at) => at,
+        WakeUp::Unread => {
+            let at = Instant::now();
+            wake_up.set(WakeUp::At(at));
+            at
+        }
+        WakeUp::Outside => Instant::now(),
+    })
 }
 
 pin_project_lite::pin_project! {
-    /// A task whose every poll reads the clock once, for everything that poll runs to ask
-    /// [`now`].
+    /// A task whose every poll reads the clock at most once, for everything that poll runs to
+    /// ask [`now`].
     pub struct Woken<F> {
         #[pin]
         task: F,
@@ -44,10 +61,11 @@ impl<F: Future> Future for Woken<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // A nested `Woken` (none today) gives its caller's time back when it returns.
-        let outer = WOKE_AT.replace(Some(Instant::now()));
+        // A nested `Woken` (a stream task hyper polls inline, none today) gives its caller's
+        // time back when it returns.
+        let outer = WAKE_UP.replace(WakeUp::Unread);
         let polled = self.project().task.poll(cx);
-        WOKE_AT.set(outer);
+        WAKE_UP.set(outer);
         polled
     }
 }
@@ -83,5 +101,18 @@ mod tests {
         let outside = now();
         std::thread::sleep(Duration::from_millis(2));
         assert!(now() >= outside + Duration::from_millis(2));
+    }
+
+    #[test]
+    fn a_wake_up_reads_the_clock_when_first_asked() {
+        let before = Instant::now();
+        let mut task = Box::pin(Woken::new(std::future::poll_fn(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            Poll::Ready(now())
+        })));
+        let Poll::Ready(first_ask) = task.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) else {
+            panic!("ready")
+        };
+        assert!(first_ask >= before + Duration::from_millis(5), "read at the ask, not at the wake-up");
     }
 }
