@@ -202,18 +202,42 @@ impl RouteSticky {
 
 /// Every value of cookie `name` in the request, most specific first (as browsers send them).
 pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers.get_all(COOKIE).iter().flat_map(move |header| {
-        header.as_bytes().split(|&b| b == b';').filter_map(move |pair| {
-            let pair = trim(pair);
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            if trim(&pair[..eq]) != name.as_bytes() {
-                return None;
+    headers.get_all(COOKIE).iter().flat_map(move |header| NamedValues { rest: Some(header.as_bytes()), name })
+}
+
+/// The values of the pairs named `name` in one `Cookie` line. A browser's line is often a
+/// kilobyte or more of other cookies: the pairs are found with `memchr` (SIMD) and a pair's
+/// name compared in place, so a pair of another name costs a prefix compare, not a walk of
+/// its value.
+struct NamedValues<'a> {
+    rest: Option<&'a [u8]>,
+    name: &'a str,
+}
+
+impl<'a> Iterator for NamedValues<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while let Some(rest) = self.rest {
+            let (pair, after) = match memchr::memchr(b';', rest) {
+                Some(semicolon) => (&rest[..semicolon], Some(&rest[semicolon + 1..])),
+                None => (rest, None),
+            };
+            self.rest = after;
+            if let Some(value) = value_if_named(pair, self.name.as_bytes()) {
+                return Some(value);
             }
-            let value = trim(&pair[eq + 1..]);
-            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
-            Some(value)
-        })
-    })
+        }
+        None
+    }
+}
+
+/// `pair`'s value if its name is `name` (blanks around the name, the `=` and the value
+/// allowed; a quoted value unquoted).
+fn value_if_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let after_name = trim(pair).strip_prefix(name)?;
+    let value = trim(trim(after_name).strip_prefix(b"=")?);
+    Some(value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value))
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -322,6 +346,45 @@ mod tests {
         let now = SystemTime::now();
         assert_eq!(r.set_cookie("v", 0, now, false, None).unwrap(), "c=v; Path=/app; HttpOnly");
         assert_eq!(r.set_cookie("v", 0, now, true, None).unwrap(), "c=v; Path=/app; Secure; HttpOnly; SameSite=None");
+    }
+
+    /// The reading `cookie_values` must keep: split at every `;`, the name before the pair's
+    /// first `=`, blanks trimmed.
+    fn reference_values<'a>(line: &'a [u8], name: &str) -> Vec<&'a [u8]> {
+        line.split(|&b| b == b';')
+            .filter_map(|pair| {
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                (trim(&pair[..eq]) == name.as_bytes()).then(|| {
+                    let value = trim(&pair[eq + 1..]);
+                    value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cookie_values_reads_every_line_as_the_plain_split_does() {
+        let pieces: [&[u8]; 14] =
+            [b"route", b"rout", b"routex", b"=", b";", b" ", b"\t", b"\"", b"v", b"a=b", b"x", b"", b"==", b";;"];
+        // Every line of up to four pieces, and a long browser-like one.
+        let mut lines: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..4 {
+            let longer: Vec<Vec<u8>> =
+                lines.iter().flat_map(|line| pieces.iter().map(move |p| [&line[..], p].concat())).collect();
+            lines.extend(longer);
+        }
+        let mut browser = b"_ga=GA1.2.3; theme=dark; ".repeat(40);
+        browser.extend_from_slice(b"route=abc; trailing=1");
+        lines.push(browser);
+        for line in &lines {
+            for name in ["route", "a", "x"] {
+                let value = HeaderValue::from_bytes(line).unwrap();
+                let mut h = HeaderMap::new();
+                h.append(COOKIE, value);
+                let found: Vec<_> = cookie_values(&h, name).collect();
+                assert_eq!(found, reference_values(line, name), "{:?} {name}", String::from_utf8_lossy(line));
+            }
+        }
     }
 
     #[test]
