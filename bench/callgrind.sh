@@ -11,6 +11,10 @@
 #                                            N requests one stream at a time on one connection
 #                                            (Debian's nghttp2-client; curl 7.88 sends nothing after
 #                                            the first request of a multi-URL h2 prior-knowledge run)
+#   HAPROXY=1 bench/callgrind.sh ...         the same count for HAProxy (Debian's 2.6, `cookie SRV
+#                                            insert indirect`, as bench/tether.sh configures it) in
+#                                            front of the same pod, its cookie sent: the user-space
+#                                            instructions both proxies spend on one request
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -54,11 +58,30 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
 YAML
+cat >"$work/haproxy.cfg" <<CFG
+global
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:$PORT
+    default_backend pods
+backend pods
+    cookie SRV insert indirect nocache
+    server pod1 127.0.0.1:$POD cookie pod1
+CFG
 count() { # requests -> total instructions
-  local n=$1 out=$work/cg.$1
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run --manifests "$work/m" \
-    --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers 1 "${h2c[@]}" --state-dir "$work/state" --cookie-key-file "$work/key" \
-    >/dev/null 2>"$work/log.$n" & local vpid=$!
+  local n=$1 out=$work/cg.$1 proxy
+  if [[ -n ${HAPROXY:-} ]]; then
+    proxy=(haproxy -db -f "$work/haproxy.cfg")
+  else
+    proxy=("$bin" run --manifests "$work/m" --listen 127.0.0.1:$PORT --admin 127.0.0.1:0 --workers 1 "${h2c[@]}"
+      --state-dir "$work/state" --cookie-key-file "$work/key")
+  fi
+  valgrind --tool=callgrind --callgrind-out-file="$out" "${proxy[@]}" >/dev/null 2>"$work/log.$n" & local vpid=$!
   for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
   local cookie
   cookie=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PORT/" | tr -d '\r' | awk -F'[:;] *' 'tolower($1)=="set-cookie"{print $2; exit}')
@@ -85,4 +108,4 @@ count() { # requests -> total instructions
 }
 a=$(count "$N"); b=$(count $((2 * N)))
 [[ -n ${KEEP:-} ]] && echo "callgrind output kept in $work" >&2
-echo "instructions per ${BROWSER:+browser }${H2C:+h2c }sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
+echo "${HAPROXY:+HAProxy }instructions per ${BROWSER:+browser }${H2C:+h2c }sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
