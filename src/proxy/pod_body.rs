@@ -95,7 +95,12 @@ impl PodBody {
                 self.release();
             }
             match data {
-                Some(data) => return Some(Ok(Some(data))),
+                Some(data) => {
+                    if !step.done {
+                        self.consume_framing_ahead();
+                    }
+                    return Some(Ok(Some(data)));
+                }
                 None if self.decoder.is_done() => return Some(Ok(None)),
                 None if step.consumed == 0 => return None,
                 None => continue,
@@ -105,6 +110,25 @@ impl PodBody {
 }
 
 impl PodBody {
+    /// Takes the framing already buffered after a piece of payload (the chunk's CRLF, the last
+    /// chunk, trailers), so that a body whose end came with its last data knows it has ended
+    /// when it hands that data over. An HTTP/2 client then gets END_STREAM on the last DATA
+    /// frame, not in an empty frame of its own. What is not framing alone (more payload, a
+    /// framing error) is left for the next decode.
+    fn consume_framing_ahead(&mut self) {
+        let Some(conn) = self.conn.as_mut().filter(|conn| !conn.buf.is_empty()) else { return };
+        let mut ahead = self.decoder.clone();
+        if let Ok(step) = ahead.decode(&conn.buf) {
+            if step.payload.is_empty() && step.consumed > 0 {
+                conn.buf.advance(step.consumed);
+                self.decoder = ahead;
+                if step.done {
+                    self.release();
+                }
+            }
+        }
+    }
+
     fn report_later(&mut self, cut: BodyError, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.cut = Some(cut);
         cx.waker().wake_by_ref();

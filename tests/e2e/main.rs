@@ -20,6 +20,7 @@ mod edge;
 mod examples;
 mod examples_readme;
 mod gateway;
+mod h2_frames;
 mod hardening;
 mod kube;
 mod kube_access;
