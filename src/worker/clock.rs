@@ -1,14 +1,14 @@
-//! The time a connection's task woke at, read at most once per wake-up. A proxied request asks what
-//! time it is at seven places (its start, the pooled pod connection's age, the response
-//! timeout's deadline, the pod's answer, the connection's return to the pool, the end of the
-//! response, the client connection's idle mark), and each ask is a vDSO call of about 25 ns
-//! here: seven of them were more than 1% of a sticky hit's CPU. HAProxy and nginx read the
+//! The time a connection's task woke at, read at most once per wake-up. A proxied request
+//! asks what time it is at seven places (its start, the pooled pod connection's age, the
+//! response timeout's deadline, the pod's answer, the connection's return to the pool, the end
+//! of the response, the client connection's idle mark), and each ask is a vDSO call of about
+//! 25 ns here: seven of them were more than 1% of a sticky hit's CPU. HAProxy and nginx read the
 //! clock once per turn of their event loop for the same reason.
 //!
-//! Within one wake-up the time stands still from its first ask: what a wake-up does takes microseconds (tokio's
-//! budget makes a busy task yield), so a deadline set from it is early by as much at most, and
-//! a duration measured across wake-ups is exact to as much. Outside a wake-up [`now`] reads
-//! the clock.
+//! Within one wake-up the time stands still from its first ask: what a wake-up does takes
+//! microseconds (tokio's budget makes a busy task yield), so a deadline set from it is early by
+//! as much at most, and a duration measured across wake-ups is exact to as much. Outside a
+//! wake-up [`now`] reads the clock.
 
 use std::cell::Cell;
 use std::future::Future;
