@@ -17,6 +17,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::upstream::request_body::UpstreamBody;
+use crate::worker::hyper_rt::WorkerExecutor;
 
 /// The protocol spoken to the pods of a backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -107,7 +108,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if protocol.h2() {
-        let (sender, conn) = http2::handshake(crate::worker::hyper_rt::WorkerExecutor, TokioIo::new(io)).await?;
+        let (sender, conn) = http2::handshake(WorkerExecutor, TokioIo::new(io)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });

@@ -61,8 +61,7 @@ impl<F: Future> Future for Woken<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // A nested `Woken` (a stream task hyper polls inline, none today) gives its caller's
-        // time back when it returns.
+        // A nested `Woken` (none today) gives its caller's time back when it returns.
         let outer = WAKE_UP.replace(WakeUp::Unread);
         let polled = self.project().task.poll(cx);
         WAKE_UP.set(outer);

@@ -1,6 +1,6 @@
 //! The HTTP/2 frames a client gets, read off the wire by a raw client (reqwest hides them):
 //! a pod's chunked response that arrives whole ends the stream with its last DATA frame, as
-//! HAProxy and nginx end it, not with an empty DATA frame of its own.
+//! nginx 1.22 ends it, not with an empty DATA frame of its own (as HAProxy 2.6 sends).
 
 use std::time::Duration;
 
