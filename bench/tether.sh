@@ -21,8 +21,11 @@
 #           pods to W2_BACKEND_CPU (0); on a 2-core machine wrk shares a core with one worker
 #
 # Defaults here (override any): DURATION=5s WARMUP=2s ROUNDS=3; TARGETS is
-# "haproxy nginx-hash nginx-rr direct" for hit and "haproxy nginx-hash" for the others (tether
-# is always added after haproxy). RESULTS=file names the results file (default
+# "haproxy nginx-hash nginx-rr floor direct" for hit and "haproxy nginx-hash" for the others
+# (tether is always added after haproxy). `floor` is a TCP relay with no HTTP in it
+# (examples/floor.rs, built here; FLOOR_BIN=path to give one): its CPU per request is what the
+# kernel and the runtime cost any proxy here before it does any work, so "tether minus floor"
+# against "HAProxy minus floor" is what each proxy's own work costs. RESULTS=file names the results file (default
 # bench/results/<timestamp>.txt; raw rows beside it per scenario).
 #
 # tether runs with a sticky cookie (ingress-nginx annotations, persistent mode, like HAProxy's
@@ -42,6 +45,10 @@ bin=${TETHER_BIN:-}
 if [[ -z $bin ]]; then
   (cd "$ROOT" && cargo build --release --locked -q)
   bin=$ROOT/target/release/tether
+fi
+if [[ -z ${FLOOR_BIN:-} ]]; then
+  (cd "$ROOT" && cargo build --release --locked -q --example floor)
+  export FLOOR_BIN=$ROOT/target/release/examples/floor
 fi
 SCENARIOS=${SCENARIOS:-hit new 16k upload 2w}
 for sc in $SCENARIOS; do
@@ -101,7 +108,7 @@ for sc in $SCENARIOS; do
     export SCENARIO=$sc WORKERS=1 URL_PATH=/ NO_COOKIE=0 WRK_SCRIPT=$HERE/conf/wrk-report.lua
     export TARGETS=${user_targets:-haproxy nginx-hash}
     case $sc in
-      hit) export TARGETS=${user_targets:-haproxy nginx-hash nginx-rr direct} ;;
+      hit) export TARGETS=${user_targets:-haproxy nginx-hash nginx-rr floor direct} ;;
       new) export NO_COOKIE=1 ;;
       16k) export URL_PATH=/16k ;;
       upload) export URL_PATH=/upload WRK_SCRIPT=$HERE/conf/wrk-upload.lua ;;
