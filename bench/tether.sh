@@ -46,14 +46,18 @@ if [[ -z $bin ]]; then
   (cd "$ROOT" && cargo build --release --locked -q)
   bin=$ROOT/target/release/tether
 fi
-if [[ -z ${FLOOR_BIN:-} ]]; then
-  (cd "$ROOT" && cargo build --release --locked -q --example floor)
-  export FLOOR_BIN=$ROOT/target/release/examples/floor
-fi
 SCENARIOS=${SCENARIOS:-hit new 16k upload 2w}
 for sc in $SCENARIOS; do
   case $sc in hit|new|16k|upload|2w) ;; *) echo "unknown scenario '$sc' (hit new 16k upload 2w)" >&2; exit 2 ;; esac
 done
+needs_floor=0   # the hit scenario with its default targets, or with floor among the given ones
+for sc in $SCENARIOS; do
+  if [[ $sc == hit && ( -z ${TARGETS:-} || " $TARGETS " == *" floor "* ) ]]; then needs_floor=1; fi
+done
+if [[ $needs_floor == 1 && -z ${FLOOR_BIN:-} ]]; then
+  (cd "$ROOT" && cargo build --release --locked -q --example floor)
+  export FLOOR_BIN=$ROOT/target/release/examples/floor
+fi
 export DURATION=${DURATION:-5s} WARMUP=${WARMUP:-2s} ROUNDS=${ROUNDS:-3}
 mkdir -p "$HERE/results"
 export RESULTS=${RESULTS:-$HERE/results/$(date +%Y%m%d-%H%M%S).txt}
