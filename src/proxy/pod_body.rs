@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use crate::h1::body::Decoder;
 use crate::h1::rules::Framing;
 use crate::proxy::body::{BodyError, StallTimer};
-use crate::upstream::h1_pod::READ_SIZE;
+use crate::proxy::spares;
 use crate::upstream::load::InFlight;
 use crate::upstream::{PodConn, Upstream};
 
@@ -66,7 +66,10 @@ impl PodBody {
     /// to the pool; any other is closed.
     fn release(&mut self) {
         self.in_flight = None;
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
+            // An idle connection holds no buffer; the next response on any connection reads
+            // into this one.
+            spares::give_pod_buffer(&mut conn.buf);
             if self.keep_alive && conn.buf.is_empty() {
                 self.upstream.checkin_h1(conn);
             }
@@ -160,7 +163,7 @@ impl Body for PodBody {
                 None => {}
             }
             let conn = this.conn.as_mut().expect("checked above");
-            conn.buf.reserve(READ_SIZE);
+            spares::room_for_pod(&mut conn.buf);
             match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
                 Poll::Ready(Ok(0)) => {
                     // The pod closed: the end of a close-delimited body, else a cut one.
@@ -199,6 +202,53 @@ impl Body for PodBody {
         match self.length {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::upstream::h1_pod::READ_SIZE;
+    use crate::upstream::{PodProtocol, UpstreamRegistry};
+
+    static STALLS: AtomicU64 = AtomicU64::new(0);
+
+    /// A pooled pod connection gives its read buffer back to the worker: it holds none while
+    /// idle (it held 16 KiB each), and the next response, on whichever connection, is read into
+    /// the same memory, still in the cache. A body that filled the buffer to its end (no
+    /// capacity left) gives its memory back too.
+    #[tokio::test]
+    async fn an_idle_pod_connection_holds_no_buffer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = UpstreamRegistry::new(1, Duration::from_secs(60)).get(addr, PodProtocol::Http1);
+        for whole in [2, 0] {
+            let mut conn = PodConn::connect(addr, PodProtocol::Http1, Duration::from_secs(5)).await.unwrap();
+            let (mut pod, _) = listener.accept().await.unwrap();
+            spares::room_for_pod(&mut conn.buf);
+            let memory = conn.buf.as_ptr();
+            let length = if whole == 0 { conn.buf.capacity() } else { whole };
+            pod.write_all(&vec![b'x'; length]).await.unwrap();
+            while conn.buf.len() < length {
+                conn.stream.read_buf(&mut conn.buf).await.unwrap();
+            }
+            let stall = StallTimer::new((Duration::from_secs(60), &STALLS));
+            let body = PodBody::new(conn, Framing::Length(length as u64), true, (upstream.clone(), None), stall);
+            assert_eq!(body.collect().await.unwrap().to_bytes().len(), length);
+
+            let mut idle = upstream.checkout_h1().expect("the connection went back to the pool");
+            assert_eq!(idle.buf.capacity(), 0, "an idle connection holds no buffer");
+            spares::room_for_pod(&mut idle.buf);
+            assert_eq!(idle.buf.as_ptr(), memory, "the worker's spare, reclaimed whole ({length} bytes)");
+            assert!(idle.buf.capacity() >= READ_SIZE);
         }
     }
 }

@@ -1,7 +1,8 @@
-//! What a worker keeps for its connections' next requests: read buffers, head buffers, header
-//! maps and the heap slots requests run in (docs/h1-plan.md step 6). A connection takes them
-//! when a request arrives and gives them back when it waits, so an idle connection holds none
-//! of them and a request in the steady state allocates none of them. Each worker is a
+//! What a worker keeps for its connections' next requests: read buffers (for clients and for
+//! pods), head buffers, header maps and the heap slots requests run in (docs/h1-plan.md step 6).
+//! A connection takes them when a request arrives and gives them back when it waits, so an
+//! idle connection (a client's, or a pooled one to a pod) holds none of them and a request in
+//! the steady state allocates none of them. Each worker is a
 //! single-threaded runtime, so one set per thread; each kind keeps at most [`KEEP`], so a
 //! burst's worth is not held for ever.
 
@@ -11,6 +12,8 @@ use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
+
+use crate::upstream::h1_pod;
 
 /// What a read for a request head asks for at least: most heads fit, and a slow client's
 /// half head holds no more (nginx's `client_header_buffer_size` is 1 KiB). A longer head
@@ -27,6 +30,9 @@ const SMALL_BLOCK: usize = 2048;
 
 struct Spares {
     reads: Vec<BytesMut>,
+    /// Buffers a pod's response is read into; handed from one pod connection to the next, the
+    /// most recently used first, so a response lands in memory that is still in the cache.
+    pod_reads: Vec<BytesMut>,
     heads: Vec<Vec<u8>>,
     maps: Vec<HeaderMap>,
     /// Where the next small value is copied (see [`small_bytes`]).
@@ -39,6 +45,7 @@ thread_local! {
     static SPARES: RefCell<Spares> =
         const { RefCell::new(Spares {
             reads: Vec::new(),
+            pod_reads: Vec::new(),
             heads: Vec::new(),
             maps: Vec::new(),
             small: None,
@@ -65,10 +72,7 @@ fn keep<T>(list: fn(&mut Spares) -> &mut Vec<T>, spare: T) {
 
 /// A buffer to read a client into, with at least [`READ_SIZE`] free when it is unshared.
 pub fn read_buffer() -> BytesMut {
-    let mut buf = take(|s| &mut s.reads).unwrap_or_default();
-    // Reclaims the whole allocation in place once the last request's head is dropped.
-    buf.reserve(READ_SIZE);
-    buf
+    buffer_from(|s| &mut s.reads, READ_SIZE)
 }
 
 /// Takes back a read buffer that holds nothing (a buffer with unread bytes stays with its
@@ -83,6 +87,32 @@ pub fn give_read_buffer(buf: &mut BytesMut) {
         return;
     }
     keep(|s| &mut s.reads, buf);
+}
+
+/// Makes room to read a pod's response into `buf`: a spare buffer when the connection holds
+/// none (it gave its own back when it went idle), else at least [`h1_pod::READ_SIZE`] free.
+pub fn room_for_pod(buf: &mut BytesMut) {
+    if buf.capacity() == 0 {
+        *buf = buffer_from(|s| &mut s.pod_reads, h1_pod::READ_SIZE);
+    } else {
+        buf.reserve(h1_pod::READ_SIZE);
+    }
+}
+
+/// Takes back a pod connection's read buffer as the connection goes idle, if it holds nothing.
+/// One whose last body took all its room has no capacity left but still holds its memory,
+/// which `reserve` reclaims once that body has been written: it is kept too.
+pub fn give_pod_buffer(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() <= 4 * h1_pod::READ_SIZE {
+        keep(|s| &mut s.pod_reads, std::mem::take(buf));
+    }
+}
+
+fn buffer_from(list: fn(&mut Spares) -> &mut Vec<BytesMut>, size: usize) -> BytesMut {
+    let mut buf = take(list).unwrap_or_default();
+    // Reclaims the whole allocation in place once the last request's head is dropped.
+    buf.reserve(size);
+    buf
 }
 
 /// A buffer to write a head into, lent until it is dropped.

@@ -18,7 +18,6 @@ use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::Timeouts;
 use crate::proxy::spares;
 use crate::upstream::client_body::{ClientBody, ClientBodyError};
-use crate::upstream::h1_pod::READ_SIZE;
 use crate::upstream::{ConnectError, PodConn, Upstream};
 use crate::worker::clock;
 
@@ -199,7 +198,7 @@ async fn exchange(
             facts.keep_alive &= !answered_early;
             return Ok((parts, facts));
         }
-        conn.buf.reserve(READ_SIZE);
+        spares::room_for_pod(&mut conn.buf);
         let had = conn.buf.len();
         let timer = conn.timer.get_or_insert_with(|| Box::pin(deadline::timer()));
         let read = tokio::select! {
@@ -225,6 +224,7 @@ async fn send_body(
     timeouts: &Timeouts,
 ) -> Result<bool, Failed> {
     loop {
+        spares::room_for_pod(&mut conn.buf);
         let frame = tokio::select! {
             biased;
             read = conn.stream.read_buf(&mut conn.buf) => {
