@@ -142,10 +142,49 @@ pub struct Accepted {
     pub stop: Stop,
 }
 
-/// Serves one connection to the end. Each protocol's connection future is boxed (once per
-/// connection): the task's own future is then as small as the handshake, not as large as the
-/// largest of them all.
-pub async fn serve(accepted: Accepted) {
+pin_project_lite::pin_project! {
+    /// A connection's future with what counts it against `--max-connections`, dropped with it.
+    pub struct Held<F, H> {
+        #[pin]
+        future: F,
+        hold: H,
+    }
+}
+
+impl<F: Future, H> Future for Held<F, H> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
+/// Serves one connection to the end, `hold` kept while it lives. Plain HTTP/1.1 with nothing to
+/// read before the first request (no PROXY header, no TLS, no h2c preface to look for) is the
+/// own server's future itself: an idle keep-alive connection is one task, one allocation.
+pub fn serve<H: Send + 'static>(accepted: Accepted, hold: H) -> impl Future<Output = ()> + Send {
+    let limits = accepted.limits;
+    let plain_h1 = accepted.config.tls.is_none()
+        && !accepted.config.proxy_protocol
+        && limits.h1_path == H1Path::Own
+        && !limits.h2c;
+    if !plain_h1 {
+        return futures_util::future::Either::Right(Held { future: serve_any(accepted), hold });
+    }
+    let Accepted { stream, peer, local_port, state, open, stop, .. } = accepted;
+    // Forwarding headers are believed only from a trusted peer.
+    let trusted = state.trusted_proxies.contains(peer.ip());
+    let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
+    // `open` is held by the connection's `Serving` while it lives.
+    let serving = h1_server::Serving { state, client, open, limits };
+    let future = h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop);
+    futures_util::future::Either::Left(Held { future, hold })
+}
+
+/// Serves a connection of any kind to the end. Each protocol's connection future is boxed (once
+/// per connection): this future is then as small as the handshake, not as large as the largest
+/// of them all.
+pub(crate) async fn serve_any(accepted: Accepted) {
     let Accepted { mut stream, mut peer, local_port, config, state, limits, builders, open, stop } = accepted;
     let _open = open.hold();
     let trusted_peer = state.trusted_proxies.contains(peer.ip());

@@ -210,10 +210,7 @@ impl Worker {
                 stop: self.stop.clone(),
             };
             // Each wake-up of the connection reads the clock once (`worker::clock`).
-            tokio::spawn(crate::worker::clock::Woken::new(async move {
-                let _slot = slot;
-                conn::serve(accepted).await;
-            }));
+            tokio::spawn(crate::worker::clock::Woken::new(conn::serve(accepted, slot)));
         };
         // Closing the listening sockets makes new connections go elsewhere (or be refused).
         drop(listeners);
