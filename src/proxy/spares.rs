@@ -103,7 +103,7 @@ pub fn room_for_pod(buf: &mut BytesMut) {
 /// One whose last body took all its room has no capacity left but still holds its memory,
 /// which `reserve` reclaims once that body has been written: it is kept too.
 pub fn give_pod_buffer(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() <= 4 * h1_pod::READ_SIZE {
+    if buf.is_empty() && buf.capacity() <= 2 * h1_pod::READ_SIZE {
         keep(|s| &mut s.pod_reads, std::mem::take(buf));
     }
 }

@@ -234,6 +234,34 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     assert!(TcpStream::connect(exit.1.addr).await.is_err(), "no longer accepting");
 }
 
+/// A keep-alive connection that is waiting for its next request when tether is told to stop
+/// is closed at once (not after the 30 s grace), and tether exits.
+#[tokio::test]
+async fn sigterm_closes_a_waiting_keep_alive_connection_at_once() {
+    let (_pods, _m, mut t) = sticky_setup(1, &[]);
+    let mut conn = TcpStream::connect(t.addr).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("edge-0") {
+        let n = tokio::time::timeout(DEADLINE, conn.read(&mut buf)).await.expect("an answer").unwrap();
+        assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    // Waiting now: nothing comes and nothing closes until the stop.
+    let early = tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await;
+    assert!(early.is_err(), "the connection stays open while idle: {early:?}");
+    let signalled = std::time::Instant::now();
+    t.proc.signal("TERM");
+    let closed = tokio::time::timeout(DEADLINE, conn.read(&mut buf)).await.expect("closed at the stop");
+    assert!(matches!(closed, Ok(0)), "closed without another byte: {closed:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(5), "closed at once, not after the grace period");
+    let exit = tokio::task::spawn_blocking(move || t.proc.wait_exit(DEADLINE)).await.unwrap();
+    assert!(exit.is_some_and(|s| s.success()), "exit 0 with nothing open: {exit:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "exited well within the 30 s grace");
+}
+
 #[tokio::test]
 async fn sighup_rereads_the_manifests() {
     let (_pods, m, t) = sticky_setup(1, &[]);
