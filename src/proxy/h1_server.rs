@@ -33,7 +33,7 @@ use crate::proxy::forward::{self, ProxyState};
 use crate::proxy::h1_reply::{write_response, Asked};
 use crate::proxy::h1_upload;
 use crate::proxy::headers::ClientInfo;
-use crate::proxy::idle::ConnActivity;
+use crate::proxy::idle::ActivityGuard;
 use crate::proxy::server::ConnLimits;
 use crate::proxy::spares::{self, READ_SIZE};
 use crate::proxy::upgrade::{OwnUpgrade, Tunnel, TunnelIo};
@@ -45,12 +45,6 @@ pub struct Serving {
     pub client: Arc<ClientInfo>,
     pub open: OpenTracker,
     pub limits: ConnLimits,
-}
-
-/// What every request of a connection shares.
-struct Shared {
-    serving: Serving,
-    activity: Arc<ConnActivity>,
 }
 
 /// What a connection owns between requests; a request takes it and gives it back.
@@ -70,21 +64,21 @@ struct Taken {
 
 /// Serves HTTP/1.1 on `io` until the client closes, a timeout, an error, or `stop`. (A plain
 /// function returning its future: an `async fn`'s would keep `io`, `serving` and `stop` for the
-/// connection's whole life beside the `Conn` and `Shared` they become; every idle connection
+/// connection's whole life beside the `Conn` and the `Arc` they become; every idle connection
 /// holds this future.)
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
 pub fn serve<S>(io: S, serving: Serving, stop: Stop) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = Arc::new(Shared { serving, activity: ConnActivity::new() });
+    let shared = Arc::new(serving);
     let mut conn = Conn { io, buf: BytesMut::new(), stop };
     async move {
         let mut timer = std::pin::pin!(deadline::timer());
         let refusal = loop {
             // (Only the refusal leaves the loop: the head's result is not kept while it is
             // written.)
-            let taken = match read_head(&mut conn, &shared.serving.limits, timer.as_mut()).await {
+            let taken = match read_head(&mut conn, &shared.limits, timer.as_mut()).await {
                 Ok(taken) => taken,
                 Err(Some(refusal)) => break refusal,
                 Err(None) => return,
@@ -107,7 +101,7 @@ where
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
 fn exchange<S>(
     mut conn: Conn<S>,
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     Taken { mut req, facts, minor }: Taken,
 ) -> impl Future<Output = Option<Conn<S>>> + Send
 where
@@ -126,9 +120,9 @@ where
             give
         });
         let (body, upload) = h1_upload::client_body(facts.framing, facts.expect_continue);
-        let Serving { state, client, open, .. } = &shared.serving;
+        let Serving { state, client, open, .. } = &*shared;
         let req = req.map(|()| body);
-        let handling = forward::handle(state.clone(), client.clone(), open.clone(), shared.activity.begin(), req);
+        let handling = forward::handle(state.clone(), client.clone(), open.clone(), ActivityGuard::untracked(), req);
         let mut out = spares::HeadBuffer::lend();
         let keep_alive = match upload {
             None => {

@@ -24,7 +24,7 @@ impl ConnActivity {
     /// A request begins; the guard ends it (keep it with the response body).
     pub fn begin(self: &Arc<Self>) -> ActivityGuard {
         self.open.fetch_add(1, Relaxed);
-        ActivityGuard(self.clone())
+        ActivityGuard(Some(self.clone()))
     }
 
     /// When the connection will have been idle for `limit`, if nothing happens before:
@@ -38,11 +38,20 @@ impl ConnActivity {
 }
 
 /// Held while a request (and its response body) is open.
-pub struct ActivityGuard(Arc<ConnActivity>);
+pub struct ActivityGuard(Option<Arc<ConnActivity>>);
+
+impl ActivityGuard {
+    /// For a request on a connection that keeps its own idle time: tether's HTTP/1.1 server
+    /// serves one request at a time and counts the idle time from the end of each response, so
+    /// it needs no shared count (nor its atomics and clock read per request).
+    pub fn untracked() -> ActivityGuard {
+        ActivityGuard(None)
+    }
+}
 
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let Some(activity) = &self.0 else { return };
         // Stamped before the count drops, so a deadline read in between is never too early (but
         // for the microseconds of this wake-up: `clock::now` is when it began).
         let idle_since = clock::now().saturating_duration_since(activity.started);
