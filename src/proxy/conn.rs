@@ -144,7 +144,7 @@ pub struct Accepted {
 
 pin_project_lite::pin_project! {
     /// A connection's future with what counts it against `--max-connections`, dropped with it.
-    pub struct Held<F, H> {
+    struct Held<F, H> {
         #[pin]
         future: F,
         hold: H,

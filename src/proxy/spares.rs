@@ -2,9 +2,8 @@
 //! pods), head buffers, header maps and the heap slots requests run in (docs/h1-plan.md step 6).
 //! A connection takes them when a request arrives and gives them back when it waits, so an
 //! idle connection (a client's, or a pooled one to a pod) holds none of them and a request in
-//! the steady state allocates none of them. Each worker is a
-//! single-threaded runtime, so one set per thread; each kind keeps at most [`KEEP`], so a
-//! burst's worth is not held for ever.
+//! the steady state allocates none of them. Each worker is a single-threaded runtime, so one
+//! set per thread; each kind keeps at most [`KEEP`], so a burst's worth is not held for ever.
 
 use std::any::Any;
 use std::cell::RefCell;
