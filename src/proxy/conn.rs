@@ -174,11 +174,22 @@ pub fn serve<H: Send + 'static>(accepted: Accepted, hold: H) -> impl Future<Outp
     let Accepted { stream, peer, local_port, state, open, stop, .. } = accepted;
     // Forwarding headers are believed only from a trusted peer.
     let trusted = state.trusted_proxies.contains(peer.ip());
-    let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
     // `open` is held by the connection's `Serving` while it lives.
-    let serving = h1_server::Serving { state, client, open, limits };
+    let serving = plain_serving(state, (peer, local_port), trusted, open, limits);
     let future = h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop);
     futures_util::future::Either::Left(Held { future, hold })
+}
+
+/// What serving a plain (not TLS) connection from `peer` needs.
+fn plain_serving(
+    state: Arc<ProxyState>,
+    (peer, local_port): (std::net::SocketAddr, u16),
+    trusted: bool,
+    open: OpenTracker,
+    limits: ConnLimits,
+) -> h1_server::Serving {
+    let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
+    h1_server::Serving { state, client, open, limits }
 }
 
 /// Serves a connection of any kind to the end. Each protocol's connection future is boxed (once
@@ -215,8 +226,7 @@ pub(crate) async fn serve_any(accepted: Accepted) {
             (false, true) => Some(HyperProtocol::Sniffing),
             (false, false) => Some(HyperProtocol::Http1),
         };
-        let client = Arc::new(ClientInfo::new(peer, local_port, false).trusted(trusted));
-        let serving = h1_server::Serving { state, client, open, limits };
+        let serving = plain_serving(state, (peer, local_port), trusted, open, limits);
         match hyper {
             None => Box::pin(h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop)).await,
             Some(protocol) => Box::pin(serve_with_hyper(stream, protocol, serving, &builders, stop)).await,
