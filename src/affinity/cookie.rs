@@ -2,8 +2,10 @@
 //! as ingress-nginx does: `Expires`, `Max-Age`, `Domain`, `Path`, `Secure`, `HttpOnly`,
 //! `SameSite`, in that order, each only when it applies.
 
-use http::header::{HeaderMap, HeaderValue, COOKIE};
+use http::header::{HeaderName, HeaderValue, COOKIE};
 use std::time::{Duration, SystemTime};
+
+use crate::h1::lines::HeaderLines;
 
 /// How a session maps to an endpoint. A cookie token carries the mode that issued it (the
 /// discriminant is its byte on the wire), and a token of the other mode is not obeyed.
@@ -111,8 +113,8 @@ impl StickyPolicy {
 
 impl StickyPolicy {
     /// The session tokens a request carries: cookie values, or the values of the session header.
-    pub fn token_values<'a>(&'a self, headers: &'a HeaderMap) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let from_header = self.header.as_ref().map(|name| headers.get_all(name).iter().map(|v| v.as_bytes()));
+    pub fn token_values<'a>(&'a self, headers: HeaderLines<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let from_header = self.header.as_ref().map(|name| headers.get_all(name));
         let from_cookie = self.header.is_none().then(|| cookie_values(headers, &self.cookie_name));
         from_header.into_iter().flatten().chain(from_cookie.into_iter().flatten())
     }
@@ -201,8 +203,9 @@ impl RouteSticky {
 }
 
 /// Every value of cookie `name` in the request, most specific first (as browsers send them).
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers.get_all(COOKIE).iter().flat_map(move |header| NamedValues { rest: Some(header.as_bytes()), name })
+pub fn cookie_values<'a>(headers: HeaderLines<'a>, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    static COOKIE_NAME: HeaderName = COOKIE;
+    headers.get_all(&COOKIE_NAME).flat_map(move |line| NamedValues { rest: Some(line), name })
 }
 
 /// The values of the pairs named `name` in one `Cookie` line. A browser's line is often a
@@ -276,6 +279,7 @@ pub fn same_site_none_incompatible(user_agent: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use std::sync::Arc;
 
     fn route(policy: StickyPolicy) -> RouteSticky {
@@ -381,7 +385,7 @@ mod tests {
                 let value = HeaderValue::from_bytes(line).unwrap();
                 let mut h = HeaderMap::new();
                 h.append(COOKIE, value);
-                let found: Vec<_> = cookie_values(&h, name).collect();
+                let found: Vec<_> = cookie_values((&h).into(), name).collect();
                 assert_eq!(found, reference_values(line, name), "{:?} {name}", String::from_utf8_lossy(line));
             }
         }
@@ -392,9 +396,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; route=\"x\" ;b=2"));
         h.append(COOKIE, HeaderValue::from_static("route=y"));
-        let found: Vec<_> = cookie_values(&h, "route").collect();
+        let found: Vec<_> = cookie_values((&h).into(), "route").collect();
         assert_eq!(found, vec![&b"x"[..], &b"y"[..]]);
-        assert_eq!(cookie_values(&h, "rout").count(), 0);
+        assert_eq!(cookie_values((&h).into(), "rout").count(), 0);
     }
 
     #[test]

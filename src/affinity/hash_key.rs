@@ -2,11 +2,12 @@
 //! `$request_uri`, `$cookie_x`, `$http_x`, `$arg_x`, `$host`, `$uri`, text, or a mix such as
 //! `$host$request_uri`) whose value is hashed consistently over the ready endpoints.
 
-use http::header::{HeaderMap, HeaderName, HOST};
+use http::header::{HeaderName, HOST};
 use http::Uri;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::affinity::cookie::cookie_values;
+use crate::h1::lines::HeaderLines;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
@@ -69,7 +70,7 @@ impl HashKey {
     }
 
     /// Hashes the expression's value for one request.
-    pub fn hash(&self, uri: &Uri, headers: &HeaderMap, client_ip: &[u8]) -> u64 {
+    pub fn hash(&self, uri: &Uri, headers: HeaderLines<'_>, client_ip: &[u8]) -> u64 {
         let mut h = Xxh3::new();
         for part in self.parts.iter() {
             match part {
@@ -77,9 +78,9 @@ impl HashKey {
                 Part::RemoteAddr => h.update(client_ip),
                 Part::RequestUri => h.update(uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()).as_bytes()),
                 Part::Uri => h.update(uri.path().as_bytes()),
-                Part::Host => h.update(headers.get(HOST).map_or(&b""[..], |v| v.as_bytes())),
+                Part::Host => h.update(headers.get(&HOST).unwrap_or(b"")),
                 Part::Cookie(name) => h.update(cookie_values(headers, name).next().unwrap_or(b"")),
-                Part::Header(name) => h.update(headers.get(name).map_or(&b""[..], |v| v.as_bytes())),
+                Part::Header(name) => h.update(headers.get(name).unwrap_or(b"")),
                 Part::Arg(name) => h.update(query_arg(uri.query(), name).as_bytes()),
             }
             h.update(&[0xff]); // separates parts: `ab`+`c` differs from `a`+`bc`
@@ -118,6 +119,7 @@ fn query_arg<'a>(query: Option<&'a str>, name: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http::HeaderValue;
 
     fn uri(s: &str) -> Uri {
@@ -133,26 +135,26 @@ mod tests {
         a2.insert("cookie", HeaderValue::from_static("x=2; user=alice"));
         let mut b = HeaderMap::new();
         b.insert("cookie", HeaderValue::from_static("user=bob"));
-        assert_eq!(k.hash(&uri("/a"), &a, b"1.1.1.1"), k.hash(&uri("/b"), &a2, b"2.2.2.2"));
-        assert_ne!(k.hash(&uri("/a"), &a, b"1"), k.hash(&uri("/a"), &b, b"1"));
+        assert_eq!(k.hash(&uri("/a"), (&a).into(), b"1.1.1.1"), k.hash(&uri("/b"), (&a2).into(), b"2.2.2.2"));
+        assert_ne!(k.hash(&uri("/a"), (&a).into(), b"1"), k.hash(&uri("/a"), (&b).into(), b"1"));
 
         let k = HashKey::parse("${host}$request_uri").unwrap();
         let mut h = HeaderMap::new();
         h.insert(HOST, HeaderValue::from_static("shop"));
-        assert_eq!(k.hash(&uri("/p?q=1"), &h, b""), k.hash(&uri("/p?q=1"), &h, b"x"));
-        assert_ne!(k.hash(&uri("/p?q=1"), &h, b""), k.hash(&uri("/p?q=2"), &h, b""));
+        assert_eq!(k.hash(&uri("/p?q=1"), (&h).into(), b""), k.hash(&uri("/p?q=1"), (&h).into(), b"x"));
+        assert_ne!(k.hash(&uri("/p?q=1"), (&h).into(), b""), k.hash(&uri("/p?q=2"), (&h).into(), b""));
 
         let k = HashKey::parse("$http_x_user_id").unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-user-id", HeaderValue::from_static("7"));
-        assert_ne!(k.hash(&uri("/"), &h, b""), k.hash(&uri("/"), &HeaderMap::new(), b""));
+        assert_ne!(k.hash(&uri("/"), (&h).into(), b""), k.hash(&uri("/"), (&HeaderMap::new()).into(), b""));
 
         let k = HashKey::parse("$remote_addr").unwrap();
-        assert_ne!(k.hash(&uri("/"), &HeaderMap::new(), b"1.1.1.1"), k.hash(&uri("/"), &HeaderMap::new(), b"1.1.1.2"));
+        assert_ne!(k.hash(&uri("/"), (&HeaderMap::new()).into(), b"1.1.1.1"), k.hash(&uri("/"), (&HeaderMap::new()).into(), b"1.1.1.2"));
         let k = HashKey::parse("$arg_id").unwrap();
         assert_eq!(
-            k.hash(&uri("/x?a=1&id=5"), &HeaderMap::new(), b""),
-            k.hash(&uri("/y?id=5"), &HeaderMap::new(), b"")
+            k.hash(&uri("/x?a=1&id=5"), (&HeaderMap::new()).into(), b""),
+            k.hash(&uri("/y?id=5"), (&HeaderMap::new()).into(), b"")
         );
     }
 

@@ -73,7 +73,7 @@ pub fn cookie_token(data: &[u8]) {
         let mut headers = HeaderMap::new();
         headers.insert(COOKIE, value);
         for name in ["SID", "INGRESSCOOKIE", ""] {
-            for v in crate::affinity::cookie::cookie_values(&headers, name) {
+            for v in crate::affinity::cookie::cookie_values((&headers).into(), name) {
                 let _ = keys.decode(v, COOKIE_SCOPE);
             }
         }
@@ -153,7 +153,7 @@ pub fn route_path(data: &[u8]) {
         }
     }
     let table = fixture_table();
-    let view = RequestView { method: &method, headers: &headers, query };
+    let view = RequestView { method: &method, headers: (&headers).into(), query };
     let with_view = table.find_request(host, path, Some(&view));
     let without = table.find(host, path);
     // Conditions only narrow: what matches without looking at the request still matches with
@@ -231,11 +231,11 @@ pub fn annotations(data: &[u8]) {
     headers.insert(COOKIE, HeaderValue::from_static("user=alice; SID=x"));
     for expr in map.values().map(String::as_str).chain([text]) {
         if let Ok(k) = crate::affinity::hash_key::HashKey::parse(expr) {
-            let _ = k.hash(&uri, &headers, b"203.0.113.7");
+            let _ = k.hash(&uri, (&headers).into(), b"203.0.113.7");
         }
     }
     if let Some(k) = settings.hash_by {
-        let _ = k.hash(&uri, &headers, b"::1");
+        let _ = k.hash(&uri, (&headers).into(), b"::1");
     }
 }
 

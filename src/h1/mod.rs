@@ -19,6 +19,7 @@
 
 pub(crate) mod body;
 pub(crate) mod head;
+pub(crate) mod lines;
 pub(crate) mod names;
 pub(crate) mod rules;
 pub(crate) mod write;

@@ -77,11 +77,16 @@ pub(crate) fn header_name(raw: &[u8]) -> Option<HeaderName> {
     remembered.unwrap_or_else(|_| HeaderName::from_bytes(raw).ok())
 }
 
-/// A hash of the name's length and its first and last eight bytes, each with bit 5 set: that
-/// bit is all that tells an ASCII letter's cases apart, and a name's other bytes are the same
-/// in any spelling of it, so every case lands in the same set. Words, not a loop over bytes:
-/// a byte-wise hash cost more than `http`'s own parse of the name.
+/// The set of a name: a hash of its length and its first and last eight bytes, each with bit 5
+/// set: that bit is all that tells an ASCII letter's cases apart, and a name's other bytes are
+/// the same in any spelling of it, so every case lands in the same set. Words, not a loop over
+/// bytes: a byte-wise hash cost more than `http`'s own parse of the name.
 fn set_of(raw: &[u8]) -> usize {
+    (folded_hash(raw) >> 58) as usize % SETS
+}
+
+/// The hash [`set_of`] picks a set by: the same for every spelling of a name.
+pub(crate) fn folded_hash(raw: &[u8]) -> u64 {
     const CASE: u64 = 0x2020_2020_2020_2020;
     let (head, tail) = match (raw.first_chunk::<8>(), raw.last_chunk::<8>()) {
         (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
@@ -91,8 +96,7 @@ fn set_of(raw: &[u8]) -> usize {
             (u64::from_le_bytes(short), 0)
         }
     };
-    let mixed = ((head | CASE) ^ (tail | CASE).rotate_left(29) ^ raw.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (mixed >> 58) as usize % SETS
+    ((head | CASE) ^ (tail | CASE).rotate_left(29) ^ raw.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[cfg(test)]

@@ -132,6 +132,24 @@ fn a_parsed_value_is_a_valid_header_value() {
     }
 }
 
+/// A name httparse takes is one `http` takes: a request's map can be built from its parsed
+/// lines whenever a phase needs one, without a second check when the head arrives.
+#[test]
+fn parsed_names_are_header_names() {
+    for b in 0..=255u8 {
+        let name = [b'x', b, b'y'];
+        let mut head = b"GET / HTTP/1.1\r\nhost: a\r\n".to_vec();
+        head.extend_from_slice(&name);
+        head.extend_from_slice(b": 1\r\n\r\n");
+        let mut parsed = RequestHead::default();
+        let took = parse_request(&head, 8192, &mut parsed).is_ok_and(|done| done.is_some());
+        // (A `:` ends the name `x`.)
+        let taken = if took { parsed.fields.names[1].of(&head) } else { &name[..] };
+        let valid = http::header::HeaderName::from_bytes(taken).is_ok();
+        assert_eq!(took, valid, "byte {b:#04x}: httparse {took}, http {valid}");
+    }
+}
+
 #[test]
 fn the_request_table_gives_the_expected_statuses() {
     for (name, bytes, expected) in REQUESTS {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::header::HeaderMap;
+use crate::h1::lines::{text, HeaderLines};
 use ipnet::IpNet;
 
 use crate::access::ranges::{canonical, RangeListError};
@@ -40,10 +40,10 @@ impl TrustedProxies {
     /// The real client of a request from a trusted peer: walking `X-Forwarded-For` from the
     /// right, the first address that is not itself a trusted proxy. `None` when the header
     /// names no such address (then the peer is the client).
-    pub fn real_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn real_client(&self, headers: HeaderLines<'_>) -> Option<IpAddr> {
         let mut hops: Vec<&str> = Vec::new();
         for value in headers.get_all(&X_FORWARDED_FOR) {
-            hops.extend(value.to_str().ok()?.split(',').map(str::trim));
+            hops.extend(text(value)?.split(',').map(str::trim));
         }
         let mut last = None;
         for hop in hops.iter().rev() {
@@ -58,8 +58,8 @@ impl TrustedProxies {
 }
 
 /// The scheme a trusted proxy says the client used.
-pub fn forwarded_https(headers: &HeaderMap) -> Option<bool> {
-    let proto = headers.get(&X_FORWARDED_PROTO)?.to_str().ok()?;
+pub fn forwarded_https(headers: HeaderLines<'_>) -> Option<bool> {
+    let proto = text(headers.get(&X_FORWARDED_PROTO)?)?;
     let first = proto.split(',').next()?.trim();
     Some(first.eq_ignore_ascii_case("https"))
 }
@@ -72,7 +72,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn the_right_most_untrusted_hop_is_the_client() {
@@ -82,19 +82,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6, 203.0.113.5, 10.0.0.9"));
         // 6.6.6.6 was written by the client itself: not believed.
-        assert_eq!(trusted.real_client(&h), Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(trusted.real_client((&h).into()), Some("203.0.113.5".parse().unwrap()));
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.3"));
-        assert_eq!(trusted.real_client(&h), Some("10.0.0.3".parse().unwrap()), "only proxies: the left-most");
+        assert_eq!(trusted.real_client((&h).into()), Some("10.0.0.3".parse().unwrap()), "only proxies: the left-most");
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("not-an-ip"));
-        assert_eq!(trusted.real_client(&h), None);
+        assert_eq!(trusted.real_client((&h).into()), None);
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
     }
 
     #[test]
     fn forwarded_proto_reads_the_first_value() {
         let mut h = HeaderMap::new();
-        assert_eq!(forwarded_https(&h), None);
+        assert_eq!(forwarded_https((&h).into()), None);
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("HTTPS, http"));
-        assert_eq!(forwarded_https(&h), Some(true));
+        assert_eq!(forwarded_https((&h).into()), Some(true));
     }
 }

@@ -8,16 +8,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::header::SET_COOKIE;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::proxy::body::ProxyBody;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::client_addr::TrustedProxies;
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::{Completion, LogRequest, Telemetry};
 use crate::proxy::phase::{self, Exchange};
 use crate::route::RouteTable;
-use crate::upstream::client_body::ClientBody;
 use crate::worker::clock;
 
 pub use crate::proxy::phase::Timeouts;
@@ -52,13 +52,13 @@ pub fn handle(
     client: Arc<ClientInfo>,
     upgrades: OpenTracker,
     activity: crate::proxy::idle::ActivityGuard,
-    mut req: Request<ClientBody>,
+    mut req: ClientRequest,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send {
     async move {
         let started = clock::now();
         let behind_proxy;
         let client: &ClientInfo = if client.trusted {
-            behind_proxy = client.behind_proxy(req.headers(), &state.trusted_proxies);
+            behind_proxy = client.behind_proxy(req.lines(), &state.trusted_proxies);
             &behind_proxy
         } else {
             &client

@@ -27,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 use crate::h1::head::{parse_request, RequestHead, Scratch};
 use crate::h1::rules::{request_framing, Framing, Refusal, RequestFacts};
 use crate::h1::write;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::{OpenTracker, Stop};
 use crate::proxy::deadline;
 use crate::proxy::forward::{self, ProxyState};
@@ -35,7 +36,7 @@ use crate::proxy::h1_upload;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::idle::ActivityGuard;
 use crate::proxy::server::ConnLimits;
-use crate::proxy::spares::{self, READ_SIZE};
+use crate::proxy::spares::{self, LineList, READ_SIZE};
 use crate::proxy::upgrade::{OwnUpgrade, Tunnel, TunnelIo};
 use crate::worker::clock;
 
@@ -55,9 +56,11 @@ struct Conn<S> {
     stop: Stop,
 }
 
-/// A request head taken from the buffer.
+/// A request head taken from the buffer: the request (its header map left empty) and its
+/// lines over the head's bytes.
 struct Taken {
     req: Request<()>,
+    head: (Bytes, LineList),
     facts: RequestFacts,
     minor: u8,
 }
@@ -102,7 +105,7 @@ where
 fn exchange<S>(
     mut conn: Conn<S>,
     shared: Arc<Serving>,
-    Taken { mut req, facts, minor }: Taken,
+    Taken { mut req, head: (bytes, lines), facts, minor }: Taken,
 ) -> impl Future<Output = Option<Conn<S>>> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -121,7 +124,7 @@ where
         });
         let (body, upload) = h1_upload::client_body(facts.framing, facts.expect_continue);
         let Serving { state, client, open, .. } = &*shared;
-        let req = req.map(|()| body);
+        let req = ClientRequest::parsed(req.map(|()| body), bytes, lines);
         let handling = forward::handle(state.clone(), client.clone(), open.clone(), ActivityGuard::untracked(), req);
         let mut out = spares::HeadBuffer::lend();
         let keep_alive = match upload {
@@ -232,15 +235,15 @@ fn take_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Taken>, Re
         }
         let facts = request_framing(buf, head)?;
         let bytes = buf.split_to(head.len).freeze();
-        let req = build_request(&bytes, head, &facts).map_err(|()| Refusal::BAD)?;
-        Ok(Some(Taken { req, facts, minor: head.minor }))
+        let (req, lines) = build_request(&bytes, head, &facts).map_err(|()| Refusal::BAD)?;
+        Ok(Some(Taken { req, head: (bytes, lines), facts, minor: head.minor }))
     })
 }
 
-/// The request the phases see, its values sharing the head's bytes. hyper's reading of the
-/// framing lines: with `Transfer-Encoding` no `Content-Length` stays, and of equal
-/// `Content-Length` lines only the first.
-fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Result<Request<()>, ()> {
+/// The request the phases see, and its lines over the head's bytes (no header map is built
+/// unless a phase edits them). hyper's reading of the framing lines: with `Transfer-Encoding`
+/// no `Content-Length` stays, and of equal `Content-Length` lines only the first.
+fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Result<(Request<()>, LineList), ()> {
     let method = Method::from_bytes(head.method_span.of(bytes)).map_err(drop)?;
     let target = bytes.slice(head.target.start as usize..head.target.end());
     let uri = Uri::from_maybe_shared(target).map_err(drop)?;
@@ -249,13 +252,13 @@ fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Res
         Framing::Chunked => lengths,
         _ => lengths & lengths.wrapping_sub(1),
     };
-    let headers = head.fields.header_map(bytes, skip, spares::header_map()).ok_or(())?;
+    let mut lines = LineList::lend();
+    head.fields.lines_into(skip, &mut lines);
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    *req.headers_mut() = headers;
-    Ok(req)
+    Ok((req, lines))
 }
 
 /// hyper's automatic answer to a head it cannot take, then the connection closes.
@@ -272,15 +275,23 @@ async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, refusal: Refusal) {
     }
 }
 
+/// The request the phases get for `raw` (a whole head), as this server reads it.
+#[cfg(test)]
+pub(crate) fn parsed_request(raw: &[u8]) -> ClientRequest {
+    let mut head = RequestHead::default();
+    parse_request(raw, 8192, &mut head).unwrap().unwrap();
+    let facts = request_framing(raw, &head).unwrap();
+    let bytes = Bytes::copy_from_slice(raw);
+    let (req, lines) = build_request(&bytes, &head, &facts).unwrap();
+    ClientRequest::parsed(req.map(|()| crate::upstream::client_body::ClientBody::Empty), bytes, lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn request_of(raw: &[u8]) -> Request<()> {
-        let mut head = RequestHead::default();
-        parse_request(raw, 8192, &mut head).unwrap().unwrap();
-        let facts = request_framing(raw, &head).unwrap();
-        build_request(&Bytes::copy_from_slice(raw), &head, &facts).unwrap()
+    fn request_of(raw: &[u8]) -> Request<crate::upstream::client_body::ClientBody> {
+        parsed_request(raw).into_request()
     }
 
     #[test]

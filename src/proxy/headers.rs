@@ -2,6 +2,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 
+use crate::h1::lines::HeaderLines;
 use crate::proxy::client_addr::{forwarded_https, TrustedProxies};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -68,7 +69,7 @@ impl ClientInfo {
     /// The client as a trusted proxy's headers describe it: the real address from
     /// `X-Forwarded-For` (the chain is kept, with the proxy appended, as nginx's
     /// `$proxy_add_x_forwarded_for` does) and the scheme from `X-Forwarded-Proto`.
-    pub fn behind_proxy(&self, headers: &HeaderMap, trusted: &TrustedProxies) -> ClientInfo {
+    pub fn behind_proxy(&self, headers: HeaderLines<'_>, trusted: &TrustedProxies) -> ClientInfo {
         let mut client = self.clone();
         if let Some(real) = trusted.real_client(headers) {
             client.ip = HeaderValue::try_from(real.to_string()).unwrap_or_else(|_| self.ip.clone());
@@ -78,7 +79,7 @@ impl ClientInfo {
         if let Some(https) = forwarded_https(headers) {
             client.tls = https;
         }
-        let chain: Vec<&[u8]> = headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()).collect();
+        let chain: Vec<&[u8]> = headers.get_all(&X_FORWARDED_FOR).collect();
         if !chain.is_empty() {
             let mut value = chain.join(&b", "[..]);
             value.extend_from_slice(b", ");
@@ -184,16 +185,16 @@ pub struct ToWrite {
     pub request_id: bool,
 }
 
-/// `Some` when `headers` has none of the lines [`set_forwarded`] replaces (its inserts would
-/// go at the end, where the writer puts them); `None` when one is there (the insert replaces
-/// it where it stands, so the map must do it).
-pub fn forwarding_to_write(headers: &HeaderMap) -> Option<ToWrite> {
+/// `Some` when the request's header `names` (any case) are none of the lines
+/// [`set_forwarded`] replaces (its inserts would go at the end, where the writer puts them);
+/// `None` when one is there (the insert replaces it where it stands, so the map must do it).
+pub fn forwarding_to_write<'a>(names: impl Iterator<Item = &'a [u8]>) -> Option<ToWrite> {
     let mut request_id = true;
-    for name in headers.keys() {
+    for name in names {
         // The length first: most names are none of these, and comparing it is cheap.
-        let candidates: &[&HeaderName] = match name.as_str().len() {
+        let candidates: &[&HeaderName] = match name.len() {
             9 => &[&X_REAL_IP],
-            12 if name == X_REQUEST_ID => {
+            12 if name.eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes()) => {
                 request_id = false;
                 continue;
             }
@@ -202,7 +203,7 @@ pub fn forwarding_to_write(headers: &HeaderMap) -> Option<ToWrite> {
             17 => &[&X_FORWARDED_PROTO],
             _ => continue,
         };
-        if candidates.contains(&name) {
+        if candidates.iter().any(|c| c.as_str().as_bytes().eq_ignore_ascii_case(name)) {
             return None;
         }
     }
@@ -298,7 +299,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("198.51.100.4"));
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-        let client = proxy.behind_proxy(&h, &trusted);
+        let client = proxy.behind_proxy((&h).into(), &trusted);
         assert_eq!((client.ip.to_str().unwrap(), client.tls), ("198.51.100.4", true));
         assert_eq!(client.ip_hash, ip_hash("198.51.100.4".parse().unwrap()));
         set_forwarded(&mut h, &client, None);

@@ -4,6 +4,7 @@ pub mod answer;
 pub mod auth_request;
 pub mod body;
 pub mod client_addr;
+pub mod client_request;
 pub mod conn;
 pub mod deadline;
 pub mod forward;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderValue, HOST, REFERER, USER_AGENT};
-use http::Request;
+
+use crate::h1::lines::text;
+use crate::proxy::client_request::ClientRequest;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::metrics::{stats::method_index, Metrics, Outcome};
@@ -68,8 +70,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 impl LogRequest {
     /// Takes what the log line needs, and makes sure the request carries an `X-Request-ID`
     /// (the client's, if it sent a sane one) so the pod's logs can be joined with ours.
-    pub fn take<B>(req: &mut Request<B>, client: &HeaderValue) -> Box<LogRequest> {
-        let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| is_sane_id(v));
+    pub fn take(req: &mut ClientRequest, client: &HeaderValue) -> Box<LogRequest> {
+        static ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
+        let given = req.header(&ID).and_then(text).filter(|v| is_sane_id(v));
         let request_id: Box<str> = match given {
             Some(id) => id.into(),
             None => {
@@ -80,8 +83,8 @@ impl LogRequest {
                 id.into()
             }
         };
-        let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(Into::into);
-        let host = header(HOST).or_else(|| req.uri().authority().map(|a| a.as_str().into())).unwrap_or_default();
+        let header = |name| req.header(name).and_then(text).map(Into::into);
+        let host = header(&HOST).or_else(|| req.uri().authority().map(|a| a.as_str().into())).unwrap_or_default();
         Box::new(LogRequest {
             time: SystemTime::now(),
             request_id,
@@ -90,8 +93,8 @@ impl LogRequest {
             host,
             target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()).into(),
             protocol: protocol_name(req.version()),
-            user_agent: header(USER_AGENT),
-            referer: header(REFERER),
+            user_agent: header(&USER_AGENT),
+            referer: header(&REFERER),
         })
     }
 }

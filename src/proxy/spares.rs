@@ -1,5 +1,6 @@
 //! What a worker keeps for its connections' next requests: read buffers (for clients and for
-//! pods), head buffers, header maps and the heap slots requests run in (docs/h1-plan.md step 6).
+//! pods), head buffers, header maps, lists of a head's lines and the heap slots requests run in
+//! (docs/h1-plan.md step 6).
 //! A connection takes them when a request arrives and gives them back when it waits, so an
 //! idle connection (a client's, or a pooled one to a pod) holds none of them and a request in
 //! the steady state allocates none of them. Each worker is a single-threaded runtime, so one
@@ -12,6 +13,7 @@ use std::pin::Pin;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
+use crate::h1::lines::Line;
 use crate::upstream::h1_pod;
 
 /// What a read for a request head asks for at least: most heads fit, and a slow client's
@@ -34,6 +36,7 @@ struct Spares {
     pod_reads: Vec<BytesMut>,
     heads: Vec<Vec<u8>>,
     maps: Vec<HeaderMap>,
+    lines: Vec<Vec<Line>>,
     /// Where the next small value is copied (see [`small_bytes`]).
     small: Option<BytesMut>,
     /// Empty request slots, of whichever future types the worker's connections run.
@@ -47,6 +50,7 @@ thread_local! {
             pod_reads: Vec::new(),
             heads: Vec::new(),
             maps: Vec::new(),
+            lines: Vec::new(),
             small: None,
             slots: Vec::new(),
         }) };
@@ -144,6 +148,39 @@ impl Drop for HeadBuffer {
         }
         out.clear();
         keep(|s| &mut s.heads, out);
+    }
+}
+
+/// A list of a parsed head's lines, lent until it is dropped.
+pub struct LineList(Vec<Line>);
+
+impl LineList {
+    pub fn lend() -> LineList {
+        LineList(take(|s| &mut s.lines).unwrap_or_else(|| Vec::with_capacity(32)))
+    }
+}
+
+impl std::ops::Deref for LineList {
+    type Target = Vec<Line>;
+    fn deref(&self) -> &Vec<Line> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LineList {
+    fn deref_mut(&mut self) -> &mut Vec<Line> {
+        &mut self.0
+    }
+}
+
+impl Drop for LineList {
+    fn drop(&mut self) {
+        let mut lines = std::mem::take(&mut self.0);
+        if lines.capacity() == 0 || lines.capacity() > MAP_KEEP {
+            return;
+        }
+        lines.clear();
+        keep(|s| &mut s.lines, lines);
     }
 }
 

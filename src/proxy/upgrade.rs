@@ -11,16 +11,17 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::h1::lines::text;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::OpenTracker;
 
 /// The protocol a client asks to upgrade to (`Connection: upgrade` + `Upgrade: x`).
-pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
+pub fn requested(req: &ClientRequest) -> Option<HeaderValue> {
     let asks = req
-        .headers()
-        .get_all(CONNECTION)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))));
-    asks.then(|| req.headers().get(UPGRADE).cloned()).flatten()
+        .lines()
+        .get_all(&CONNECTION)
+        .any(|v| text(v).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))));
+    asks.then(|| req.header_value(&UPGRADE)).flatten()
 }
 
 /// Puts back the two hop-by-hop headers an upgrade needs (stripping removed them).
@@ -56,11 +57,18 @@ pub struct OwnUpgrade(pub Arc<Mutex<Option<oneshot::Receiver<Tunnel>>>>);
 
 impl ClientUpgrade {
     /// The client's side of `req`'s upgrade, from whichever server read it.
-    pub fn take<B>(req: &mut Request<B>) -> Self {
+    pub fn take(req: &mut ClientRequest) -> Self {
         let own = req.extensions_mut().remove::<OwnUpgrade>();
         match own.and_then(|own| own.0.lock().ok()?.take()) {
             Some(receiver) => ClientUpgrade::Own(receiver),
-            None => ClientUpgrade::Hyper(hyper::upgrade::on(req)),
+            None => {
+                // hyper hands its upgrade over through a request's extensions.
+                let mut carrier = Request::new(());
+                *carrier.extensions_mut() = std::mem::take(req.extensions_mut());
+                let on = hyper::upgrade::on(&mut carrier);
+                *req.extensions_mut() = std::mem::take(carrier.extensions_mut());
+                ClientUpgrade::Hyper(on)
+            }
         }
     }
 

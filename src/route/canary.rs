@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderName;
 
 use crate::affinity::cookie::{cookie_values, RouteSticky};
 use crate::affinity::token::CookieKeys;
+use crate::h1::lines::HeaderLines;
 use crate::route::conditions::Pattern;
 use crate::route::Backend;
 
@@ -53,7 +54,7 @@ impl Canary {
         &self,
         main: &Backend,
         main_sticky: Option<&RouteSticky>,
-        headers: &HeaderMap,
+        headers: HeaderLines<'_>,
         keys: &CookieKeys,
     ) -> Side {
         let r = &self.rules;
@@ -66,7 +67,7 @@ impl Canary {
             }
         }
         if let Some(name) = &r.by_header {
-            if let Some(v) = headers.get(name).map(|v| v.as_bytes()) {
+            if let Some(v) = headers.get(name) {
                 let by_pattern = r.header_pattern.as_ref().filter(|_| r.header_value.is_none());
                 match &r.header_value {
                     Some(want) if v == want.as_bytes() => return Side::Canary,
@@ -95,7 +96,7 @@ impl Canary {
 }
 
 /// The request carries a valid session token for `backend`.
-fn holds_session(backend: &Backend, sticky: Option<&RouteSticky>, headers: &HeaderMap, keys: &CookieKeys) -> bool {
+fn holds_session(backend: &Backend, sticky: Option<&RouteSticky>, headers: HeaderLines<'_>, keys: &CookieKeys) -> bool {
     let Some(sticky) = sticky else { return false };
     sticky.policy.token_values(headers).any(|v| keys.decode(v, backend.scope).is_some())
 }
@@ -103,6 +104,7 @@ fn holds_session(backend: &Backend, sticky: Option<&RouteSticky>, headers: &Head
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use crate::affinity::token::CookieKey;
     use http::HeaderValue;
 
@@ -128,7 +130,7 @@ mod tests {
             for (k, v) in pairs {
                 h.append(*k, HeaderValue::from_static(v));
             }
-            c.side(&main, None, &h, &keys)
+            c.side(&main, None, (&h).into(), &keys)
         };
         assert_eq!(side(&[("x-canary", "beta-7")]), Side::Canary);
         assert_eq!(side(&[("x-canary", "stable")]), Side::Main);

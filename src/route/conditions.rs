@@ -2,14 +2,16 @@
 //! with the same path are tried in the spec's precedence: a method match first, then more
 //! header matches, then more query matches; a route without conditions comes last.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderName;
 use http::Method;
+
+use crate::h1::lines::HeaderLines;
 
 /// What a route's conditions look at.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestView<'a> {
     pub method: &'a Method,
-    pub headers: &'a HeaderMap,
+    pub headers: HeaderLines<'a>,
     pub query: Option<&'a str>,
 }
 
@@ -63,7 +65,7 @@ impl Conditions {
         let headers_ok = self
             .headers
             .iter()
-            .all(|(name, want)| req.headers.get_all(name).iter().any(|v| want.matches(v.as_bytes())));
+            .all(|(name, want)| req.headers.get_all(name).any(|v| want.matches(v)));
         headers_ok
             && self.query.iter().all(|(name, want)| {
                 req.query.is_some_and(|q| {
@@ -82,7 +84,7 @@ impl Conditions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn all_conditions_must_hold() {
@@ -93,7 +95,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("x-version", HeaderValue::from_static("2"));
-        let view = |method: &'static Method, query| RequestView { method, headers: &h, query };
+        let view = |method: &'static Method, query| RequestView { method, headers: (&h).into(), query };
         assert!(c.matches(&view(&Method::POST, Some("a=1&beta=yes"))));
         assert!(!c.matches(&view(&Method::GET, Some("beta=yes"))));
         assert!(!c.matches(&view(&Method::POST, Some("beta=no"))));
@@ -110,7 +112,7 @@ mod tests {
         let view = |tenant: &'static str, query| {
             let mut h = HeaderMap::new();
             h.insert("x-tenant", HeaderValue::from_static(tenant));
-            c.matches(&RequestView { method: &Method::GET, headers: &h, query })
+            c.matches(&RequestView { method: &Method::GET, headers: (&h).into(), query })
         };
         assert!(view("team-42", Some("v=3")));
         assert!(!view("team-42x", Some("v=3")), "anchored at the end");

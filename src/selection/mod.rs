@@ -6,7 +6,7 @@
 
 mod nginx_cookie;
 
-use http::HeaderMap;
+use crate::h1::lines::HeaderLines;
 
 use crate::affinity::cookie::{AffinityMode, RouteSticky};
 use crate::affinity::token::{CookieKeys, KeyUsed, Token};
@@ -44,7 +44,7 @@ pub struct SelectContext<'a> {
 pub fn select(
     backend: &Backend,
     sticky: Option<&RouteSticky>,
-    headers: &HeaderMap,
+    headers: HeaderLines<'_>,
     cx: &SelectContext<'_>,
 ) -> Option<Selection> {
     let (Some(route), Some(policy)) = (sticky, backend.sticky.as_deref()) else {
@@ -118,7 +118,7 @@ fn due_for_refresh(policy: &crate::affinity::cookie::StickyPolicy, token: &Token
 
 /// No cookie to follow or set: client-address hashing if the Service asks for it, else round
 /// robin.
-fn without_cookie(backend: &Backend, headers: &HeaderMap, cx: &SelectContext<'_>) -> Option<Selection> {
+fn without_cookie(backend: &Backend, headers: HeaderLines<'_>, cx: &SelectContext<'_>) -> Option<Selection> {
     if let (Some(key), Some(uri)) = (&backend.hash_by, cx.uri) {
         let h = key.hash(uri, headers, cx.client_ip);
         let endpoint = backend.hash_ready.first(h)?;
@@ -235,6 +235,12 @@ pub fn reselect(backend: &Backend, previous: &Selection, failed: &[usize], now: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
+
+    /// `super::select` over a map's lines.
+    fn select(b: &Backend, sticky: Option<&RouteSticky>, headers: &HeaderMap, cx: &SelectContext<'_>) -> Option<Selection> {
+        super::select(b, sticky, headers.into(), cx)
+    }
     use crate::affinity::cookie::StickyPolicy;
     use crate::route::{Endpoint, EndpointState};
     use crate::upstream::UpstreamRegistry;

@@ -4,8 +4,7 @@
 //! request's own task: no connection task, no channel, no `Sender::ready`.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{Request, Response, StatusCode, Version};
+use http::{Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,6 +12,7 @@ use crate::h1::body::{chunk_header, CRLF, LAST_CHUNK};
 use crate::h1::head::{parse_response, Method, ResponseHead, Scratch};
 use crate::h1::rules::{response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
+use crate::proxy::client_request::{ClientRequest, Head};
 use crate::proxy::deadline;
 use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::Timeouts;
@@ -81,18 +81,18 @@ pub struct PodReply {
 /// framing line the body needs; and the upload, if there is a body.
 /// `forwarding`: the forwarding headers `prepare` left to this writer.
 pub fn request_head(
-    req: Request<ClientBody>,
+    req: ClientRequest,
     limit: u64,
     forwarding: Option<(&ClientInfo, ToWrite)>,
     out: &mut Vec<u8>,
 ) -> (Method, Option<Upload>) {
-    let (parts, body) = req.into_parts();
-    let length = body_length(&parts.method, &body);
-    write_head(&parts, length, forwarding, out);
-    let method = Method::from_bytes(parts.method.as_str().as_bytes());
+    let (head, body) = req.into_head();
+    let length = body_length(&head.parts.method, &body);
+    write_head(&head, length, forwarding, out);
+    let method = Method::from_bytes(head.parts.method.as_str().as_bytes());
     let allowed = if limit == 0 { u64::MAX } else { limit };
     let upload = length.map(|n| Upload { body, chunked: n.is_none(), allowed, started: false, chunk: Vec::new() });
-    spares::give_header_map(parts.headers);
+    head.release();
     (method, upload)
 }
 
@@ -107,33 +107,30 @@ fn body_length<B: http_body::Body>(method: &http::Method, body: &B) -> Option<Op
     }
 }
 
-fn write_head(
-    parts: &http::request::Parts,
-    length: Option<Option<u64>>,
-    forwarding: Option<(&ClientInfo, ToWrite)>,
-    out: &mut Vec<u8>,
-) {
+fn write_head(head: &Head, length: Option<Option<u64>>, forwarding: Option<(&ClientInfo, ToWrite)>, out: &mut Vec<u8>) {
+    let parts = &head.parts;
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     write::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
     let mut length_written = false;
     let mut host = None;
-    for (name, value) in &parts.headers {
-        if name == HOST && host.is_none() {
-            host = Some(value.as_bytes());
+    head.for_each_line(|name, value| {
+        if name == b"host" && host.is_none() {
+            host = Some(value);
         }
         // The framing line is tether's, from what it read (CL with TE reads as chunked); a
         // bodyless request keeps the client's `Content-Length: 0`. A length goes where the
         // client's was, as hyper's client leaves it.
-        let framing = name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
-        if !framing || (name == CONTENT_LENGTH && length.is_none()) {
-            write::header(out, name.as_str().as_bytes(), value.as_bytes());
-        } else if name == CONTENT_LENGTH && !length_written {
+        let is_length = name == b"content-length";
+        let framing = is_length || name == b"transfer-encoding";
+        if !framing || (is_length && length.is_none()) {
+            write::header(out, name, value);
+        } else if is_length && !length_written {
             if let Some(Some(n)) = length {
                 write::header_u64(out, b"content-length", n);
                 length_written = true;
             }
         }
-    }
+    });
     // Where `set_forwarded`'s inserts would have put them: after the request's own lines.
     if let Some((client, to_write)) = forwarding {
         headers::write_forwarded(out, client, host, to_write);
@@ -390,12 +387,15 @@ fn closed_or(e: std::io::Error) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HOST;
+    use http::Request;
     use http_body_util::{Empty, Full, StreamBody};
 
     fn head_of<B: http_body::Body>(req: Request<B>) -> String {
         let (parts, body) = req.into_parts();
+        let length = body_length(&parts.method, &body);
         let mut out = Vec::new();
-        write_head(&parts, body_length(&parts.method, &body), None, &mut out);
+        write_head(&parts.into(), length, None, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -426,16 +426,24 @@ mod tests {
             let host = parts.headers.get(HOST).cloned();
             headers::set_forwarded(&mut parts.headers, &client, host);
             let mut expected = Vec::new();
-            write_head(&parts, body_length(&parts.method, &body), None, &mut expected);
+            let length = body_length(&parts.method, &body);
+            write_head(&parts.into(), length, None, &mut expected);
 
             let (parts, body) = written.into_parts();
-            let to_write = headers::forwarding_to_write(&parts.headers).expect("no forwarding line to replace");
+            let names = || parts.headers.keys().map(|name| name.as_str().as_bytes());
+            let to_write = headers::forwarding_to_write(names()).expect("no forwarding line to replace");
+            let given = parts.headers.contains_key("x-request-id");
             let mut out = Vec::new();
-            write_head(&parts, body_length(&parts.method, &body), Some((&client, to_write)), &mut out);
+            let length = body_length(&parts.method, &body);
+            write_head(&parts.into(), length, Some((&client, to_write)), &mut out);
             let out = String::from_utf8(out).unwrap();
             assert_eq!(without_ids(out.clone()), without_ids(String::from_utf8(expected).unwrap()));
-            assert_eq!(out.contains("x-request-id: given"), parts.headers.contains_key("x-request-id"), "{out}");
+            assert_eq!(out.contains("x-request-id: given"), given, "{out}");
         }
+    }
+
+    fn names(req: &Request<()>) -> impl Iterator<Item = &[u8]> {
+        req.headers().keys().map(|name| name.as_str().as_bytes())
     }
 
     /// A line the forwarding headers replace stays where it is when the map replaces it, so such
@@ -444,10 +452,12 @@ mod tests {
     fn a_request_with_a_forwarding_line_keeps_the_map_inserts() {
         for name in ["x-forwarded-for", "X-Real-IP", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-host"] {
             let req = Request::get("/").header("host", "h").header(name, "1").body(()).unwrap();
-            assert_eq!(headers::forwarding_to_write(req.headers()), None, "{name}");
+            assert_eq!(headers::forwarding_to_write(names(&req)), None, "{name}");
         }
-        let req = Request::get("/").header("x-request-id", "1").header("x-forwarded-hosts", "1").body(()).unwrap();
-        assert_eq!(headers::forwarding_to_write(req.headers()), Some(headers::ToWrite { request_id: false }));
+        let req = Request::get("/").header("X-Request-Id", "1").header("x-forwarded-hosts", "1").body(()).unwrap();
+        assert_eq!(headers::forwarding_to_write(names(&req)), Some(headers::ToWrite { request_id: false }));
+        let raw: [&[u8]; 2] = [b"Host", b"X-Forwarded-Port"];
+        assert_eq!(headers::forwarding_to_write(raw.into_iter()), None, "a parsed head's names, in any case");
     }
 
     /// A body of unknown length (a chunked upload).

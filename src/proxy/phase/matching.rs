@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use http::header::{HOST, LOCATION, ORIGIN};
-use http::{Request, StatusCode};
+use http::StatusCode;
 
+use crate::h1::lines::text;
 use crate::proxy::answer::Answer;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::phase::{request_checks, Exchange};
@@ -14,8 +16,8 @@ use crate::route::conditions::RequestView;
 use crate::route::Route;
 
 /// The route `req` goes to, or the answer that ends it (400, 404).
-pub fn route<B>(state: &ProxyState, req: &Request<B>) -> Result<Arc<Route>, Answer> {
-    let mut hosts = req.headers().get_all(HOST).iter();
+pub fn route(state: &ProxyState, req: &ClientRequest) -> Result<Arc<Route>, Answer> {
+    let mut hosts = req.lines().get_all(&HOST);
     let host_header = hosts.next();
     if hosts.next().is_some() {
         // Routing on one Host while the pod reads another would bypass host rules.
@@ -25,8 +27,8 @@ pub fn route<B>(state: &ProxyState, req: &Request<B>) -> Result<Arc<Route>, Answ
         return Err(refused);
     }
     let table = state.table.load();
-    let host = host_header.and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-    let view = RequestView { method: req.method(), headers: req.headers(), query: req.uri().query() };
+    let host = host_header.and_then(text).or_else(|| req.uri().host()).unwrap_or("");
+    let view = RequestView { method: req.method(), headers: req.lines(), query: req.uri().query() };
     match table.find_request(host, req.uri().path(), Some(&view)) {
         Some(route) => Ok(route.clone()),
         None => Err(Answer::text(StatusCode::NOT_FOUND, "default backend - 404\n")),
@@ -35,13 +37,13 @@ pub fn route<B>(state: &ProxyState, req: &Request<B>) -> Result<Arc<Route>, Answ
 
 /// What the route says before access control: its CORS origin is noted (every answer carries
 /// the CORS headers), and a redirect the route gives ends the request.
-pub fn redirect<B>(route: &Route, req: &Request<B>, client: &ClientInfo, x: &mut Exchange) -> Result<(), Answer> {
+pub fn redirect(route: &Route, req: &ClientRequest, client: &ClientInfo, x: &mut Exchange) -> Result<(), Answer> {
     if route.access.as_ref().is_some_and(|a| a.cors.is_some()) {
-        // Only a CORS route reads it; a clone of a parsed value shares the read buffer.
-        x.notes.cors_origin = req.headers().get(ORIGIN).cloned();
+        // Only a CORS route reads it; the value shares the read buffer.
+        x.notes.cors_origin = req.header_value(&ORIGIN);
     }
     let Some(filters) = &route.filters else { return Ok(()) };
-    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+    let host = req.header(&HOST).and_then(text).or_else(|| req.uri().host()).unwrap_or("");
     let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) else {
         return Ok(());
     };

@@ -20,16 +20,16 @@ mod tests;
 use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{Request, Response};
+use http::Response;
 
 use crate::proxy::answer::Answer;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::Notes;
 use crate::route::Route;
-use crate::upstream::client_body::ClientBody;
 
 pub use attempt::Timeouts;
 
@@ -65,7 +65,7 @@ pub fn through<'a>(
     state: &'a ProxyState,
     client: &'a ClientInfo,
     upgrades: &'a OpenTracker,
-    req: Request<ClientBody>,
+    mut req: ClientRequest,
     route: &'a Route,
     x: &'a mut Exchange,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Answer>> + Send + 'a {
@@ -75,7 +75,11 @@ pub fn through<'a>(
         // Access before anything else that could reach a pod or start a session.
         let upstream_headers = match &route.access {
             None => Vec::new(),
-            Some(policy) => access::settle(route, access::check(state, policy, &req, client, &x.timeouts).await, x)?,
+            Some(policy) => {
+                // Access control reads `http` types: the lines go into a map first.
+                let checked = access::check(state, policy, req.request(), client, &x.timeouts).await;
+                access::settle(route, checked, x)?
+            }
         };
         let body_limit = select::body_limit(state, route, &req)?;
         let side = select::side(route, &req, x);

@@ -5,13 +5,15 @@
 use http::header::{HeaderName, HeaderValue, COOKIE, HOST, TE};
 use http::{Request, Uri, Version};
 
+use crate::h1::lines::text;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::upgrade::{self, ClientUpgrade};
 use crate::route::{Backend, Route};
 
 /// The request for the pod, and the client's side of an upgrade it asks for.
-pub struct Prepared<B> {
-    pub req: Request<B>,
+pub struct Prepared {
+    pub req: ClientRequest,
     /// The protocol asked for (`Upgrade`) and the client connection once its server hands it over.
     pub upgrade: Option<(HeaderValue, ClientUpgrade)>,
     /// The forwarding headers, when they are left to the writer of the pod's head (`req` has
@@ -19,17 +21,18 @@ pub struct Prepared<B> {
     pub forwarding: Option<headers::ToWrite>,
 }
 
-/// `own_h1`: an HTTP/1.1 pod's head is written by tether's own client (`send::outgoing`).
-pub fn request<B>(
-    mut req: Request<B>,
+/// `own_h1`: an HTTP/1.1 pod's head is written by tether's own client (`send::outgoing`). A
+/// request none of this edits keeps its parsed lines (no header map is built).
+pub fn request(
+    mut req: ClientRequest,
     client: &ClientInfo,
     route: &Route,
     (backend, own_h1): (&Backend, bool),
     upstream_headers: Vec<(HeaderName, Option<HeaderValue>)>,
-) -> Prepared<B> {
+) -> Prepared {
     let upgrade = upgrade::requested(&req).map(|protocol| (protocol, ClientUpgrade::take(&mut req)));
     // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
-    let te_trailers = backend.protocol.h2() && req.headers().get(TE).is_some_and(|v| v == "trailers");
+    let te_trailers = backend.protocol.h2() && req.header(&TE).is_some_and(|v| v == b"trailers");
     // Left to the head's writer only when nothing after this could set, remove or move a
     // forwarding line (an auth header, a header filter, a rewritten Host, the upgrade's two
     // lines after them): the pod then gets the same bytes either way.
@@ -54,9 +57,9 @@ pub fn request<B>(
             edits.apply(req.headers_mut());
         }
         if let Some(rewrite) = &filters.rewrite {
-            let (mut parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_request().into_parts();
             rewrite.apply(&mut parts.uri, &mut parts.headers, &route.path, route.regex.as_ref());
-            req = Request::from_parts(parts, body);
+            req = Request::from_parts(parts, body).into();
         }
     }
     Prepared { req, upgrade, forwarding }
@@ -64,13 +67,13 @@ pub fn request<B>(
 
 /// Rewrites a client request into the HTTP/1.1 request a pod receives; its forwarding headers
 /// are left to the head's writer when `writable` and the request carries none they replace.
-fn to_origin_form<B>(req: &mut Request<B>, client: &ClientInfo, writable: bool) -> Option<headers::ToWrite> {
+fn to_origin_form(req: &mut ClientRequest, client: &ClientInfo, writable: bool) -> Option<headers::ToWrite> {
     if req.uri().authority().is_some() {
         // HTTP/2 (`:authority`), or absolute-form from a client that treats us as a forward
         // proxy: send origin-form with a Host header.
         let origin = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
         if let Ok(uri) = origin.parse::<Uri>() {
-            if !req.headers().contains_key(HOST) {
+            if req.header(&HOST).is_none() {
                 if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                     req.headers_mut().insert(HOST, host);
                 }
@@ -82,21 +85,20 @@ fn to_origin_form<B>(req: &mut Request<B>, client: &ClientInfo, writable: bool) 
         join_cookie_crumbs(req.headers_mut());
     }
     *req.version_mut() = Version::HTTP_11;
-    let headers = req.headers_mut();
-    headers::strip_hop_by_hop(headers);
-    let to_write = writable.then(|| headers::forwarding_to_write(headers)).flatten();
+    req.strip_hop_by_hop();
+    let to_write = writable.then(|| req.forwarding_to_write()).flatten();
     if to_write.is_none() {
-        let host = headers.get(HOST).cloned();
-        headers::set_forwarded(headers, client, host);
+        let host = req.header_value(&HOST);
+        headers::set_forwarded(req.headers_mut(), client, host);
     }
     to_write
 }
 
 /// An HTTP/2 pod gets `:scheme` and `:authority` (from the Host header) and, for gRPC,
 /// `TE: trailers`.
-fn for_http2_pod<B>(req: &mut Request<B>, te_trailers: bool, tls: bool) {
+fn for_http2_pod(req: &mut ClientRequest, te_trailers: bool, tls: bool) {
     let scheme = if tls { "https" } else { "http" };
-    let authority = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let authority = req.header(&HOST).and_then(text).unwrap_or("localhost");
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     if let Ok(uri) = format!("{scheme}://{authority}{target}").parse::<Uri>() {
         *req.uri_mut() = uri;

@@ -3,14 +3,15 @@
 //! transfer codings stacked on `chunked`. hyper takes care of the rest (obs-fold, bad
 //! Content-Length, CL with TE, ...); each shape is pinned by `tests/e2e/hostile.rs`.
 
-use http::header::{HeaderValue, TRANSFER_ENCODING};
-use http::{Request, StatusCode, Version};
+use http::header::TRANSFER_ENCODING;
+use http::{StatusCode, Version};
 
+use crate::h1::lines::text;
 use crate::proxy::answer::Answer;
+use crate::proxy::client_request::ClientRequest;
 
 /// The answer for a request that must not be routed, if it is one.
-pub fn refuse<B>(req: &Request<B>, host_header: Option<&HeaderValue>) -> Option<Answer> {
-    let host = host_header.map(HeaderValue::as_bytes);
+pub fn refuse(req: &ClientRequest, host: Option<&[u8]>) -> Option<Answer> {
     // §3.2: an HTTP/1.1 request without a (non-empty) Host MUST get 400. (HTTP/2 has
     // `:authority`; HTTP/1.0 may omit Host.)
     if req.version() == Version::HTTP_11 && host.is_none_or(|h| h.iter().all(u8::is_ascii_whitespace)) {
@@ -32,8 +33,8 @@ pub fn refuse<B>(req: &Request<B>, host_header: Option<&HeaderValue>) -> Option<
     if req.version() != Version::HTTP_2 {
         let mut chunked = 0;
         let mut other = false;
-        for value in req.headers().get_all(TRANSFER_ENCODING) {
-            for coding in value.to_str().unwrap_or("?").split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        for value in req.lines().get_all(&TRANSFER_ENCODING) {
+            for coding in text(value).unwrap_or("?").split(',').map(str::trim).filter(|c| !c.is_empty()) {
                 if coding.eq_ignore_ascii_case("chunked") {
                     chunked += 1;
                 } else {

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, USER_AGENT};
-use http::{Request, StatusCode};
+use http::StatusCode;
 
 use crate::affinity::cookie::RouteSticky;
+use crate::h1::lines::text;
 use crate::metrics::stats::AffinityOutcome;
 use crate::metrics::RouteStats;
 use crate::proxy::answer::Answer;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::phase::Exchange;
@@ -27,9 +29,9 @@ pub struct Side<'r> {
 }
 
 /// The largest body the route takes (0: no limit); a declared larger one is refused here.
-pub fn body_limit<B>(state: &ProxyState, route: &Route, req: &Request<B>) -> Result<u64, Answer> {
+pub fn body_limit(state: &ProxyState, route: &Route, req: &ClientRequest) -> Result<u64, Answer> {
     let limit = route.policy.as_ref().and_then(|p| p.body_limit).unwrap_or(state.max_body);
-    let declared = || req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok();
+    let declared = || text(req.header(&CONTENT_LENGTH)?)?.parse::<u64>().ok();
     match limit > 0 && declared().is_some_and(|n| n > limit) {
         true => Err(Answer::too_large()),
         false => Ok(limit),
@@ -37,10 +39,10 @@ pub fn body_limit<B>(state: &ProxyState, route: &Route, req: &Request<B>) -> Res
 }
 
 /// A canary route decides its side first; everything after works on that side.
-pub fn side<'r, B>(route: &'r Route, req: &Request<B>, x: &mut Exchange) -> Side<'r> {
+pub fn side<'r>(route: &'r Route, req: &ClientRequest, x: &mut Exchange) -> Side<'r> {
     let main = Side { backend: &route.backend, sticky: route.sticky.as_ref(), stats: route.stats.get() };
     let Some(canary) = &route.canary else { return main };
-    match canary.side(&route.backend, route.sticky.as_ref(), req.headers(), &route.backend.keys) {
+    match canary.side(&route.backend, route.sticky.as_ref(), req.lines(), &route.backend.keys) {
         canary::Side::Canary => {
             x.notes.canary = true;
             Side { backend: &canary.backend, sticky: canary.sticky.as_ref(), stats: canary.stats.get() }
@@ -50,10 +52,10 @@ pub fn side<'r, B>(route: &'r Route, req: &Request<B>, x: &mut Exchange) -> Side
 }
 
 /// The endpoint for the request, or 503 when the side has none to offer.
-pub fn endpoint<B>(
+pub fn endpoint(
     state: &ProxyState,
     client: &ClientInfo,
-    req: &Request<B>,
+    req: &ClientRequest,
     side: Side<'_>,
     x: &mut Exchange,
 ) -> Result<Selection, Answer> {
@@ -65,7 +67,7 @@ pub fn endpoint<B>(
         client_ip: client.ip.as_bytes(),
         uri: Some(req.uri()),
     };
-    let Some(selection) = selection::select(side.backend, side.sticky, req.headers(), &cx) else {
+    let Some(selection) = selection::select(side.backend, side.sticky, req.lines(), &cx) else {
         if let Some(stats) = side.stats {
             stats.decision(AffinityOutcome::NoneAvailable);
         }
@@ -84,8 +86,8 @@ pub fn endpoint<B>(
 }
 
 /// The `User-Agent`, kept only where a cookie's `SameSite=None` depends on it.
-pub fn user_agent<B>(req: &Request<B>, side: Side<'_>) -> Option<Vec<u8>> {
+pub fn user_agent(req: &ClientRequest, side: Side<'_>) -> Option<Vec<u8>> {
     let conditional = side.sticky.is_some_and(|s| s.issues_cookies && s.policy.conditional_same_site_none);
     // Copied only then: most requests carry a User-Agent, and a copy is an allocation.
-    conditional.then(|| req.headers().get(USER_AGENT).map(|v| v.as_bytes().to_vec())).flatten()
+    conditional.then(|| req.header(&USER_AGENT).map(<[u8]>::to_vec)).flatten()
 }

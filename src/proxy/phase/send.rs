@@ -8,6 +8,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::proxy::answer::Answer;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::{self, Failure, Timeouts};
 use crate::proxy::phase::attempt_h1::{self, Failed, PodReply, SendError, Upload};
@@ -17,7 +18,6 @@ use crate::proxy::spares;
 use crate::route::policy::NextUpstream;
 use crate::route::{Backend, Route};
 use crate::selection::{self, Selection};
-use crate::upstream::client_body::ClientBody;
 use crate::upstream::load::InFlight;
 use crate::upstream::request_body::{UploadClock, UpstreamBody};
 use crate::upstream::{ConnectError, Sender, Upstream};
@@ -116,7 +116,7 @@ pub fn outgoing(
     route: &Route,
     backend: &Backend,
     selection: &Selection,
-    (mut req, upgrading, forwarding): (Request<ClientBody>, bool, Option<(&ClientInfo, ToWrite)>),
+    (mut req, upgrading, forwarding): (ClientRequest, bool, Option<(&ClientInfo, ToWrite)>),
     (body_limit, own_h1): (u64, bool),
 ) -> ToSend {
     let retry = route.policy.as_ref().map(|p| p.next_upstream).unwrap_or_default();
@@ -136,10 +136,10 @@ pub fn outgoing(
         // `prepare` leaves them only to the own client's writer; should that ever differ from
         // this choice, they are set here rather than lost.
         if let Some((client, _)) = forwarding {
-            let host = req.headers().get(http::header::HOST).cloned();
+            let host = req.header_value(&http::header::HOST);
             headers::set_forwarded(req.headers_mut(), client, host);
         }
-        let (parts, body) = req.into_parts();
+        let (parts, body) = req.into_request().into_parts();
         // hyper's request is consumed by a send: the copy (about 4% CPU per request) is made
         // only when it may be needed.
         let copy = (may_resend && body.is_end_stream()).then(|| ResendCopy::of(&parts));

@@ -1,0 +1,298 @@
+//! A client's request as the phases hold it (docs/h1-plan.md step 2). tether's own HTTP/1.1
+//! server hands over the lines of the head it parsed, as spans of the head's bytes, and no
+//! header map is built unless a phase edits the lines: a route's header filters or rewrite, an
+//! auth service's headers, an upgrade, an HTTP/2 pod, hyper's client. A plain proxied request
+//! (a sticky hit) is routed, matched to its session and written to its pod from the spans.
+//! hyper's servers hand over their map, and every reader works on either
+//! ([`HeaderLines`]).
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Extensions, Method, Request, Uri, Version};
+
+use crate::h1::head::{known, NONE};
+use crate::h1::lines::{HeaderLines, Line, Parsed};
+use crate::h1::{names, tokens};
+use crate::proxy::headers;
+use crate::proxy::spares::{self, LineList};
+use crate::upstream::client_body::ClientBody;
+
+/// A client's request: its method, target, version, extensions and body, and its header lines
+/// in whichever form its server read them.
+pub struct ClientRequest {
+    /// The request; its header map is empty while `parsed` holds the lines.
+    req: Request<ClientBody>,
+    parsed: Option<ParsedLines>,
+}
+
+/// The lines of a head tether's own server parsed: the head's bytes and where each line is.
+struct ParsedLines {
+    bytes: Bytes,
+    lines: LineList,
+}
+
+impl From<Request<ClientBody>> for ClientRequest {
+    fn from(req: Request<ClientBody>) -> Self {
+        ClientRequest { req, parsed: None }
+    }
+}
+
+impl ClientRequest {
+    /// A request whose lines are `lines` over `bytes` (its map, empty, is not used until a
+    /// phase edits a line).
+    pub fn parsed(req: Request<ClientBody>, bytes: Bytes, lines: LineList) -> Self {
+        debug_assert!(req.headers().is_empty());
+        ClientRequest { req, parsed: Some(ParsedLines { bytes, lines }) }
+    }
+
+    pub fn method(&self) -> &Method {
+        self.req.method()
+    }
+
+    pub fn uri(&self) -> &Uri {
+        self.req.uri()
+    }
+
+    pub fn uri_mut(&mut self) -> &mut Uri {
+        self.req.uri_mut()
+    }
+
+    pub fn version(&self) -> Version {
+        self.req.version()
+    }
+
+    pub fn version_mut(&mut self) -> &mut Version {
+        self.req.version_mut()
+    }
+
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        self.req.extensions_mut()
+    }
+
+    /// Whether the lines are still the parsed head's (no map was built).
+    #[cfg(test)]
+    pub(crate) fn is_parsed(&self) -> bool {
+        self.parsed.is_some()
+    }
+
+    /// The header lines, to read.
+    pub fn lines(&self) -> HeaderLines<'_> {
+        match &self.parsed {
+            Some(parsed) => HeaderLines::Parsed(Parsed { bytes: &parsed.bytes, lines: &parsed.lines }),
+            None => HeaderLines::Map(self.req.headers()),
+        }
+    }
+
+    /// The first value of `name`.
+    pub fn header<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
+        self.lines().get(name)
+    }
+
+    /// The first value of `name` as a `HeaderValue` (a parsed one shares the head's bytes).
+    pub fn header_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        match &self.parsed {
+            Some(parsed) => {
+                let value = HeaderLines::Parsed(Parsed { bytes: &parsed.bytes, lines: &parsed.lines }).get(name)?;
+                Some(shared_value(&parsed.bytes, value))
+            }
+            None => self.req.headers().get(name).cloned(),
+        }
+    }
+
+    /// The header map, to edit: built from the parsed lines the first time.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.materialize();
+        self.req.headers_mut()
+    }
+
+    /// The request with its header map, for what reads `http` types (access control, hyper's
+    /// client): built from the parsed lines the first time.
+    pub fn request(&mut self) -> &Request<ClientBody> {
+        self.materialize();
+        &self.req
+    }
+
+    /// The request with its header map.
+    pub fn into_request(mut self) -> Request<ClientBody> {
+        self.materialize();
+        self.req
+    }
+
+    /// The head's parts and the body, for tether's own writer of a pod's head: parsed lines
+    /// are written from their spans.
+    pub fn into_head(self) -> (Head, ClientBody) {
+        let (parts, body) = self.req.into_parts();
+        (Head { parts, parsed: self.parsed }, body)
+    }
+
+    /// Removes the hop-by-hop lines (RFC 9110 §7.6.1), those named in `Connection` included.
+    pub fn strip_hop_by_hop(&mut self) {
+        let Some(parsed) = &mut self.parsed else {
+            headers::strip_hop_by_hop(self.req.headers_mut());
+            return;
+        };
+        let hop_by_hop = |line: &Line| {
+            matches!(
+                line.kind as usize,
+                known::CONNECTION
+                    | known::KEEP_ALIVE
+                    | known::PROXY_CONNECTION
+                    | known::TE
+                    | known::TRAILER
+                    | known::TRANSFER_ENCODING
+                    | known::UPGRADE
+            )
+        };
+        if !parsed.lines.iter().any(|line| line.kind != NONE && hop_by_hop(line)) {
+            return;
+        }
+        let bytes = &parsed.bytes[..];
+        let connections = || {
+            parsed.lines.iter().filter(|line| line.kind == known::CONNECTION as u8).map(|line| line.value.of(bytes))
+        };
+        let lists_names = connections().any(|value| names_listed(value).next().is_some());
+        let listed = |name: &[u8]| lists_names && connections().any(|value| names_listed(value).any(|t| t.eq_ignore_ascii_case(name)));
+        // (A mask, not a list: a browser's `Connection: keep-alive` is on every request.)
+        let mut dropped = 0u128;
+        for (i, line) in parsed.lines.iter().enumerate() {
+            if hop_by_hop(line) || listed(line.name.of(bytes)) {
+                dropped |= 1 << i;
+            }
+        }
+        let mut i = 0;
+        parsed.lines.retain(|_| {
+            i += 1;
+            dropped & (1 << (i - 1)) == 0
+        });
+    }
+
+    /// Whether the lines [`headers::set_forwarded`] replaces are all absent, so that the pod
+    /// head's writer can add them after the request's own (see [`headers::ToWrite`]).
+    pub fn forwarding_to_write(&self) -> Option<headers::ToWrite> {
+        match &self.parsed {
+            Some(parsed) => headers::forwarding_to_write(parsed.lines.iter().map(|line| line.name.of(&parsed.bytes))),
+            None => headers::forwarding_to_write(self.req.headers().keys().map(|name| name.as_str().as_bytes())),
+        }
+    }
+
+    /// Builds the header map from the parsed lines (once; lines of one name stay in order, and
+    /// the map keeps them together, as hyper's does).
+    fn materialize(&mut self) {
+        let Some(parsed) = self.parsed.take() else { return };
+        let map = self.req.headers_mut();
+        if map.capacity() == 0 {
+            *map = spares::header_map();
+        }
+        map.reserve(parsed.lines.len() + 8);
+        for line in parsed.lines.iter() {
+            let name = match line.kind {
+                NONE => match names::header_name(line.name.of(&parsed.bytes)) {
+                    Some(name) => name,
+                    // httparse's and `http`'s token bytes are the same
+                    // (`crate::h1::tests::parsed_names_are_header_names`).
+                    None => continue,
+                },
+                k => known::HEADER_NAMES[k as usize].clone(),
+            };
+            map.append(name, shared_value(&parsed.bytes, line.value.of(&parsed.bytes)));
+        }
+    }
+}
+
+/// Whether two of `lines` may have one name (no false "no": a known name by its index, any
+/// other by a hash of it, in a 256-bit set).
+fn may_repeat_a_name(bytes: &[u8], lines: &[Line]) -> bool {
+    let mut seen = [0u128; 2];
+    lines.iter().any(|line| {
+        let bit = match line.kind {
+            NONE => known::NAMES.len() + (names::folded_hash(line.name.of(bytes)) >> 56) as usize % (256 - known::NAMES.len()),
+            k => k as usize,
+        };
+        let (word, mask) = (bit / 128, 1u128 << (bit % 128));
+        let again = seen[word] & mask != 0;
+        seen[word] |= mask;
+        again
+    })
+}
+
+/// The header names a `Connection` value lists (`close` and `keep-alive` are options, not
+/// names; a value with bytes outside visible ASCII lists none, as `http` reads it).
+fn names_listed(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let names = crate::h1::is_visible_ascii(value).then(|| tokens(value)).into_iter().flatten();
+    names.filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+}
+
+/// A value of the head as a `HeaderValue` that shares the head's bytes.
+fn shared_value(bytes: &Bytes, value: &[u8]) -> HeaderValue {
+    // SAFETY (a validity promise, not a memory one): httparse accepts exactly the bytes
+    // `HeaderValue` does in a value (`a_parsed_value_is_a_valid_header_value` pins the two
+    // tables equal).
+    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes.slice_ref(value)) }
+}
+
+/// A request head on its way to a pod's writer.
+pub struct Head {
+    pub parts: http::request::Parts,
+    parsed: Option<ParsedLines>,
+}
+
+impl From<http::request::Parts> for Head {
+    fn from(parts: http::request::Parts) -> Self {
+        Head { parts, parsed: None }
+    }
+}
+
+impl Head {
+    /// Every line as (lower-case name, value): a map's in its order, a parsed head's in the
+    /// same order (lines of one name together, at the first one's place), so the pod gets the
+    /// same bytes from either.
+    pub fn for_each_line<'a>(&'a self, mut line: impl FnMut(&[u8], &'a [u8])) {
+        let Some(parsed) = &self.parsed else {
+            for (name, value) in &self.parts.headers {
+                line(name.as_str().as_bytes(), value.as_bytes());
+            }
+            return;
+        };
+        let (bytes, lines) = (&parsed.bytes[..], &parsed.lines[..]);
+        let mut lower = [0u8; 64];
+        let mut emit = |l: &Line| {
+            let raw = l.name.of(bytes);
+            match l.kind {
+                NONE if raw.len() <= lower.len() => {
+                    let name = &mut lower[..raw.len()];
+                    name.copy_from_slice(raw);
+                    name.make_ascii_lowercase();
+                    line(name, l.value.of(bytes));
+                }
+                NONE => line(&raw.to_ascii_lowercase(), l.value.of(bytes)),
+                k => line(known::NAMES[k as usize], l.value.of(bytes)),
+            }
+        };
+        if !may_repeat_a_name(bytes, lines) {
+            lines.iter().for_each(emit);
+            return;
+        }
+        let same = |a: &Line, b: &Line| match (a.kind, b.kind) {
+            (NONE, NONE) => a.name.of(bytes).eq_ignore_ascii_case(b.name.of(bytes)),
+            (ka, kb) => ka == kb,
+        };
+        let mut done = 0u128;
+        for (i, first) in lines.iter().enumerate() {
+            if done & (1 << i) != 0 {
+                continue;
+            }
+            emit(first);
+            for (j, later) in lines.iter().enumerate().skip(i + 1) {
+                if done & (1 << j) == 0 && same(first, later) {
+                    emit(later);
+                    done |= 1 << j;
+                }
+            }
+        }
+    }
+
+    /// Gives the head's map back to the worker.
+    pub fn release(self) {
+        spares::give_header_map(self.parts.headers);
+    }
+}
