@@ -64,7 +64,8 @@ pub fn answer(control: &ControlState, query: &str) -> Result<SessionAnswer, (u16
     let backend = &route.backend;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let session = route.sticky.as_ref().and_then(|sticky| {
-        let token = sticky.policy.token_values((&headers).into()).find_map(|v| backend.keys.decode(v, backend.scope))?;
+        let token =
+            sticky.policy.token_values((&headers).into()).find_map(|v| backend.keys.decode(v, backend.scope))?;
         let (token, key) = token;
         let time =
             |s: u32| jiff::Timestamp::from_second(i64::from(s)).map_or_else(|_| s.to_string(), |t| t.to_string());

@@ -2,9 +2,10 @@
 //! as ingress-nginx does: `Expires`, `Max-Age`, `Domain`, `Path`, `Secure`, `HttpOnly`,
 //! `SameSite`, in that order, each only when it applies.
 
-use http::header::{HeaderName, HeaderValue, COOKIE};
+use http::header::HeaderValue;
 use std::time::{Duration, SystemTime};
 
+use crate::h1::head::known;
 use crate::h1::lines::HeaderLines;
 
 /// How a session maps to an endpoint. A cookie token carries the mode that issued it (the
@@ -204,8 +205,7 @@ impl RouteSticky {
 
 /// Every value of cookie `name` in the request, most specific first (as browsers send them).
 pub fn cookie_values<'a>(headers: HeaderLines<'a>, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    static COOKIE_NAME: HeaderName = COOKIE;
-    headers.get_all(&COOKIE_NAME).flat_map(move |line| NamedValues { rest: Some(line), name })
+    headers.every(known::COOKIE).flat_map(move |line| NamedValues { rest: Some(line), name })
 }
 
 /// The values of the pairs named `name` in one `Cookie` line. A browser's line is often a
@@ -279,7 +279,7 @@ pub fn same_site_none_incompatible(user_agent: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderMap;
+    use http::header::{HeaderMap, COOKIE};
     use std::sync::Arc;
 
     fn route(policy: StickyPolicy) -> RouteSticky {

@@ -2,11 +2,12 @@
 //! `$request_uri`, `$cookie_x`, `$http_x`, `$arg_x`, `$host`, `$uri`, text, or a mix such as
 //! `$host$request_uri`) whose value is hashed consistently over the ready endpoints.
 
-use http::header::{HeaderName, HOST};
+use http::header::HeaderName;
 use http::Uri;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::affinity::cookie::cookie_values;
+use crate::h1::head::known;
 use crate::h1::lines::HeaderLines;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +79,7 @@ impl HashKey {
                 Part::RemoteAddr => h.update(client_ip),
                 Part::RequestUri => h.update(uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()).as_bytes()),
                 Part::Uri => h.update(uri.path().as_bytes()),
-                Part::Host => h.update(headers.get(&HOST).unwrap_or(b"")),
+                Part::Host => h.update(headers.first(known::HOST).unwrap_or(b"")),
                 Part::Cookie(name) => h.update(cookie_values(headers, name).next().unwrap_or(b"")),
                 Part::Header(name) => h.update(headers.get(name).unwrap_or(b"")),
                 Part::Arg(name) => h.update(query_arg(uri.query(), name).as_bytes()),
@@ -119,7 +120,7 @@ fn query_arg<'a>(query: Option<&'a str>, name: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderMap;
+    use http::header::{HeaderMap, HOST};
     use http::HeaderValue;
 
     fn uri(s: &str) -> Uri {
@@ -150,7 +151,10 @@ mod tests {
         assert_ne!(k.hash(&uri("/"), (&h).into(), b""), k.hash(&uri("/"), (&HeaderMap::new()).into(), b""));
 
         let k = HashKey::parse("$remote_addr").unwrap();
-        assert_ne!(k.hash(&uri("/"), (&HeaderMap::new()).into(), b"1.1.1.1"), k.hash(&uri("/"), (&HeaderMap::new()).into(), b"1.1.1.2"));
+        assert_ne!(
+            k.hash(&uri("/"), (&HeaderMap::new()).into(), b"1.1.1.1"),
+            k.hash(&uri("/"), (&HeaderMap::new()).into(), b"1.1.1.2")
+        );
         let k = HashKey::parse("$arg_id").unwrap();
         assert_eq!(
             k.hash(&uri("/x?a=1&id=5"), (&HeaderMap::new()).into(), b""),

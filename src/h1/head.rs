@@ -10,7 +10,6 @@ use std::mem::MaybeUninit;
 
 use http::header::{HeaderMap, HeaderValue};
 
-use super::lines::Line;
 use super::rules::Refusal;
 use super::{names, Span};
 
@@ -252,16 +251,6 @@ impl Fields {
     /// Whether `known` name `k` has a line.
     pub(crate) fn has(&self, k: usize) -> bool {
         self.known[k] != NONE
-    }
-
-    /// The lines, into `out` (empty), but those whose index bit is set in `skip`.
-    pub(crate) fn lines_into(&self, skip: u128, out: &mut Vec<Line>) {
-        for i in 0..self.n {
-            if i < 128 && skip & (1 << i) != 0 {
-                continue;
-            }
-            out.push(Line { name: self.names[i], value: self.values[i], kind: self.kinds[i] });
-        }
     }
 
     /// The lines, into `headers` (empty; a reused map allocates nothing), with values that

@@ -1,11 +1,13 @@
 //! Header lines as the request's phases read them, whichever server read the request: the
 //! lines of a head tether's own server parsed (spans of the head's bytes: no map is built for a
-//! request nothing edits) or hyper's `http::HeaderMap`. Lookups by `HeaderName`, values as
-//! bytes, lines of one name in the order they came.
+//! request nothing edits) or hyper's `http::HeaderMap`. Values as bytes, lines of one name in
+//! the order they came. The names tether itself reads are [`known`] ones, looked up by their
+//! index (a parsed head has each one's first line at hand); any other by its `HeaderName`.
 
+use bytes::Bytes;
 use http::header::{GetAll, HeaderMap, HeaderName, HeaderValue};
 
-use super::head::{known, NONE};
+use super::head::{known, Fields, NONE};
 use super::Span;
 
 /// One header line of a parsed head: where its name and value are, and which [`known`] name
@@ -17,26 +19,88 @@ pub struct Line {
     pub kind: u8,
 }
 
-/// The lines of a parsed head, over the head's bytes.
-#[derive(Clone, Copy, Debug)]
-pub struct Parsed<'a> {
-    pub bytes: &'a [u8],
-    pub lines: &'a [Line],
+/// A parsed head's bytes and its lines (a request keeps one; the worker lends them).
+#[derive(Debug, Default)]
+pub struct ParsedHead {
+    pub bytes: Bytes,
+    lines: Vec<Line>,
+    /// The first line of each [`known`] name, or [`NONE`].
+    first: [u8; known::NAMES.len()],
 }
 
-impl<'a> Parsed<'a> {
-    /// Every value of `name`, in order. A known name compares one byte per line.
-    pub fn all<'n>(self, name: &'n HeaderName) -> ParsedValues<'a, 'n> {
+impl ParsedHead {
+    /// Takes `fields`' lines over `bytes`, but those whose index bit is set in `skip`.
+    pub(crate) fn fill(&mut self, bytes: Bytes, fields: &Fields, skip: u128) {
+        self.bytes = bytes;
+        self.lines.clear();
+        for i in 0..fields.n {
+            if i < 128 && skip & (1 << i) != 0 {
+                continue;
+            }
+            self.lines.push(Line { name: fields.names[i], value: fields.values[i], kind: fields.kinds[i] });
+        }
+        self.index();
+    }
+
+    /// Keeps the lines `keep` says yes to (by index).
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, &Line) -> bool) {
+        let mut i = 0;
+        self.lines.retain(|line| {
+            i += 1;
+            keep(i - 1, line)
+        });
+        self.index();
+    }
+
+    /// Empties it, to be lent again (room for a huge head's lines is not kept).
+    pub fn clear(&mut self) {
+        self.bytes = Bytes::new();
+        self.lines.clear();
+        if self.lines.capacity() > 128 {
+            self.lines = Vec::new();
+        }
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// The bytes of a line's name (as the client wrote it) and value.
+    pub fn line(&self, line: &Line) -> (&[u8], &[u8]) {
+        (line.name.of(&self.bytes), line.value.of(&self.bytes))
+    }
+
+    fn index(&mut self) {
+        self.first = [NONE; known::NAMES.len()];
+        for (i, line) in self.lines.iter().enumerate().rev() {
+            if line.kind != NONE {
+                self.first[line.kind as usize] = i as u8;
+            }
+        }
+    }
+
+    /// Every value of `name`, in order.
+    fn all<'a, 'n>(&'a self, name: &'n HeaderName) -> ParsedValues<'a, 'n> {
         let wanted = name.as_str().as_bytes();
-        let kind = known::find(wanted).map_or(NONE, |k| k as u8);
-        ParsedValues { bytes: self.bytes, lines: self.lines.iter(), kind, wanted }
+        match known::find(wanted) {
+            Some(k) => self.every_known(k),
+            None => ParsedValues { head: self, at: 0, kind: NONE, wanted },
+        }
+    }
+
+    fn every_known(&self, k: usize) -> ParsedValues<'_, 'static> {
+        let at = match self.first[k] {
+            NONE => self.lines.len(),
+            i => i as usize,
+        };
+        ParsedValues { head: self, at, kind: k as u8, wanted: b"" }
     }
 }
 
 /// The values of one name in a parsed head.
 pub struct ParsedValues<'a, 'n> {
-    bytes: &'a [u8],
-    lines: std::slice::Iter<'a, Line>,
+    head: &'a ParsedHead,
+    at: usize,
     kind: u8,
     /// Compared only when the name is not a [`known`] one.
     wanted: &'n [u8],
@@ -46,19 +110,29 @@ impl<'a> Iterator for ParsedValues<'a, '_> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let (bytes, kind, wanted) = (self.bytes, self.kind, self.wanted);
-        let line = self.lines.find(|line| match kind {
-            NONE => line.kind == NONE && line.name.of(bytes).eq_ignore_ascii_case(wanted),
+        let (head, kind, wanted) = (self.head, self.kind, self.wanted);
+        let rest = head.lines.get(self.at..)?;
+        let found = rest.iter().position(|line| match kind {
+            NONE => line.kind == NONE && line.name.of(&head.bytes).eq_ignore_ascii_case(wanted),
             k => line.kind == k,
-        })?;
-        Some(line.value.of(bytes))
+        });
+        match found {
+            Some(i) => {
+                self.at += i + 1;
+                Some(rest[i].value.of(&head.bytes))
+            }
+            None => {
+                self.at = head.lines.len();
+                None
+            }
+        }
     }
 }
 
 /// A request's header lines, read-only: a parsed head's or a map's.
 #[derive(Clone, Copy, Debug)]
 pub enum HeaderLines<'a> {
-    Parsed(Parsed<'a>),
+    Parsed(&'a ParsedHead),
     Map(&'a HeaderMap),
 }
 
@@ -72,7 +146,7 @@ impl<'a> HeaderLines<'a> {
     /// The first value of `name`.
     pub fn get(self, name: &HeaderName) -> Option<&'a [u8]> {
         match self {
-            HeaderLines::Parsed(parsed) => parsed.all(name).next(),
+            HeaderLines::Parsed(head) => head.all(name).next(),
             HeaderLines::Map(map) => map.get(name).map(HeaderValue::as_bytes),
         }
     }
@@ -80,8 +154,27 @@ impl<'a> HeaderLines<'a> {
     /// Every value of `name`, in order.
     pub fn get_all<'n>(self, name: &'n HeaderName) -> Values<'a, 'n> {
         match self {
-            HeaderLines::Parsed(parsed) => Values::Parsed(parsed.all(name)),
+            HeaderLines::Parsed(head) => Values::Parsed(head.all(name)),
             HeaderLines::Map(map) => Values::Map(map.get_all(name).iter()),
+        }
+    }
+
+    /// The first value of [`known`] name `k`.
+    pub fn first(self, k: usize) -> Option<&'a [u8]> {
+        match self {
+            HeaderLines::Parsed(head) => match head.first[k] {
+                NONE => None,
+                i => Some(head.lines[i as usize].value.of(&head.bytes)),
+            },
+            HeaderLines::Map(map) => map.get(&known::HEADER_NAMES[k]).map(HeaderValue::as_bytes),
+        }
+    }
+
+    /// Every value of [`known`] name `k`, in order.
+    pub fn every(self, k: usize) -> Values<'a, 'static> {
+        match self {
+            HeaderLines::Parsed(head) => Values::Parsed(head.every_known(k)),
+            HeaderLines::Map(map) => Values::Map(map.get_all(&known::HEADER_NAMES[k]).iter()),
         }
     }
 }
@@ -106,5 +199,6 @@ impl<'a> Iterator for Values<'a, '_> {
 /// A value as `http::HeaderValue::to_str` reads it: text only when every byte is a tab or
 /// visible ASCII.
 pub(crate) fn text(value: &[u8]) -> Option<&str> {
+    // (Visible ASCII is UTF-8: no second check.)
     super::is_visible_ascii(value).then(|| std::str::from_utf8(value).ok()).flatten()
 }

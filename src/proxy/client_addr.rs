@@ -4,11 +4,11 @@
 
 use std::net::IpAddr;
 
+use crate::h1::head::known;
 use crate::h1::lines::{text, HeaderLines};
 use ipnet::IpNet;
 
 use crate::access::ranges::{canonical, RangeListError};
-use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
 /// `--trusted-proxies`: peers whose forwarding headers are believed.
 #[derive(Clone, Debug, Default)]
@@ -42,7 +42,7 @@ impl TrustedProxies {
     /// names no such address (then the peer is the client).
     pub fn real_client(&self, headers: HeaderLines<'_>) -> Option<IpAddr> {
         let mut hops: Vec<&str> = Vec::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
+        for value in headers.every(known::X_FORWARDED_FOR) {
             hops.extend(text(value)?.split(',').map(str::trim));
         }
         let mut last = None;
@@ -59,7 +59,7 @@ impl TrustedProxies {
 
 /// The scheme a trusted proxy says the client used.
 pub fn forwarded_https(headers: HeaderLines<'_>) -> Option<bool> {
-    let proto = text(headers.get(&X_FORWARDED_PROTO)?)?;
+    let proto = text(headers.first(known::X_FORWARDED_PROTO)?)?;
     let first = proto.split(',').next()?.trim();
     Some(first.eq_ignore_ascii_case("https"))
 }
@@ -72,6 +72,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
     use http::{HeaderMap, HeaderValue};
 
     #[test]

@@ -7,14 +7,14 @@
 //! ([`HeaderLines`]).
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Extensions, Method, Request, Uri, Version};
 
 use crate::h1::head::{known, NONE};
-use crate::h1::lines::{HeaderLines, Line, Parsed};
+use crate::h1::lines::{HeaderLines, Line, ParsedHead};
 use crate::h1::{names, tokens};
 use crate::proxy::headers;
-use crate::proxy::spares::{self, LineList};
+use crate::proxy::spares::{self, HeadLines};
 use crate::upstream::client_body::ClientBody;
 
 /// A client's request: its method, target, version, extensions and body, and its header lines
@@ -22,13 +22,7 @@ use crate::upstream::client_body::ClientBody;
 pub struct ClientRequest {
     /// The request; its header map is empty while `parsed` holds the lines.
     req: Request<ClientBody>,
-    parsed: Option<ParsedLines>,
-}
-
-/// The lines of a head tether's own server parsed: the head's bytes and where each line is.
-struct ParsedLines {
-    bytes: Bytes,
-    lines: LineList,
+    parsed: Option<HeadLines>,
 }
 
 impl From<Request<ClientBody>> for ClientRequest {
@@ -38,11 +32,11 @@ impl From<Request<ClientBody>> for ClientRequest {
 }
 
 impl ClientRequest {
-    /// A request whose lines are `lines` over `bytes` (its map, empty, is not used until a
-    /// phase edits a line).
-    pub fn parsed(req: Request<ClientBody>, bytes: Bytes, lines: LineList) -> Self {
+    /// A request whose lines are `head`'s (its map, empty, is not used until a phase edits a
+    /// line).
+    pub fn parsed(req: Request<ClientBody>, head: HeadLines) -> Self {
         debug_assert!(req.headers().is_empty());
-        ClientRequest { req, parsed: Some(ParsedLines { bytes, lines }) }
+        ClientRequest { req, parsed: Some(head) }
     }
 
     pub fn method(&self) -> &Method {
@@ -78,24 +72,22 @@ impl ClientRequest {
     /// The header lines, to read.
     pub fn lines(&self) -> HeaderLines<'_> {
         match &self.parsed {
-            Some(parsed) => HeaderLines::Parsed(Parsed { bytes: &parsed.bytes, lines: &parsed.lines }),
+            Some(head) => HeaderLines::Parsed(head),
             None => HeaderLines::Map(self.req.headers()),
         }
     }
 
-    /// The first value of `name`.
-    pub fn header<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
-        self.lines().get(name)
+    /// The first value of [`known`] name `k`.
+    pub fn known(&self, k: usize) -> Option<&[u8]> {
+        self.lines().first(k)
     }
 
-    /// The first value of `name` as a `HeaderValue` (a parsed one shares the head's bytes).
-    pub fn header_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+    /// The first value of [`known`] name `k` as a `HeaderValue` (a parsed one shares the head's
+    /// bytes).
+    pub fn known_value(&self, k: usize) -> Option<HeaderValue> {
         match &self.parsed {
-            Some(parsed) => {
-                let value = HeaderLines::Parsed(Parsed { bytes: &parsed.bytes, lines: &parsed.lines }).get(name)?;
-                Some(shared_value(&parsed.bytes, value))
-            }
-            None => self.req.headers().get(name).cloned(),
+            Some(head) => Some(shared_value(&head.bytes, HeaderLines::Parsed(head).first(k)?)),
+            None => self.req.headers().get(&known::HEADER_NAMES[k]).cloned(),
         }
     }
 
@@ -127,7 +119,7 @@ impl ClientRequest {
 
     /// Removes the hop-by-hop lines (RFC 9110 §7.6.1), those named in `Connection` included.
     pub fn strip_hop_by_hop(&mut self) {
-        let Some(parsed) = &mut self.parsed else {
+        let Some(head) = &mut self.parsed else {
             headers::strip_hop_by_hop(self.req.headers_mut());
             return;
         };
@@ -143,34 +135,30 @@ impl ClientRequest {
                     | known::UPGRADE
             )
         };
-        if !parsed.lines.iter().any(|line| line.kind != NONE && hop_by_hop(line)) {
+        if !head.lines().iter().any(|line| line.kind != NONE && hop_by_hop(line)) {
             return;
         }
-        let bytes = &parsed.bytes[..];
-        let connections = || {
-            parsed.lines.iter().filter(|line| line.kind == known::CONNECTION as u8).map(|line| line.value.of(bytes))
-        };
+        let view: &ParsedHead = head;
+        let connections = || HeaderLines::Parsed(view).every(known::CONNECTION);
         let lists_names = connections().any(|value| names_listed(value).next().is_some());
-        let listed = |name: &[u8]| lists_names && connections().any(|value| names_listed(value).any(|t| t.eq_ignore_ascii_case(name)));
+        let listed = |name: &[u8]| {
+            lists_names && connections().any(|value| names_listed(value).any(|t| t.eq_ignore_ascii_case(name)))
+        };
         // (A mask, not a list: a browser's `Connection: keep-alive` is on every request.)
         let mut dropped = 0u128;
-        for (i, line) in parsed.lines.iter().enumerate() {
-            if hop_by_hop(line) || listed(line.name.of(bytes)) {
+        for (i, line) in view.lines().iter().enumerate() {
+            if hop_by_hop(line) || listed(view.line(line).0) {
                 dropped |= 1 << i;
             }
         }
-        let mut i = 0;
-        parsed.lines.retain(|_| {
-            i += 1;
-            dropped & (1 << (i - 1)) == 0
-        });
+        head.retain(|i, _| dropped & (1 << i) == 0);
     }
 
     /// Whether the lines [`headers::set_forwarded`] replaces are all absent, so that the pod
     /// head's writer can add them after the request's own (see [`headers::ToWrite`]).
     pub fn forwarding_to_write(&self) -> Option<headers::ToWrite> {
         match &self.parsed {
-            Some(parsed) => headers::forwarding_to_write(parsed.lines.iter().map(|line| line.name.of(&parsed.bytes))),
+            Some(head) => headers::forwarding_to_write(head.lines().iter().map(|line| head.line(line).0)),
             None => headers::forwarding_to_write(self.req.headers().keys().map(|name| name.as_str().as_bytes())),
         }
     }
@@ -178,15 +166,16 @@ impl ClientRequest {
     /// Builds the header map from the parsed lines (once; lines of one name stay in order, and
     /// the map keeps them together, as hyper's does).
     fn materialize(&mut self) {
-        let Some(parsed) = self.parsed.take() else { return };
+        let Some(head) = self.parsed.take() else { return };
         let map = self.req.headers_mut();
         if map.capacity() == 0 {
             *map = spares::header_map();
         }
-        map.reserve(parsed.lines.len() + 8);
-        for line in parsed.lines.iter() {
+        map.reserve(head.lines().len() + 8);
+        for line in head.lines() {
+            let (name, value) = head.line(line);
             let name = match line.kind {
-                NONE => match names::header_name(line.name.of(&parsed.bytes)) {
+                NONE => match names::header_name(name) {
                     Some(name) => name,
                     // httparse's and `http`'s token bytes are the same
                     // (`crate::h1::tests::parsed_names_are_header_names`).
@@ -194,18 +183,20 @@ impl ClientRequest {
                 },
                 k => known::HEADER_NAMES[k as usize].clone(),
             };
-            map.append(name, shared_value(&parsed.bytes, line.value.of(&parsed.bytes)));
+            map.append(name, shared_value(&head.bytes, value));
         }
     }
 }
 
 /// Whether two of `lines` may have one name (no false "no": a known name by its index, any
 /// other by a hash of it, in a 256-bit set).
-fn may_repeat_a_name(bytes: &[u8], lines: &[Line]) -> bool {
+fn may_repeat_a_name(head: &ParsedHead) -> bool {
     let mut seen = [0u128; 2];
-    lines.iter().any(|line| {
+    head.lines().iter().any(|line| {
         let bit = match line.kind {
-            NONE => known::NAMES.len() + (names::folded_hash(line.name.of(bytes)) >> 56) as usize % (256 - known::NAMES.len()),
+            NONE => {
+                known::NAMES.len() + (names::folded_hash(head.line(line).0) >> 56) as usize % (256 - known::NAMES.len())
+            }
             k => k as usize,
         };
         let (word, mask) = (bit / 128, 1u128 << (bit % 128));
@@ -233,7 +224,7 @@ fn shared_value(bytes: &Bytes, value: &[u8]) -> HeaderValue {
 /// A request head on its way to a pod's writer.
 pub struct Head {
     pub parts: http::request::Parts,
-    parsed: Option<ParsedLines>,
+    parsed: Option<HeadLines>,
 }
 
 impl From<http::request::Parts> for Head {
@@ -253,27 +244,27 @@ impl Head {
             }
             return;
         };
-        let (bytes, lines) = (&parsed.bytes[..], &parsed.lines[..]);
         let mut lower = [0u8; 64];
         let mut emit = |l: &Line| {
-            let raw = l.name.of(bytes);
+            let (raw, value) = parsed.line(l);
             match l.kind {
                 NONE if raw.len() <= lower.len() => {
                     let name = &mut lower[..raw.len()];
                     name.copy_from_slice(raw);
                     name.make_ascii_lowercase();
-                    line(name, l.value.of(bytes));
+                    line(name, value);
                 }
-                NONE => line(&raw.to_ascii_lowercase(), l.value.of(bytes)),
-                k => line(known::NAMES[k as usize], l.value.of(bytes)),
+                NONE => line(&raw.to_ascii_lowercase(), value),
+                k => line(known::NAMES[k as usize], value),
             }
         };
-        if !may_repeat_a_name(bytes, lines) {
+        let lines = parsed.lines();
+        if !may_repeat_a_name(parsed) {
             lines.iter().for_each(emit);
             return;
         }
         let same = |a: &Line, b: &Line| match (a.kind, b.kind) {
-            (NONE, NONE) => a.name.of(bytes).eq_ignore_ascii_case(b.name.of(bytes)),
+            (NONE, NONE) => parsed.line(a).0.eq_ignore_ascii_case(parsed.line(b).0),
             (ka, kb) => ka == kb,
         };
         let mut done = 0u128;

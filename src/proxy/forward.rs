@@ -11,8 +11,8 @@ use http::header::SET_COOKIE;
 use http::{Response, StatusCode};
 
 use crate::proxy::body::ProxyBody;
-use crate::proxy::client_request::ClientRequest;
 use crate::proxy::client_addr::TrustedProxies;
+use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::{Completion, LogRequest, Telemetry};

@@ -36,7 +36,7 @@ use crate::proxy::h1_upload;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::idle::ActivityGuard;
 use crate::proxy::server::ConnLimits;
-use crate::proxy::spares::{self, LineList, READ_SIZE};
+use crate::proxy::spares::{self, HeadLines, READ_SIZE};
 use crate::proxy::upgrade::{OwnUpgrade, Tunnel, TunnelIo};
 use crate::worker::clock;
 
@@ -60,7 +60,7 @@ struct Conn<S> {
 /// lines over the head's bytes.
 struct Taken {
     req: Request<()>,
-    head: (Bytes, LineList),
+    head: HeadLines,
     facts: RequestFacts,
     minor: u8,
 }
@@ -105,7 +105,7 @@ where
 fn exchange<S>(
     mut conn: Conn<S>,
     shared: Arc<Serving>,
-    Taken { mut req, head: (bytes, lines), facts, minor }: Taken,
+    Taken { mut req, head, facts, minor }: Taken,
 ) -> impl Future<Output = Option<Conn<S>>> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -124,7 +124,7 @@ where
         });
         let (body, upload) = h1_upload::client_body(facts.framing, facts.expect_continue);
         let Serving { state, client, open, .. } = &*shared;
-        let req = ClientRequest::parsed(req.map(|()| body), bytes, lines);
+        let req = ClientRequest::parsed(req.map(|()| body), head);
         let handling = forward::handle(state.clone(), client.clone(), open.clone(), ActivityGuard::untracked(), req);
         let mut out = spares::HeadBuffer::lend();
         let keep_alive = match upload {
@@ -235,16 +235,16 @@ fn take_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Taken>, Re
         }
         let facts = request_framing(buf, head)?;
         let bytes = buf.split_to(head.len).freeze();
-        let (req, lines) = build_request(&bytes, head, &facts).map_err(|()| Refusal::BAD)?;
-        Ok(Some(Taken { req, head: (bytes, lines), facts, minor: head.minor }))
+        let (req, lines) = build_request(bytes, head, &facts).map_err(|()| Refusal::BAD)?;
+        Ok(Some(Taken { req, head: lines, facts, minor: head.minor }))
     })
 }
 
 /// The request the phases see, and its lines over the head's bytes (no header map is built
 /// unless a phase edits them). hyper's reading of the framing lines: with `Transfer-Encoding`
 /// no `Content-Length` stays, and of equal `Content-Length` lines only the first.
-fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Result<(Request<()>, LineList), ()> {
-    let method = Method::from_bytes(head.method_span.of(bytes)).map_err(drop)?;
+fn build_request(bytes: Bytes, head: &RequestHead, facts: &RequestFacts) -> Result<(Request<()>, HeadLines), ()> {
+    let method = Method::from_bytes(head.method_span.of(&bytes)).map_err(drop)?;
     let target = bytes.slice(head.target.start as usize..head.target.end());
     let uri = Uri::from_maybe_shared(target).map_err(drop)?;
     let lengths = facts.lengths;
@@ -252,8 +252,8 @@ fn build_request(bytes: &Bytes, head: &RequestHead, facts: &RequestFacts) -> Res
         Framing::Chunked => lengths,
         _ => lengths & lengths.wrapping_sub(1),
     };
-    let mut lines = LineList::lend();
-    head.fields.lines_into(skip, &mut lines);
+    let mut lines = HeadLines::lend();
+    lines.fill(bytes, &head.fields, skip);
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -282,8 +282,8 @@ pub(crate) fn parsed_request(raw: &[u8]) -> ClientRequest {
     parse_request(raw, 8192, &mut head).unwrap().unwrap();
     let facts = request_framing(raw, &head).unwrap();
     let bytes = Bytes::copy_from_slice(raw);
-    let (req, lines) = build_request(&bytes, &head, &facts).unwrap();
-    ClientRequest::parsed(req.map(|()| crate::upstream::client_body::ClientBody::Empty), bytes, lines)
+    let (req, lines) = build_request(bytes, &head, &facts).unwrap();
+    ClientRequest::parsed(req.map(|()| crate::upstream::client_body::ClientBody::Empty), lines)
 }
 
 #[cfg(test)]
@@ -322,7 +322,7 @@ mod tests {
         let mut head = RequestHead::default();
         parse_request(raw, 8192, &mut head).unwrap().unwrap();
         let facts = request_framing(raw, &head).unwrap();
-        assert!(build_request(&Bytes::copy_from_slice(raw), &head, &facts).is_err());
+        assert!(build_request(Bytes::copy_from_slice(raw), &head, &facts).is_err());
     }
 }
 

@@ -79,7 +79,7 @@ impl ClientInfo {
         if let Some(https) = forwarded_https(headers) {
             client.tls = https;
         }
-        let chain: Vec<&[u8]> = headers.get_all(&X_FORWARDED_FOR).collect();
+        let chain: Vec<&[u8]> = headers.every(crate::h1::head::known::X_FORWARDED_FOR).collect();
         if !chain.is_empty() {
             let mut value = chain.join(&b", "[..]);
             value.extend_from_slice(b", ");

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, HOST, REFERER, USER_AGENT};
+use http::header::HeaderValue;
 
+use crate::h1::head::known;
 use crate::h1::lines::text;
 use crate::proxy::client_request::ClientRequest;
 
@@ -71,8 +72,7 @@ impl LogRequest {
     /// Takes what the log line needs, and makes sure the request carries an `X-Request-ID`
     /// (the client's, if it sent a sane one) so the pod's logs can be joined with ours.
     pub fn take(req: &mut ClientRequest, client: &HeaderValue) -> Box<LogRequest> {
-        static ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
-        let given = req.header(&ID).and_then(text).filter(|v| is_sane_id(v));
+        let given = req.known(known::X_REQUEST_ID).and_then(text).filter(|v| is_sane_id(v));
         let request_id: Box<str> = match given {
             Some(id) => id.into(),
             None => {
@@ -83,8 +83,8 @@ impl LogRequest {
                 id.into()
             }
         };
-        let header = |name| req.header(name).and_then(text).map(Into::into);
-        let host = header(&HOST).or_else(|| req.uri().authority().map(|a| a.as_str().into())).unwrap_or_default();
+        let header = |k| req.known(k).and_then(text).map(Into::into);
+        let host = header(known::HOST).or_else(|| req.uri().authority().map(|a| a.as_str().into())).unwrap_or_default();
         Box::new(LogRequest {
             time: SystemTime::now(),
             request_id,
@@ -93,8 +93,8 @@ impl LogRequest {
             host,
             target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()).into(),
             protocol: protocol_name(req.version()),
-            user_agent: header(&USER_AGENT),
-            referer: header(&REFERER),
+            user_agent: header(known::USER_AGENT),
+            referer: header(known::REFERER),
         })
     }
 }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
-use crate::h1::lines::Line;
+use crate::h1::lines::ParsedHead;
 use crate::upstream::h1_pod;
 
 /// What a read for a request head asks for at least: most heads fit, and a slow client's
@@ -36,7 +36,9 @@ struct Spares {
     pod_reads: Vec<BytesMut>,
     heads: Vec<Vec<u8>>,
     maps: Vec<HeaderMap>,
-    lines: Vec<Vec<Line>>,
+    /// (Boxed: a request holds a pointer to its head's lines, lent and given back whole.)
+    #[allow(clippy::vec_box)]
+    heads_parsed: Vec<Box<ParsedHead>>,
     /// Where the next small value is copied (see [`small_bytes`]).
     small: Option<BytesMut>,
     /// Empty request slots, of whichever future types the worker's connections run.
@@ -50,7 +52,7 @@ thread_local! {
             pod_reads: Vec::new(),
             heads: Vec::new(),
             maps: Vec::new(),
-            lines: Vec::new(),
+            heads_parsed: Vec::new(),
             small: None,
             slots: Vec::new(),
         }) };
@@ -151,36 +153,35 @@ impl Drop for HeadBuffer {
     }
 }
 
-/// A list of a parsed head's lines, lent until it is dropped.
-pub struct LineList(Vec<Line>);
+/// Room for a parsed head's bytes and lines, lent until it is dropped (a request holds a
+/// pointer to it, not the lines).
+pub struct HeadLines(Option<Box<ParsedHead>>);
 
-impl LineList {
-    pub fn lend() -> LineList {
-        LineList(take(|s| &mut s.lines).unwrap_or_else(|| Vec::with_capacity(32)))
+impl HeadLines {
+    pub fn lend() -> HeadLines {
+        HeadLines(Some(take(|s| &mut s.heads_parsed).unwrap_or_default()))
     }
 }
 
-impl std::ops::Deref for LineList {
-    type Target = Vec<Line>;
-    fn deref(&self) -> &Vec<Line> {
-        &self.0
+impl std::ops::Deref for HeadLines {
+    type Target = ParsedHead;
+    fn deref(&self) -> &ParsedHead {
+        self.0.as_deref().expect("lent until dropped")
     }
 }
 
-impl std::ops::DerefMut for LineList {
-    fn deref_mut(&mut self) -> &mut Vec<Line> {
-        &mut self.0
+impl std::ops::DerefMut for HeadLines {
+    fn deref_mut(&mut self) -> &mut ParsedHead {
+        self.0.as_deref_mut().expect("lent until dropped")
     }
 }
 
-impl Drop for LineList {
+impl Drop for HeadLines {
     fn drop(&mut self) {
-        let mut lines = std::mem::take(&mut self.0);
-        if lines.capacity() == 0 || lines.capacity() > MAP_KEEP {
-            return;
+        if let Some(mut head) = self.0.take() {
+            head.clear();
+            keep(|s| &mut s.heads_parsed, head);
         }
-        lines.clear();
-        keep(|s| &mut s.lines, lines);
     }
 }
 

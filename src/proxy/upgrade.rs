@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::h1::head::known;
 use crate::h1::lines::text;
 use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::OpenTracker;
@@ -19,9 +20,9 @@ use crate::proxy::conn::OpenTracker;
 pub fn requested(req: &ClientRequest) -> Option<HeaderValue> {
     let asks = req
         .lines()
-        .get_all(&CONNECTION)
+        .every(known::CONNECTION)
         .any(|v| text(v).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))));
-    asks.then(|| req.header_value(&UPGRADE)).flatten()
+    asks.then(|| req.known_value(known::UPGRADE)).flatten()
 }
 
 /// Puts back the two hop-by-hop headers an upgrade needs (stripping removed them).

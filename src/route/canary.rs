@@ -104,8 +104,8 @@ fn holds_session(backend: &Backend, sticky: Option<&RouteSticky>, headers: Heade
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderMap;
     use crate::affinity::token::CookieKey;
+    use http::HeaderMap;
     use http::HeaderValue;
 
     fn canary(rules: CanaryRules) -> Canary {

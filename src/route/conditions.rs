@@ -62,10 +62,7 @@ impl Conditions {
         if self.method.as_ref().is_some_and(|m| m != req.method) {
             return false;
         }
-        let headers_ok = self
-            .headers
-            .iter()
-            .all(|(name, want)| req.headers.get_all(name).any(|v| want.matches(v)));
+        let headers_ok = self.headers.iter().all(|(name, want)| req.headers.get_all(name).any(|v| want.matches(v)));
         headers_ok
             && self.query.iter().all(|(name, want)| {
                 req.query.is_some_and(|q| {

@@ -238,7 +238,12 @@ mod tests {
     use http::HeaderMap;
 
     /// `super::select` over a map's lines.
-    fn select(b: &Backend, sticky: Option<&RouteSticky>, headers: &HeaderMap, cx: &SelectContext<'_>) -> Option<Selection> {
+    fn select(
+        b: &Backend,
+        sticky: Option<&RouteSticky>,
+        headers: &HeaderMap,
+        cx: &SelectContext<'_>,
+    ) -> Option<Selection> {
         super::select(b, sticky, headers.into(), cx)
     }
     use crate::affinity::cookie::StickyPolicy;

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use http::header::{HOST, LOCATION, ORIGIN};
+use http::header::LOCATION;
 use http::StatusCode;
 
+use crate::h1::head::known;
 use crate::h1::lines::text;
 use crate::proxy::answer::Answer;
 use crate::proxy::client_request::ClientRequest;
@@ -17,7 +18,7 @@ use crate::route::Route;
 
 /// The route `req` goes to, or the answer that ends it (400, 404).
 pub fn route(state: &ProxyState, req: &ClientRequest) -> Result<Arc<Route>, Answer> {
-    let mut hosts = req.lines().get_all(&HOST);
+    let mut hosts = req.lines().every(known::HOST);
     let host_header = hosts.next();
     if hosts.next().is_some() {
         // Routing on one Host while the pod reads another would bypass host rules.
@@ -40,10 +41,10 @@ pub fn route(state: &ProxyState, req: &ClientRequest) -> Result<Arc<Route>, Answ
 pub fn redirect(route: &Route, req: &ClientRequest, client: &ClientInfo, x: &mut Exchange) -> Result<(), Answer> {
     if route.access.as_ref().is_some_and(|a| a.cors.is_some()) {
         // Only a CORS route reads it; the value shares the read buffer.
-        x.notes.cors_origin = req.header_value(&ORIGIN);
+        x.notes.cors_origin = req.known_value(known::ORIGIN);
     }
     let Some(filters) = &route.filters else { return Ok(()) };
-    let host = req.header(&HOST).and_then(text).or_else(|| req.uri().host()).unwrap_or("");
+    let host = req.known(known::HOST).and_then(text).or_else(|| req.uri().host()).unwrap_or("");
     let Some((status, location)) = filters.redirect_for(req.uri(), host, &route.path, client.tls) else {
         return Ok(());
     };

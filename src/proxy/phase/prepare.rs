@@ -5,6 +5,7 @@
 use http::header::{HeaderName, HeaderValue, COOKIE, HOST, TE};
 use http::{Request, Uri, Version};
 
+use crate::h1::head::known;
 use crate::h1::lines::text;
 use crate::proxy::client_request::ClientRequest;
 use crate::proxy::headers::{self, ClientInfo};
@@ -32,7 +33,7 @@ pub fn request(
 ) -> Prepared {
     let upgrade = upgrade::requested(&req).map(|protocol| (protocol, ClientUpgrade::take(&mut req)));
     // gRPC needs `TE: trailers` to reach the pod; it is hop-by-hop otherwise.
-    let te_trailers = backend.protocol.h2() && req.header(&TE).is_some_and(|v| v == b"trailers");
+    let te_trailers = backend.protocol.h2() && req.known(known::TE).is_some_and(|v| v == b"trailers");
     // Left to the head's writer only when nothing after this could set, remove or move a
     // forwarding line (an auth header, a header filter, a rewritten Host, the upgrade's two
     // lines after them): the pod then gets the same bytes either way.
@@ -73,7 +74,7 @@ fn to_origin_form(req: &mut ClientRequest, client: &ClientInfo, writable: bool) 
         // proxy: send origin-form with a Host header.
         let origin = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
         if let Ok(uri) = origin.parse::<Uri>() {
-            if req.header(&HOST).is_none() {
+            if req.known(known::HOST).is_none() {
                 if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                     req.headers_mut().insert(HOST, host);
                 }
@@ -88,7 +89,7 @@ fn to_origin_form(req: &mut ClientRequest, client: &ClientInfo, writable: bool) 
     req.strip_hop_by_hop();
     let to_write = writable.then(|| req.forwarding_to_write()).flatten();
     if to_write.is_none() {
-        let host = req.header_value(&HOST);
+        let host = req.known_value(known::HOST);
         headers::set_forwarded(req.headers_mut(), client, host);
     }
     to_write
@@ -98,7 +99,7 @@ fn to_origin_form(req: &mut ClientRequest, client: &ClientInfo, writable: bool) 
 /// `TE: trailers`.
 fn for_http2_pod(req: &mut ClientRequest, te_trailers: bool, tls: bool) {
     let scheme = if tls { "https" } else { "http" };
-    let authority = req.header(&HOST).and_then(text).unwrap_or("localhost");
+    let authority = req.known(known::HOST).and_then(text).unwrap_or("localhost");
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     if let Ok(uri) = format!("{scheme}://{authority}{target}").parse::<Uri>() {
         *req.uri_mut() = uri;

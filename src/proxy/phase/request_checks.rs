@@ -3,9 +3,9 @@
 //! transfer codings stacked on `chunked`. hyper takes care of the rest (obs-fold, bad
 //! Content-Length, CL with TE, ...); each shape is pinned by `tests/e2e/hostile.rs`.
 
-use http::header::TRANSFER_ENCODING;
 use http::{StatusCode, Version};
 
+use crate::h1::head::known;
 use crate::h1::lines::text;
 use crate::proxy::answer::Answer;
 use crate::proxy::client_request::ClientRequest;
@@ -33,7 +33,7 @@ pub fn refuse(req: &ClientRequest, host: Option<&[u8]>) -> Option<Answer> {
     if req.version() != Version::HTTP_2 {
         let mut chunked = 0;
         let mut other = false;
-        for value in req.lines().get_all(&TRANSFER_ENCODING) {
+        for value in req.lines().every(known::TRANSFER_ENCODING) {
             for coding in text(value).unwrap_or("?").split(',').map(str::trim).filter(|c| !c.is_empty()) {
                 if coding.eq_ignore_ascii_case("chunked") {
                     chunked += 1;

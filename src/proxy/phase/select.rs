@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, USER_AGENT};
 use http::StatusCode;
 
 use crate::affinity::cookie::RouteSticky;
+use crate::h1::head::known;
 use crate::h1::lines::text;
 use crate::metrics::stats::AffinityOutcome;
 use crate::metrics::RouteStats;
@@ -31,7 +31,7 @@ pub struct Side<'r> {
 /// The largest body the route takes (0: no limit); a declared larger one is refused here.
 pub fn body_limit(state: &ProxyState, route: &Route, req: &ClientRequest) -> Result<u64, Answer> {
     let limit = route.policy.as_ref().and_then(|p| p.body_limit).unwrap_or(state.max_body);
-    let declared = || text(req.header(&CONTENT_LENGTH)?)?.parse::<u64>().ok();
+    let declared = || text(req.known(known::CONTENT_LENGTH)?)?.parse::<u64>().ok();
     match limit > 0 && declared().is_some_and(|n| n > limit) {
         true => Err(Answer::too_large()),
         false => Ok(limit),
@@ -89,5 +89,5 @@ pub fn endpoint(
 pub fn user_agent(req: &ClientRequest, side: Side<'_>) -> Option<Vec<u8>> {
     let conditional = side.sticky.is_some_and(|s| s.issues_cookies && s.policy.conditional_same_site_none);
     // Copied only then: most requests carry a User-Agent, and a copy is an allocation.
-    conditional.then(|| req.header(&USER_AGENT).map(<[u8]>::to_vec)).flatten()
+    conditional.then(|| req.known(known::USER_AGENT).map(<[u8]>::to_vec)).flatten()
 }

@@ -136,7 +136,7 @@ pub fn outgoing(
         // `prepare` leaves them only to the own client's writer; should that ever differ from
         // this choice, they are set here rather than lost.
         if let Some((client, _)) = forwarding {
-            let host = req.header_value(&http::header::HOST);
+            let host = req.known_value(crate::h1::head::known::HOST);
             headers::set_forwarded(req.headers_mut(), client, host);
         }
         let (parts, body) = req.into_request().into_parts();

@@ -321,7 +321,10 @@ fn a_parsed_request_reaches_the_pod_as_its_map_would() {
         assert!(parsed.contains("\r\nhost: shop.test\r\n"), "{parsed}");
     }
     let (grouped, _) = pod_head(both(raws[5]).into_iter().next().unwrap());
-    assert!(grouped.contains("x-a: 1\r\nx-a: 3\r\nhost: shop.test\r\ncookie: a=1\r\ncookie: b=2\r\nx-b: 2"), "{grouped}");
+    assert!(
+        grouped.contains("x-a: 1\r\nx-a: 3\r\nhost: shop.test\r\ncookie: a=1\r\ncookie: b=2\r\nx-b: 2"),
+        "{grouped}"
+    );
     // A line the forwarding headers replace: the map replaces it where it stands.
     let [(parsed, kept_lines), (mapped, _)] =
         both("GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 6.6.6.6\r\nX-A: 1\r\n\r\n").map(pod_head);
