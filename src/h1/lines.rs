@@ -26,6 +26,9 @@ pub struct ParsedHead {
     lines: Vec<Line>,
     /// The first line of each [`known`] name, or [`NONE`].
     first: [u8; known::NAMES.len()],
+    /// Bit `k`: [`known`] name `k` has more than one line (the others are found without a
+    /// walk: most requests have one `Host`, one `Cookie`).
+    repeated: u32,
 }
 
 impl ParsedHead {
@@ -72,9 +75,14 @@ impl ParsedHead {
 
     fn index(&mut self) {
         self.first = [NONE; known::NAMES.len()];
+        self.repeated = 0;
         for (i, line) in self.lines.iter().enumerate().rev() {
             if line.kind != NONE {
-                self.first[line.kind as usize] = i as u8;
+                let k = line.kind as usize;
+                if self.first[k] != NONE {
+                    self.repeated |= 1 << k;
+                }
+                self.first[k] = i as u8;
             }
         }
     }
@@ -84,23 +92,26 @@ impl ParsedHead {
         let wanted = name.as_str().as_bytes();
         match known::find(wanted) {
             Some(k) => self.every_known(k),
-            None => ParsedValues { head: self, at: 0, kind: NONE, wanted },
+            None => ParsedValues { head: self, at: 0, end: self.lines.len(), kind: NONE, wanted },
         }
     }
 
     fn every_known(&self, k: usize) -> ParsedValues<'_, 'static> {
-        let at = match self.first[k] {
-            NONE => self.lines.len(),
-            i => i as usize,
+        let (at, last) = match self.first[k] {
+            NONE => (self.lines.len(), 0),
+            i if self.repeated & (1 << k) == 0 => (i as usize, i as usize + 1),
+            i => (i as usize, self.lines.len()),
         };
-        ParsedValues { head: self, at, kind: k as u8, wanted: b"" }
+        ParsedValues { head: self, at, end: last.max(at), kind: k as u8, wanted: b"" }
     }
 }
 
 /// The values of one name in a parsed head.
 pub struct ParsedValues<'a, 'n> {
     head: &'a ParsedHead,
+    /// The lines left to look at: `at..end`.
     at: usize,
+    end: usize,
     kind: u8,
     /// Compared only when the name is not a [`known`] one.
     wanted: &'n [u8],
@@ -111,7 +122,7 @@ impl<'a> Iterator for ParsedValues<'a, '_> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let (head, kind, wanted) = (self.head, self.kind, self.wanted);
-        let rest = head.lines.get(self.at..)?;
+        let rest = head.lines.get(self.at..self.end)?;
         let found = rest.iter().position(|line| match kind {
             NONE => line.kind == NONE && line.name.of(&head.bytes).eq_ignore_ascii_case(wanted),
             k => line.kind == k,
@@ -122,7 +133,7 @@ impl<'a> Iterator for ParsedValues<'a, '_> {
                 Some(rest[i].value.of(&head.bytes))
             }
             None => {
-                self.at = head.lines.len();
+                self.at = self.end;
                 None
             }
         }
@@ -201,4 +212,48 @@ impl<'a> Iterator for Values<'a, '_> {
 pub(crate) fn text(value: &[u8]) -> Option<&str> {
     // (Visible ASCII is UTF-8: no second check.)
     super::is_visible_ascii(value).then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::head::{parse_request, RequestHead};
+
+    fn parsed(raw: &[u8]) -> ParsedHead {
+        let mut head = RequestHead::default();
+        parse_request(raw, 8192, &mut head).unwrap().unwrap();
+        let mut parsed = ParsedHead::default();
+        parsed.fill(Bytes::copy_from_slice(raw), &head.fields, 0);
+        parsed
+    }
+
+    /// Every way to look a name up gives what a map built from the same lines gives.
+    #[test]
+    fn lookups_agree_with_a_map_of_the_same_lines() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1\r\nX-One: 1\r\nhost: b\r\nx-ONE: 2\r\nCOOKIE: y=2\r\nAccept: */*\r\n\r\n";
+        let head = parsed(raw);
+        let mut map = HeaderMap::new();
+        for line in head.lines() {
+            let (name, value) = head.line(line);
+            map.append(HeaderName::from_bytes(name).unwrap(), HeaderValue::from_bytes(value).unwrap());
+        }
+        let names = ["host", "cookie", "x-one", "accept", "user-agent", "x-two"].map(HeaderName::from_static);
+        for lines in [HeaderLines::Parsed(&head), HeaderLines::Map(&map)] {
+            for name in &names {
+                let all: Vec<&[u8]> = lines.get_all(name).collect();
+                let expected: Vec<&[u8]> = map.get_all(name).iter().map(HeaderValue::as_bytes).collect();
+                assert_eq!(all, expected, "{name}");
+                assert_eq!(lines.get(name), expected.first().copied(), "{name}");
+            }
+            for k in [known::HOST, known::COOKIE, known::USER_AGENT] {
+                let all: Vec<&[u8]> = lines.every(k).collect();
+                let expected: Vec<&[u8]> = lines.get_all(&known::HEADER_NAMES[k]).collect();
+                assert_eq!(all, expected, "{k}");
+                assert_eq!(lines.first(k), expected.first().copied(), "{k}");
+            }
+        }
+        assert_eq!(HeaderLines::Parsed(&head).every(known::HOST).collect::<Vec<_>>(), [&b"a"[..], b"b"]);
+        let once = parsed(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n");
+        assert_eq!(HeaderLines::Parsed(&once).every(known::HOST).collect::<Vec<_>>(), [&b"a"[..]]);
+    }
 }
