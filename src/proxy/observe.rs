@@ -64,6 +64,17 @@ pub struct LogRequest {
     protocol: &'static str,
     user_agent: Option<Box<str>>,
     referer: Option<Box<str>>,
+    /// Filled when the response is ready ([`Completion::new`]).
+    routed: Routed,
+}
+
+/// What routing noted that only the access log's line shows.
+#[derive(Default)]
+struct Routed {
+    upstream: Option<SocketAddr>,
+    pod: Option<Box<str>>,
+    service: Option<Box<str>>,
+    decision: Option<&'static str>,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -95,6 +106,7 @@ impl LogRequest {
             protocol: protocol_name(req.version()),
             user_agent: header(known::USER_AGENT),
             referer: header(known::REFERER),
+            routed: Routed::default(),
         })
     }
 }
@@ -120,13 +132,19 @@ fn series(route: &Route, canary: bool) -> Option<&Arc<crate::metrics::RouteStats
     }
 }
 
-/// Travels with the response body; `finish` runs once when it ends.
+/// Travels with the response body; `finish` runs once when it ends. Only what the metrics
+/// need, and what must live as long as the response: every move of a response copies it.
 pub struct Completion {
     telemetry: &'static Telemetry,
     started: Instant,
     method: u8,
     status: u16,
-    notes: Notes,
+    canary: bool,
+    route: Option<Arc<Route>>,
+    upstream_time: Option<Duration>,
+    /// A `limit-connections` slot, freed when the response ends.
+    _access_hold: Option<crate::access::rate::ConcurrencyGuard>,
+    /// With the access log on: the line's request details and what routing noted.
     log: Option<Box<LogRequest>>,
 }
 
@@ -139,22 +157,38 @@ impl Completion {
         notes: Notes,
         log: Option<Box<LogRequest>>,
     ) -> Self {
-        Completion { telemetry, started, method: method_index(method) as u8, status, notes, log }
+        let log = log.map(|mut log| {
+            log.routed =
+                Routed { upstream: notes.upstream, pod: notes.pod, service: notes.service, decision: notes.decision };
+            log
+        });
+        Completion {
+            telemetry,
+            started,
+            method: method_index(method) as u8,
+            status,
+            canary: notes.canary,
+            route: notes.route,
+            upstream_time: notes.upstream_time,
+            _access_hold: notes.access_hold,
+            log,
+        }
     }
 
     pub fn finish(self, bytes: u64) {
         let duration = clock::now().saturating_duration_since(self.started);
         let metrics = &self.telemetry.metrics;
-        let stats = self.notes.route.as_deref().and_then(|r| series(r, self.notes.canary));
+        let stats = self.route.as_deref().and_then(|r| series(r, self.canary));
         let stats = stats.map_or(&metrics.unmatched, |s| &**s);
         stats.record(&Outcome {
             method: usize::from(self.method),
             status: self.status,
             duration,
-            upstream: self.notes.upstream_time,
+            upstream: self.upstream_time,
         });
         let (Some(log), Some(access_log)) = (self.log, &self.telemetry.access_log) else { return };
-        let route = self.notes.route.as_deref();
+        let route = self.route.as_deref();
+        let routed = &log.routed;
         let entry = Entry {
             time: log.time,
             request_id: &log.request_id,
@@ -166,12 +200,12 @@ impl Completion {
             status: self.status,
             bytes,
             duration: duration.as_secs_f64(),
-            upstream: self.notes.upstream,
-            pod: self.notes.pod.as_deref(),
-            upstream_duration: self.notes.upstream_time.map(|d| d.as_secs_f64()),
+            upstream: routed.upstream,
+            pod: routed.pod.as_deref(),
+            upstream_duration: self.upstream_time.map(|d| d.as_secs_f64()),
             route: route.map(|r| &r.source),
-            service: self.notes.service.as_deref().or(route.map(|r| &*r.backend.name)),
-            affinity: self.notes.decision,
+            service: routed.service.as_deref().or(route.map(|r| &*r.backend.name)),
+            affinity: routed.decision,
             user_agent: log.user_agent.as_deref(),
             referer: log.referer.as_deref(),
         };
