@@ -245,10 +245,11 @@ impl Body for ProxyBody {
 mod tests {
     /// A response is moved from phase to phase and into the writer, its body with it: the body
     /// carries only what the metrics need beside the pod's connection (it was 512 bytes with
-    /// everything routing noted for the access log inside).
+    /// everything routing noted for the access log inside; 344 in a release build now, a few
+    /// more in a debug build, whose tokio types carry more).
     #[test]
     fn a_response_body_stays_small() {
         let size = std::mem::size_of::<super::ProxyBody>();
-        assert!(size <= 352, "a response body is {size} bytes");
+        assert!(size <= 384, "a response body is {size} bytes");
     }
 }
