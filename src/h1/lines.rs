@@ -29,29 +29,40 @@ pub struct ParsedHead {
     /// Bit `k`: [`known`] name `k` has more than one line (the others are found without a
     /// walk: most requests have one `Host`, one `Cookie`).
     repeated: u32,
+    /// Bit `i`: line `i` is hop-by-hop (`rules::hop_by_hop`), for [`Self::strip_hop_by_hop`].
+    hop_by_hop: u128,
 }
 
 impl ParsedHead {
-    /// Takes `fields`' lines over `bytes`, but those whose index bit is set in `skip`.
-    pub(crate) fn fill(&mut self, bytes: Bytes, fields: &Fields, skip: u128) {
+    /// Takes `fields`' lines over `bytes`, but those whose index bit is set in `skip`;
+    /// `hop_by_hop` marks, by the same indices, the lines [`Self::strip_hop_by_hop`] removes.
+    pub(crate) fn fill(&mut self, bytes: Bytes, fields: &Fields, skip: u128, hop_by_hop: u128) {
         self.bytes = bytes;
         self.lines.clear();
+        self.hop_by_hop = 0;
         for i in 0..fields.n {
             if i < 128 && skip & (1 << i) != 0 {
                 continue;
+            }
+            if i < 128 && hop_by_hop & (1 << i) != 0 {
+                self.hop_by_hop |= 1 << self.lines.len();
             }
             self.lines.push(Line { name: fields.names[i], value: fields.values[i], kind: fields.kinds[i] });
         }
         self.index();
     }
 
-    /// Keeps the lines `keep` says yes to (by index).
-    pub fn retain(&mut self, mut keep: impl FnMut(usize, &Line) -> bool) {
-        let mut i = 0;
-        self.lines.retain(|line| {
+    /// Removes the hop-by-hop lines marked when the head was taken.
+    pub fn strip_hop_by_hop(&mut self) {
+        if self.hop_by_hop == 0 {
+            return;
+        }
+        let (mut i, marked) = (0, self.hop_by_hop);
+        self.lines.retain(|_| {
             i += 1;
-            keep(i - 1, line)
+            marked & (1 << (i - 1)) == 0
         });
+        self.hop_by_hop = 0;
         self.index();
     }
 
@@ -223,7 +234,7 @@ mod tests {
         let mut head = RequestHead::default();
         parse_request(raw, 8192, &mut head).unwrap().unwrap();
         let mut parsed = ParsedHead::default();
-        parsed.fill(Bytes::copy_from_slice(raw), &head.fields, 0);
+        parsed.fill(Bytes::copy_from_slice(raw), &head.fields, 0, 0);
         parsed
     }
 

@@ -230,9 +230,9 @@ pub(crate) fn digits(value: &[u8]) -> Option<u64> {
 }
 
 /// The header indices `strip_hop_by_hop` removes: the fixed hop-by-hop names, and every name a
-/// `Connection` line lists (but `close` and `keep-alive`, which are options). Not computed per
-/// message: the phases strip the map they read, and this is for heads read as views (step 2 of
-/// docs/h1-plan.md) and for the writer's tests.
+/// `Connection` line lists (but `close` and `keep-alive`, which are options). A request's are
+/// marked when its head is taken and removed when the pod's head is prepared; a pod response's
+/// lines (but a 101's) never go into its map.
 pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
     const FIXED: [usize; 7] = [
         known::CONNECTION,
@@ -243,23 +243,23 @@ pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
         known::TRANSFER_ENCODING,
         known::UPGRADE,
     ];
-    let mut drop = 0u128;
     let any_fixed = FIXED.iter().any(|&k| fields.has(k));
     if !any_fixed {
         return 0;
     }
-    let listing = fields.has(known::CONNECTION);
+    // The names `Connection` lines list; most list none (`keep-alive`, `close`), and then no
+    // line is compared with them.
+    let connections =
+        || (0..fields.n).filter(|&i| fields.kind(i) == Some(known::CONNECTION)).map(|i| fields.values[i].of(buf));
+    fn names(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+        let listed = is_visible_ascii(line).then(|| tokens(line)).into_iter().flatten();
+        listed.filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+    }
+    let lists_names = connections().any(|line| names(line).next().is_some());
+    let mut drop = 0u128;
     for (i, (name, _)) in fields.iter(buf).enumerate() {
         let fixed = fields.kind(i).is_some_and(|k| FIXED.contains(&k));
-        let listed = listing
-            && fields.headers(buf, b"connection").any(|line| {
-                is_visible_ascii(line)
-                    && tokens(line).any(|t| {
-                        !t.eq_ignore_ascii_case(b"close")
-                            && !t.eq_ignore_ascii_case(b"keep-alive")
-                            && t.eq_ignore_ascii_case(name)
-                    })
-            });
+        let listed = lists_names && connections().any(|line| names(line).any(|t| t.eq_ignore_ascii_case(name)));
         if fixed || listed {
             drop |= 1 << i;
         }

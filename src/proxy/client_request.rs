@@ -12,7 +12,7 @@ use http::{Extensions, Method, Request, Uri, Version};
 
 use crate::h1::head::{known, NONE};
 use crate::h1::lines::{HeaderLines, Line, ParsedHead};
-use crate::h1::{names, tokens};
+use crate::h1::names;
 use crate::proxy::headers;
 use crate::proxy::spares::{self, HeadLines};
 use crate::upstream::client_body::ClientBody;
@@ -117,41 +117,13 @@ impl ClientRequest {
         (Head { parts, parsed: self.parsed }, body)
     }
 
-    /// Removes the hop-by-hop lines (RFC 9110 §7.6.1), those named in `Connection` included.
+    /// Removes the hop-by-hop lines (RFC 9110 §7.6.1), those named in `Connection` included
+    /// (a parsed head's were marked when it was taken: `h1::rules::hop_by_hop`).
     pub fn strip_hop_by_hop(&mut self) {
-        let Some(head) = &mut self.parsed else {
-            headers::strip_hop_by_hop(self.req.headers_mut());
-            return;
-        };
-        let hop_by_hop = |line: &Line| {
-            matches!(
-                line.kind as usize,
-                known::CONNECTION
-                    | known::KEEP_ALIVE
-                    | known::PROXY_CONNECTION
-                    | known::TE
-                    | known::TRAILER
-                    | known::TRANSFER_ENCODING
-                    | known::UPGRADE
-            )
-        };
-        if !head.lines().iter().any(|line| line.kind != NONE && hop_by_hop(line)) {
-            return;
+        match &mut self.parsed {
+            Some(head) => head.strip_hop_by_hop(),
+            None => headers::strip_hop_by_hop(self.req.headers_mut()),
         }
-        let view: &ParsedHead = head;
-        let connections = || HeaderLines::Parsed(view).every(known::CONNECTION);
-        let lists_names = connections().any(|value| names_listed(value).next().is_some());
-        let listed = |name: &[u8]| {
-            lists_names && connections().any(|value| names_listed(value).any(|t| t.eq_ignore_ascii_case(name)))
-        };
-        // (A mask, not a list: a browser's `Connection: keep-alive` is on every request.)
-        let mut dropped = 0u128;
-        for (i, line) in view.lines().iter().enumerate() {
-            if hop_by_hop(line) || listed(view.line(line).0) {
-                dropped |= 1 << i;
-            }
-        }
-        head.retain(|i, _| dropped & (1 << i) == 0);
     }
 
     /// Whether the lines [`headers::set_forwarded`] replaces are all absent, so that the pod
@@ -204,13 +176,6 @@ fn may_repeat_a_name(head: &ParsedHead) -> bool {
         seen[word] |= mask;
         again
     })
-}
-
-/// The header names a `Connection` value lists (`close` and `keep-alive` are options, not
-/// names; a value with bytes outside visible ASCII lists none, as `http` reads it).
-fn names_listed(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let names = crate::h1::is_visible_ascii(value).then(|| tokens(value)).into_iter().flatten();
-    names.filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// A value of the head as a `HeaderValue` that shares the head's bytes.

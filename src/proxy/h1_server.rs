@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::h1::head::{parse_request, RequestHead, Scratch};
-use crate::h1::rules::{request_framing, Framing, Refusal, RequestFacts};
+use crate::h1::rules::{hop_by_hop, request_framing, Framing, Refusal, RequestFacts};
 use crate::h1::write;
 use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::{OpenTracker, Stop};
@@ -253,7 +253,8 @@ fn build_request(bytes: Bytes, head: &RequestHead, facts: &RequestFacts) -> Resu
         _ => lengths & lengths.wrapping_sub(1),
     };
     let mut lines = HeadLines::lend();
-    lines.fill(bytes, &head.fields, skip);
+    let hop_by_hop = hop_by_hop(&bytes, &head.fields);
+    lines.fill(bytes, &head.fields, skip, hop_by_hop);
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;

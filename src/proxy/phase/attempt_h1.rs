@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::h1::body::{chunk_header, CRLF, LAST_CHUNK};
 use crate::h1::head::{parse_response, Method, ResponseHead, Scratch};
-use crate::h1::rules::{response_framing, ResponseFacts};
+use crate::h1::rules::{hop_by_hop, response_framing, ResponseFacts};
 use crate::h1::{head::ResponseError, write};
 use crate::proxy::client_request::{ClientRequest, Head};
 use crate::proxy::deadline;
@@ -362,7 +362,11 @@ fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts,
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed)?;
     *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    *response.headers_mut() = head.fields.header_map(bytes, 0, spares::header_map()).ok_or(ResponseError::Malformed)?;
+    // Hop-by-hop lines are left out of the map (the respond phase would strip them); a 101's
+    // `Upgrade` is read from it first.
+    let hop_by_hop = if head.status == 101 { 0 } else { hop_by_hop(bytes, &head.fields) };
+    let map = head.fields.header_map(bytes, hop_by_hop, spares::header_map());
+    *response.headers_mut() = map.ok_or(ResponseError::Malformed)?;
     // As hyper's client: a reason that is not the status's canonical one is kept for the client.
     let reason = head.reason.of(bytes);
     if Some(reason) != response.status().canonical_reason().map(str::as_bytes) {
