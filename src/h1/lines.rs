@@ -221,7 +221,7 @@ impl<'a> Iterator for Values<'a, '_> {
 /// A value as `http::HeaderValue::to_str` reads it: text only when every byte is a tab or
 /// visible ASCII.
 pub(crate) fn text(value: &[u8]) -> Option<&str> {
-    // (Visible ASCII is UTF-8: no second check.)
+    // (`from_utf8` cannot fail on visible ASCII; it is the safe way to say so.)
     super::is_visible_ascii(value).then(|| std::str::from_utf8(value).ok()).flatten()
 }
 

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::HeaderValue;
 
+use crate::access_log::{AccessLog, Entry};
 use crate::h1::head::known;
 use crate::h1::lines::text;
-use crate::proxy::client_request::ClientRequest;
-
-use crate::access_log::{AccessLog, Entry};
 use crate::metrics::{stats::method_index, Metrics, Outcome};
+use crate::proxy::client_request::ClientRequest;
 use crate::route::Route;
 use crate::worker::clock;
 

@@ -12,16 +12,13 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::h1::head::known;
-use crate::h1::lines::text;
+use crate::h1::rules::lists;
 use crate::proxy::client_request::ClientRequest;
 use crate::proxy::conn::OpenTracker;
 
 /// The protocol a client asks to upgrade to (`Connection: upgrade` + `Upgrade: x`).
 pub fn requested(req: &ClientRequest) -> Option<HeaderValue> {
-    let asks = req
-        .lines()
-        .every(known::CONNECTION)
-        .any(|v| text(v).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))));
+    let asks = req.lines().every(known::CONNECTION).any(|v| lists(v, b"upgrade"));
     asks.then(|| req.known_value(known::UPGRADE)).flatten()
 }
 
