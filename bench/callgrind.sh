@@ -11,6 +11,9 @@
 #                                            N requests one stream at a time on one connection
 #                                            (Debian's nghttp2-client; curl 7.88 sends nothing after
 #                                            the first request of a multi-URL h2 prior-knowledge run)
+#   NEW=1 bench/callgrind.sh ...             a new session per request: no cookie sent, so every
+#                                            response carries a fresh Set-Cookie (HAProxy inserts
+#                                            its own)
 #   HAPROXY=1 bench/callgrind.sh ...         the same count for HAProxy (Debian's 2.6, `cookie SRV
 #                                            insert indirect`, as bench/tether.sh configures it) in
 #                                            front of the same pod, its cookie sent: the user-space
@@ -98,14 +101,17 @@ count() { # requests -> total instructions
       -H 'Accept-Encoding: gzip, deflate, br, zstd' -H 'Accept-Language: en-GB,en;q=0.9')
     cookie="$cookie; JSESSIONID=2F1C7A9E0B4D"
   fi
+  local sent=(-H "Cookie: $cookie")
+  [[ -n ${NEW:-} ]] && sent=()
   if [[ -n ${H2C:-} ]]; then
-    h2load -n "$n" -c 1 -m 1 -H "Cookie: $cookie" "http://127.0.0.1:$PORT/" >/dev/null
+    h2load -n "$n" -c 1 -m 1 "${sent[@]}" "http://127.0.0.1:$PORT/" >/dev/null
   else
-    curl -s "${browser[@]}" -H "Cookie: $cookie" "${urls[@]}" >/dev/null
+    curl -s "${browser[@]}" "${sent[@]}" "${urls[@]}" >/dev/null
   fi
   kill -TERM $vpid; wait $vpid 2>/dev/null || true
   awk '/^summary:/{print $2}' "$out"
 }
 a=$(count "$N"); b=$(count $((2 * N)))
 [[ -n ${KEEP:-} ]] && echo "callgrind output kept in $work" >&2
-echo "${HAPROXY:+HAProxy }instructions per ${BROWSER:+browser }${H2C:+h2c }sticky-hit request: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
+kind="sticky-hit request"; [[ -n ${NEW:-} ]] && kind="new-session request"
+echo "${HAPROXY:+HAProxy }instructions per ${BROWSER:+browser }${H2C:+h2c }$kind: $(( (b - a) / N )) (Ir $a for $N requests, $b for $((2 * N)))"
