@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{GetAll, HeaderMap, HeaderName, HeaderValue};
 
 use super::head::{known, Fields, NONE};
-use super::Span;
+use super::{names, Span};
 
 /// One header line of a parsed head: where its name and value are, and which [`known`] name
 /// it has ([`NONE`] if none).
@@ -82,6 +82,86 @@ impl ParsedHead {
     /// The bytes of a line's name (as the client wrote it) and value.
     pub fn line(&self, line: &Line) -> (&[u8], &[u8]) {
         (line.name.of(&self.bytes), line.value.of(&self.bytes))
+    }
+
+    /// Every line as (lower-case name, value), in the order a header map built from them
+    /// iterates: lines of one name together, at the first one's place. So a head written from
+    /// the lines has the bytes the map gave.
+    pub fn for_each_grouped<'a>(&'a self, mut line: impl FnMut(&[u8], &'a [u8])) {
+        let mut lower = [0u8; 64];
+        let mut emit = |l: &Line| {
+            let (raw, value) = self.line(l);
+            match l.kind {
+                NONE if raw.len() <= lower.len() => {
+                    let name = &mut lower[..raw.len()];
+                    name.copy_from_slice(raw);
+                    name.make_ascii_lowercase();
+                    line(name, value);
+                }
+                NONE => line(&raw.to_ascii_lowercase(), value),
+                k => line(known::NAMES[k as usize], value),
+            }
+        };
+        let lines = self.lines();
+        if !self.may_repeat_a_name() {
+            lines.iter().for_each(emit);
+            return;
+        }
+        let same = |a: &Line, b: &Line| match (a.kind, b.kind) {
+            (NONE, NONE) => self.line(a).0.eq_ignore_ascii_case(self.line(b).0),
+            (ka, kb) => ka == kb,
+        };
+        // (At most `MAX_HEADERS` lines, so 128 bits mark them.)
+        let mut done = 0u128;
+        for (i, first) in lines.iter().enumerate() {
+            if done & (1 << i) != 0 {
+                continue;
+            }
+            emit(first);
+            for (j, later) in lines.iter().enumerate().skip(i + 1) {
+                if done & (1 << j) == 0 && same(first, later) {
+                    emit(later);
+                    done |= 1 << j;
+                }
+            }
+        }
+    }
+
+    /// Appends every line to `map`, in order, the values sharing the head's bytes.
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        map.reserve(self.lines.len() + 8);
+        for line in &self.lines {
+            let (name, value) = self.line(line);
+            let name = match line.kind {
+                NONE => match names::header_name(name) {
+                    Some(name) => name,
+                    // httparse's and `http`'s token bytes are the same
+                    // (`crate::h1::tests::parsed_names_are_header_names`).
+                    None => continue,
+                },
+                k => known::HEADER_NAMES[k as usize].clone(),
+            };
+            map.append(name, shared_value(&self.bytes, value));
+        }
+    }
+
+    /// Whether two lines may have one name (no false "no": a known name by its index, any
+    /// other by a hash of it, in a 256-bit set).
+    fn may_repeat_a_name(&self) -> bool {
+        let mut seen = [0u128; 2];
+        self.lines.iter().any(|line| {
+            let bit = match line.kind {
+                NONE => {
+                    known::NAMES.len()
+                        + (names::folded_hash(self.line(line).0) >> 56) as usize % (256 - known::NAMES.len())
+                }
+                k => k as usize,
+            };
+            let (word, mask) = (bit / 128, 1u128 << (bit % 128));
+            let again = seen[word] & mask != 0;
+            seen[word] |= mask;
+            again
+        })
     }
 
     fn index(&mut self) {
@@ -216,6 +296,14 @@ impl<'a> Iterator for Values<'a, '_> {
             Values::Map(values) => values.next().map(HeaderValue::as_bytes),
         }
     }
+}
+
+/// A value of a head as a `HeaderValue` that shares the head's bytes.
+pub(crate) fn shared_value(bytes: &Bytes, value: &[u8]) -> HeaderValue {
+    // SAFETY (a validity promise, not a memory one): httparse accepts exactly the bytes
+    // `HeaderValue` does in a value (`a_parsed_value_is_a_valid_header_value` pins the two
+    // tables equal).
+    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes.slice_ref(value)) }
 }
 
 /// A value as `http::HeaderValue::to_str` reads it: text only when every byte is a tab or

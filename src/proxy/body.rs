@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::proxy::observe::Completion;
+use crate::proxy::spares::HeadLines;
 use crate::upstream::load::InFlight;
 use crate::upstream::{Sender, Upstream};
 
@@ -25,6 +26,10 @@ pub struct ProxyBody {
     bytes: u64,
     /// Keeps the connection from counting as idle until the body ends.
     activity: Option<crate::proxy::idle::ActivityGuard>,
+    /// The lines of the pod's response head, while they are not in the response's header map
+    /// (see [`pod_head`](crate::proxy::pod_head)): they ride with the body, which goes where
+    /// the response goes.
+    pod_head: Option<HeadLines>,
 }
 
 enum Kind {
@@ -48,7 +53,19 @@ impl ProxyBody {
         Self::of(Kind::Pod(body))
     }
     fn of(kind: Kind) -> Self {
-        ProxyBody { kind, done: None, bytes: 0, activity: None }
+        ProxyBody { kind, done: None, bytes: 0, activity: None, pod_head: None }
+    }
+
+    /// A pod's body with its head's lines (the response's map holds none of them).
+    pub fn pod_with_head(body: crate::proxy::pod_body::PodBody, head: HeadLines) -> Self {
+        let mut with_head = Self::pod(body);
+        with_head.pod_head = Some(head);
+        with_head
+    }
+
+    /// The pod head's lines, if the response's map does not hold them.
+    pub fn take_pod_head(&mut self) -> Option<HeadLines> {
+        self.pod_head.take()
     }
 
     /// Records `completion` when this body ends, and counts the connection as busy until then.

@@ -6,13 +6,11 @@
 //! hyper's servers hand over their map, and every reader works on either
 //! ([`HeaderLines`]).
 
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Extensions, Method, Request, Uri, Version};
 
-use crate::h1::head::{known, NONE};
-use crate::h1::lines::{HeaderLines, Line, ParsedHead};
-use crate::h1::names;
+use crate::h1::head::known;
+use crate::h1::lines::{shared_value, HeaderLines};
 use crate::proxy::headers;
 use crate::proxy::spares::{self, HeadLines};
 use crate::upstream::client_body::ClientBody;
@@ -143,47 +141,8 @@ impl ClientRequest {
         if map.capacity() == 0 {
             *map = spares::header_map();
         }
-        map.reserve(head.lines().len() + 8);
-        for line in head.lines() {
-            let (name, value) = head.line(line);
-            let name = match line.kind {
-                NONE => match names::header_name(name) {
-                    Some(name) => name,
-                    // httparse's and `http`'s token bytes are the same
-                    // (`crate::h1::tests::parsed_names_are_header_names`).
-                    None => continue,
-                },
-                k => known::HEADER_NAMES[k as usize].clone(),
-            };
-            map.append(name, shared_value(&head.bytes, value));
-        }
+        head.append_to(map);
     }
-}
-
-/// Whether two of `lines` may have one name (no false "no": a known name by its index, any
-/// other by a hash of it, in a 256-bit set).
-fn may_repeat_a_name(head: &ParsedHead) -> bool {
-    let mut seen = [0u128; 2];
-    head.lines().iter().any(|line| {
-        let bit = match line.kind {
-            NONE => {
-                known::NAMES.len() + (names::folded_hash(head.line(line).0) >> 56) as usize % (256 - known::NAMES.len())
-            }
-            k => k as usize,
-        };
-        let (word, mask) = (bit / 128, 1u128 << (bit % 128));
-        let again = seen[word] & mask != 0;
-        seen[word] |= mask;
-        again
-    })
-}
-
-/// A value of the head as a `HeaderValue` that shares the head's bytes.
-fn shared_value(bytes: &Bytes, value: &[u8]) -> HeaderValue {
-    // SAFETY (a validity promise, not a memory one): httparse accepts exactly the bytes
-    // `HeaderValue` does in a value (`a_parsed_value_is_a_valid_header_value` pins the two
-    // tables equal).
-    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes.slice_ref(value)) }
 }
 
 /// A request head on its way to a pod's writer.
@@ -209,42 +168,7 @@ impl Head {
             }
             return;
         };
-        let mut lower = [0u8; 64];
-        let mut emit = |l: &Line| {
-            let (raw, value) = parsed.line(l);
-            match l.kind {
-                NONE if raw.len() <= lower.len() => {
-                    let name = &mut lower[..raw.len()];
-                    name.copy_from_slice(raw);
-                    name.make_ascii_lowercase();
-                    line(name, value);
-                }
-                NONE => line(&raw.to_ascii_lowercase(), value),
-                k => line(known::NAMES[k as usize], value),
-            }
-        };
-        let lines = parsed.lines();
-        if !may_repeat_a_name(parsed) {
-            lines.iter().for_each(emit);
-            return;
-        }
-        let same = |a: &Line, b: &Line| match (a.kind, b.kind) {
-            (NONE, NONE) => parsed.line(a).0.eq_ignore_ascii_case(parsed.line(b).0),
-            (ka, kb) => ka == kb,
-        };
-        let mut done = 0u128;
-        for (i, first) in lines.iter().enumerate() {
-            if done & (1 << i) != 0 {
-                continue;
-            }
-            emit(first);
-            for (j, later) in lines.iter().enumerate().skip(i + 1) {
-                if done & (1 << j) == 0 && same(first, later) {
-                    emit(later);
-                    done |= 1 << j;
-                }
-            }
-        }
+        parsed.for_each_grouped(line);
     }
 
     /// Gives the head's map back to the worker.

@@ -17,6 +17,7 @@ use crate::proxy::conn::OpenTracker;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::observe::{Completion, LogRequest, Telemetry};
 use crate::proxy::phase::{self, Exchange};
+use crate::proxy::pod_head;
 use crate::route::RouteTable;
 use crate::worker::clock;
 
@@ -81,10 +82,11 @@ pub fn handle(
         let mut notes = x.notes;
         if let Some(cors) = notes.route.as_ref().and_then(|r| r.access.as_ref()).and_then(|a| a.cors.as_ref()) {
             // Every response, errors and refusals included, as ingress-nginx's more_set_headers.
-            cors.decorate(notes.cors_origin.as_ref(), response.headers_mut());
+            // (Its lines replace a pod's: the pod's lines go in the map first.)
+            cors.decorate(notes.cors_origin.as_ref(), pod_head::headers_mut(&mut response));
         }
         for cookie in std::mem::take(&mut notes.auth_cookies) {
-            response.headers_mut().append(SET_COOKIE, cookie);
+            pod_head::headers_mut(&mut response).append(SET_COOKIE, cookie);
         }
         let completion = Completion::new(telemetry, started, &method, response.status().as_u16(), notes, log);
         response.body_mut().observe(completion, activity);

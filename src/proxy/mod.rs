@@ -17,6 +17,7 @@ pub mod observe;
 pub mod passthrough;
 pub mod phase;
 pub mod pod_body;
+pub mod pod_head;
 pub mod proxy_protocol;
 pub mod server;
 pub mod sni;

@@ -16,7 +16,7 @@ use crate::proxy::client_request::{ClientRequest, Head};
 use crate::proxy::deadline;
 use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::Timeouts;
-use crate::proxy::spares;
+use crate::proxy::spares::{self, HeadLines};
 use crate::upstream::client_body::{ClientBody, ClientBodyError};
 use crate::upstream::{ConnectError, PodConn, Upstream};
 use crate::worker::clock;
@@ -72,9 +72,18 @@ pub enum SendError {
 
 /// A pod's response head and the connection its body comes on.
 pub struct PodReply {
-    pub parts: http::response::Parts,
+    pub head: PodHead,
     pub facts: ResponseFacts,
     pub conn: PodConn,
+}
+
+/// A pod's response head: status, version and reason in `parts`, and its lines, which are in
+/// `parts`' header map only for a 101 (whose `Upgrade` is read from the map). Otherwise the map
+/// is empty and the lines are spans of the head's bytes, hop-by-hop ones left out
+/// ([`pod_head`](crate::proxy::pod_head)).
+pub struct PodHead {
+    pub parts: http::response::Parts,
+    pub lines: Option<HeadLines>,
 }
 
 /// The request head for the pod (its target and headers as `prepare` left them), with the
@@ -163,7 +172,7 @@ pub async fn send(
             None => Box::pin(upstream.connect_h1(timeouts.connect)).await.map_err(Failed::NotSent)?,
         };
         match exchange(&mut conn, head, upload.as_deref_mut(), method, timeouts).await {
-            Ok((parts, facts)) => return Ok(PodReply { parts, facts, conn }),
+            Ok((head, facts)) => return Ok(PodReply { head, facts, conn }),
             Err(Failed::Sent(SendError::Stale)) if conn.reused() => continue,
             Err(Failed::Sent(SendError::Stale)) => return Err(Failed::Sent(SendError::Closed)),
             Err(e) => return Err(e),
@@ -177,7 +186,7 @@ async fn exchange(
     upload: Option<&mut Upload>,
     method: Method,
     timeouts: &Timeouts,
-) -> Result<(http::response::Parts, ResponseFacts), Failed> {
+) -> Result<(PodHead, ResponseFacts), Failed> {
     write_within(conn, head, timeouts).await.map_err(|e| match e {
         Failed::Sent(SendError::Closed) => Failed::Sent(SendError::Stale),
         e => e,
@@ -190,10 +199,10 @@ async fn exchange(
     loop {
         // (A pooled connection's buffer is empty until the pod answers: nothing to parse yet.)
         let parsed = if conn.buf.is_empty() { None } else { parse_buffered(&mut conn.buf, method)? };
-        if let Some((parts, mut facts)) = parsed {
+        if let Some((head, mut facts)) = parsed {
             // The pod did not read the whole request: the connection cannot carry another.
             facts.keep_alive &= !answered_early;
-            return Ok((parts, facts));
+            return Ok((head, facts));
         }
         spares::room_for_pod(&mut conn.buf);
         let had = conn.buf.len();
@@ -328,7 +337,7 @@ fn answered(conn: &mut PodConn, method: Method) -> Result<bool, Failed> {
 fn parse_buffered(
     buf: &mut BytesMut,
     method: Method,
-) -> Result<Option<(http::response::Parts, ResponseFacts)>, Failed> {
+) -> Result<Option<(PodHead, ResponseFacts)>, Failed> {
     let bad = |e| Failed::Sent(SendError::Head(e));
     ResponseHead::with(|head| {
         let Some(facts) = final_head(buf, method, head).map_err(bad)? else { return Ok(None) };
@@ -357,16 +366,24 @@ fn final_head(
     }
 }
 
-/// hyper's view of the head: status, version and header lines (values share `bytes`).
-fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts, ResponseError> {
+/// hyper's view of the head: status, version and reason; and the header lines (values share
+/// `bytes`), hop-by-hop ones left out (the respond phase would strip them): a 101's in the map,
+/// where its `Upgrade` is read, any other's as spans.
+fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<PodHead, ResponseError> {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed)?;
     *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Hop-by-hop lines are left out of the map (the respond phase would strip them); a 101's
-    // `Upgrade` is read from it first.
-    let hop_by_hop = if head.status == 101 { 0 } else { hop_by_hop(bytes, &head.fields) };
-    let map = head.fields.header_map(bytes, hop_by_hop, spares::header_map());
-    *response.headers_mut() = map.ok_or(ResponseError::Malformed)?;
+    let lines = if head.status == 101 {
+        let map = head.fields.header_map(bytes, 0, spares::header_map());
+        *response.headers_mut() = map.ok_or(ResponseError::Malformed)?;
+        None
+    } else {
+        // (An empty map from the worker's spares: what the phases append goes in it.)
+        *response.headers_mut() = spares::header_map();
+        let mut lines = HeadLines::lend();
+        lines.fill(bytes.clone(), &head.fields, hop_by_hop(bytes, &head.fields), 0);
+        Some(lines)
+    };
     // As hyper's client: a reason that is not the status's canonical one is kept for the client.
     let reason = head.reason.of(bytes);
     if Some(reason) != response.status().canonical_reason().map(str::as_bytes) {
@@ -376,7 +393,7 @@ fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<http::response::Parts,
             response.extensions_mut().insert(reason);
         }
     }
-    Ok(response.into_parts().0)
+    Ok(PodHead { parts: response.into_parts().0, lines })
 }
 
 /// A reset or broken pipe is the pod closing; other errors are reported as they are.
@@ -516,10 +533,12 @@ mod tests {
     fn informational_answers_are_skipped_and_the_body_stays_buffered() {
         let text = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-b: 2\r\n\r\nok";
         let mut buf = BytesMut::from(&text[..]);
-        let (parts, facts) = parse_buffered(&mut buf, Method::Get).ok().flatten().expect("a final head");
+        let (head, facts) = parse_buffered(&mut buf, Method::Get).ok().flatten().expect("a final head");
         assert_eq!(facts.framing, crate::h1::rules::Framing::Length(2));
-        assert_eq!(parts.status, 200);
-        assert_eq!(parts.headers["x-b"], "2");
+        assert_eq!(head.parts.status, 200);
+        let mut map = http::HeaderMap::new();
+        head.lines.expect("a final head's lines as spans").append_to(&mut map);
+        assert_eq!(map["x-b"], "2");
         assert_eq!(&buf[..], b"ok");
     }
 

@@ -13,11 +13,12 @@ use crate::proxy::body::{PooledBody, ProxyBody, StallTimer};
 use crate::proxy::conn::OpenTracker;
 use crate::proxy::forward::ProxyState;
 use crate::proxy::headers::{self, ClientInfo};
-use crate::proxy::phase::attempt_h1::PodReply;
+use crate::proxy::phase::attempt_h1::{PodHead, PodReply};
 use crate::proxy::phase::select::Side;
 use crate::proxy::phase::send::{Reply, Sent};
 use crate::proxy::phase::Exchange;
 use crate::proxy::pod_body::PodBody;
+use crate::proxy::pod_head;
 use crate::proxy::spares;
 use crate::proxy::upgrade::{self, ClientUpgrade};
 use crate::route::Backend;
@@ -52,7 +53,7 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
             });
             (parts, body)
         }
-        Reply::Own(PodReply { parts, facts, mut conn }) => {
+        Reply::Own(PodReply { head: PodHead { parts, lines }, facts, mut conn }) => {
             let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
             if switching {
                 if let Some((client, tracker)) = cx.upgrade {
@@ -69,30 +70,31 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
                     (upstream.clone(), in_flight),
                     StallTimer::new((x.timeouts.response, stalls)),
                 );
-                (parts, Some(ProxyBody::pod(pooled)))
+                let body = match lines {
+                    Some(lines) => ProxyBody::pod_with_head(pooled, lines),
+                    None => ProxyBody::pod(pooled),
+                };
+                (parts, Some(body))
             }
         }
     };
     // Only a 101 has no body here, and only its `Upgrade` is restored below.
     let protocol = body.is_none().then(|| parts.headers.get(UPGRADE).cloned()).flatten();
     headers::strip_hop_by_hop(&mut parts.headers);
-    issue(&mut parts.headers, backend, side.sticky, &selection, cx.client.tls, cx.user_agent);
-    match body {
-        Some(body) => Response::from_parts(parts, body),
-        None => {
-            if let Some(protocol) = &protocol {
-                upgrade::restore(&mut parts.headers, protocol);
-            }
-            Response::from_parts(parts, ProxyBody::empty())
-        }
+    let upgrading = body.is_none();
+    let mut response = Response::from_parts(parts, body.unwrap_or_else(ProxyBody::empty));
+    issue(&mut response, backend, side.sticky, &selection, cx.client.tls, cx.user_agent);
+    if let (true, Some(protocol)) = (upgrading, &protocol) {
+        upgrade::restore(response.headers_mut(), protocol);
     }
+    response
 }
 
 /// The session's token for the client, when the selection issued one: a `Set-Cookie`, or the
 /// token in the route's header (header mode). Routes that only honour a shared backend's
 /// cookie never set one.
 fn issue(
-    headers: &mut http::HeaderMap,
+    response: &mut Response<ProxyBody>,
     backend: &Backend,
     sticky: Option<&RouteSticky>,
     selection: &Selection,
@@ -108,14 +110,16 @@ fn issue(
         // Header mode: the client sends the token back in the same header.
         Some(name) => {
             if let Ok(v) = HeaderValue::from_maybe_shared(spares::small_bytes(value.as_bytes())) {
-                headers.insert(name.clone(), v);
+                // (It replaces a pod's line of that name: the pod's lines go in the map first.)
+                pod_head::headers_mut(response).insert(name.clone(), v);
             }
         }
         None => {
             let mut cookie = spares::HeadBuffer::lend();
             sticky.write_set_cookie(&mut cookie, value, token.issued, SystemTime::now(), (tls, user_agent));
             if let Ok(cookie) = HeaderValue::from_maybe_shared(spares::small_bytes(&cookie)) {
-                headers.append(SET_COOKIE, cookie);
+                // Appended: the pod's lines may stay out of the map (the writer puts them first).
+                response.headers_mut().append(SET_COOKIE, cookie);
             }
         }
     }

@@ -37,7 +37,7 @@ impl Reply {
     fn status(&self) -> StatusCode {
         match self {
             Reply::Hyper(response, _) => response.status(),
-            Reply::Own(reply) => reply.parts.status,
+            Reply::Own(reply) => reply.head.parts.status,
         }
     }
 }
