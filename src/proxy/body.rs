@@ -56,11 +56,10 @@ impl ProxyBody {
         ProxyBody { kind, done: None, bytes: 0, activity: None, pod_head: None }
     }
 
-    /// A pod's body with its head's lines (the response's map holds none of them).
-    pub fn pod_with_head(body: crate::proxy::pod_body::PodBody, head: HeadLines) -> Self {
-        let mut with_head = Self::pod(body);
-        with_head.pod_head = Some(head);
-        with_head
+    /// The body with its pod head's lines (the response's map holds none of them).
+    pub fn with_pod_head(mut self, head: HeadLines) -> Self {
+        self.pod_head = Some(head);
+        self
     }
 
     /// The pod head's lines, if the response's map does not hold them.

@@ -406,8 +406,9 @@ pub(crate) fn service(
         // In a lent slot: hyper spawns each HTTP/2 stream's future as a task, and moved the
         // request's 3 KB twice on the way (callgrind: ~1,300 instructions per h2c request).
         let activity = activity.begin();
-        let handling =
-            crate::proxy::spares::Lent::new(|| forward::handle(state.clone(), client.clone(), open.clone(), activity, req));
+        let handling = crate::proxy::spares::Lent::new(|| {
+            forward::handle(state.clone(), client.clone(), open.clone(), activity, req)
+        });
         // hyper's servers read only the response's map: the pod's lines go in it.
         futures_util::FutureExt::map(handling, |answered| answered.map(crate::proxy::pod_head::with_map))
     })

@@ -42,3 +42,56 @@ pub fn merge(head: HeadLines, map: &mut HeaderMap) {
     }
     spares::give_header_map(appended);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::head::{parse_response, ResponseHead};
+    use bytes::Bytes;
+    use http::header::{HeaderName, HeaderValue, SET_COOKIE};
+
+    fn pod_head(raw: &str) -> HeadLines {
+        let mut head = ResponseHead::default();
+        parse_response(raw.as_bytes(), 8192, &mut head).unwrap().expect("a whole head");
+        let mut lines = HeadLines::lend();
+        lines.fill(Bytes::copy_from_slice(raw.as_bytes()), &head.fields, 0, 0);
+        lines
+    }
+
+    fn pairs(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned())).collect()
+    }
+
+    const RAW: &str = "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-A: 1\r\nset-cookie: b=2\r\n\r\n";
+
+    /// What the phases appended follows the pod's lines, as if they had been appended to a map
+    /// of the pod's head: a `Set-Cookie` joins the pod's.
+    #[test]
+    fn merged_lines_come_first_and_appended_ones_join_their_name() {
+        let mut expected = HeaderMap::new();
+        pod_head(RAW).append_to(&mut expected);
+        let mut appended = HeaderMap::new();
+        for (name, value) in [("set-cookie", "c=3"), ("x-b", "2"), ("x-b", "3")] {
+            let name = HeaderName::from_static(name);
+            appended.append(name.clone(), HeaderValue::from_static(value));
+            expected.append(name, HeaderValue::from_static(value));
+        }
+        merge(pod_head(RAW), &mut appended);
+        assert_eq!(pairs(&appended), pairs(&expected));
+        assert_eq!(appended.get_all(SET_COOKIE).iter().count(), 3);
+    }
+
+    /// A response keeps the pod's lines out of its map until an edit asks for the map; then
+    /// they are in it, once.
+    #[test]
+    fn the_lines_go_into_the_map_when_it_is_edited() {
+        let mut response = Response::new(ProxyBody::empty().with_pod_head(pod_head(RAW)));
+        assert!(response.headers().is_empty());
+        headers_mut(&mut response).insert("x-a", HeaderValue::from_static("replaced"));
+        assert!(response.body_mut().take_pod_head().is_none(), "moved into the map");
+        assert_eq!(response.headers()["x-a"], "replaced");
+        assert_eq!(response.headers().get_all(SET_COOKIE).iter().count(), 2);
+        let whole = with_map(Response::new(ProxyBody::empty().with_pod_head(pod_head(RAW))));
+        assert_eq!(whole.headers().len(), 3);
+    }
+}

@@ -319,7 +319,12 @@ mod tests {
         parsed
     }
 
-    fn encoded(parts: &http::response::Parts, lines: Lines<'_>, length: BodyLength, asked: Asked) -> (String, Encoding, bool) {
+    fn encoded(
+        parts: &http::response::Parts,
+        lines: Lines<'_>,
+        length: BodyLength,
+        asked: Asked,
+    ) -> (String, Encoding, bool) {
         let mut out = Vec::new();
         let (encoding, last) = encode_head(&mut out, parts, lines, length, asked).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -334,10 +334,7 @@ fn answered(conn: &mut PodConn, method: Method) -> Result<bool, Failed> {
 
 /// The final response head at the start of the buffer, taken out of it, or `None` when more
 /// bytes are needed.
-fn parse_buffered(
-    buf: &mut BytesMut,
-    method: Method,
-) -> Result<Option<(PodHead, ResponseFacts)>, Failed> {
+fn parse_buffered(buf: &mut BytesMut, method: Method) -> Result<Option<(PodHead, ResponseFacts)>, Failed> {
     let bad = |e| Failed::Sent(SendError::Head(e));
     ResponseHead::with(|head| {
         let Some(facts) = final_head(buf, method, head).map_err(bad)? else { return Ok(None) };

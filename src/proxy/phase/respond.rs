@@ -71,7 +71,7 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
                     StallTimer::new((x.timeouts.response, stalls)),
                 );
                 let body = match lines {
-                    Some(lines) => ProxyBody::pod_with_head(pooled, lines),
+                    Some(lines) => ProxyBody::pod(pooled).with_pod_head(lines),
                     None => ProxyBody::pod(pooled),
                 };
                 (parts, Some(body))
