@@ -4,7 +4,6 @@
 
 pub mod client_body;
 pub mod h1_pod;
-mod idle_stack;
 pub mod load;
 pub mod pod_conn;
 pub mod request_body;
@@ -15,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::worker::clock;
+use crossbeam_queue::ArrayQueue;
 use tokio::net::TcpStream;
 
 pub use h1_pod::PodConn;
@@ -44,7 +44,7 @@ enum Idle {
 }
 
 /// One worker's idle connections to one pod, with when each went idle.
-type IdleQueue = idle_stack::IdleStack<Idle>;
+type IdleQueue = ArrayQueue<(Idle, Instant)>;
 
 /// One pod address and its idle connections. Small until used: the queues (and the window) are
 /// made on first use, since most endpoints of a big cluster never see a request here.
@@ -118,7 +118,7 @@ impl Upstream {
     }
 
     fn my_queue(&self) -> &IdleQueue {
-        let queues = self.idle.get_or_init(|| (0..self.workers).map(|_| IdleQueue::new(IDLE_PER_WORKER)).collect());
+        let queues = self.idle.get_or_init(|| (0..self.workers).map(|_| ArrayQueue::new(IDLE_PER_WORKER)).collect());
         &queues[crate::worker::index() % queues.len()]
     }
 
