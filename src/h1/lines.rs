@@ -88,23 +88,43 @@ impl ParsedHead {
     /// iterates: lines of one name together, at the first one's place. So a head written from
     /// the lines has the bytes the map gave.
     pub fn for_each_grouped<'a>(&'a self, mut line: impl FnMut(&[u8], &'a [u8])) {
+        self.for_each_group(|name, value| {
+            if let Some(value) = value {
+                line(name, value);
+            }
+        });
+    }
+
+    /// As [`Self::for_each_grouped`], with `(name, None)` after the last line of each name (where
+    /// a writer puts what was appended to that name).
+    pub fn for_each_group<'a>(&'a self, mut line: impl FnMut(&[u8], Option<&'a [u8]>)) {
         let mut lower = [0u8; 64];
-        let mut emit = |l: &Line| {
-            let (raw, value) = self.line(l);
-            match l.kind {
+        // A line's value (`Some`) and the end of its name's lines (`None`), either or both.
+        let mut emit = |l: &Line, value: Option<&'a [u8]>, ends: bool| {
+            let raw = l.name.of(&self.bytes);
+            let name: &[u8] = match l.kind {
                 NONE if raw.len() <= lower.len() => {
                     let name = &mut lower[..raw.len()];
                     name.copy_from_slice(raw);
                     name.make_ascii_lowercase();
-                    line(name, value);
+                    name
                 }
-                NONE => line(&raw.to_ascii_lowercase(), value),
-                k => line(known::NAMES[k as usize], value),
+                NONE => &raw.to_ascii_lowercase(),
+                k => known::NAMES[k as usize],
+            };
+            if value.is_some() {
+                line(name, value);
+            }
+            if ends {
+                line(name, None);
             }
         };
         let lines = self.lines();
+        let value = |l: &Line| Some(l.value.of(&self.bytes));
         if !self.may_repeat_a_name() {
-            lines.iter().for_each(emit);
+            for l in lines {
+                emit(l, value(l), true);
+            }
             return;
         }
         let same = |a: &Line, b: &Line| match (a.kind, b.kind) {
@@ -117,13 +137,14 @@ impl ParsedHead {
             if done & (1 << i) != 0 {
                 continue;
             }
-            emit(first);
+            emit(first, value(first), false);
             for (j, later) in lines.iter().enumerate().skip(i + 1) {
                 if done & (1 << j) == 0 && same(first, later) {
-                    emit(later);
+                    emit(later, value(later), false);
                     done |= 1 << j;
                 }
             }
+            emit(first, None, true);
         }
     }
 

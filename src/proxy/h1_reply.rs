@@ -20,7 +20,7 @@ use crate::proxy::spares;
 
 mod encode;
 
-use encode::{encode_head, BodyLength, Encoding, Lines};
+use encode::{encode_head, BodyLength, Encoding, Lines, MERGED_NAMES};
 
 /// Body bytes up to this size are copied next to their chunk line and sent in one write;
 /// larger ones go in their own write.
@@ -57,11 +57,14 @@ where
         body.size_hint().exact().map_or(BodyLength::Unknown, BodyLength::Known)
     };
     out.clear();
-    // A pod's lines are written from their spans, unless the phases appended to the map (a
-    // new session's `Set-Cookie`): then they go in the map first, as they would have.
+    // A pod's lines are written from their spans, with what the phases appended to the map (a
+    // new session's `Set-Cookie`) where the pod head's map would have had it.
     let pod_head = body.take_pod_head();
     let encoded = match pod_head {
         Some(head) if parts.headers.is_empty() => encode_head(out, &parts, Lines::Parsed(&head), length, asked),
+        Some(head) if parts.headers.keys_len() <= MERGED_NAMES => {
+            encode_head(out, &parts, Lines::Merged(&head, &parts.headers), length, asked)
+        }
         Some(head) => {
             pod_head::merge(head, &mut parts.headers);
             encode_head(out, &parts, Lines::Map(&parts.headers), length, asked)

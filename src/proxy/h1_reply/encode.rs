@@ -48,7 +48,14 @@ fn can_have_length(asked: Asked, status: StatusCode) -> bool {
 pub(super) enum Lines<'a> {
     Map(&'a http::HeaderMap),
     Parsed(&'a ParsedHead),
+    /// A pod's lines and what the phases appended to the response's (otherwise empty) map, at
+    /// most [`MERGED_NAMES`] names: written as the map of the pod's head would be after those
+    /// appends, each appended value after its name's lines, a new name's at the end.
+    Merged(&'a ParsedHead, &'a http::HeaderMap),
 }
+
+/// Names of appended lines [`Lines::Merged`] keeps track of (a new session appends one).
+pub(super) const MERGED_NAMES: usize = 64;
 
 impl<'a> Lines<'a> {
     /// Every line as (lower-case name, value), lines of one name together.
@@ -56,6 +63,26 @@ impl<'a> Lines<'a> {
         match self {
             Lines::Map(map) => map.iter().for_each(|(name, value)| line(name.as_str().as_bytes(), value.as_bytes())),
             Lines::Parsed(head) => head.for_each_grouped(line),
+            Lines::Merged(head, map) => {
+                let mut joined = 0u64;
+                let mut appended = |name: &[u8], line: &mut dyn FnMut(&[u8], &'a [u8])| {
+                    for (i, key) in map.keys().enumerate().take(MERGED_NAMES) {
+                        if key.as_str().as_bytes() == name {
+                            map.get_all(key).iter().for_each(|v| line(name, v.as_bytes()));
+                            joined |= 1 << i;
+                        }
+                    }
+                };
+                head.for_each_group(|name, value| match value {
+                    Some(value) => line(name, value),
+                    None => appended(name, &mut line),
+                });
+                for (i, key) in map.keys().enumerate() {
+                    if joined & (1 << i) == 0 {
+                        map.get_all(key).iter().for_each(|v| line(key.as_str().as_bytes(), v.as_bytes()));
+                    }
+                }
+            }
         }
     }
 
@@ -423,6 +450,36 @@ mod tests {
         let parts = Response::new(()).into_parts().0;
         let asked = Asked { keep_alive: false, ..asked() };
         assert_eq!(encoded(&parts, Lines::Parsed(&head), BodyLength::Unknown, asked), (text, enc, last));
+    }
+
+    /// What the phases append (a new session's `Set-Cookie`) is written where the map of the
+    /// pod's head would have had it after the appends: after the pod's lines of that name, or
+    /// at the end.
+    #[test]
+    fn appended_lines_are_written_where_the_map_had_them() {
+        let raw =
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nContent-Type: text/plain\r\nset-cookie: b=2\r\nX-Pod: 1\r\n\r\n";
+        let head = parsed(raw);
+        let mut appended = http::HeaderMap::new();
+        appended.append("set-cookie", http::HeaderValue::from_static("route=t"));
+        appended.append("x-new", http::HeaderValue::from_static("1"));
+        appended.append("x-new", http::HeaderValue::from_static("2"));
+        let mut whole = http::HeaderMap::new();
+        head.append_to(&mut whole);
+        for (name, value) in &appended {
+            whole.append(name.clone(), value.clone());
+        }
+        let parts = Response::new(()).into_parts().0;
+        for asked in [asked(), Asked { minor: 0, ..asked() }] {
+            let merged = encoded(&parts, Lines::Merged(&head, &appended), BodyLength::Known(2), asked);
+            assert_eq!(merged, encoded(&parts, Lines::Map(&whole), BodyLength::Known(2), asked));
+            assert!(
+                merged.0.contains("set-cookie: a=1\nset-cookie: b=2\nset-cookie: route=t\ncontent-type"),
+                "{}",
+                merged.0
+            );
+            assert!(merged.0.contains("x-pod: 1\nx-new: 1\nx-new: 2\n"), "{}", merged.0);
+        }
     }
 
     #[test]
