@@ -88,7 +88,7 @@ impl ParsedHead {
     /// iterates: lines of one name together, at the first one's place. So a head written from
     /// the lines has the bytes the map gave.
     pub fn for_each_grouped<'a>(&'a self, mut line: impl FnMut(&[u8], &'a [u8])) {
-        self.for_each_group(|name, value| {
+        self.walk::<false>(|name, value| {
             if let Some(value) = value {
                 line(name, value);
             }
@@ -97,7 +97,13 @@ impl ParsedHead {
 
     /// As [`Self::for_each_grouped`], with `(name, None)` after the last line of each name (where
     /// a writer puts what was appended to that name).
-    pub fn for_each_group<'a>(&'a self, mut line: impl FnMut(&[u8], Option<&'a [u8]>)) {
+    pub fn for_each_group<'a>(&'a self, line: impl FnMut(&[u8], Option<&'a [u8]>)) {
+        self.walk::<true>(line);
+    }
+
+    /// The walk of both: `ENDS` says whether the ends of names are told (a walk without them
+    /// is a sticky hit's, and costs nothing for them).
+    fn walk<'a, const ENDS: bool>(&'a self, mut line: impl FnMut(&[u8], Option<&'a [u8]>)) {
         let mut lower = [0u8; 64];
         // A line's value (`Some`) and the end of its name's lines (`None`), either or both.
         let mut emit = |l: &Line, value: Option<&'a [u8]>, ends: bool| {
@@ -115,7 +121,7 @@ impl ParsedHead {
             if value.is_some() {
                 line(name, value);
             }
-            if ends {
+            if ENDS && ends {
                 line(name, None);
             }
         };
@@ -144,7 +150,9 @@ impl ParsedHead {
                     done |= 1 << j;
                 }
             }
-            emit(first, None, true);
+            if ENDS {
+                emit(first, None, true);
+            }
         }
     }
 
