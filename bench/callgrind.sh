@@ -11,6 +11,8 @@
 #                                            N requests one stream at a time on one connection
 #                                            (Debian's nghttp2-client; curl 7.88 sends nothing after
 #                                            the first request of a multi-URL h2 prior-knowledge run)
+#   NGINX_POD=1 bench/callgrind.sh ...       the pod bench/tether.sh uses (nginx, five response lines)
+#                                            instead of `tether whoami` (two lines, a chunked body)
 #   NEW=1 bench/callgrind.sh ...             a new session per request: no cookie sent, so every
 #                                            response carries a fresh Set-Cookie (HAProxy inserts
 #                                            its own)
@@ -32,7 +34,15 @@ fi
 work=$(mktemp -d /tmp/tether-cg.XXXXXX)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
-"$bin" whoami --listen 127.0.0.1:$POD --name pod >/dev/null & pids+=($!)
+if [[ -n ${NGINX_POD:-} ]]; then
+  # The pod of bench/tether.sh: nginx answering with five lines (Server, Date, Content-Type,
+  # Content-Length, Connection) and a fixed body.
+  command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+  printf 'worker_processes 1;\nevents { worker_connections 1024; }\nhttp { access_log off; keepalive_requests 1000000;\n  server { listen 127.0.0.1:%s; location / { return 200 "pod-1"; } } }\n' "$POD" >"$work/pod.conf"
+  nginx -p "$work" -c "$work/pod.conf" -g "daemon off; pid $work/nginx.pid; error_log $work/pod.err;" & pids+=($!)
+else
+  "$bin" whoami --listen 127.0.0.1:$POD --name pod >/dev/null & pids+=($!)
+fi
 mkdir -p "$work/m"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/key"
 cat >"$work/m/web.yaml" <<YAML
