@@ -81,10 +81,9 @@ pub fn response(state: &ProxyState, side: Side<'_>, sent: Sent, cx: Context<'_>,
     // Only a 101 has no body here, and only its `Upgrade` is restored below.
     let protocol = body.is_none().then(|| parts.headers.get(UPGRADE).cloned()).flatten();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let upgrading = body.is_none();
     let mut response = Response::from_parts(parts, body.unwrap_or_else(ProxyBody::empty));
     issue(&mut response, backend, side.sticky, &selection, cx.client.tls, cx.user_agent);
-    if let (true, Some(protocol)) = (upgrading, &protocol) {
+    if let Some(protocol) = &protocol {
         upgrade::restore(response.headers_mut(), protocol);
     }
     response
