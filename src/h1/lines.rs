@@ -342,6 +342,17 @@ pub(crate) fn text(value: &[u8]) -> Option<&str> {
     super::is_visible_ascii(value).then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
+/// A pod's response head's lines, as the own pod connection keeps them (for tests of what
+/// reads or writes them).
+#[cfg(test)]
+pub(crate) fn parsed_response(raw: &str) -> ParsedHead {
+    let mut head = super::head::ResponseHead::default();
+    super::head::parse_response(raw.as_bytes(), 8192, &mut head).unwrap().expect("a whole head");
+    let mut parsed = ParsedHead::default();
+    parsed.fill(Bytes::copy_from_slice(raw.as_bytes()), &head.fields, 0, 0);
+    parsed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,15 +46,12 @@ pub fn merge(head: HeadLines, map: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h1::head::{parse_response, ResponseHead};
-    use bytes::Bytes;
+    use crate::h1::lines::parsed_response;
     use http::header::{HeaderName, HeaderValue, SET_COOKIE};
 
     fn pod_head(raw: &str) -> HeadLines {
-        let mut head = ResponseHead::default();
-        parse_response(raw.as_bytes(), 8192, &mut head).unwrap().expect("a whole head");
         let mut lines = HeadLines::lend();
-        lines.fill(Bytes::copy_from_slice(raw.as_bytes()), &head.fields, 0, 0);
+        *lines = parsed_response(raw);
         lines
     }
 

@@ -32,7 +32,7 @@ pub(super) enum BodyLength {
 pub struct BadHead;
 
 /// hyper's `can_chunked`.
-pub(super) fn can_chunked(asked: Asked, status: StatusCode) -> bool {
+fn can_chunked(asked: Asked, status: StatusCode) -> bool {
     !asked.head && can_have_length(asked, status)
 }
 
@@ -329,21 +329,11 @@ fn merged_line(name: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h1::head::{parse_response, ResponseHead};
-    use bytes::Bytes;
+    use crate::h1::lines::parsed_response as parsed;
     use http::Response;
 
     fn asked() -> Asked {
         Asked { minor: 1, head: false, connect: false, keep_alive: true }
-    }
-
-    /// A pod head's lines, as the own pod connection keeps them.
-    fn parsed(raw: &str) -> ParsedHead {
-        let mut head = ResponseHead::default();
-        parse_response(raw.as_bytes(), 8192, &mut head).unwrap().expect("a whole head");
-        let mut parsed = ParsedHead::default();
-        parsed.fill(Bytes::copy_from_slice(raw.as_bytes()), &head.fields, 0, 0);
-        parsed
     }
 
     fn encoded(
