@@ -6,6 +6,7 @@
 
 mod h1_codec;
 mod http;
+mod pod_response;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use crate::upstream::UpstreamRegistry;
 
 pub use h1_codec::h1_codec;
 pub use http::http_request;
+pub use pod_response::pod_response;
 
 /// One fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -41,6 +43,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("access", access),
     ("http_request", http_request),
     ("h1_codec", h1_codec),
+    ("pod_response", pod_response),
 ];
 
 /// The scope the corpus' real cookies were issued for.

@@ -16,11 +16,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::h1::body::{chunk_header_upper, CRLF, LAST_CHUNK};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::pod_head;
-use crate::proxy::spares;
+use crate::proxy::spares::{self, HeadLines};
 
 mod encode;
 
-use encode::{encode_head, BodyLength, Encoding, Lines, MERGED_NAMES};
+use encode::{encode_head, Lines, MERGED_NAMES};
+pub(crate) use encode::{BadHead, BodyLength, Encoding};
 
 /// Body bytes up to this size are copied next to their chunk line and sent in one write;
 /// larger ones go in their own write.
@@ -56,21 +57,7 @@ where
     } else {
         body.size_hint().exact().map_or(BodyLength::Unknown, BodyLength::Known)
     };
-    out.clear();
-    // A pod's lines are written from their spans, with what the phases appended to the map (a
-    // new session's `Set-Cookie`) where the pod head's map would have had it.
-    let pod_head = body.take_pod_head();
-    let encoded = match pod_head {
-        Some(head) if parts.headers.is_empty() => encode_head(out, &parts, Lines::Parsed(&head), length, asked),
-        Some(head) if parts.headers.keys_len() <= MERGED_NAMES => {
-            encode_head(out, &parts, Lines::Merged(&head, &parts.headers), length, asked)
-        }
-        Some(head) => {
-            pod_head::merge(head, &mut parts.headers);
-            encode_head(out, &parts, Lines::Map(&parts.headers), length, asked)
-        }
-        None => encode_head(out, &parts, Lines::Map(&parts.headers), length, asked),
-    };
+    let encoded = encode_response_head(out, &mut parts, body.take_pod_head(), length, asked);
     spares::give_header_map(std::mem::take(&mut parts.headers));
     // hyper drops a body it may not send, unpolled.
     let mut body = match encoded {
@@ -139,6 +126,31 @@ where
         w.write_all(out).await?;
         w.flush().await?;
         Ok(keep_alive)
+    }
+}
+
+/// Encodes a response's head into `out` (cleared first). A pod's lines (`pod_head`) are
+/// written from their spans, with what the phases appended to the map (a new session's
+/// `Set-Cookie`) where the pod head's map would have had it; past [`MERGED_NAMES`] appended
+/// names they go into the map first.
+pub(crate) fn encode_response_head(
+    out: &mut Vec<u8>,
+    parts: &mut http::response::Parts,
+    pod_head: Option<HeadLines>,
+    length: BodyLength,
+    asked: Asked,
+) -> Result<(Encoding, bool), BadHead> {
+    out.clear();
+    match pod_head {
+        Some(head) if parts.headers.is_empty() => encode_head(out, parts, Lines::Parsed(&head), length, asked),
+        Some(head) if parts.headers.keys_len() <= MERGED_NAMES => {
+            encode_head(out, parts, Lines::Merged(&head, &parts.headers), length, asked)
+        }
+        Some(head) => {
+            pod_head::merge(head, &mut parts.headers);
+            encode_head(out, parts, Lines::Map(&parts.headers), length, asked)
+        }
+        None => encode_head(out, parts, Lines::Map(&parts.headers), length, asked),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::h1::write;
 
 /// How the body goes out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Encoding {
+pub(crate) enum Encoding {
     Length(u64),
     Chunked,
     /// Until the connection closes (HTTP/1.0, or no length known where chunked cannot go).
@@ -19,7 +19,7 @@ pub(super) enum Encoding {
 
 /// The length the response body says it has, as hyper's dispatcher reads it.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum BodyLength {
+pub(crate) enum BodyLength {
     /// The body is already at its end.
     None,
     Known(u64),

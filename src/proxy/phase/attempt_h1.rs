@@ -366,7 +366,7 @@ fn final_head(
 /// hyper's view of the head: status, version and reason; and the header lines (values share
 /// `bytes`), hop-by-hop ones left out (the respond phase would strip them): a 101's in the map,
 /// where its `Upgrade` is read, any other's as spans.
-fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<PodHead, ResponseError> {
+pub(crate) fn parts_of(head: &ResponseHead, bytes: &Bytes) -> Result<PodHead, ResponseError> {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed)?;
     *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
