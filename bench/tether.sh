@@ -26,7 +26,8 @@
 # (examples/floor.rs, built here; FLOOR_BIN=path to give one): its CPU per request is what the
 # kernel and the runtime cost any proxy here before it does any work, so "tether minus floor"
 # against "HAProxy minus floor" is what each proxy's own work costs. RESULTS=file names the results file (default
-# bench/results/<timestamp>.txt; raw rows beside it per scenario).
+# bench/results/<timestamp>.txt); RESULTS_DIR=dir takes the raw rows of each scenario (and the
+# results file when RESULTS is not given) instead of bench/results.
 #
 # tether runs with a sticky cookie (ingress-nginx annotations, persistent mode, like HAProxy's
 # `cookie insert`).
@@ -60,7 +61,8 @@ if [[ $needs_floor == 1 && -z ${FLOOR_BIN:-} ]]; then
 fi
 export DURATION=${DURATION:-5s} WARMUP=${WARMUP:-2s} ROUNDS=${ROUNDS:-3}
 mkdir -p "$HERE/results"
-export RESULTS=${RESULTS:-$HERE/results/$(date +%Y%m%d-%H%M%S).txt}
+export RESULTS=${RESULTS:-${RESULTS_DIR:-$HERE/results}/$(date +%Y%m%d-%H%M%S).txt}
+mkdir -p "$(dirname "$RESULTS")"
 
 work=$(mktemp -d /tmp/tether-bench.XXXXXX)
 trap '"$HERE/run.sh" stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT

@@ -22,6 +22,7 @@
 # Knobs (env): DURATION=5s WARMUP=1s ROUNDS=3 CONNS=64 H2_CONNS=4 H2_STREAMS=16
 #              WRK_CPU=1 PROXY_CPU=0 BACKEND_CPU=0 (taskset CPU lists; "" = no pinning)
 #              TARGETS="haproxy tether nginx"  TETHER_BIN=path  MODES=...
+#              RESULTS_DIR=dir (the table and raw rows; default bench/results)
 #
 # tether: --listen-tls with --default-cert/--default-key (the clients connect to 127.0.0.1, so
 # no SNI names a Secret's host and the default certificate is the one served), --h2c on its plain
@@ -268,8 +269,9 @@ for t in $TARGETS; do
   kb=0; for p in $(tree "${PID[$t]}"); do h=$(awk '/^VmHWM:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0); ((h > kb)) && kb=$h; done
   printf '%s\t%s\n' "$t" "$kb" >>"$rss"
 done
-mkdir -p "$HERE/results"
-out="$HERE/results/tls-$ts.txt"
+results=${RESULTS_DIR:-$HERE/results}
+mkdir -p "$results"
+out="$results/tls-$ts.txt"
 {
   echo "# $(date -Is)  $(uname -r)  $(nproc) cpus  haproxy $(haproxy -v | awk 'NR==1{print $3}')  $(nginx -v 2>&1 | cut -d' ' -f3)  $(h2load --version | head -1)  $(openssl version | cut -d' ' -f1-2)"
   echo "# one proxy thread each; $ROUNDS interleaved rounds of $DURATION (+$WARMUP warm-up per mode); cpus wrk/h2load=${WRK_CPU:-any} proxy=${PROXY_CPU:-any} pods=${BACKEND_CPU:-any}; cpu steal ${steal}%"
@@ -329,5 +331,5 @@ print("# rps = median over rounds; vs haproxy/nginx = median of per-round ratios
       " mean from h2load; peak RSS = VmHWM of the largest proxy process over the whole run (all modes)")
 PY
 } | tee "$out"
-cp "$raw" "$HERE/results/tls-$ts.raw.tsv"
-log "table: $out  raw rows: $HERE/results/tls-$ts.raw.tsv"
+cp "$raw" "$results/tls-$ts.raw.tsv"
+log "table: $out  raw rows: $results/tls-$ts.raw.tsv"
