@@ -18,6 +18,7 @@ use crate::h1::rules::hop_by_hop;
 use crate::proxy::h1_reply::{encode_response_head, Asked, BodyLength, Encoding};
 use crate::proxy::phase::attempt_h1::parts_of;
 use crate::proxy::pod_head;
+use crate::proxy::spares::HeadLines;
 
 const MAX_HEAD: usize = 8192;
 
@@ -76,10 +77,7 @@ fn written(
     bytes: &Bytes,
     asked: Asked,
     length: BodyLength,
-    setup: impl FnOnce(
-        &mut ::http::response::Parts,
-        crate::proxy::spares::HeadLines,
-    ) -> Option<crate::proxy::spares::HeadLines>,
+    setup: impl FnOnce(&mut ::http::response::Parts, HeadLines) -> Option<HeadLines>,
 ) -> Written {
     let pod = parts_of(head, bytes).expect("a status httparse read is one http accepts");
     let mut parts = pod.parts;
