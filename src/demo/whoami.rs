@@ -105,6 +105,8 @@ struct Reply<'a> {
     tls: bool,
     headers: Vec<(String, String)>,
     body_bytes: u64,
+    /// SHA-256 of the body, hex: what a test compares with what it sent.
+    body_sha256: String,
 }
 
 async fn answer(
@@ -122,11 +124,17 @@ async fn answer(
         tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
     }
     let mut body_bytes = 0u64;
+    let mut digest = <sha2::Sha256 as sha2::Digest>::new();
     while let Some(Ok(frame)) = body.frame().await {
         if let Some(data) = frame.data_ref() {
             body_bytes += data.len() as u64;
+            sha2::Digest::update(&mut digest, data);
         }
     }
+    let body_sha256 = sha2::Digest::finalize(digest).iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     let reply = Reply {
         pod: &identity.name,
         hostname: &identity.hostname,
@@ -142,6 +150,7 @@ async fn answer(
             .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body_bytes,
+        body_sha256,
     };
     let wants_json =
         parts.headers.get(ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/json"));
@@ -176,6 +185,7 @@ fn plain(r: &Reply<'_>) -> String {
         let _ = writeln!(out, "{k}: {v}");
     }
     let _ = writeln!(out, "BodyBytes: {}", r.body_bytes);
+    let _ = writeln!(out, "BodySha256: {}", r.body_sha256);
     out
 }
 

@@ -102,6 +102,21 @@ impl Decoder {
         matches!(self.kind, Kind::Length(0) | Kind::Chunked(Chunk::End))
     }
 
+    /// Bytes still to come of a `Content-Length` body (`None` for any other framing).
+    pub(crate) fn length_left(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length(left) => Some(left),
+            _ => None,
+        }
+    }
+
+    /// `n` bytes of a `Content-Length` body went past without being decoded (spliced).
+    pub(crate) fn skipped(&mut self, n: u64) {
+        if let Kind::Length(left) = self.kind {
+            self.kind = Kind::Length(left.saturating_sub(n));
+        }
+    }
+
     /// Decodes from `input`, the bytes after those consumed so far. Returns at most one
     /// contiguous payload range per call; an error is final (later calls repeat it).
     pub(crate) fn decode(&mut self, input: &[u8]) -> Result<Step, BodyError> {

@@ -38,6 +38,7 @@ use crate::proxy::idle::ActivityGuard;
 use crate::proxy::server::ConnLimits;
 use crate::proxy::spares::{self, HeadLines, READ_SIZE};
 use crate::proxy::upgrade::{OwnUpgrade, Tunnel, TunnelIo};
+use crate::upstream::splice::ClientSocket;
 use crate::worker::clock;
 
 /// What serving a connection needs besides the connection.
@@ -72,7 +73,7 @@ struct Taken {
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
 pub fn serve<S>(io: S, serving: Serving, stop: Stop) -> impl Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ClientSocket + Unpin + Send + 'static,
 {
     let shared = Arc::new(serving);
     let mut conn = Conn { io, buf: BytesMut::new(), stop };
@@ -108,7 +109,7 @@ fn exchange<S>(
     Taken { mut req, head, facts, minor }: Taken,
 ) -> impl Future<Output = Option<Conn<S>>> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ClientSocket + Unpin + Send + 'static,
 {
     async move {
         let mut asked = Asked {

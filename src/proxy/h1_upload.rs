@@ -16,6 +16,7 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::conn::Stop;
 use crate::proxy::h1_reply::{write_response, Asked};
 use crate::upstream::client_body::{own_body, BodyFeed, ClientBody};
+use crate::upstream::splice::{ClientSocket, ClientSplice, MIN_SPLICED_BODY};
 
 /// What the first read for a request body asks for (hyper's first read is 8 KiB).
 const READ_SIZE: usize = 8 * 1024;
@@ -35,6 +36,17 @@ pub(super) struct Upload {
     ended: Option<bool>,
     /// What the next read asks for.
     read_size: usize,
+    /// Whether the rest of the body may be spliced to the pod.
+    splice: Splice,
+}
+
+/// A large `Content-Length` body from a plain TCP client may go to the pod through a pipe
+/// ([`crate::upstream::splice`]) once the pod's side asks for it that way.
+enum Splice {
+    No,
+    /// A duplicate of the client's socket, for when the pod's side first takes a pipe.
+    Can(std::os::fd::OwnedFd),
+    Ready(ClientSplice),
 }
 
 /// The body the request sees, and the upload that fills it (none for a request without one).
@@ -52,6 +64,7 @@ pub(super) fn client_body(framing: Framing, expect_continue: bool) -> (ClientBod
                 expect: expect_continue,
                 ended: None,
                 read_size: READ_SIZE,
+                splice: Splice::No,
             };
             (ClientBody::Own(body), Some(upload))
         }
@@ -70,9 +83,14 @@ pub(super) async fn answer<S, F>(
     stop: &Stop,
 ) -> (S, bool)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + ClientSocket + Unpin,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
 {
+    if upload.decoder.length_left().is_some_and(|left| left >= MIN_SPLICED_BODY) {
+        if let Some(Ok(socket)) = io.tcp_socket().map(|s| s.try_clone_to_owned()) {
+            upload.splice = Splice::Can(socket);
+        }
+    }
     let mut handling = std::pin::pin!(handling);
     let (mut rd, mut wr) = tokio::io::split(io);
     // The body first, as hyper's dispatcher reads it: its first chunk is taken before the
@@ -148,6 +166,19 @@ impl Upload {
             if self.decoder.is_done() {
                 return self.end(Ok(()));
             }
+            if !matches!(self.splice, Splice::No) {
+                if self.feed.ready().await.is_err() {
+                    return std::future::pending().await;
+                }
+                if self.feed.takes_piped() {
+                    match self.splice_some().await {
+                        Some(Ok(true)) => return self.end(Ok(())),
+                        Some(Ok(false)) => continue,
+                        Some(Err(why)) => return self.end(Err(why)),
+                        None => {} // no pipe to be had: read as usual
+                    }
+                }
+            }
             buf.reserve(self.read_size);
             let room = buf.capacity() - buf.len();
             match rd.read_buf(buf).await {
@@ -188,6 +219,32 @@ impl Upload {
                     return;
                 }
             }
+        }
+    }
+
+    /// Moves the next part of the body from the client's socket into the pipe and hands it
+    /// over; `true` when that was the last of it. `None`: no pipe could be made (reads go on).
+    async fn splice_some(&mut self) -> Option<Result<bool, &'static str>> {
+        if let Splice::Can(_) = self.splice {
+            let Splice::Can(socket) = std::mem::replace(&mut self.splice, Splice::No) else { unreachable!() };
+            match ClientSplice::new(socket) {
+                Ok(ready) => self.splice = Splice::Ready(ready),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no pipe for an upload; it is copied");
+                    return None;
+                }
+            }
+        }
+        let Splice::Ready(splice) = &self.splice else { return None };
+        let left = self.decoder.length_left().unwrap_or(0);
+        match splice.fill(left).await {
+            Ok(0) => Some(Err("the client closed the connection before the body ended")),
+            Ok(n) => {
+                self.decoder.skipped(n as u64);
+                self.feed.put_piped(n, splice.pipe());
+                Some(Ok(self.decoder.is_done()))
+            }
+            Err(_) => Some(Err("the client connection failed")),
         }
     }
 

@@ -37,6 +37,12 @@ impl<T> WriteTimeout<T> {
     }
 }
 
+impl<T: crate::upstream::splice::ClientSocket> crate::upstream::splice::ClientSocket for WriteTimeout<T> {
+    fn tcp_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.tcp_socket()
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for WriteTimeout<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)

@@ -3,8 +3,10 @@
 //! connection's task and hands it over here one chunk at a time ([`BodyFeed`] → [`OwnBody`]).
 //!
 //! The hand-over is one slot, not a queue: the connection reads the next chunk from the client
-//! only once the pod's side took the last one, so a slow pod slows the client down (as
-//! hyper's body channel does) and nothing is buffered beyond one read. Only requests that
+//! only once the pod's side has written the last one and asks for more, so a slow pod slows the
+//! client down and one read is all a request holds. (Reading ahead while the last chunk is
+//! still being written doubled what 64 uploads held, and the chunk written was then cold in
+//! the cache: the kernel's copy to the pod cost more than the read saved.) Only requests that
 //! have a body pay for it; a GET is `ClientBody::Empty`.
 
 use std::future::poll_fn;
@@ -14,7 +16,10 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+
+use crate::upstream::splice::Pipe;
 
 /// Why a client's body stopped before its end.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +71,52 @@ impl Body for ClientBody {
     }
 }
 
+/// A part of the body handed over: bytes, or bytes waiting in a pipe to be spliced into the
+/// pod's socket ([`splice`](crate::upstream::splice); only to a receiver that takes them).
+#[derive(Debug)]
+pub enum Chunk {
+    Data(Bytes),
+    Piped(usize, Arc<Pipe>),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Data(data) => data.len(),
+            Chunk::Piped(len, _) => *len,
+        }
+    }
+}
+
+impl ClientBody {
+    /// The next chunk of data (trailers are skipped); [`Chunk::Piped`] only with `takes_piped`.
+    pub async fn next_chunk(&mut self, takes_piped: bool) -> Option<Result<Chunk, ClientBodyError>> {
+        if let ClientBody::Own(own) = self {
+            return poll_fn(|cx| own.poll_chunk(cx, takes_piped)).await;
+        }
+        loop {
+            match self.frame().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => return Some(Ok(Chunk::Data(data))),
+                    Err(_) => continue,
+                },
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Slot {
-    chunk: Option<Bytes>,
+    chunk: Option<Chunk>,
     /// Set once by the feed: the body's end (`Ok`) or why it stopped.
     end: Option<Result<(), &'static str>>,
     /// The pod's side asked for data at least once (`Expect: 100-continue` waits for it).
     wanted: bool,
+    /// The pod's side took the last chunk and has not asked for the next one yet.
+    taken: bool,
+    /// The pod's side takes [`Chunk::Piped`] (it writes to a plain TCP socket).
+    takes_piped: bool,
     /// The receiving side is gone: nobody will take another chunk.
     dropped: bool,
     receiver: Option<Waker>,
@@ -112,20 +156,33 @@ pub fn own_body(length: Option<u64>) -> (OwnBody, BodyFeed) {
 
 impl OwnBody {
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        self.poll_chunk(cx, false).map(|chunk| {
+            chunk.map(|chunk| match chunk? {
+                Chunk::Data(data) => Ok(Frame::data(data)),
+                // (Only put for a receiver that said it takes them.)
+                Chunk::Piped(..) => Err(ClientBodyError::Own("a spliced chunk for a body read as bytes")),
+            })
+        })
+    }
+
+    /// The next chunk; `takes_piped`: the caller splices [`Chunk::Piped`] into a socket.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>, takes_piped: bool) -> Poll<Option<Result<Chunk, ClientBodyError>>> {
         let mut slot = lock(&self.slot);
+        slot.takes_piped = takes_piped;
         if let Some(chunk) = slot.chunk.take() {
-            slot.wake_feeder();
+            slot.taken = true;
             if let Some(n) = self.remaining.as_mut() {
                 *n = n.saturating_sub(chunk.len() as u64);
             }
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            return Poll::Ready(Some(Ok(chunk)));
         }
         match slot.end {
             Some(Ok(())) => Poll::Ready(None),
             Some(Err(why)) => Poll::Ready(Some(Err(ClientBodyError::Own(why)))),
             None => {
-                if !slot.wanted {
+                if !slot.wanted || slot.taken {
                     slot.wanted = true;
+                    slot.taken = false;
                     slot.wake_feeder();
                 }
                 slot.receiver = Some(cx.waker().clone());
@@ -176,13 +233,13 @@ impl BodyFeed {
         lock(&self.slot).dropped
     }
 
-    /// Waits until the slot is free (the last chunk was taken).
+    /// Waits until the slot is free: the first chunk, or the pod's side asks for the next.
     pub async fn ready(&self) -> Result<(), Dropped> {
         poll_fn(|cx| {
             let mut slot = lock(&self.slot);
             if slot.dropped {
                 Poll::Ready(Err(Dropped))
-            } else if slot.chunk.is_none() {
+            } else if slot.chunk.is_none() && !slot.taken {
                 Poll::Ready(Ok(()))
             } else {
                 slot.feeder = Some(cx.waker().clone());
@@ -194,10 +251,25 @@ impl BodyFeed {
 
     /// Puts a chunk in the free slot (after `ready`).
     pub fn put(&self, chunk: Bytes) {
+        self.put_chunk(Chunk::Data(chunk));
+    }
+
+    /// Puts bytes waiting in `pipe` in the free slot (after `ready`, and only if
+    /// [`Self::takes_piped`]).
+    pub fn put_piped(&self, len: usize, pipe: Arc<Pipe>) {
+        self.put_chunk(Chunk::Piped(len, pipe));
+    }
+
+    fn put_chunk(&self, chunk: Chunk) {
         let mut slot = lock(&self.slot);
         debug_assert!(slot.chunk.is_none());
         slot.chunk = Some(chunk);
         slot.wake_receiver();
+    }
+
+    /// The pod's side, as it last asked, takes bytes in a pipe.
+    pub fn takes_piped(&self) -> bool {
+        lock(&self.slot).takes_piped
     }
 
     /// The body ended (`Ok`) or broke (`Err`); the receiver sees it after the last chunk.

@@ -7,6 +7,7 @@ pub mod h1_pod;
 pub mod load;
 pub mod pod_conn;
 pub mod request_body;
+pub mod splice;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

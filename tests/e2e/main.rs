@@ -34,3 +34,4 @@ mod routing;
 mod startup;
 mod sticky;
 mod tls;
+mod uploads;

@@ -5,7 +5,6 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Response, StatusCode, Version};
-use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::h1::body::{chunk_header, CRLF, LAST_CHUNK};
@@ -17,7 +16,9 @@ use crate::proxy::deadline;
 use crate::proxy::headers::{self, ClientInfo, ToWrite};
 use crate::proxy::phase::attempt::Timeouts;
 use crate::proxy::spares::{self, HeadLines};
-use crate::upstream::client_body::{ClientBody, ClientBodyError};
+use crate::upstream::client_body::{Chunk, ClientBody, ClientBodyError};
+use crate::upstream::h1_pod::PodStream;
+use crate::upstream::splice::Pipe;
 use crate::upstream::{ConnectError, PodConn, Upstream};
 use crate::worker::clock;
 
@@ -229,9 +230,11 @@ async fn send_body(
     method: Method,
     timeouts: &Timeouts,
 ) -> Result<bool, Failed> {
+    // A `Content-Length` body to a plain TCP pod may come spliced (`upstream::splice`).
+    let takes_piped = !upload.chunked && matches!(conn.stream, PodStream::Tcp(_));
     loop {
         spares::room_for_pod(&mut conn.buf);
-        let frame = tokio::select! {
+        let chunk = tokio::select! {
             biased;
             read = conn.stream.read_buf(&mut conn.buf) => {
                 match read {
@@ -241,9 +244,9 @@ async fn send_body(
                     Ok(_) => continue,
                 }
             }
-            frame = upload.body.frame() => frame,
+            chunk = upload.body.next_chunk(takes_piped) => chunk,
         };
-        let data = match frame {
+        let data = match chunk {
             None => {
                 if upload.chunked {
                     write_within(conn, LAST_CHUNK, timeouts).await?;
@@ -251,11 +254,15 @@ async fn send_body(
                 return Ok(false);
             }
             Some(Err(e)) => return Err(Failed::Sent(SendError::Upload(e))),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                // Trailers are not forwarded (as hyper's client side drops them for HTTP/1.1).
-                Err(_) => continue,
-            },
+            Some(Ok(Chunk::Data(data))) => data,
+            Some(Ok(Chunk::Piped(len, pipe))) => {
+                upload.started = true;
+                upload.allowed = upload.allowed.checked_sub(len as u64).ok_or(Failed::TooLarge)?;
+                if let Err(failed) = drain_within(conn, &pipe, len, timeouts).await {
+                    return answered_anyway(conn, method, failed);
+                }
+                continue;
+            }
         };
         upload.started = true;
         if data.is_empty() {
@@ -278,6 +285,27 @@ async fn send_body(
             return answered_anyway(conn, method, failed);
         }
     }
+}
+
+/// Splices `len` bytes from `pipe` into the pod's socket, as [`write_within`] writes them: a
+/// pod that takes none of them for `proxy-send-timeout` fails the attempt.
+async fn drain_within(conn: &mut PodConn, pipe: &Pipe, mut len: usize, timeouts: &Timeouts) -> Result<(), Failed> {
+    let PodStream::Tcp(pod) = &conn.stream else { unreachable!("pipes go to plain TCP pods only") };
+    while len > 0 {
+        match pipe.drain_into(pod, len) {
+            Ok(0) => return Err(Failed::Sent(SendError::Closed)),
+            Ok(n) => len -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(timeouts.send, pod.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(Failed::Sent(closed_or(e))),
+                    Err(_) => return Err(Failed::Timeout),
+                }
+            }
+            Err(e) => return Err(Failed::Sent(closed_or(e))),
+        }
+    }
+    Ok(())
 }
 
 /// A pod that answered and closed without reading the whole upload makes the next write fail;
