@@ -32,6 +32,6 @@ cargo test --workspace --locked "$@"
 # `--h1-path` for one release, so the HTTP/1 behaviour is pinned on it too: on hyper's server
 # with tether's own pod side (`mixed`), then on hyper's on both sides (`hyper`). Every file
 # whose tests pin what clients and pods see.
-h1_files=(proxying hostile bad_pod pod_conn edge limits sticky hardening access auth observe dialects routing gateway)
+h1_files=(proxying hostile bad_pod pod_conn edge limits sticky hardening access auth observe dialects routing gateway uploads)
 TETHER_H1_PATH=mixed cargo test --locked "$@" --test e2e -- "${h1_files[@]}"
 TETHER_H1_PATH=hyper exec cargo test --locked "$@" --test e2e -- "${h1_files[@]}" tls client_cert migration
