@@ -317,6 +317,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_next_chunk_is_read_only_when_the_last_one_was_written_and_more_is_asked_for() {
+        use futures_util::FutureExt;
+        let (body, feed) = own_body(Some(6));
+        let mut body = ClientBody::Own(body);
+        // The first chunk is read before anything asks (as hyper's server reads it).
+        feed.ready().await.unwrap();
+        feed.put(Bytes::from_static(b"abc"));
+        let first = body.next_chunk(false).await.unwrap().unwrap();
+        assert!(matches!(first, Chunk::Data(ref d) if d.as_ref() == b"abc"));
+        // Taken, but not yet written: the slot is not free for a read ahead.
+        assert!(feed.ready().now_or_never().is_none(), "read ahead while the last chunk is being written");
+        assert!(!feed.takes_piped());
+        // Written; the pod's side asks again (and says it takes pipes): the feed may go on.
+        assert!(body.next_chunk(true).now_or_never().is_none());
+        assert!(feed.takes_piped());
+        assert!(matches!(feed.ready().now_or_never(), Some(Ok(()))));
+    }
+
+    #[tokio::test]
     async fn a_broken_body_is_an_error_and_a_dropped_receiver_stops_the_feed() {
         let (body, feed) = own_body(None);
         let mut body = ClientBody::Own(body);
