@@ -131,10 +131,7 @@ async fn answer(
             sha2::Digest::update(&mut digest, data);
         }
     }
-    let body_sha256 = sha2::Digest::finalize(digest).iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    });
+    let body_sha256 = sha2::Digest::finalize(digest).iter().map(|b| format!("{b:02x}")).collect();
     let reply = Reply {
         pod: &identity.name,
         hostname: &identity.hostname,

@@ -80,7 +80,7 @@ pub enum Chunk {
 }
 
 impl Chunk {
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match self {
             Chunk::Data(data) => data.len(),
             Chunk::Piped(len, _) => *len,

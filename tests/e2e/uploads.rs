@@ -35,13 +35,19 @@ async fn read_responses(stream: &mut TcpStream, n: usize) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-#[tokio::test]
-async fn large_uploads_reach_the_pod_byte_for_byte_and_the_connection_carries_on() {
-    let pods = start_pods("upl", 1);
+/// One pod behind one Ingress whose body limit (16m) takes every upload here.
+fn setup(prefix: &str) -> (Vec<Pod>, Manifests, Tether) {
+    let pods = start_pods(prefix, 1);
     let m = Manifests::new();
     m.service("web", &pods.iter().collect::<Vec<_>>());
     m.write("web.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("proxy-body-size", "16m")]));
     let t = Tether::start(m.path(), &[]);
+    (pods, m, t)
+}
+
+#[tokio::test]
+async fn large_uploads_reach_the_pod_byte_for_byte_and_the_connection_carries_on() {
+    let (_pods, _m, t) = setup("upl");
 
     // 3 MiB and an odd tail, with the next request right behind the body in the same bytes:
     // nothing of it may be taken as body, nor any of the body left behind.
@@ -85,11 +91,7 @@ async fn large_uploads_reach_the_pod_byte_for_byte_and_the_connection_carries_on
 
 #[tokio::test]
 async fn a_client_that_stops_mid_upload_costs_only_its_own_request() {
-    let pods = start_pods("upc", 1);
-    let m = Manifests::new();
-    m.service("web", &pods.iter().collect::<Vec<_>>());
-    m.write("web.yaml", &ingress_yaml("web", None, &[("/", "Prefix", "web")], &[("proxy-body-size", "16m")]));
-    let t = Tether::start(m.path(), &[]);
+    let (_pods, _m, t) = setup("upc");
     // Half of a 2 MiB body, then the client goes away.
     let mut cut = TcpStream::connect(t.addr).await.unwrap();
     cut.write_all(b"POST /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n").await.unwrap();

@@ -246,7 +246,7 @@ async fn send_body(
             }
             chunk = upload.body.next_chunk(takes_piped) => chunk,
         };
-        let data = match chunk {
+        let chunk = match chunk {
             None => {
                 if upload.chunked {
                     write_within(conn, LAST_CHUNK, timeouts).await?;
@@ -254,34 +254,29 @@ async fn send_body(
                 return Ok(false);
             }
             Some(Err(e)) => return Err(Failed::Sent(SendError::Upload(e))),
-            Some(Ok(Chunk::Data(data))) => data,
-            Some(Ok(Chunk::Piped(len, pipe))) => {
-                upload.started = true;
-                upload.allowed = upload.allowed.checked_sub(len as u64).ok_or(Failed::TooLarge)?;
-                if let Err(failed) = drain_within(conn, &pipe, len, timeouts).await {
-                    return answered_anyway(conn, method, failed);
-                }
-                continue;
-            }
+            Some(Ok(chunk)) => chunk,
         };
         upload.started = true;
-        if data.is_empty() {
+        if chunk.len() == 0 {
             continue;
         }
-        upload.allowed = upload.allowed.checked_sub(data.len() as u64).ok_or(Failed::TooLarge)?;
-        if upload.chunked {
-            let mut header = [0u8; 18];
-            upload.chunk.clear();
-            upload.chunk.extend_from_slice(chunk_header(data.len(), &mut header));
-            upload.chunk.extend_from_slice(&data);
-            upload.chunk.extend_from_slice(CRLF);
-            let chunk = std::mem::take(&mut upload.chunk);
-            let written = write_within(conn, &chunk, timeouts).await;
-            upload.chunk = chunk;
-            if let Err(failed) = written {
-                return answered_anyway(conn, method, failed);
+        upload.allowed = upload.allowed.checked_sub(chunk.len() as u64).ok_or(Failed::TooLarge)?;
+        let written = match chunk {
+            Chunk::Piped(len, pipe) => drain_within(conn, &pipe, len, timeouts).await,
+            Chunk::Data(data) if upload.chunked => {
+                let mut header = [0u8; 18];
+                upload.chunk.clear();
+                upload.chunk.extend_from_slice(chunk_header(data.len(), &mut header));
+                upload.chunk.extend_from_slice(&data);
+                upload.chunk.extend_from_slice(CRLF);
+                let chunk = std::mem::take(&mut upload.chunk);
+                let written = write_within(conn, &chunk, timeouts).await;
+                upload.chunk = chunk;
+                written
             }
-        } else if let Err(failed) = write_within(conn, &data, timeouts).await {
+            Chunk::Data(data) => write_within(conn, &data, timeouts).await,
+        };
+        if let Err(failed) = written {
             return answered_anyway(conn, method, failed);
         }
     }
