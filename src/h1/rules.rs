@@ -234,17 +234,16 @@ pub(crate) fn digits(value: &[u8]) -> Option<u64> {
 /// marked when its head is taken and removed when the pod's head is prepared; a pod response's
 /// lines (but a 101's) never go into its map.
 pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
-    const FIXED: [usize; 7] = [
-        known::CONNECTION,
-        known::KEEP_ALIVE,
-        known::PROXY_CONNECTION,
-        known::TE,
-        known::TRAILER,
-        known::TRANSFER_ENCODING,
-        known::UPGRADE,
-    ];
-    let any_fixed = FIXED.iter().any(|&k| fields.has(k));
-    if !any_fixed {
+    // The fixed names as a set of `known` indices (one test per line, no lookups).
+    const FIXED: u32 = 1 << known::CONNECTION
+        | 1 << known::KEEP_ALIVE
+        | 1 << known::PROXY_CONNECTION
+        | 1 << known::TE
+        | 1 << known::TRAILER
+        | 1 << known::TRANSFER_ENCODING
+        | 1 << known::UPGRADE;
+    let is_fixed = |i: usize| fields.kind(i).is_some_and(|k| FIXED & (1 << k) != 0);
+    if !(0..known::NAMES.len()).any(|k| FIXED & (1 << k) != 0 && fields.has(k)) {
         return 0;
     }
     // The names `Connection` lines list; most list none (`keep-alive`, `close`), and then no
@@ -255,13 +254,15 @@ pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
         let listed = is_visible_ascii(line).then(|| tokens(line)).into_iter().flatten();
         listed.filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
     }
-    let lists_names = connections().any(|line| names(line).next().is_some());
     let mut drop = 0u128;
-    for (i, (name, _)) in fields.iter(buf).enumerate() {
-        let fixed = fields.kind(i).is_some_and(|k| FIXED.contains(&k));
-        let listed = lists_names && connections().any(|line| names(line).any(|t| t.eq_ignore_ascii_case(name)));
-        if fixed || listed {
-            drop |= 1 << i;
+    for i in (0..fields.n).filter(|&i| is_fixed(i)) {
+        drop |= 1 << i;
+    }
+    if connections().any(|line| names(line).next().is_some()) {
+        for (i, (name, _)) in fields.iter(buf).enumerate() {
+            if connections().any(|line| names(line).any(|t| t.eq_ignore_ascii_case(name))) {
+                drop |= 1 << i;
+            }
         }
     }
     drop
