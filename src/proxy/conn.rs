@@ -24,7 +24,6 @@ use crate::proxy::passthrough::Recording;
 use crate::proxy::server::{ConnLimits, H1Path, ListenerConfig};
 use crate::proxy::write_timeout::WriteTimeout;
 use crate::worker::hyper_rt::{WorkerExecutor, WorkerTimer};
-use crate::worker::tcp::Tcp;
 
 /// The protocol builders of a worker, configured once. HTTP/1.1 and HTTP/2 use hyper's own
 /// builders: hyper-util's `auto` builder measured about 2 µs more CPU per request even when
@@ -177,7 +176,7 @@ pub fn serve<H: Send + 'static>(accepted: Accepted, hold: H) -> impl Future<Outp
     let trusted = state.trusted_proxies.contains(peer.ip());
     // `open` is held by the connection's `Serving` while it lives.
     let serving = plain_serving(state, (peer, local_port), trusted, open, limits);
-    let future = h1_server::serve(WriteTimeout::new(Tcp::new(stream), limits.send_timeout), serving, stop);
+    let future = h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop);
     futures_util::future::Either::Left(Held { future, hold })
 }
 
@@ -229,11 +228,8 @@ pub(crate) async fn serve_any(accepted: Accepted) {
         };
         let serving = plain_serving(state, (peer, local_port), trusted, open, limits);
         match hyper {
-            None => {
-                Box::pin(h1_server::serve(WriteTimeout::new(Tcp::new(stream), limits.send_timeout), serving, stop))
-                    .await
-            }
-            Some(protocol) => Box::pin(serve_with_hyper(Tcp::new(stream), protocol, serving, &builders, stop)).await,
+            None => Box::pin(h1_server::serve(WriteTimeout::new(stream, limits.send_timeout), serving, stop)).await,
+            Some(protocol) => Box::pin(serve_with_hyper(stream, protocol, serving, &builders, stop)).await,
         }
         return;
     };

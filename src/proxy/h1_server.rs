@@ -353,7 +353,7 @@ mod sizes {
     /// tokio's task header and trailer, a 640-byte block (tokio aligns tasks to 128 bytes).
     #[test]
     fn the_connection_futures_stay_small() {
-        let own = output_size_3(&super::serve::<crate::proxy::write_timeout::WriteTimeout<crate::worker::tcp::Tcp>>);
+        let own = output_size_3(&super::serve::<crate::proxy::write_timeout::WriteTimeout<tokio::net::TcpStream>>);
         let task = output_size_2(&crate::proxy::conn::serve::<()>);
         let accepted = output_size_1(&crate::proxy::conn::serve_any);
         assert!(own <= 512, "the own HTTP/1.1 connection future is {own} bytes");
@@ -369,7 +369,7 @@ mod sizes {
     fn a_request_future_stays_small() {
         let handle = output_size_5(&crate::proxy::forward::handle);
         let exchange =
-            output_size_3(&super::exchange::<crate::proxy::write_timeout::WriteTimeout<crate::worker::tcp::Tcp>>);
+            output_size_3(&super::exchange::<crate::proxy::write_timeout::WriteTimeout<tokio::net::TcpStream>>);
         assert!(handle <= 3584, "the phases' future is {handle} bytes");
         assert!(exchange <= 4096, "the own server's request future is {exchange} bytes");
     }

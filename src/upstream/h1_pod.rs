@@ -14,14 +14,13 @@ use tokio_rustls::client::TlsStream;
 
 use crate::upstream::pod_conn::{tls_config, PodProtocol};
 use crate::upstream::ConnectError;
-use crate::worker::tcp::Tcp;
 
 /// Room made in a connection's buffer before each read from the pod.
 pub const READ_SIZE: usize = 16 * 1024;
 
 /// The bytes under a pod connection.
 pub enum PodStream {
-    Tcp(Tcp),
+    Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
@@ -61,7 +60,7 @@ impl PodConn {
                 Ok(Ok(s)) => PodStream::Tls(Box::new(s)),
             }
         } else {
-            PodStream::Tcp(Tcp::new(stream))
+            PodStream::Tcp(stream)
         };
         Ok(PodConn { stream, buf: BytesMut::new(), reused: false, timer: None })
     }

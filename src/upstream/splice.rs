@@ -29,7 +29,7 @@ pub trait ClientSocket {
     }
 }
 
-impl ClientSocket for crate::worker::tcp::Tcp {
+impl ClientSocket for TcpStream {
     fn tcp_socket(&self) -> Option<BorrowedFd<'_>> {
         Some(self.as_fd())
     }

@@ -1,13 +1,11 @@
 //! Which proxy worker thread this is. Per-worker state (connection pools, counters, windows)
 //! is indexed by it, so a worker only ever touches its own shard and never takes a lock. And
-//! the time its task woke at ([`clock`]), which hyper's tasks and timer share ([`hyper_rt`]), and
-//! its TCP streams' reads and writes ([`tcp`]).
+//! the time its task woke at ([`clock`]), which hyper's tasks and timer share ([`hyper_rt`]).
 
 use std::cell::Cell;
 
 pub mod clock;
 pub mod hyper_rt;
-pub mod tcp;
 
 thread_local! {
     static WORKER_INDEX: Cell<usize> = const { Cell::new(0) };
