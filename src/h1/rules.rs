@@ -242,8 +242,12 @@ pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
         | 1 << known::TRAILER
         | 1 << known::TRANSFER_ENCODING
         | 1 << known::UPGRADE;
-    let is_fixed = |i: usize| fields.kind(i).is_some_and(|k| FIXED & (1 << k) != 0);
-    if !(0..known::NAMES.len()).any(|k| FIXED & (1 << k) != 0 && fields.has(k)) {
+    let mut drop = 0u128;
+    for i in (0..fields.n).filter(|&i| fields.kind(i).is_some_and(|k| FIXED & (1 << k) != 0)) {
+        drop |= 1 << i;
+    }
+    // `Connection` lines are fixed ones: with none, no line is listed either.
+    if drop == 0 {
         return 0;
     }
     // The names `Connection` lines list; most list none (`keep-alive`, `close`), and then no
@@ -253,10 +257,6 @@ pub(crate) fn hop_by_hop(buf: &[u8], fields: &Fields) -> u128 {
     fn names(line: &[u8]) -> impl Iterator<Item = &[u8]> {
         let listed = is_visible_ascii(line).then(|| tokens(line)).into_iter().flatten();
         listed.filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
-    }
-    let mut drop = 0u128;
-    for i in (0..fields.n).filter(|&i| is_fixed(i)) {
-        drop |= 1 << i;
     }
     if connections().any(|line| names(line).next().is_some()) {
         for (i, (name, _)) in fields.iter(buf).enumerate() {
